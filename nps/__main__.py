@@ -1,0 +1,3 @@
+from nps.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""The derived-artefact cache (``cache/``).
+
+Every entry is one ``.npz`` file named ``<kind>-<key>.npz`` where ``key`` is a
+content hash of everything the entry depends on.  Entries are:
+
+* written atomically: a temp file in the same folder, fsync, then ``os.replace``,
+  so a build killed midway never leaves a file that is later read;
+* validated before use: the entry stores its own key and a sha256 of its arrays;
+  a missing, truncated, stale or corrupt file is rebuilt with a warning;
+* built under a file lock, so two processes building the same entry at once
+  build it once and never corrupt it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nps.errors import NPSError
+
+log = logging.getLogger(__name__)
+
+_META = "__meta__"
+
+
+def cache_root() -> Path:
+    """The cache folder: ``$NPS_CACHE_DIR`` or ``cache/`` at the project root."""
+    env = os.environ.get("NPS_CACHE_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parents[1] / "cache"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NPSError(f"cannot create the cache folder {root} ({exc.strerror}); "
+                       "set NPS_CACHE_DIR to a writable folder.") from None
+    return root
+
+
+def content_key(*parts: object) -> str:
+    """A 16-hex-char sha256 of the parts' reprs (bytes and arrays hashed by content)."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(repr((p.shape, str(p.dtype))).encode())
+            h.update(np.ascontiguousarray(p).data)
+        elif isinstance(p, bytes | bytearray):
+            h.update(p)
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(repr((a.shape, str(a.dtype))).encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+    """Write arrays (and a JSON ``meta`` with their sha256) to ``path`` atomically."""
+    path = Path(path)
+    meta = dict(meta or {})
+    meta["sha256"] = _arrays_digest(arrays)
+    payload = dict(arrays)
+    payload[_META] = np.array(json.dumps(meta, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_validated_npz(path: Path, key: str | None = None) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Load an entry written by :func:`atomic_save_npz` if it is intact.
+
+    Returns:
+        (arrays, meta), or None if the file is absent, unreadable, has another key,
+        or its arrays do not match the stored sha256.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z[_META]))
+            arrays = {k: z[k] for k in z.files if k != _META}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        log.warning("cache entry %s is unreadable (%s); rebuilding it", path.name, exc)
+        return None
+    if key is not None and meta.get("key") != key:
+        log.warning("cache entry %s is stale (key %s, expected %s); rebuilding it",
+                    path.name, meta.get("key"), key)
+        return None
+    if meta.get("sha256") != _arrays_digest(arrays):
+        log.warning("cache entry %s failed its checksum; rebuilding it", path.name)
+        return None
+    return arrays, meta
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` + ``.lock`` (blocks until free)."""
+    lock_path = Path(str(path) + ".lock")
+    with open(lock_path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]],
+                  meta: dict | None = None, root: Path | None = None) -> dict[str, np.ndarray]:
+    """Return the entry ``<kind>-<key>.npz``, building and storing it if needed.
+
+    Args:
+        kind: a short word for what it is ("embeddings", "index", "pca", ...).
+        key: the content hash of the inputs (see :func:`content_key`).
+        build: makes the arrays when the entry is missing or invalid.
+        meta: extra JSON-able facts to store (shown by ``nps cache ls``).
+    """
+    root = Path(root) if root is not None else cache_root()
+    path = root / f"{kind}-{key}.npz"
+    hit = load_validated_npz(path, key)
+    if hit is not None:
+        log.debug("cache hit %s", path.name)
+        return hit[0]
+    with file_lock(path):
+        hit = load_validated_npz(path, key)  # another process may have built it meanwhile
+        if hit is not None:
+            return hit[0]
+        t0 = time.perf_counter()
+        arrays = build()
+        info = dict(meta or {})
+        info.update(key=key, kind=kind, built_s=round(time.perf_counter() - t0, 3),
+                    created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        try:
+            atomic_save_npz(path, arrays, info)
+        except OSError as exc:
+            log.warning("could not write cache entry %s (%s); continuing without caching", path.name, exc)
+        log.info("cache built %s in %.2fs", path.name, info["built_s"])
+        return arrays
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    kind: str
+    key: str
+    size: int
+    meta: dict
+
+
+def list_entries(root: Path | None = None) -> list[CacheEntry]:
+    """Every ``.npz`` entry under the cache root, newest first."""
+    root = Path(root) if root is not None else cache_root()
+    out = []
+    for p in sorted(root.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True):
+        kind, _, key = p.stem.rpartition("-")
+        meta: dict = {}
+        with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
+            if _META in z.files:
+                meta = json.loads(str(z[_META]))
+        out.append(CacheEntry(p, kind or p.stem, key, p.stat().st_size, meta))
+    return out
+
+
+def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
+    """Remove entries whose key (or file name) starts with ``key``; all if None.
+
+    Returns:
+        the removed paths.
+    """
+    root = Path(root) if root is not None else cache_root()
+    removed = []
+    for e in list_entries(root):
+        if key is None or e.key.startswith(key) or e.path.name.startswith(key):
+            e.path.unlink(missing_ok=True)
+            Path(str(e.path) + ".lock").unlink(missing_ok=True)
+            removed.append(e.path)
+    if key is None:
+        for p in root.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+    return removed

