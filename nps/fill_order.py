@@ -52,7 +52,6 @@ def fill_order(known: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         shell: (U,) int64, the shell of each entry (non-decreasing).
     """
     known = np.asarray(known, bool)
-    h, w = known.shape
     half = window // 2
     shells = shell_index(known)
     filled = known.copy()

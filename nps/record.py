@@ -116,7 +116,7 @@ class ProvenanceRecord:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except Exception as exc:  # noqa: BLE001 - any decode failure means "not a record"
+        except Exception as exc:
             raise NPSError(f"'{path}' is not a readable .npz record ({type(exc).__name__}).") from None
         return cls.from_arrays(arrays)
 

@@ -28,11 +28,17 @@ def _pixels(**kw) -> Encoder:
     return PixelEncoder(**kw)
 
 
+def _simclr(**kw) -> Encoder:
+    from nps.encoders.simclr import SimCLREncoder
+    return SimCLREncoder(**kw)
+
+
 register_encoder("pca", _pca)
 register_encoder("pixels", _pixels)
+register_encoder("simclr", _simclr)
 
 
-def get_encoder(name: str, corpus, device: str = "cpu", **kw) -> Encoder:  # noqa: ANN001
+def get_encoder(name: str, corpus, device: str = "cpu", **kw) -> Encoder:
     """A fitted encoder for ``corpus``.
 
     Raises:

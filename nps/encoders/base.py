@@ -29,7 +29,7 @@ class Encoder:
 
     name: str = "base"
 
-    def fit(self, corpus) -> Encoder:  # noqa: ANN001 - Corpus, kept loose to avoid an import cycle
+    def fit(self, corpus) -> Encoder:
         """Learn from ``corpus.train``; returns self."""
         return self
 

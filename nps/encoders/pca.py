@@ -21,7 +21,7 @@ class PCAEncoder(Encoder):
         self.n_components = n_components
         self.max_fit = max_fit
 
-    def fit(self, corpus) -> PCAEncoder:  # noqa: ANN001
+    def fit(self, corpus) -> PCAEncoder:
         from sklearn.decomposition import PCA
 
         from nps.cache import cached_arrays, content_key

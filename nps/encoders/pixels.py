@@ -12,7 +12,7 @@ class PixelEncoder(Encoder):
 
     name = "pixels"
 
-    def fit(self, corpus) -> PixelEncoder:  # noqa: ANN001
+    def fit(self, corpus) -> PixelEncoder:
         self.mean_ = images_to_float(corpus.train).mean(0)
         self.dim_ = int(self.mean_.shape[0])
         return self

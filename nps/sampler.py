@@ -1,0 +1,307 @@
+"""The batched non-parametric sampler.
+
+Generation is a pure function of (config, corpus, sample ids): sample ``i`` draws
+its reference and its per-step uniforms from the RNG stream ``(config.seed, i)``,
+so records of disjoint sample ids can be generated anywhere and merged.
+
+All samples of a batch advance in lockstep along one fill order (it depends only
+on the canvas, the seed box and the window).  At every step the known-pixel mask
+of the context window is therefore shared by the batch, and the Gaussian-weighted
+SSD of every candidate window is computed by expanding the square::
+
+    d(s) = (sum g m s^2 - 2 sum g m t s + sum g m t^2) / sum g m
+
+where the first two sums are convolutions (matrix products) over the gathered
+candidate region.  There is no Python loop over pixels x candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nps import __version__
+from nps.config import GenerationConfig
+from nps.corpora import Corpus, load_corpus
+from nps.errors import NPSError
+from nps.fill_order import fill_order, seed_box
+from nps.record import ProvenanceRecord
+from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.ssd import window_ssd, window_ssd_shared, with_squares
+
+log = logging.getLogger(__name__)
+
+# Cap on (batch x candidates) scores held at once when the pool is the whole corpus.
+MAX_SCORES = 1 << 25
+
+
+class Stopped(NPSError):
+    """The progress callback asked the run to stop."""
+
+
+@dataclass
+class Progress:
+    """Passed to the progress callback.
+
+    Attributes:
+        step: pixels filled so far in this batch (of ``total``).
+        batch, n_batches: which batch of the run.
+        canvas: (B,H,W[,C]) uint8 partial canvases (unfilled pixels 0).
+        known: (H,W) bool, the filled pixels.
+    """
+
+    step: int
+    total: int
+    batch: int
+    n_batches: int
+    canvas: np.ndarray
+    known: np.ndarray
+
+
+def gaussian_kernel(window: int, sigma: float) -> np.ndarray:
+    """(w,w) float64 Gaussian weights with peak 1 at the centre."""
+    r = np.arange(window) - window // 2
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * sigma**2))
+    return g
+
+
+def sample_streams(seed: int, sample_ids: np.ndarray, n_train: int, steps: int,
+                   reference: int | None, label_ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference ids (S,) int64 and per-step uniforms (S,steps) float64, one RNG per sample."""
+    refs = np.empty(len(sample_ids), np.int64)
+    uniforms = np.empty((len(sample_ids), steps), np.float64)
+    for j, i in enumerate(sample_ids):
+        rng = np.random.default_rng([int(seed), int(i)])
+        r = int(rng.integers(n_train)) if label_ids is None else int(label_ids[rng.integers(len(label_ids))])
+        refs[j] = r if reference is None else reference
+        uniforms[j] = rng.random(steps)
+    return refs, uniforms
+
+
+class Sampler:
+    """Run a :class:`GenerationConfig` over a corpus.
+
+    Args:
+        config: the generation.
+        corpus: the corpus (loaded from ``config`` when None).
+        pools: semantic pools (built from ``config`` when None; only used with ``ssl``).
+    """
+
+    def __init__(self, config: GenerationConfig, corpus: Corpus | None = None,
+                 pools: SemanticPools | None = None) -> None:
+        self.config = config
+        self.corpus = corpus if corpus is not None else load_corpus(
+            config.corpus, config.subset, config.data_root)
+        c = self.corpus
+        labels = set(np.unique(c.train_labels).tolist())
+        config.check(len(c), c.image_shape, labels)
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise NPSError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu.")
+        self.device = torch.device(config.device)
+        self.pools = pools if pools is not None else SemanticPools.build(config, c)
+        h, w = c.image_shape[:2]
+        self.half = config.window // 2
+        y0, x0, y1, x1 = seed_box(h, w, config.seed_size)
+        self.known0 = np.zeros((h, w), bool)
+        self.known0[y0:y1, x0:x1] = True
+        self.order_, self.shell_ = fill_order(self.known0, config.window)
+        self.gauss_ = gaussian_kernel(config.window, config.sigma_)
+        # Edge-replicate padding: windows that reach past a source image compare against
+        # its border pixels (documented in the README); centres always lie inside it.
+        x = torch.from_numpy(np.array(c.train, copy=True))
+        if x.ndim == 3:
+            x = x[..., None]
+        self.train_u8 = x  # (N,H,W,C) uint8, for exact copies
+        pad = self.half
+        xf = x.permute(0, 3, 1, 2).float()
+        padded = F.pad(xf, (pad, pad, pad, pad), mode="replicate").to(torch.uint8)  # (N,C,Hp,Wp)
+        self.width_ = int(padded.shape[-1])
+        # (C, Hp*Wp, N): pixel-major so a step gathers contiguous rows of all images.
+        self.padded_ = padded.reshape(len(padded), x.shape[3], -1).permute(1, 2, 0).contiguous().to(self.device)
+        self.labels_ = torch.from_numpy(c.train_labels).to(self.device)
+
+    # ------------------------------------------------------------------ public
+    def run(self, sample_ids: np.ndarray | None = None,
+            progress: Callable[[Progress], bool | None] | None = None) -> ProvenanceRecord:
+        cfg, c = self.config, self.corpus
+        ids = np.arange(cfg.n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, np.int64)
+        label_ids = np.flatnonzero(c.train_labels == cfg.label) if cfg.label is not None else None
+        refs, uniforms = sample_streams(cfg.seed, ids, len(c), len(self.order_), cfg.reference, label_ids)
+        parts = []
+        n_batches = (len(ids) + cfg.batch_size - 1) // cfg.batch_size
+        for b in range(n_batches):
+            rows = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+            parts.append(self._run_batch(refs[rows], uniforms[rows], b, n_batches, progress))
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        ky, kx = np.nonzero(self.known0)
+        order = np.concatenate([np.stack([ky, kx], 1), self.order_]).astype(np.int64)
+        shell = np.concatenate([np.zeros(len(ky), np.int64), self.shell_])
+        config = cfg.to_dict()
+        config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
+                      pool_key=self.pools.key)
+        return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell, **out)
+
+    # ------------------------------------------------------------------ one batch
+    def _run_batch(self, refs: np.ndarray, uniforms: np.ndarray, batch: int, n_batches: int,
+                   progress: Callable[[Progress], bool | None] | None) -> dict[str, np.ndarray]:
+        B = len(refs)
+        h, w = self.corpus.image_shape[:2]
+        C = self.train_u8.shape[3]
+        half = self.half
+        canvas = torch.zeros((B, h, w, C), dtype=torch.uint8)
+        # The float, padded copy the SSD reads; unknown and out-of-canvas pixels are masked by gm.
+        cpad = torch.zeros((B, C, h + 2 * half, w + 2 * half), dtype=torch.float32, device=self.device)
+        src = np.full((4, B, h, w), -1, np.int64)  # index, y, x, label
+        pool_size = np.ones((B, h, w), np.int64)
+        relaxed = np.zeros((B, h, w), bool)
+        known = self.known0.copy()
+        ky, kx = np.nonzero(known)
+        seed = self.train_u8[torch.from_numpy(refs)][:, ky, kx]  # (B,S,C)
+        canvas[:, ky, kx] = seed
+        cpad[:, :, ky + half, kx + half] = seed.permute(0, 2, 1).float().to(self.device) / 255.0
+        src[0][:, ky, kx] = refs[:, None]
+        src[1][:, ky, kx] = ky
+        src[2][:, ky, kx] = kx
+        src[3][:, ky, kx] = self.corpus.train_labels[refs][:, None]
+        pool_ids = self.pools.for_references(refs)
+        pool_pad = self._gather_pool(pool_ids, B)
+        current_shell = 0
+        total = len(self.order_)
+        for step, ((y, x), shell) in enumerate(zip(self.order_, self.shell_)):
+            y, x = int(y), int(x)
+            if shell != current_shell:
+                current_shell = int(shell)
+                if self.pools.per_shell:
+                    pool_ids = self.pools.for_canvases(self._images(canvas), known, refs)
+                    pool_pad = self._gather_pool(pool_ids, B)
+            (sid, sy, sx), count, row_relaxed = self._step(y, x, cpad, known, pool_ids, pool_pad,
+                                                           uniforms[:, step])
+            pixel = self.train_u8[torch.from_numpy(sid), torch.from_numpy(sy), torch.from_numpy(sx)]  # (B,C)
+            canvas[:, y, x] = pixel
+            cpad[:, :, y + half, x + half] = pixel.float().to(self.device) / 255.0
+            src[0][:, y, x], src[1][:, y, x], src[2][:, y, x] = sid, sy, sx
+            src[3][:, y, x] = self.corpus.train_labels[sid]
+            pool_size[:, y, x] = count
+            relaxed[:, y, x] = row_relaxed
+            known[y, x] = True
+            if progress is not None and (step % 16 == 15 or step == total - 1):
+                info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
+                if progress(info) is False:
+                    raise Stopped("stopped at your request; no record was written.")
+        return {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
+                "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
+
+    @staticmethod
+    def _images(canvas: torch.Tensor) -> np.ndarray:
+        return canvas.squeeze(-1).numpy() if canvas.shape[-1] == 1 else canvas.numpy()
+
+    def _gather_pool(self, pool_ids: np.ndarray | None, batch: int) -> torch.Tensor | None:
+        """(B,C+1,L,P) float32 padded pool images (see :func:`with_squares`), else None."""
+        if pool_ids is None or (pool_ids.shape[0] == 1 and batch > 1):
+            return None
+        ids = torch.from_numpy(np.where(pool_ids >= 0, pool_ids, 0)).to(self.device)
+        pool = self.padded_[:, :, ids].permute(2, 0, 1, 3).float() / 255.0  # (B,C,L,P)
+        return with_squares(pool, 1).contiguous()
+
+    # ------------------------------------------------------------------ one pixel
+    def _step(self, y: int, x: int, cpad: torch.Tensor, known: np.ndarray, pool_ids: np.ndarray | None,
+              pool_pad: torch.Tensor | None,
+              u: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+        """Fill pixel (y, x) of every canvas in the batch.
+
+        Returns:
+            (source id, source y, source x) each (B,) int64; pool sizes (B,) int64; relaxed (B,) bool.
+        """
+        cfg = self.config
+        h, w = known.shape
+        radius = cfg.radius if cfg.uses("loc") else None
+        (cy0, cy1, cx0, cx1), was_relaxed = candidate_centres(y, x, h, w, radius)
+        d = self._distances(y, x, cpad, known, pool_ids, pool_pad, (cy0, cy1, cx0, cx1))  # (B,P,ny,nx)
+        B = d.shape[0]
+        flat = d.reshape(B, -1)
+        row_relaxed = np.full(B, was_relaxed)
+        if cfg.uses("ssd"):
+            dmin = flat.min(1, keepdim=True).values
+            keep = flat <= dmin * (1.0 + cfg.eps) + cfg.tol
+            if cfg.max_ssd is not None:
+                # EL's absolute ceiling; where nothing passes it, fall back to the adaptive rule.
+                capped = keep & (flat <= cfg.max_ssd)
+                empty = capped.sum(1) == 0
+                keep = torch.where(empty[:, None], keep, capped)
+                row_relaxed |= empty.cpu().numpy()
+        else:
+            keep = torch.isfinite(flat)
+        cum = keep.cumsum(1, dtype=torch.int32)
+        count = cum[:, -1].cpu().numpy().astype(np.int64)
+        # The j-th kept candidate in canonical (pool id, y, x) order, j = floor(u * count).
+        j = np.floor(u * count).astype(np.int32)
+        pick = torch.searchsorted(cum, torch.from_numpy(j + 1)[:, None].to(cum.device)).squeeze(1).cpu().numpy()
+        nx = cx1 - cx0
+        offset, slot = np.divmod(pick, d.shape[2])
+        oy, ox = np.divmod(offset, nx)
+        if pool_ids is None:
+            sid = slot.astype(np.int64)
+        elif pool_ids.shape[0] == 1:
+            sid = pool_ids[0, slot]
+        else:
+            sid = pool_ids[np.arange(B), slot]
+        return (sid, (cy0 + oy).astype(np.int64), (cx0 + ox).astype(np.int64)), count, row_relaxed
+
+    def _distances(self, y: int, x: int, cpad: torch.Tensor, known: np.ndarray, pool_ids: np.ndarray | None,
+                   pool_pad: torch.Tensor | None, centres: tuple[int, int, int, int]) -> torch.Tensor:
+        """Normalised Gaussian-weighted SSD of every candidate window.
+
+        Returns:
+            (B,O,P) float32 for O = ny*nx candidate centres (row-major) and P pool images,
+            the canonical candidate order; +inf for padding slots of an adaptive pool.
+        """
+        cfg, half = self.config, self.half
+        cy0, cy1, cx0, cx1 = centres
+        ny, nx = cy1 - cy0, cx1 - cx0
+        m = np.pad(known, half)[y:y + cfg.window, x:x + cfg.window]
+        gm = torch.from_numpy(self.gauss_ * m).float().to(self.device)
+        target = cpad[:, :, y:y + cfg.window, x:x + cfg.window]  # (B,C,w,w)
+        origin = (cy0, cx0)  # padded coordinates of the window of the first centre
+        if pool_pad is None:
+            subset = None if pool_ids is None else torch.from_numpy(pool_ids[0]).to(self.device)
+            return self._distances_shared(target, gm, origin, ny, nx, subset)
+        d = window_ssd(pool_pad, self.width_, origin, target, gm, ny, nx)
+        if (pool_ids < 0).any():
+            d = d.masked_fill(torch.from_numpy(pool_ids < 0).to(self.device)[:, None, :], float("inf"))
+        return d
+
+    def _distances_shared(self, target: torch.Tensor, gm: torch.Tensor, origin: tuple[int, int], ny: int, nx: int,
+                          subset: torch.Tensor | None) -> torch.Tensor:
+        """As :meth:`_distances` when one pool (``subset`` ids, or the whole corpus) serves the batch."""
+        B = target.shape[0]
+        N = self.padded_.shape[2] if subset is None else len(subset)
+        chunk = max(1, MAX_SCORES // max(1, B * ny * nx))
+        out = []
+        for s in range(0, N, chunk):
+            pool = self.padded_[:, :, s:s + chunk] if subset is None else self.padded_[:, :, subset[s:s + chunk]]
+            out.append(window_ssd_shared(pool, self.width_, origin, target, gm, ny, nx))
+        return out[0] if len(out) == 1 else torch.cat(out, 2)  # (B,O,N)
+
+
+def generate(config: GenerationConfig, corpus: Corpus | None = None, *, sample_ids: np.ndarray | None = None,
+             progress: Callable[[Progress], bool | None] | None = None,
+             pools: SemanticPools | None = None) -> ProvenanceRecord:
+    """Generate ``config.n`` samples (or the given ``sample_ids``) with full provenance.
+
+    Args:
+        config: the generation (validated here; bad values raise NPSError).
+        corpus: the training corpus; loaded from ``config`` when None.
+        sample_ids: (S,) int64 sample indices to generate (default ``arange(config.n)``);
+            disjoint id sets give records that :func:`nps.record.merge` joins exactly.
+        progress: called every 16 steps; return False to stop (raises :class:`Stopped`).
+        pools: prebuilt :class:`SemanticPools` (reuse across calls, e.g. in the app).
+    Returns:
+        a :class:`ProvenanceRecord` with N = len(sample_ids) samples.
+    """
+    torch.manual_seed(config.seed)  # nothing in the engine draws from torch, but be explicit
+    return Sampler(config, corpus, pools).run(sample_ids, progress)
