@@ -93,7 +93,7 @@ class Sampler:
     """
 
     def __init__(self, config: GenerationConfig, corpus: Corpus | None = None,
-                 pools: SemanticPools | None = None) -> None:
+                 pools: SemanticPools | None = None, given: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.config = config
         self.corpus = corpus if corpus is not None else load_corpus(
             config.corpus, config.subset, config.data_root)
@@ -106,9 +106,15 @@ class Sampler:
         self.pools = pools if pools is not None else SemanticPools.build(config, c)
         h, w = c.image_shape[:2]
         self.half = config.window // 2
-        y0, x0, y1, x1 = seed_box(h, w, config.seed_size)
-        self.known0 = np.zeros((h, w), bool)
-        self.known0[y0:y1, x0:x1] = True
+        if given is None:
+            y0, x0, y1, x1 = seed_box(h, w, config.seed_size)
+            self.known0 = np.zeros((h, w), bool)
+            self.known0[y0:y1, x0:x1] = True
+            self.given_image = None
+        else:
+            # Completion: the user's pixels are the known region; there is no seed patch.
+            image, known = given
+            self.given_image, self.known0 = np.asarray(image, np.uint8), np.asarray(known, bool).copy()
         self.order_, self.shell_ = fill_order(self.known0, config.window)
         self.gauss_ = gaussian_kernel(config.window, config.sigma_)
         # Edge-replicate padding: windows that reach past a source image compare against
@@ -123,7 +129,6 @@ class Sampler:
         self.width_ = int(padded.shape[-1])
         # (C, Hp*Wp, N): pixel-major so a step gathers contiguous rows of all images.
         self.padded_ = padded.reshape(len(padded), x.shape[3], -1).permute(1, 2, 0).contiguous().to(self.device)
-        self.labels_ = torch.from_numpy(c.train_labels).to(self.device)
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -132,6 +137,8 @@ class Sampler:
         ids = np.arange(cfg.n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids, np.int64)
         label_ids = np.flatnonzero(c.train_labels == cfg.label) if cfg.label is not None else None
         refs, uniforms = sample_streams(cfg.seed, ids, len(c), len(self.order_), cfg.reference, label_ids)
+        if self.given_image is not None:
+            refs[:] = -1
         parts = []
         n_batches = (len(ids) + cfg.batch_size - 1) // cfg.batch_size
         for b in range(n_batches):
@@ -161,14 +168,21 @@ class Sampler:
         relaxed = np.zeros((B, h, w), bool)
         known = self.known0.copy()
         ky, kx = np.nonzero(known)
-        seed = self.train_u8[torch.from_numpy(refs)][:, ky, kx]  # (B,S,C)
+        if self.given_image is None:
+            seed = self.train_u8[torch.from_numpy(refs)][:, ky, kx]  # (B,S,C)
+            src[0][:, ky, kx] = refs[:, None]
+            src[1][:, ky, kx] = ky
+            src[2][:, ky, kx] = kx
+            src[3][:, ky, kx] = self.corpus.train_labels[refs][:, None]
+            pool_ids = self.pools.for_references(refs)
+        else:
+            given = torch.from_numpy(self.given_image.reshape(h, w, C).copy())
+            seed = given[ky, kx][None].expand(B, -1, -1)
+            pool_size[:, ky, kx] = 0
         canvas[:, ky, kx] = seed
         cpad[:, :, ky + half, kx + half] = seed.permute(0, 2, 1).float().to(self.device) / 255.0
-        src[0][:, ky, kx] = refs[:, None]
-        src[1][:, ky, kx] = ky
-        src[2][:, ky, kx] = kx
-        src[3][:, ky, kx] = self.corpus.train_labels[refs][:, None]
-        pool_ids = self.pools.for_references(refs)
+        if self.given_image is not None:
+            pool_ids = self.pools.for_given(self._images(canvas), refs)
         pool_pad = self._gather_pool(pool_ids, B)
         current_shell = 0
         total = len(self.order_)
@@ -286,6 +300,32 @@ class Sampler:
             pool = self.padded_[:, :, s:s + chunk] if subset is None else self.padded_[:, :, subset[s:s + chunk]]
             out.append(window_ssd_shared(pool, self.width_, origin, target, gm, ny, nx))
         return out[0] if len(out) == 1 else torch.cat(out, 2)  # (B,O,N)
+
+
+def complete(config: GenerationConfig, corpus: Corpus | None, image: np.ndarray, known: np.ndarray, *,
+             sample_ids: np.ndarray | None = None, progress: Callable[[Progress], bool | None] | None = None,
+             pools: SemanticPools | None = None) -> ProvenanceRecord:
+    """Efros-Leung hole filling: synthesise the unknown pixels of ``image`` from the corpus.
+
+    Args:
+        image: (H,W) or (H,W,C) uint8, the corpus image shape; values under ``~known`` are ignored.
+        known: (H,W) bool, True for the pixels to keep.
+    Returns:
+        a record whose given pixels have ``source_index == -1`` and ``pool_size == 0``;
+        ``reference`` is -1.  With ``ssl`` the semantic pool is the k-NN of the masked input.
+    """
+    corpus = corpus if corpus is not None else load_corpus(config.corpus, config.subset, config.data_root)
+    image, known = np.asarray(image), np.asarray(known, bool)
+    if image.shape != corpus.image_shape or image.dtype != np.uint8:
+        raise NPSError(f"the image must be uint8 of shape {corpus.image_shape} to match corpus '{corpus.name}', "
+                       f"got {image.dtype} {image.shape}; resize it first.")
+    if known.shape != corpus.image_shape[:2]:
+        raise NPSError(f"the mask must have shape {corpus.image_shape[:2]}, got {known.shape}.")
+    if not known.any():
+        raise NPSError("the mask keeps no pixel; mark some pixels as known so there is something to grow from.")
+    if known.all():
+        raise NPSError("the mask keeps every pixel; mark a region as unknown to fill it.")
+    return Sampler(config, corpus, pools, given=(image, known)).run(sample_ids, progress)
 
 
 def generate(config: GenerationConfig, corpus: Corpus | None = None, *, sample_ids: np.ndarray | None = None,

@@ -91,6 +91,13 @@ class SemanticPools:
         queries = self.encoder.encode(canvases)
         return semantic_pool(self.index, queries, self.config.k, self._exclude(refs), self.config.ssl_eps)
 
+    def for_given(self, canvases: np.ndarray, refs: np.ndarray) -> np.ndarray | None:
+        """Pools for completion: the k-NN of the masked input image (unknown pixels 0)."""
+        if self.index is None:
+            return self.shared
+        from nps.retrieval import semantic_pool
+        return semantic_pool(self.index, self.encoder.encode(canvases), self.config.k, None, self.config.ssl_eps)
+
     def members(self, refs: np.ndarray) -> list[np.ndarray]:
         """The pool of each reference as a list of id arrays (for tests and the funnel)."""
         pools = self.for_references(refs)

@@ -1,0 +1,74 @@
+"""Benchmarks of the sampler (figures, not tests).
+
+Each case runs in a fresh process so that its peak RSS is its own:
+
+* (a) the full model on MNIST (w=7, R=2, k=64), batch 64: ms per image at that batch;
+* (b) SSD + locality over every MNIST training image, same batch;
+* (c) :mod:`nps.reference_impl` (plain per-pixel numpy) on the configuration of (a).
+
+The ratio (c)/(a) is measured side by side in one run, so machine load affects both.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import resource
+import time
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0}
+
+
+def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, queue: mp.Queue) -> None:
+    import numpy as np
+    import torch
+
+    from nps.config import GenerationConfig
+    from nps.corpora import load_corpus
+    from nps.reference_impl import generate_plain
+    from nps.sampler import Sampler
+    from nps.sampler_pool import SemanticPools
+    try:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        corpus = load_corpus(corpus_name, subset)
+        constraints = "ssd,loc" if kind == "b" else "ssd,loc,ssl"
+        cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints)
+        t0 = time.perf_counter()
+        pools = SemanticPools.build(cfg, corpus)
+        sampler = Sampler(cfg, corpus, pools)
+        setup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if kind == "c":
+            generate_plain(cfg, corpus, np.arange(n), pools)
+        else:
+            sampler.run()
+        elapsed = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        queue.put({"case": kind, "n": n, "ms_per_image": elapsed / n * 1000, "setup_s": setup,
+                   "peak_rss_mb": rss, "threads": torch.get_num_threads()})
+    except Exception as exc:  # noqa: BLE001 - report, the parent decides
+        queue.put({"case": kind, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None) -> dict:
+    """Run one case in a fresh (spawned) process and return its figures."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_case, args=(kind, corpus, n, batch, subset, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None) -> dict:
+    """The three cases and the ratios; a dict of figures."""
+    results = {"a": run_case("a", corpus, n_a, 64, subset)}
+    results["c"] = run_case("c", corpus, n_c, 64, subset)
+    results["b"] = run_case("b", corpus, n_b, 64, subset)
+    a, c = results["a"], results["c"]
+    if "error" not in a and "error" not in c:
+        results["speedup"] = c["ms_per_image"] / a["ms_per_image"]
+    return results

@@ -1,0 +1,59 @@
+"""``python -m nps bench``: sampler speed and memory, measured side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="time the sampler: full model, SSD+loc over the corpus, plain numpy reference",
+        description="Print ms per image (marginal cost at batch 64, set-up excluded) for (a) the full model "
+                    "(w=7, R=2, k=64), (b) SSD+locality over every training image, (c) a plain per-pixel numpy "
+                    "implementation of (a), the speed-up (c)/(a), and each case's peak RSS (each runs in its own "
+                    "process). Targets on a 2-core machine: (a) <= 20 ms, (c)/(a) >= 50x, (b) <= 3 s, RSS(a) <= 1.5 GB.")
+    p.add_argument("--corpus", default="mnist", help="corpus (default: %(default)s)")
+    p.add_argument("--subset", type=int, default=None, help="use a stratified subset (default: all)")
+    p.add_argument("--n-a", type=int, default=64, help="samples timed for (a) (default: %(default)s)")
+    p.add_argument("--n-b", type=int, default=64, help="samples timed for (b) (default: %(default)s)")
+    p.add_argument("--n-c", type=int, default=2, help="samples timed for (c), the slow one (default: %(default)s)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nps.bench import TARGETS, run_all
+    from nps.cli._common import writable_path
+    out = writable_path(args.json, ".json") if args.json else None
+    res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset)
+    print(f"machine: {platform.processor() or platform.machine()}, {_cores()} cores; corpus {args.corpus}"
+          + (f" (subset {args.subset})" if args.subset else ""))
+    names = {"a": "(a) full model ssd,loc,ssl", "b": "(b) ssd,loc over all images", "c": "(c) plain numpy of (a)"}
+    for key in ("a", "b", "c"):
+        r = res[key]
+        if "error" in r:
+            print(f"{names[key]:32s} error: {r['error']}")
+            continue
+        print(f"{names[key]:32s} {r['ms_per_image']:10.1f} ms/image  (n={r['n']}, set-up {r['setup_s']:.1f}s, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['threads']} threads)")
+    if "speedup" in res:
+        a = res["a"]
+        print(f"speed-up (c)/(a): {res['speedup']:.0f}x")
+        checks = [("(a) ms/image", a["ms_per_image"], "<=", TARGETS["a_ms"]),
+                  ("(c)/(a)", res["speedup"], ">=", TARGETS["speedup"]),
+                  ("(a) peak RSS MB", a["peak_rss_mb"], "<=", TARGETS["a_rss_mb"])]
+        if "error" not in res["b"]:
+            checks.append(("(b) ms/image", res["b"]["ms_per_image"], "<=", TARGETS["b_ms"]))
+        for name, value, op, target in checks:
+            ok = value <= target if op == "<=" else value >= target
+            print(f"  target {name} {op} {target:g}: {value:.1f} {'met' if ok else 'MISSED'}")
+    if out is not None:
+        out.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,150 @@
+"""The constraint funnel: which candidate windows survived at one pixel, recomputed exactly.
+
+Given a record, a sample and a pixel, the canvas at the step that filled the pixel
+is replayed from the record (a pixel never changes once filled), and the sampler's
+own candidate machinery is re-run for that single step.  The final pool size
+therefore equals ``record.pool_size[n, y, x]`` exactly, which the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nps.config import GenerationConfig
+from nps.corpora import Corpus
+from nps.errors import NPSError
+from nps.record import ProvenanceRecord
+from nps.sampler import Sampler
+from nps.sampler_pool import SemanticPools, candidate_centres
+
+EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
+
+
+@dataclass
+class Funnel:
+    """Counts of candidate windows at one pixel.
+
+    Attributes:
+        step: index in ``record.order`` of the pixel.
+        total: every window centre of every train image (N*H*W).
+        loc: windows whose centre is within R of the pixel (any image), or None if loc is off.
+        ssl: windows of the semantic-pool images (any position), or None if ssl is off.
+        loc_ssl: windows passing the enabled non-appearance constraints (the set SSD ranks).
+        ssd_alone: windows passing the SSD rule over every window (None if not computed).
+        final: the pool the pixel was drawn from (equals ``record.pool_size``).
+        d_min, threshold: the SSD minimum and the cut (1+eps) d_min + tol within ``loc_ssl``.
+        centre_values: (final, C) uint8 centre pixels of the pool (the empirical distribution).
+        pool_sources: (final, 3) int64 (train id, y, x) of each pool member.
+        chosen: (train id, y, x) actually copied.
+    """
+
+    step: int
+    total: int
+    loc: int | None
+    ssl: int | None
+    loc_ssl: int
+    ssd_alone: int | None
+    final: int
+    d_min: float | None
+    threshold: float | None
+    centre_values: np.ndarray
+    pool_sources: np.ndarray
+    chosen: tuple[int, int, int]
+    formula: str = field(default="")
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("centre_values", "pool_sources")}
+
+
+def _pools_at(record: ProvenanceRecord, sampler: Sampler, n: int, step: int) -> np.ndarray | None:
+    """The semantic pool the sampler used for sample n at ``step`` (reference, canvas or given)."""
+    pools = sampler.pools
+    ref = record.reference[n:n + 1]
+    if pools.index is None:
+        return pools.shared
+    if pools.per_shell:
+        shell = record.shell[step]
+        first = int(np.flatnonzero(record.shell == shell)[0])
+        img, known = record.canvas_at(n, first)
+        return pools.for_canvases(img[None], known, ref)
+    if ref[0] < 0:
+        n_known = int((record.shell == 0).sum())
+        img, _ = record.canvas_at(n, n_known)
+        return pools.for_given(img[None], ref)
+    return pools.for_references(ref)
+
+
+def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
+                      pools: SemanticPools | None = None, exhaustive: bool | None = None) -> Funnel:
+    """Recompute the candidate sets at pixel (y, x) of sample n.
+
+    Args:
+        exhaustive: also count windows passing SSD alone over the whole corpus;
+            default: only when the corpus has at most 10k images.
+    Raises:
+        NPSError: out-of-range sample or pixel, a given/seed pixel, or a corpus that
+            does not match the record.
+    """
+    cfg = GenerationConfig.from_dict(record.config)
+    if record.config.get("corpus_size") not in (None, len(corpus)):
+        raise NPSError(f"the record was made on a corpus of {record.config['corpus_size']} images, "
+                       f"this one has {len(corpus)}; load the same corpus and subset.")
+    if not 0 <= n < len(record):
+        raise NPSError(f"sample {n} is out of range; the record has {len(record)} samples.")
+    h, w = record.canvas_shape
+    if not (0 <= y < h and 0 <= x < w):
+        raise NPSError(f"pixel ({y}, {x}) is outside the {h}x{w} canvas.")
+    step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
+    if record.shell[step] == 0:
+        raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
+    sampler = Sampler(cfg.replace(n=1, batch_size=1), corpus, pools)
+    pool_ids = _pools_at(record, sampler, n, step)
+    img, known = record.canvas_at(n, step)
+    C = corpus.channels
+    half = sampler.half
+    cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
+    cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
+    pool_pad = sampler._gather_pool(pool_ids, 1)
+    radius = cfg.radius if cfg.uses("loc") else None
+    (cy0, cy1, cx0, cx1), _ = candidate_centres(y, x, h, w, radius)
+    d = sampler._distances(y, x, cpad, known, pool_ids, pool_pad, (cy0, cy1, cx0, cx1))[0]  # (O,P)
+    flat = d.reshape(-1)
+    if cfg.uses("ssd"):
+        d_min = float(flat.min())
+        threshold = d_min * (1.0 + cfg.eps) + cfg.tol
+        keep = flat <= threshold
+        if cfg.max_ssd is not None and bool((keep & (flat <= cfg.max_ssd)).any()):
+            keep &= flat <= cfg.max_ssd
+    else:
+        d_min = threshold = None
+        keep = torch.isfinite(flat)
+    kept = torch.nonzero(keep).squeeze(1).numpy()
+    offset, slot = np.divmod(kept, d.shape[1])
+    oy, ox = np.divmod(offset, cx1 - cx0)
+    if pool_ids is None:
+        sid = slot
+    else:
+        sid = pool_ids[0, slot] if pool_ids.shape[0] == 1 else pool_ids[0][slot]
+    sources = np.stack([sid, cy0 + oy, cx0 + ox], 1).astype(np.int64)
+    train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
+    centre_values = train[sources[:, 0], sources[:, 1], sources[:, 2]]
+    n_pool_images = len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())
+    ball = (min(h, y + cfg.radius + 1) - max(0, y - cfg.radius)) * (min(w, x + cfg.radius + 1) - max(0, x - cfg.radius))
+    ssd_alone = None
+    if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
+        full = sampler._distances(y, x, cpad, known, None, None, (0, h, 0, w))[0].reshape(-1)
+        ssd_alone = int((full <= float(full.min()) * (1.0 + cfg.eps) + cfg.tol).sum())
+    formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
+               + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
+    return Funnel(
+        step=step, total=len(corpus) * h * w,
+        loc=len(corpus) * ball if cfg.uses("loc") else None,
+        ssl=n_pool_images * h * w if cfg.uses("ssl") else None,
+        loc_ssl=int(torch.isfinite(flat).sum()), ssd_alone=ssd_alone, final=len(kept),
+        d_min=d_min, threshold=threshold, centre_values=centre_values, pool_sources=sources,
+        chosen=(int(record.source_index[n, y, x]), int(record.source_y[n, y, x]), int(record.source_x[n, y, x])),
+        formula=formula,
+    )

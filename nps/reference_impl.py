@@ -1,0 +1,87 @@
+"""A deliberately plain, per-pixel numpy implementation of the sampler.
+
+It exists for two reasons: the tests check the batched engine against it on tiny
+inputs, and ``python -m nps bench`` times it beside the engine.  It follows the
+definitions literally (float64, a Python loop over samples, pixels and centre
+offsets) and uses the same RNG streams and candidate order as the engine, so the
+two must produce the same record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nps.config import GenerationConfig
+from nps.corpora import Corpus
+from nps.fill_order import fill_order, seed_box
+from nps.sampler import gaussian_kernel, sample_streams
+from nps.sampler_pool import SemanticPools, candidate_centres
+
+
+def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndarray | None = None,
+                   pools: SemanticPools | None = None) -> dict[str, np.ndarray]:
+    """Plain implementation of :func:`nps.sampler.generate` (reference-mode ssl, or none).
+
+    Returns:
+        dict with ``images`` (S,H,W[,C]) uint8 and ``source_index``, ``source_y``,
+        ``source_x``, ``pool_size`` (S,H,W) int64.
+    """
+    cfg = config
+    if cfg.uses("ssl") and cfg.ssl_mode != "reference":
+        raise ValueError("the plain implementation covers ssl_mode='reference' only")
+    ids = np.arange(cfg.n) if sample_ids is None else np.asarray(sample_ids)
+    h, w = corpus.image_shape[:2]
+    train = corpus.train.astype(np.float64) / 255.0
+    if train.ndim == 3:
+        train = train[..., None]
+    half = cfg.window // 2
+    padded = np.pad(train, ((0, 0), (half, half), (half, half), (0, 0)), mode="edge")
+    gauss = gaussian_kernel(cfg.window, cfg.sigma_)
+    y0, x0, y1, x1 = seed_box(h, w, cfg.seed_size)
+    known0 = np.zeros((h, w), bool)
+    known0[y0:y1, x0:x1] = True
+    order, _ = fill_order(known0, cfg.window)
+    label_ids = np.flatnonzero(corpus.train_labels == cfg.label) if cfg.label is not None else None
+    refs, uniforms = sample_streams(cfg.seed, ids, len(corpus), len(order), cfg.reference, label_ids)
+    pools = pools if pools is not None else SemanticPools.build(cfg, corpus)
+    members = pools.members(refs)
+    out = {"images": np.zeros((len(ids), h, w, train.shape[3]), np.uint8)}
+    for key in ("source_index", "source_y", "source_x", "pool_size"):
+        out[key] = np.full((len(ids), h, w), -1, np.int64)
+    raw = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
+    for s, ref in enumerate(refs):
+        pool = np.arange(len(corpus)) if members[s] is None else members[s]
+        canvas = np.zeros((h + 2 * half, w + 2 * half, train.shape[3]))
+        known = np.zeros((h + 2 * half, w + 2 * half), bool)
+        canvas[y0 + half:y1 + half, x0 + half:x1 + half] = train[ref, y0:y1, x0:x1]
+        known[y0 + half:y1 + half, x0 + half:x1 + half] = True
+        out["images"][s, y0:y1, x0:x1] = raw[ref, y0:y1, x0:x1]
+        out["source_index"][s, y0:y1, x0:x1] = ref
+        out["source_y"][s, y0:y1, x0:x1] = np.arange(y0, y1)[:, None]
+        out["source_x"][s, y0:y1, x0:x1] = np.arange(x0, x1)[None, :]
+        out["pool_size"][s, y0:y1, x0:x1] = 1
+        for step, (y, x) in enumerate(order):
+            target = canvas[y:y + cfg.window, x:x + cfg.window]
+            gm = gauss * known[y:y + cfg.window, x:x + cfg.window]
+            (cy0, cy1, cx0, cx1), _ = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+            cands, dists = [], []
+            for cy in range(cy0, cy1):  # candidate order: centre offset (row-major), then pool id
+                for cx in range(cx0, cx1):
+                    windows = padded[pool, cy:cy + cfg.window, cx:cx + cfg.window]  # (P,w,w,C)
+                    d = ((windows - target) ** 2).sum(-1)
+                    dists.append((d * gm).sum((1, 2)) / gm.sum())
+                    cands.extend((int(p), cy, cx) for p in pool)
+            dist = np.concatenate(dists)
+            if cfg.uses("ssd"):
+                keep = np.flatnonzero(dist <= dist.min() * (1.0 + cfg.eps) + cfg.tol)
+            else:
+                keep = np.arange(len(dist))
+            sid, sy, sx = cands[keep[int(np.floor(uniforms[s, step] * len(keep)))]]
+            canvas[y + half, x + half] = train[sid, sy, sx]
+            known[y + half, x + half] = True
+            out["images"][s, y, x] = raw[sid, sy, sx]
+            out["source_index"][s, y, x], out["source_y"][s, y, x], out["source_x"][s, y, x] = sid, sy, sx
+            out["pool_size"][s, y, x] = len(keep)
+    if corpus.train.ndim == 3:
+        out["images"] = out["images"][..., 0]
+    return out

@@ -1,0 +1,92 @@
+"""`python -m nps generate`: a small run end to end, and every bad input -> exit 2, one line, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nps.cli import main
+from nps.record import ProvenanceRecord, check_provenance
+
+TINY = ["--corpus", "digits", "--window", "3", "--seed-size", "2", "--k", "8", "--n", "4"]
+
+
+def test_generate_writes_record_and_grid(tmp_path, digits, capsys):
+    out, grid = tmp_path / "s.npz", tmp_path / "g.png"
+    assert main(["generate", *TINY, "--out", str(out), "--grid", str(grid)]) == 0
+    rec = ProvenanceRecord.load(out)
+    assert len(rec) == 4 and check_provenance(rec, digits.train) == 0
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "provenance check: exact" in capsys.readouterr().out
+
+
+def test_generate_flags_reach_the_record(tmp_path):
+    out = tmp_path / "s.npz"
+    assert main(["generate", *TINY, "--constraints", "ssd,loc", "--eps", "0.2", "--radius", "1",
+                 "--out", str(out)]) == 0
+    cfg = ProvenanceRecord.load(out).config
+    assert cfg["constraints"] == ["ssd", "loc"] and cfg["eps"] == 0.2 and cfg["radius"] == 1
+
+
+BAD = {
+    "unknown corpus": (["--corpus", "nope"], "unknown corpus"),
+    "missing data": (["--corpus", "cifar10"], "cifar10"),
+    "missing data root": (["--corpus", "mnist", "--data-root", "/no/such/folder"], "data-root"),
+    "even window": (["--window", "4"], "--window"),
+    "window larger than image": (["--window", "9"], "larger than"),
+    "negative eps": (["--eps", "-0.1"], "--eps"),
+    "negative radius": (["--radius", "-1"], "--radius"),
+    "k below 1": (["--k", "0"], "--k"),
+    "k above corpus": (["--k", "5000"], "--k"),
+    "seed larger than canvas": (["--seed-size", "9"], "--seed-size"),
+    "reference out of range": (["--reference", "99999"], "--reference"),
+    "label absent": (["--label", "42"], "--label"),
+    "unknown constraint": (["--constraints", "ssd,magic"], "constraint"),
+    "unknown encoder": (["--encoder", "nope"], "encoder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
+    extra, needle = BAD[case]
+    args = ["generate", "--corpus", "digits", "--window", "3", "--seed-size", "2", "--k", "8", "--n", "2",
+            "--out", str(tmp_path / "s.npz"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert needle in err
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_unwritable_output_fails_before_work(tmp_path, capsys):
+    assert main(["generate", *TINY, "--out", str(tmp_path / "missing" / "s.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["generate", *TINY, "--out", str(tmp_path / "s.txt")]) == 2
+
+
+def test_subprocess_has_no_traceback_and_help_works():
+    bad = subprocess.run([sys.executable, "-m", "nps", "generate", "--window", "4"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.startswith("error:")
+    ok = subprocess.run([sys.executable, "-m", "nps", "generate", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "--constraints" in ok.stdout and "provenance" in ok.stdout
+
+
+def test_every_subcommand_has_help(capsys):
+    from nps.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"generate", "bench", "corpora"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0, name
+    capsys.readouterr()
+
+
+def test_bench_reports_ratio_on_tiny_corpus(capsys):
+    from nps.bench import run_case
+    a = run_case("a", "digits", 4, 4)
+    assert "error" not in a and a["ms_per_image"] > 0 and a["peak_rss_mb"] > 0
+    np.testing.assert_equal(a["n"], 4)
