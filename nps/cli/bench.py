@@ -9,11 +9,11 @@ import platform
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench", help="time the sampler: full model, SSD+loc over the corpus, plain numpy reference",
+        "bench", help="time the sampler: full model, SSD+loc over the corpus, plain numpy",
         description="Print ms per image (marginal cost at batch 64, set-up excluded) for (a) the full model "
                     "(w=7, R=2, k=64), (b) SSD+locality over every training image, (c) a plain per-pixel numpy "
                     "implementation of (a), the speed-up (c)/(a), and each case's peak RSS (each runs in its own "
-                    "process). Targets on a 2-core machine: (a) <= 20 ms, (c)/(a) >= 50x, (b) <= 3 s, RSS(a) <= 1.5 GB.")
+                    "process). Targets on 2 cores: (a) <= 20 ms, (c)/(a) >= 50x, (b) <= 3 s, RSS(a) <= 1.5 GB.")
     p.add_argument("--corpus", default="mnist", help="corpus (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, help="use a stratified subset (default: all)")
     p.add_argument("--n-a", type=int, default=64, help="samples timed for (a) (default: %(default)s)")

@@ -24,16 +24,18 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--constraints", default=",".join(d["constraints"]),
                    help=f"comma list of {', '.join(CONSTRAINTS)} (default: %(default)s); "
                         "e.g. ssd (texture), ssd,loc, ssd,loc,ssl (full model)")
-    g.add_argument("--window", type=int, default=d["window"], help="context window w, odd (default: %(default)s)")
+    g.add_argument("--window", type=int, default=d["window"],
+                   help="context window w, odd (default: %(default)s)")
     g.add_argument("--sigma", type=float, default=d["sigma"], help="Gaussian std (default: window/6.4)")
     g.add_argument("--eps", type=float, default=d["eps"],
                    help="keep windows with d <= (1+eps)*min d + tol (default: %(default)s)")
     g.add_argument("--tol", type=float, default=d["tol"], help="absolute SSD tolerance (default: %(default)g)")
     g.add_argument("--max-ssd", type=float, default=d["max_ssd"],
                    help="optional absolute SSD ceiling; pixels where nothing passes fall back and are marked relaxed")
-    g.add_argument("--radius", type=int, default=d["radius"], help="locality radius R in pixels (default: %(default)s)")
+    g.add_argument("--radius", type=int, default=d["radius"],
+                   help="locality radius R in pixels (default: %(default)s)")
     g.add_argument("--k", type=int, default=d["k"], help="semantic pool size (default: %(default)s)")
-    g.add_argument("--encoder", default=d["encoder"], help="representation: pca, pixels or simclr (default: %(default)s)")
+    g.add_argument("--encoder", default=d["encoder"], help="pca, pixels or simclr (default: %(default)s)")
     g.add_argument("--ssl-mode", default=d["ssl_mode"], choices=SSL_MODES,
                    help="reference: k-NN of a reference image; canvas: re-embed the canvas each shell")
     g.add_argument("--ssl-eps", type=float, default=d["ssl_eps"],
@@ -42,7 +44,7 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="fixed reference train id for every sample (default: random per sample)")
     g.add_argument("--include-reference", action="store_true", help="let the reference itself into its pool")
     g.add_argument("--label", type=int, default=d["label"], help="class-conditional: pool = images of this label")
-    g.add_argument("--seed-size", type=int, default=d["seed_size"], help="side of the seed patch (default: %(default)s)")
+    g.add_argument("--seed-size", type=int, default=d["seed_size"], help="seed patch side (default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> GenerationConfig:
@@ -101,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     record.save(out)
     bad = check_provenance(record, corpus.train)
-    print(f"wrote {out}: {len(record)} samples of {record.images.shape[1]}x{record.images.shape[2]} from "
-          f"'{cfg.corpus}' ({len(corpus)} train images) in {elapsed:.1f}s ({elapsed / len(record) * 1000:.0f} ms/image); "
+    h, w = record.canvas_shape
+    print(f"wrote {out}: {len(record)} samples of {h}x{w} from '{cfg.corpus}' ({len(corpus)} train images) "
+          f"in {elapsed:.1f}s ({elapsed / len(record) * 1000:.0f} ms/image); "
           f"constraints {','.join(cfg.constraints)}; provenance check: {'exact' if bad == 0 else f'{bad} BAD pixels'}")
     if grid is not None:
         from nps.plots import save_sample_grid
