@@ -100,7 +100,7 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
     if record.shell[step] == 0:
         raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
-    sampler = Sampler(cfg.replace(n=1, batch_size=1), corpus, pools)
+    sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
     pool_ids = _pools_at(record, sampler, n, step)
     img, known = record.canvas_at(n, step)
     C = corpus.channels

@@ -127,8 +127,8 @@ class Sampler:
         xf = x.permute(0, 3, 1, 2).float()
         padded = F.pad(xf, (pad, pad, pad, pad), mode="replicate").to(torch.uint8)  # (N,C,Hp,Wp)
         self.width_ = int(padded.shape[-1])
-        # (C, Hp*Wp, N): pixel-major so a step gathers contiguous rows of all images.
-        self.padded_ = padded.reshape(len(padded), x.shape[3], -1).permute(1, 2, 0).contiguous().to(self.device)
+        # (Hp*Wp, C, N): pixel-major so a step gathers contiguous rows of all images.
+        self.padded_ = padded.reshape(len(padded), x.shape[3], -1).permute(2, 1, 0).contiguous().to(self.device)
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -215,12 +215,12 @@ class Sampler:
         return canvas.squeeze(-1).numpy() if canvas.shape[-1] == 1 else canvas.numpy()
 
     def _gather_pool(self, pool_ids: np.ndarray | None, batch: int) -> torch.Tensor | None:
-        """(B,C+1,L,P) float32 padded pool images (see :func:`with_squares`), else None."""
+        """(B,L,C+1,P) float32 padded pool images (see :func:`with_squares`), else None."""
         if pool_ids is None or (pool_ids.shape[0] == 1 and batch > 1):
             return None
         ids = torch.from_numpy(np.where(pool_ids >= 0, pool_ids, 0)).to(self.device)
-        pool = self.padded_[:, :, ids].permute(2, 0, 1, 3).float() / 255.0  # (B,C,L,P)
-        return with_squares(pool, 1).contiguous()
+        pool = self.padded_[:, :, ids].permute(2, 0, 1, 3).float() / 255.0  # (B,L,C,P)
+        return with_squares(pool, 2).contiguous()
 
     # ------------------------------------------------------------------ one pixel
     def _step(self, y: int, x: int, cpad: torch.Tensor, known: np.ndarray, pool_ids: np.ndarray | None,

@@ -34,9 +34,10 @@ def _band_index(ny: int, nx: int, window: int, known_key: bytes, origin: tuple[i
     A = len(active)
     o = np.repeat(np.arange(ny * nx), len(ky))
     k = np.tile(ky * window + kx, ny * nx)
-    # Flat position in a (O, channels, A) band of entry (o, c, rows) for every channel c.
+    # Flat position in a (O, A, channels) band of entry (o, rows, c) for every channel c:
+    # the band's columns run (pixel, channel) to match the pool's (B, L, C+1, P) layout.
     c = np.arange(channels)[:, None]
-    flat = (o[None, :] * channels + c) * A + rows[None, :]  # (channels, O*K)
+    flat = (o[None, :] * A + rows[None, :]) * channels + c  # (channels, O*K)
     return (torch.from_numpy(active.astype(np.int64)), torch.from_numpy(flat.ravel().astype(np.int64)),
             torch.from_numpy(k.astype(np.int64)), A)
 
@@ -53,7 +54,7 @@ def band_index(ny: int, nx: int, gm: np.ndarray, origin: tuple[int, int], width:
         channels: rows per pixel in the band (image channels + 1 for the squares).
     Returns:
         active: (A,) int64 flattened padded-image pixels that some known weight touches.
-        flat: (channels*O*K,) int64 positions in the flattened (O, channels, A) band.
+        flat: (channels*O*K,) int64 positions in the flattened (O, A, channels) band.
         k: (O*K,) int64 window-pixel index (ky*w + kx) of each entry.
         A: len(active).
     """
@@ -67,8 +68,8 @@ def _bands(gm: torch.Tensor, target: torch.Tensor, ny: int, nx: int, origin: tup
 
     Returns:
         active: (A,) int64 pixels to gather.
-        band: (B,O,(C+1)*A) float32: -2 gm*t on the C image channels, gm on the extra
-            channel that holds the sum of squares over channels.
+        band: (B,O,A*(C+1)) float32, columns (pixel, channel): -2 gm*t on the C image
+            channels, gm on the extra channel that holds the sum of squares over channels.
         tt: (B,) float32, sum gm t^2.
     """
     B, C = target.shape[:2]
@@ -81,7 +82,7 @@ def _bands(gm: torch.Tensor, target: torch.Tensor, ny: int, nx: int, origin: tup
     tt = (wt * target.reshape(B, C, -1)).sum((1, 2))
     weights = torch.cat([-2.0 * wt, g.expand(B, 1, -1)], 1)  # (B,C+1,w*w)
     band = torch.zeros((B, ny * nx * (C + 1) * A), dtype=gm.dtype, device=dev)
-    band[:, flat] = weights[:, :, k].reshape(B, -1)
+    band.index_copy_(1, flat, weights[:, :, k].reshape(B, -1))
     return active, band.reshape(B, ny * nx, -1), tt
 
 
@@ -98,9 +99,9 @@ def window_ssd(pool: torch.Tensor, width: int, origin: tuple[int, int], target: 
     """Normalised weighted SSD of every candidate window, one pool per sample.
 
     Args:
-        pool: (B,C+1,L,P) float32 from :func:`with_squares`: P padded source images per
-            sample in [0,1], pixels flattened (L = Hp*Wp, index y*Wp + x), pool slot last
-            so that a gather copies contiguous rows.
+        pool: (B,L,C+1,P) float32 from :func:`with_squares`: P padded source images per
+            sample in [0,1], pixels flattened (L = Hp*Wp, index y*Wp + x); channel and pool
+            slot innermost so that a step's gather copies contiguous blocks.
         width: Wp.
         origin: padded-image (y, x) where the window of centre offset (0, 0) starts.
         target: (B,C,w,w) float32 context of each sample (unknown pixels arbitrary).
@@ -110,7 +111,7 @@ def window_ssd(pool: torch.Tensor, width: int, origin: tuple[int, int], target: 
     """
     B, _, _, P = pool.shape
     active, band, tt = _bands(gm, target, ny, nx, origin, width)
-    x = pool.index_select(2, active)  # (B,C+1,A,P)
+    x = pool.index_select(1, active)  # (B,A,C+1,P)
     num = torch.bmm(band, x.reshape(B, -1, P))  # (B,O,P)
     return (num + tt[:, None, None]) / gm.sum()
 
@@ -120,14 +121,14 @@ def window_ssd_shared(pool: torch.Tensor, width: int, origin: tuple[int, int], t
     """As :func:`window_ssd` when one set of N source images serves the whole batch.
 
     Args:
-        pool: (C,L,N) uint8 padded images (scaled by 1/255 here).
+        pool: (L,C,N) uint8 padded images (scaled by 1/255 here).
     Returns:
         (B,O,N) float32.
     """
     B = target.shape[0]
     N = pool.shape[2]
     active, band, tt = _bands(gm, target, ny, nx, origin, width)
-    x = with_squares(pool.index_select(1, active).float() / 255.0, 0)  # (C+1,A,N)
+    x = with_squares(pool.index_select(0, active).float() / 255.0, 1)  # (A,C+1,N)
     num = band.reshape(B * ny * nx, -1) @ x.reshape(-1, N)  # (B*O,N)
     return (num.reshape(B, ny * nx, N) + tt[:, None, None]) / gm.sum()
 

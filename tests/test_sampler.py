@@ -134,10 +134,10 @@ def test_window_ssd_matches_definition(rng):
     hp, wp = pad.shape[2:4]
     target = rng.random((B, C, w, w)).astype(np.float32)
     gm = (gaussian_kernel(w, 1.0) * (rng.random((w, w)) > 0.4)).astype(np.float32)
-    pool = with_squares(torch.from_numpy(pad.transpose(0, 4, 2, 3, 1).reshape(B, C, hp * wp, P)), 1).contiguous()
+    pool = with_squares(torch.from_numpy(pad.transpose(0, 2, 3, 4, 1).reshape(B, hp * wp, C, P)), 2).contiguous()
     cy0, cx0, ny, nx = 2, 3, 3, 4
     d = window_ssd(pool, wp, (cy0, cx0), torch.from_numpy(target), torch.from_numpy(gm), ny, nx).numpy()
-    shared = torch.from_numpy((pad[0] * 255).round().astype(np.uint8).transpose(3, 1, 2, 0).reshape(C, hp * wp, P))
+    shared = torch.from_numpy((pad[0] * 255).round().astype(np.uint8).transpose(1, 2, 3, 0).reshape(hp * wp, C, P))
     d_shared = window_ssd_shared(shared, wp, (cy0, cx0), torch.from_numpy(target), torch.from_numpy(gm), ny, nx)
     for b in range(B):
         for p in range(P):
