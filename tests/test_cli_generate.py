@@ -90,3 +90,19 @@ def test_bench_reports_ratio_on_tiny_corpus(capsys):
     a = run_case("a", "digits", 4, 4)
     assert "error" not in a and a["ms_per_image"] > 0 and a["peak_rss_mb"] > 0
     np.testing.assert_equal(a["n"], 4)
+
+
+def test_trace_prints_source_and_funnel_matching_record(tmp_path, capsys):
+    import json
+    out = tmp_path / "s.npz"
+    assert main(["generate", *TINY, "--out", str(out)]) == 0
+    rec = ProvenanceRecord.load(out)
+    y, x = (int(v) for v in rec.order[40])
+    capsys.readouterr()
+    assert main(["trace", str(out), "--sample", "1", "--y", str(y), "--x", str(x), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"]["train_id"] == rec.source_index[1, y, x]
+    assert info["funnel"]["final"] == rec.pool_size[1, y, x]
+    assert info["funnel"]["ssd_alone"] >= 1  # digits is small enough for the exhaustive count
+    sy, sx = (int(v) for v in rec.order[0])
+    assert main(["trace", str(out), "--y", str(sy), "--x", str(sx)]) == 2
