@@ -125,10 +125,8 @@ class Sampler:
         self.train_u8 = x  # (N,H,W,C) uint8, for exact copies
         pad = self.half
         xf = x.permute(0, 3, 1, 2).float()
-        padded = F.pad(xf, (pad, pad, pad, pad), mode="replicate").to(torch.uint8)  # (N,C,Hp,Wp)
-        self.width_ = int(padded.shape[-1])
-        # (Hp*Wp, C, N): pixel-major so a step gathers contiguous rows of all images.
-        self.padded_ = padded.reshape(len(padded), x.shape[3], -1).permute(2, 1, 0).contiguous().to(self.device)
+        self.padded_ = F.pad(xf, (pad, pad, pad, pad), mode="replicate").to(torch.uint8).to(self.device)  # (N,C,Hp,Wp)
+        self.width_ = int(self.padded_.shape[-1])
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -219,7 +217,7 @@ class Sampler:
         if pool_ids is None or (pool_ids.shape[0] == 1 and batch > 1):
             return None
         ids = torch.from_numpy(np.where(pool_ids >= 0, pool_ids, 0)).to(self.device)
-        pool = self.padded_[:, :, ids].permute(2, 0, 1, 3).float() / 255.0  # (B,L,C,P)
+        pool = self.padded_[ids].flatten(3).permute(0, 3, 2, 1).float() / 255.0  # (B,L,C,P)
         return with_squares(pool, 2).contiguous()
 
     # ------------------------------------------------------------------ one pixel
@@ -293,12 +291,14 @@ class Sampler:
                           subset: torch.Tensor | None) -> torch.Tensor:
         """As :meth:`_distances` when one pool (``subset`` ids, or the whole corpus) serves the batch."""
         B = target.shape[0]
-        N = self.padded_.shape[2] if subset is None else len(subset)
+        N = self.padded_.shape[0] if subset is None else len(subset)
+        w = self.config.window
         chunk = max(1, MAX_SCORES // max(1, B * ny * nx))
         out = []
         for s in range(0, N, chunk):
-            pool = self.padded_[:, :, s:s + chunk] if subset is None else self.padded_[:, :, subset[s:s + chunk]]
-            out.append(window_ssd_shared(pool, self.width_, origin, target, gm, ny, nx))
+            rows = slice(s, s + chunk) if subset is None else subset[s:s + chunk]
+            region = self.padded_[rows, :, origin[0]:origin[0] + ny + w - 1, origin[1]:origin[1] + nx + w - 1]
+            out.append(window_ssd_shared(region.float() / 255.0, target, gm))
         return out[0] if len(out) == 1 else torch.cat(out, 2)  # (B,O,N)
 
 

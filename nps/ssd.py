@@ -20,6 +20,7 @@ import functools
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,21 +117,27 @@ def window_ssd(pool: torch.Tensor, width: int, origin: tuple[int, int], target: 
     return (num + tt[:, None, None]) / gm.sum()
 
 
-def window_ssd_shared(pool: torch.Tensor, width: int, origin: tuple[int, int], target: torch.Tensor,
-                      gm: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
-    """As :func:`window_ssd` when one set of N source images serves the whole batch.
+def window_ssd_shared(region: torch.Tensor, target: torch.Tensor, gm: torch.Tensor) -> torch.Tensor:
+    """As :func:`window_ssd` when one set of n source regions serves the whole batch.
+
+    Here the batch's contexts are the output channels of one convolution over the
+    regions (mkldnn on CPU), which beats the banded product when the candidate block
+    is large (locality off: every position of every image).
 
     Args:
-        pool: (L,C,N) uint8 padded images (scaled by 1/255 here).
+        region: (n,C,ry,rx) float32 in [0,1], candidate centres' windows inside it.
+        target: (B,C,w,w) float32.
+        gm: (w,w) float32.
     Returns:
-        (B,O,N) float32.
+        (B,O,n) float32, O = (ry-w+1)*(rx-w+1) centre offsets, row-major.
     """
-    B = target.shape[0]
-    N = pool.shape[2]
-    active, band, tt = _bands(gm, target, ny, nx, origin, width)
-    x = with_squares(pool.index_select(0, active).float() / 255.0, 1)  # (A,C+1,N)
-    num = band.reshape(B * ny * nx, -1) @ x.reshape(-1, N)  # (B*O,N)
-    return (num.reshape(B, ny * nx, N) + tt[:, None, None]) / gm.sum()
+    B, C = target.shape[:2]
+    wt = gm * target  # (B,C,w,w)
+    tt = (wt * target).sum((1, 2, 3))
+    cross = F.conv2d(region, wt)  # (n,B,ny,nx)
+    sq = F.conv2d(region * region, gm.expand(1, C, -1, -1))  # (n,1,ny,nx)
+    d = (sq - 2.0 * cross + tt[None, :, None, None]) / gm.sum()
+    return d.permute(1, 2, 3, 0).reshape(B, -1, region.shape[0])
 
 
 def window_ssd_reference(source: np.ndarray, target: np.ndarray, gm: np.ndarray, cy: int, cx: int) -> float:
