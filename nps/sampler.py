@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nps import __version__
 from nps.config import GenerationConfig
@@ -83,6 +82,29 @@ def sample_streams(seed: int, sample_ids: np.ndarray, n_train: int, steps: int,
     return refs, uniforms
 
 
+_PADDED: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def padded_corpus(corpus: Corpus, half: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train split as (N,H,W,C) uint8 and edge-padded (N,C,H+2h,W+2h) uint8 tensors.
+
+    Windows that reach past a source image compare against its replicated border
+    (documented in the README); candidate centres always lie inside it.  Kept for the
+    last few (corpus, half) pairs: the app and the funnel build many samplers.
+    """
+    key = (corpus.content_hash, half)
+    if key not in _PADDED:
+        train = np.asarray(corpus.train)
+        if train.ndim == 3:
+            train = train[..., None]
+        padded = np.pad(train, ((0, 0), (half, half), (half, half), (0, 0)), mode="edge")
+        while len(_PADDED) >= 4:
+            _PADDED.pop(next(iter(_PADDED)))
+        _PADDED[key] = (torch.from_numpy(train.copy()),
+                        torch.from_numpy(np.ascontiguousarray(padded.transpose(0, 3, 1, 2))))
+    return _PADDED[key]
+
+
 class Sampler:
     """Run a :class:`GenerationConfig` over a corpus.
 
@@ -117,15 +139,9 @@ class Sampler:
             self.given_image, self.known0 = np.asarray(image, np.uint8), np.asarray(known, bool).copy()
         self.order_, self.shell_ = fill_order(self.known0, config.window)
         self.gauss_ = gaussian_kernel(config.window, config.sigma_)
-        # Edge-replicate padding: windows that reach past a source image compare against
-        # its border pixels (documented in the README); centres always lie inside it.
-        x = torch.from_numpy(np.array(c.train, copy=True))
-        if x.ndim == 3:
-            x = x[..., None]
-        self.train_u8 = x  # (N,H,W,C) uint8, for exact copies
-        pad = self.half
-        xf = x.permute(0, 3, 1, 2).float()
-        self.padded_ = F.pad(xf, (pad, pad, pad, pad), mode="replicate").to(torch.uint8).to(self.device)  # (N,C,Hp,Wp)
+        train_u8, padded = padded_corpus(c, self.half)
+        self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
+        self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
 
     # ------------------------------------------------------------------ public
