@@ -264,11 +264,13 @@ class Sampler:
                 row_relaxed |= empty.cpu().numpy()
         else:
             keep = torch.isfinite(flat)
-        cum = keep.cumsum(1, dtype=torch.int32)
-        count = cum[:, -1].cpu().numpy().astype(np.int64)
-        # The j-th kept candidate in canonical (pool id, y, x) order, j = floor(u * count).
-        j = np.floor(u * count).astype(np.int32)
-        pick = torch.searchsorted(cum, torch.from_numpy(j + 1)[:, None].to(cum.device)).squeeze(1).cpu().numpy()
+        # The j-th kept candidate in canonical (centre offset, pool slot) order, j = floor(u * count).
+        # nonzero() lists kept candidates row by row in that order, so one pass finds them all.
+        rows, cols = torch.nonzero(keep, as_tuple=True)
+        count = torch.bincount(rows, minlength=B).cpu().numpy()
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        j = np.floor(u * count).astype(np.int64)
+        pick = cols[torch.from_numpy(start + j).to(cols.device)].cpu().numpy()
         nx = cx1 - cx0
         offset, slot = np.divmod(pick, d.shape[2])
         oy, ox = np.divmod(offset, nx)

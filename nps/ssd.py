@@ -134,9 +134,10 @@ def window_ssd_shared(region: torch.Tensor, target: torch.Tensor, gm: torch.Tens
     B, C = target.shape[:2]
     wt = gm * target  # (B,C,w,w)
     tt = (wt * target).sum((1, 2, 3))
-    cross = F.conv2d(region, wt)  # (n,B,ny,nx)
+    d = F.conv2d(region, wt)  # (n,B,ny,nx), the cross term
     sq = F.conv2d(region * region, gm.expand(1, C, -1, -1))  # (n,1,ny,nx)
-    d = (sq - 2.0 * cross + tt[None, :, None, None]) / gm.sum()
+    # In place: with locality off these tensors hold every window of every image.
+    d.mul_(-2.0).add_(sq).add_(tt[None, :, None, None]).div_(gm.sum())
     return d.permute(1, 2, 3, 0).reshape(B, -1, region.shape[0])
 
 
