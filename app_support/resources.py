@@ -1,0 +1,226 @@
+"""Cached resources and results of the app.
+
+* ``st.cache_resource`` holds the shared, read-only objects: corpora (immutable
+  arrays), fitted encoders, semantic pools.  They are created once per server and
+  never mutated, so sessions share them safely.
+* ``st.cache_data`` holds results (records, metrics, maps).  Generation needs a live
+  progress bar, which a cached function cannot draw (its elements would be replayed),
+  so a record is computed outside and *stored* with :func:`store_record`; a later
+  identical request finds it with :func:`stored_record`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import streamlit as st
+
+from nps.config import GenerationConfig
+from nps.record import ProvenanceRecord
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- resources
+@st.cache_resource(show_spinner="Loading the corpus…", max_entries=6)
+def corpus(name: str, subset: int | None):  # noqa: ANN201
+    """The corpus (read-only arrays), loaded once per server."""
+    from nps.corpora import load_corpus
+    return load_corpus(name, subset)
+
+
+@st.cache_resource(show_spinner=False, ttl=30)
+def corpus_table() -> list:
+    """``corpus_status()`` rows (cheap file probes; refreshed every 30 s)."""
+    from nps.corpora import corpus_status
+    return corpus_status()
+
+
+def available_corpora() -> list[str]:
+    return [s.name for s in corpus_table() if s.available and s.name != "folder:PATH"]
+
+
+@st.cache_resource(show_spinner="Fitting the encoder…", max_entries=8)
+def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
+    """A fitted encoder for the corpus (PCA fit or SimCLR weights load, both cached on disk)."""
+    from nps.encoders import get_encoder
+    return get_encoder(name, corpus(corpus_name, subset))
+
+
+def pool_fields(config: GenerationConfig) -> tuple:
+    """The config fields a :class:`~nps.sampler_pool.SemanticPools` depends on."""
+    if not config.uses("ssl"):
+        return ("none",)
+    if config.label is not None:
+        return ("label", config.label)
+    return (config.encoder, config.ssl_mode, config.k, config.include_reference, config.ssl_eps, config.device)
+
+
+@st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
+def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
+    from nps.sampler_pool import SemanticPools
+    return SemanticPools.build(_config, corpus(corpus_name, subset))
+
+
+def pools(config: GenerationConfig):  # noqa: ANN201
+    """Semantic pools for ``config``, shared by every config with the same pool fields."""
+    return _pools(config.corpus, config.subset, pool_fields(config), config)
+
+
+# --------------------------------------------------------------------------- stored records
+class _Miss(Exception):
+    """Not in the results cache (raised so that nothing is cached)."""
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _record_cache(key: str, _record: ProvenanceRecord | None = None,
+                  _seconds: float = 0.0) -> tuple[ProvenanceRecord, float]:
+    if _record is None:
+        raise _Miss(key)
+    return _record, _seconds
+
+
+def generation_key(config: GenerationConfig, corpus_hash: str, pool_key: str) -> str:
+    from nps.cache import content_key
+    return content_key("app-generation", config.to_json(), corpus_hash, pool_key)
+
+
+def stored_record(key: str) -> tuple[ProvenanceRecord, float] | None:
+    """(record, seconds it took) if this generation is in the results cache."""
+    try:
+        return _record_cache(key)
+    except _Miss:
+        return None
+
+
+def store_record(key: str, record: ProvenanceRecord, seconds: float) -> None:
+    _record_cache(key, record, seconds)
+
+
+def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:  # noqa: ANN001
+    """Generate through the results cache.
+
+    Returns:
+        (record, seconds the generation took, whether it came from the cache).
+    Raises:
+        NPSError: bad config, missing data/weights, or stopped (``nps.sampler.Stopped``).
+    """
+    from nps.app_state import check_against
+    from nps.sampler import generate as nps_generate
+    c = corpus(config.corpus, config.subset)
+    check_against(config, c)
+    p = pools(config)
+    key = generation_key(config, c.content_hash, p.key)
+    hit = stored_record(key)
+    if hit is not None:
+        return hit[0], hit[1], True
+    t0 = time.perf_counter()
+    rec = nps_generate(config, c, progress=progress, pools=p)
+    seconds = time.perf_counter() - t0
+    store_record(key, rec, seconds)
+    return rec, seconds, False
+
+
+# --------------------------------------------------------------------------- derived results
+@st.cache_data(show_spinner=False, max_entries=32)
+def corpus_overview(name: str, subset: int | None) -> tuple[dict, np.ndarray]:
+    """``describe()`` and a (64,H,W[,C]) stratified sample for the grid."""
+    c = corpus(name, subset)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(c), size=min(64, len(c)), replace=False))
+    return c.describe(), np.asarray(c.train[rows])
+
+
+@st.cache_data(show_spinner="Embedding a sample…", max_entries=16)
+def embedding_map(corpus_name: str, subset: int | None, encoder_name: str, method: str,
+                  n: int = 1000) -> dict[str, np.ndarray]:
+    """2-D map of ``n`` stratified train embeddings: ``xy`` (n,2), ``ids`` (n,), ``labels`` (n,)."""
+    from nps.encoders.evaluate import stratified_rows
+    from nps.retrieval import embed_corpus
+    c = corpus(corpus_name, subset)
+    table = embed_corpus(c, encoder(encoder_name, corpus_name, subset))
+    ids = np.sort(stratified_rows(c.train_labels, min(n, len(c)))).astype(np.int64)
+    x = table.train[ids]
+    if method == "t-SNE":
+        from sklearn.manifold import TSNE
+        xy = TSNE(2, init="pca", random_state=0, perplexity=min(30.0, max(2.0, len(ids) / 4))).fit_transform(x)
+    else:
+        from sklearn.decomposition import PCA
+        xy = PCA(2, random_state=0).fit_transform(x)
+    return {"xy": np.asarray(xy, np.float32), "ids": ids, "labels": c.train_labels[ids]}
+
+
+@st.cache_data(show_spinner="Scoring with the classifier…", max_entries=32)
+def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> dict:
+    """IS and classifier FID of a record's samples, with the real-data ceiling."""
+    from nps.app_state import is_splits
+    from nps.metrics import scores
+    c = corpus(corpus_name, None)
+    return scores.classifier_report(_record.images, corpus_name, corpus=c, splits=is_splits(len(_record)),
+                                    references=_record.reference)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def entropy_metrics(rid: str, _record: ProvenanceRecord) -> dict:
+    from nps.app_state import entropy_metrics as em
+    return em(_record)
+
+
+@st.cache_data(show_spinner="Finding nearest training images…", max_entries=128)
+def honesty(rid: str, n: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord) -> dict:
+    from nps.app_state import honesty as h
+    return h(_record, n, corpus(corpus_name, subset).train)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def overlay_layers(rid: str, n: int, _record: ProvenanceRecord) -> dict[str, np.ndarray]:
+    from nps.app_state import overlay_layers as ol
+    return ol(_record, n)
+
+
+@st.cache_data(show_spinner="Recomputing the candidate pool at that step…", max_entries=256)
+def funnel(rid: str, n: int, y: int, x: int, corpus_name: str, subset: int | None,
+           _record: ProvenanceRecord):  # noqa: ANN201
+    from nps.funnel import constraint_funnel
+    cfg = GenerationConfig.from_dict(_record.config)
+    return constraint_funnel(_record, corpus(corpus_name, subset), n, y, x, pools=pools(cfg))
+
+
+@st.cache_data(show_spinner="Checking for memorisation…", max_entries=16)
+def memorisation(rid: str, corpus_name: str, subset: int | None, encoder_name: str,
+                 _record: ProvenanceRecord):  # noqa: ANN201
+    from nps.analysis.memorisation import memorisation as mem
+    c = corpus(corpus_name, subset)
+    return mem(_record.images, c, encoder(encoder_name, corpus_name, subset), n_real=min(500, len(c.test)))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def composition(rid: str, _record: ProvenanceRecord) -> dict:
+    from nps.analysis.composition import record_composition, summarise
+    comp = record_composition(_record)
+    return {"per_sample": comp, "summary": summarise(comp)}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def pool_summary(rid: str, _record: ProvenanceRecord) -> dict:
+    import warnings
+
+    from nps.analysis.entropy import pool_size_summary
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # seed-only columns: mean of an empty slice
+        return pool_size_summary(_record)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def entropy_maps(rid: str, _record: ProvenanceRecord) -> dict[str, np.ndarray]:
+    """Mean over samples of the class and image-ID window-entropy maps (H,W)."""
+    from nps.analysis.entropy import DEFAULT_WINDOW, entropy_map
+    win = min(DEFAULT_WINDOW, *_record.canvas_shape)
+    valid = _record.source_index >= 0
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN border columns
+        return {f"class entropy (w={win})": np.nanmean(entropy_map(_record.source_label, win, valid), 0),
+                f"image-ID entropy (w={win})": np.nanmean(entropy_map(_record.source_index, win, valid), 0)}

@@ -1,0 +1,72 @@
+"""The shared sidebar: corpus, subset, encoder and RNG seed, mirrored in the URL.
+
+It is drawn by the entry script on every run, so its widgets (keys ``sb_*``) keep
+their values across pages.  On a session's first run the URL's query string
+(``?corpus=digits&subset=all&encoder=pca&seed=3``) seeds them; afterwards every run
+writes them back, so the address bar always holds a shareable link to the view.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from app_support import resources
+from nps.app_state import BOUNDS, SIDEBAR_KEYS, SUBSET_CHOICES, sidebar_from_query, sidebar_to_query
+from nps.config import DEFAULTS
+
+
+def read_only() -> bool:
+    """A hosted demo can set NPS_APP_READONLY=1: no training, no cache clearing."""
+    return os.environ.get("NPS_APP_READONLY", "") not in ("", "0", "false", "no")
+
+
+def encoder_names() -> list[str]:
+    from nps.encoders import ENCODERS
+    return sorted(ENCODERS)
+
+
+def _apply_query(available: list[str]) -> None:
+    defaults = {"corpus": "mnist" if "mnist" in available else (available[0] if available else "digits"),
+                "subset": None, "encoder": DEFAULTS["encoder"], "seed": DEFAULTS["seed"]}
+    settings, notes = sidebar_from_query(st.query_params.to_dict(), available, encoder_names(), defaults)
+    settings["subset"] = settings["subset"] or 0  # the widget shows 0 as "all" (None reads as "no choice")
+    for k in SIDEBAR_KEYS:
+        key = f"sb_{k}"
+        if k in st.query_params or key not in st.session_state:
+            st.session_state[key] = settings[k]
+    st.session_state["_query_notes"] = notes
+
+
+def sidebar() -> dict:
+    """Draw the sidebar; return the settings dict (``corpus``, ``subset``, ``encoder``, ``seed``)."""
+    available = resources.available_corpora()
+    if not st.session_state.get("_query_applied"):
+        _apply_query(available)
+        st.session_state["_query_applied"] = True
+    if st.session_state.get("sb_corpus") not in available and available:
+        st.session_state["sb_corpus"] = available[0]
+    with st.sidebar:
+        st.markdown("### Shared settings")
+        st.selectbox("Corpus", available, key="sb_corpus",
+                     help="Only corpora present on this machine are listed; the Corpus page says how to get the rest.")
+        st.selectbox("Subset (training images)", [v or 0 for v in SUBSET_CHOICES], key="sb_subset",
+                     format_func=lambda v: "all" if not v else f"{v:,}",
+                     help="A class-stratified subset makes everything faster; image ids then index the subset.")
+        st.selectbox("Encoder (representation)", encoder_names(), key="sb_encoder",
+                     help="Used by the representation constraint (ssl). simclr needs trained weights.")
+        lo, hi = BOUNDS["seed"]
+        st.number_input("RNG seed", min_value=int(lo), max_value=int(hi), step=1, key="sb_seed",
+                        help="Same seed and settings give bit-identical samples.")
+        for note in st.session_state.pop("_query_notes", []):
+            st.caption(f":orange[{note}]")
+        st.caption("These choices apply to every page and are kept in the page address, so a link reopens "
+                   "this view.")
+    settings = {k: st.session_state[f"sb_{k}"] for k in SIDEBAR_KEYS}
+    settings["seed"] = int(settings["seed"])
+    settings["subset"] = int(settings["subset"]) or None
+    for k, v in sidebar_to_query(settings).items():
+        if st.query_params.get(k) != v:
+            st.query_params[k] = v
+    return settings

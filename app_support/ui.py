@@ -1,0 +1,168 @@
+"""Small UI building blocks shared by the pages: errors, long work, records, downloads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import streamlit as st
+
+from nps.errors import DataMissingError, NPSError
+from nps.record import ProvenanceRecord
+
+log = logging.getLogger("nps.app")
+T = TypeVar("T")
+
+#: Page widget keys with these prefixes keep their values when the visitor switches pages.
+PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_")
+MAX_RECORDS = 8
+
+
+# --------------------------------------------------------------------------- errors
+def show_error(exc: BaseException, what: str) -> None:
+    """One ``st.error`` line for a failure, never a traceback (the server log keeps it)."""
+    from nps.sampler import Stopped
+    if isinstance(exc, Stopped):
+        st.warning(f"Stopped: {exc}")
+    elif isinstance(exc, DataMissingError):
+        st.error(f"{exc}", icon=":material/folder_off:")
+    elif isinstance(exc, NPSError):
+        st.error(f"{exc}", icon=":material/error:")
+    else:
+        log.exception("unexpected error while %s", what)
+        st.error(f"Something went wrong while {what} ({type(exc).__name__}: {str(exc)[:200]}). "
+                 "Try smaller settings or another corpus; the full report is in the server log.",
+                 icon=":material/bug_report:")
+
+
+def attempt(fn: Callable[..., T], *args: Any, what: str = "working", **kwargs: Any) -> T | None:
+    """Call ``fn``; on any error show it with :func:`show_error` and return None.
+
+    Streamlit's own control flow (rerun, stop, page switch) derives from BaseException
+    and passes through untouched.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the app shows every failure as one line
+        show_error(exc, what)
+        return None
+
+
+# --------------------------------------------------------------------------- widget state
+def ss_default(key: str, value: Any) -> None:
+    """Give a widget key its starting value once (widgets are then created without ``value=``)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def persist_page_state() -> None:
+    """Keep page widget values across page switches (Streamlit drops state of unrendered widgets)."""
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith(PERSIST_PREFIXES):
+            st.session_state[key] = st.session_state[key]
+
+
+# --------------------------------------------------------------------------- long work with stop
+def request_stop() -> None:
+    st.session_state["stop_requested"] = True
+
+
+def stop_notice() -> None:
+    """After a Stop click (which reruns the script), say that the work stopped."""
+    if st.session_state.pop("stop_requested", False):
+        st.warning("Stopped at your request; nothing was kept from that run.", icon=":material/stop_circle:")
+
+
+class LiveProgress:
+    """A progress bar, a live canvas and a Stop button for one long computation.
+
+    The instance is the ``progress`` callback of :func:`nps.sampler.generate`: it
+    redraws every call and returns False once Stop was pressed (the sampler then
+    raises ``Stopped``).  Pressing Stop also reruns the script, which ends the run
+    at its next redraw; :func:`stop_notice` then reports it.
+    """
+
+    def __init__(self, label: str, key: str, show_canvas: bool = True, scale: int = 4) -> None:
+        st.session_state["stop_requested"] = False
+        self.label = label
+        self.slot = st.empty()
+        box = self.slot.container(border=True)
+        cols = box.columns([5, 1])
+        self.bar = cols[0].progress(0.0, text=f"{label}: starting…")
+        cols[1].button("Stop", key=f"btn_stop_{key}", on_click=request_stop, icon=":material/stop:")
+        self.canvas = box.empty() if show_canvas else None
+        self.box = box
+        self.scale = scale
+        self._drawn = 0.0
+
+    def __call__(self, info: Any) -> bool:
+        import time
+        now = time.monotonic()
+        last = info.step >= info.total and info.batch + 1 >= info.n_batches
+        if now - self._drawn < 0.25 and not last:  # redraw at most 4 times a second
+            return not st.session_state.get("stop_requested", False)
+        self._drawn = now
+        frac = (info.batch + info.step / max(info.total, 1)) / max(info.n_batches, 1)
+        self.bar.progress(min(frac, 1.0), text=f"{self.label}: batch {info.batch + 1}/{info.n_batches}, "
+                                                f"pixel {info.step}/{info.total}")
+        if self.canvas is not None:
+            from nps.app_state import grid_picture
+            self.canvas.image(grid_picture(info.canvas, self.scale), caption="live canvas (filling shell by shell)")
+        return not st.session_state.get("stop_requested", False)
+
+    def done(self) -> None:
+        self.slot.empty()
+
+
+# --------------------------------------------------------------------------- records in this session
+def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) -> None:
+    """Remember a record for the Analysis page (the newest :data:`MAX_RECORDS` are kept)."""
+    recs: dict = st.session_state.setdefault("records", {})
+    recs.pop(label, None)
+    recs[label] = record
+    while len(recs) > MAX_RECORDS:
+        recs.pop(next(iter(recs)))
+    if make_current:
+        st.session_state["ana_record"] = label
+
+
+def records() -> dict[str, ProvenanceRecord]:
+    return st.session_state.get("records", {})
+
+
+def open_in_analysis(label: str, sample: int = 0, pixel: tuple[int, int] | None = None) -> None:
+    """Select a record and sample for the Analysis page and go there."""
+    st.session_state["ana_record"] = label
+    st.session_state["ana_sample"] = int(sample)
+    if pixel is not None:
+        st.session_state["ana_y"], st.session_state["ana_x"] = int(pixel[0]), int(pixel[1])
+    st.switch_page("pages/4_analysis.py")
+
+
+# --------------------------------------------------------------------------- pictures and downloads
+def show_grid(images: np.ndarray, caption: str | None = None, scale: int | None = None,
+              ncol: int | None = None) -> None:
+    from nps.app_state import display_scale, grid_picture
+    s = scale or max(2, display_scale(images.shape[1:], 56))
+    st.image(grid_picture(images, s, ncol), caption=caption)
+
+
+def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
+    """Record (.npz) and grid (.png) downloads; clicking does not rerun the page (state is kept)."""
+    from nps.app_state import grid_picture, png_bytes, record_npz_bytes
+    c1, c2 = st.columns(2)
+    c1.download_button("Download record (.npz)", data=record_npz_bytes(record), file_name=f"{stem}.npz",
+                       mime="application/octet-stream", key=f"dl_npz_{key}", on_click="ignore",
+                       icon=":material/download:")
+    c2.download_button("Download grid (.png)", data=png_bytes(grid_picture(record.images, 4)),
+                       file_name=f"{stem}.png", mime="image/png", key=f"dl_png_{key}", on_click="ignore",
+                       icon=":material/image:")
+
+
+def config_caption(config: dict) -> str:
+    from nps.app_state import constraint_label
+    return (f"{config.get('corpus')} · {constraint_label(config.get('constraints', ()))} · "
+            f"{config.get('encoder')} · w={config.get('window')} ε={config.get('eps')} R={config.get('radius')} "
+            f"k={config.get('k')} · seed {config.get('seed')}")

@@ -1,0 +1,269 @@
+"""Teaching views over one record: replay, overlays with pixel picking, tracing, funnel, honesty."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from app_support import resources
+from app_support.ui import ss_default
+from nps.app_state import LAYERS, compose_overlay, display_scale, fill_step, source_window
+from nps.plots import to_rgb, upscale
+from nps.record import ProvenanceRecord
+
+UNFILLED = np.array([38, 44, 92], np.uint8)  # dark blue: not yet filled (black is a real pixel value)
+NEXT = np.array([255, 60, 60], np.uint8)
+
+
+# --------------------------------------------------------------------------- replay
+def replay_frame(record: ProvenanceRecord, n: int, step: int) -> np.ndarray:
+    """(H,W,3) uint8: sample n after ``step`` fills, unfilled pixels blue, the next pixel red."""
+    img, known = record.canvas_at(n, step)
+    rgb = to_rgb(img[None])[0].copy()
+    rgb[~known] = UNFILLED
+    if step < len(record.order):
+        y, x = record.order[step]
+        rgb[y, x] = NEXT
+    return rgb
+
+
+def _nudge(key: str, delta: int, total: int) -> None:
+    st.session_state[key] = int(np.clip(st.session_state.get(key, 0) + delta, 0, total))
+
+
+@st.fragment
+def replay(record: ProvenanceRecord, n: int, key: str) -> None:
+    """Step slider with back, step and play over the fill order, rebuilt from the record (no recompute)."""
+    total = len(record.order)
+    skey = f"ana_step_{key}"
+    pending = st.session_state.pop(f"_{skey}_pending", None)
+    if pending is not None:
+        st.session_state[skey] = pending
+    ss_default(skey, total)
+    st.session_state[skey] = int(min(st.session_state[skey], total))
+    row = st.container(horizontal=True)
+    c = [row, row, row, row]
+    c[0].button("Start", icon=":material/skip_previous:", key=f"btn_first_{key}", help="back to the seed",
+                on_click=_nudge, args=(skey, -total, total))
+    c[1].button("Back", icon=":material/chevron_left:", key=f"btn_back_{key}", help="one pixel back",
+                on_click=_nudge, args=(skey, -1, total))
+    c[2].button("Step", icon=":material/chevron_right:", key=f"btn_step_{key}", help="one pixel forward",
+                on_click=_nudge, args=(skey, 1, total))
+    play = c[3].button("Play", icon=":material/play_arrow:", key=f"btn_play_{key}", help="play to the end")
+    step = st.slider("Fill step", 0, total, key=skey,
+                     help="The canvas after this many pixels (the seed pixels come first).")
+    scale = display_scale(record.canvas_shape, 224)
+    pic = st.empty()
+    if play:
+        start = 0 if step >= total else step
+        stride = max(1, total // 60)
+        for s in range(start, total + 1, stride):
+            pic.image(upscale(replay_frame(record, n, s), scale), caption=f"step {s}/{total}")
+            time.sleep(0.04)
+        st.session_state[f"_{skey}_pending"] = total
+        st.rerun(scope="fragment")
+    shell = int(record.shell[step - 1]) if step else 0
+    pic.image(upscale(replay_frame(record, n, step), scale),
+              caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
+
+
+# --------------------------------------------------------------------------- overlay canvas with pixel picking
+def _on_pick(chart_key: str, h: int, w: int) -> None:
+    from nps.app_state import pixel_from_points
+    state = st.session_state.get(chart_key)
+    points = []
+    try:
+        points = state["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return
+    yx = pixel_from_points(points, h, w)
+    if yx is not None:
+        st.session_state["ana_y"], st.session_state["ana_x"] = yx
+
+
+def overlay_choice() -> list[str]:
+    """One checkbox per overlay layer (image-ID on by default); returns the chosen layers."""
+    cols = st.columns(len(LAYERS))
+    chosen = []
+    for col, name in zip(cols, LAYERS):
+        k = f"ana_layer_{name.replace(' ', '_').replace('-', '_')}"
+        ss_default(k, name == "image-ID")
+        if col.checkbox(name, key=k):
+            chosen.append(name)
+    return chosen
+
+
+def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, chosen: list[str]) -> tuple[int, int]:
+    """The sample under the chosen overlays; click a pixel (or type its coordinates) to select it.
+
+    Returns:
+        the selected (y, x).
+    """
+    import plotly.graph_objects as go
+    h, w = record.canvas_shape
+    layers = resources.overlay_layers(rid, n, record)
+    pic = compose_overlay(record.images[n], layers, chosen)
+    ss_default("ana_y", h // 2)
+    ss_default("ana_x", max(0, w // 2 - 2))
+    st.session_state["ana_y"] = int(min(max(st.session_state["ana_y"], 0), h - 1))
+    st.session_state["ana_x"] = int(min(max(st.session_state["ana_x"], 0), w - 1))
+    y, x = st.session_state["ana_y"], st.session_state["ana_x"]
+    yy, xx = np.mgrid[0:h, 0:w]
+    fig = go.Figure(go.Image(z=pic, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=xx.ravel(), y=yy.ravel(), mode="markers", marker=dict(size=max(4, 300 // max(h, w)), opacity=0.01,
+                                                                color="white"),
+        hovertemplate="y=%{y}, x=%{x}<extra></extra>", showlegend=False))
+    fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line=dict(color="#ff3b3b", width=3))
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=360, dragmode=False, clickmode="event+select")
+    chart_key = f"sel_canvas_{key}"
+    st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_pick(chart_key, h, w), selection_mode="points",
+                    config={"displayModeBar": False})
+    st.caption("Overlays: " + (", ".join(chosen) if chosen else "none (the sample itself)")
+               + ". Click a pixel to trace it, or type its coordinates.")
+    c1, c2 = st.columns(2)
+    c1.number_input("pixel row y", 0, h - 1, step=1, key="ana_y")
+    c2.number_input("pixel column x", 0, w - 1, step=1, key="ana_x")
+    return int(st.session_state["ana_y"]), int(st.session_state["ana_x"])
+
+
+# --------------------------------------------------------------------------- tracing one pixel
+def source_figure(train_image: np.ndarray, info: dict, window: int):  # noqa: ANN201
+    import plotly.graph_objects as go
+    rgb = to_rgb(np.asarray(train_image)[None])[0]
+    y0, x0, y1, x1 = info["box"]
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 + 0.5, y0=y0 - 0.5, y1=y1 + 0.5,
+                  line=dict(color="#ffb000", width=3))
+    fig.add_shape(type="rect", x0=info["sx"] - 0.5, x1=info["sx"] + 0.5, y0=info["sy"] - 0.5, y1=info["sy"] + 0.5,
+                  line=dict(color="#ff3b3b", width=3))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=300)
+    return fig
+
+
+def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bool:  # noqa: ANN001
+    """Where pixel (y, x) came from: its source image with the window outlined, and its position.
+
+    Returns:
+        whether the pixel was sampled (False for a given or seed pixel, which has no funnel).
+    """
+    window = int(record.config.get("window", 7))
+    info = source_window(record, n, y, x, window)
+    step = fill_step(record, y, x)
+    if info["source"] < 0:
+        st.info(f"Pixel ({y}, {x}) was given (part of the known image of a completion), not sampled.")
+        return False
+    names = corpus.class_names
+    label = names[info["label"]] if 0 <= info["label"] < len(names) else str(info["label"])
+    st.markdown(f"**Pixel ({y}, {x})** of sample {n}: value `{record.images[n, y, x].tolist()}`, filled at step "
+                f"{step} (shell {int(record.shell[step])}).")
+    st.markdown(f"Copied from **training image #{info['source']}** (label *{label}*), at "
+                f"**({info['sy']}, {info['sx']})**; offset ({info['sy'] - y:+d}, {info['sx'] - x:+d}). "
+                f"Drawn uniformly from a pool of **{info['pool_size']}** windows"
+                + (" *(relaxed: the pool was empty at first)*." if info["relaxed"] else "."))
+    st.plotly_chart(source_figure(corpus.train[info["source"]], info, window), key=f"src_{n}_{y}_{x}",
+                    config={"displayModeBar": False})
+    st.caption(f"Orange: the {window}x{window} source window; red: its centre, the copied pixel.")
+    if int(record.shell[step]) == 0:
+        st.info("This is a seed pixel: the seed patch is copied whole from the reference image, so no constraint "
+                "was applied. Pick a pixel outside the seed to see the constraint funnel.")
+        return False
+    return True
+
+
+def attempt_funnel(record: ProvenanceRecord, n: int, y: int, x: int, rid: str):  # noqa: ANN201
+    from app_support.ui import attempt
+    return attempt(resources.funnel, rid, n, y, x, record.config["corpus"], record.config.get("subset"), record,
+                   what="recomputing the constraint funnel")
+
+
+def tex_number(v: float) -> str:
+    """A number for LaTeX: 0.0123 stays, 1.7e-08 becomes 1.7\\times10^{-8}."""
+    v = float(v)
+    if v == 0 or 1e-3 <= abs(v) < 1e5:
+        return f"{v:.4g}"
+    mant, exp = f"{v:.3e}".split("e")
+    return rf"{float(mant):.4g}\times10^{{{int(exp)}}}"
+
+
+def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -> None:
+    """The constraint funnel of pixel (y, x), recomputed from the record by nps.funnel."""
+    fun = attempt_funnel(record, n, y, x, rid)
+    if fun is not None:
+        funnel_view(fun, record.config, record.images[n, y, x])
+
+
+def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
+    """Counts through the constraints, the SSD rule with live values, and the pool's centre values."""
+    import plotly.graph_objects as go
+    rows = [("every window", fun.total)]
+    if fun.loc is not None:
+        rows.append((f"locality (R={cfg.get('radius')})", fun.loc))
+    if fun.ssl is not None:
+        rows.append((f"representation (k={cfg.get('k')})", fun.ssl))
+    if fun.loc is not None and fun.ssl is not None:
+        rows.append(("locality ∩ representation", fun.loc_ssl))
+    if fun.ssd_alone is not None:
+        rows.append(("appearance alone (SSD)", fun.ssd_alone))
+    rows.append(("all enabled (the pool)", fun.final))
+    fig = go.Figure(go.Bar(x=[v for _, v in rows], y=[k for k, _ in rows], orientation="h",
+                           text=[f"{v:,}" for _, v in rows], textposition="auto", marker_color="#4c78a8"))
+    fig.update_layout(xaxis_type="log", yaxis_autorange="reversed", height=280, margin=dict(l=0, r=0, t=30, b=0),
+                      title="Candidate windows surviving each constraint")
+    left, right = st.columns([1, 1])
+    left.plotly_chart(fig, key="funnel_bars", config={"displayModeBar": False})
+    with right:
+        if fun.d_min is not None:
+            eps, tol = float(cfg.get("eps", 0.1)), float(cfg.get("tol", 1e-6))
+            st.latex(r"d(s)=\frac{\sum_k g_k m_k (t_k-s_k)^2}{\sum_k g_k m_k}")
+            st.latex(r"\text{keep } d \le (1+\varepsilon)\,d_{\min}+\mathrm{tol}")
+            st.latex(rf"(1+{eps:g})\times {tex_number(fun.d_min)} + {tex_number(tol)} = {tex_number(fun.threshold)}")
+            st.caption("g: Gaussian weights (σ = w/6.4), m: known-pixel mask of the context window, t: the canvas, "
+                       "s: a candidate window; intensities in [0, 1]. The pixel was drawn uniformly from the windows "
+                       "below the threshold within the other constraints.")
+        else:
+            st.caption("Appearance (SSD) is off: every window passing the other constraints is in the pool.")
+    vals = np.asarray(fun.centre_values)
+    if vals.size:
+        v = vals.reshape(len(vals), -1)[:, 0]
+        hist = go.Figure(go.Histogram(x=v, xbins=dict(start=-0.5, end=255.5, size=8), marker_color="#72b7b2"))
+        hist.add_vline(x=float(np.asarray(value).ravel()[0]), line_color="#ff3b3b", line_dash="dash")
+        hist.update_layout(height=220, margin=dict(l=0, r=0, t=24, b=0), bargap=0.05,
+                           title=f"Centre values of the {len(v)} pool windows (red: the value drawn)",
+                           xaxis_title="intensity", yaxis_title="windows", xaxis_range=[-4, 259])
+        right.plotly_chart(hist, key="funnel_hist", config={"displayModeBar": False})
+
+
+# --------------------------------------------------------------------------- honesty
+def honesty_panel(record: ProvenanceRecord, n: int, rid: str, corpus) -> None:  # noqa: ANN001
+    from app_support.ui import attempt
+    from nps.app_state import display_scale as ds
+    facts = attempt(resources.honesty, rid, n, record.config["corpus"], record.config.get("subset"), record,
+                    what="checking this sample against the training set")
+    if facts is None:
+        return
+    c = st.columns([1, 3])
+    c[0].image(upscale(to_rgb(corpus.train[facts["nearest"]][None])[0], ds(corpus.image_shape, 112)),
+               caption=f"nearest training image #{facts['nearest']}")
+    with c[1]:
+        m = st.columns(3)
+        m[0].metric("nearest-neighbour ratio", f"{facts['nn_ratio']:.2f}",
+                    help="distance to the nearest training image / to the second nearest (pixels); "
+                         "near 0 means a copy of one image, real test digits sit near 0.8-1.")
+        m[1].metric("largest single-source region", f"{facts['largest_island']} px",
+                    f"{facts['island_share']:.0%} of the sample", delta_color="off", delta_arrow="off",
+                    help="the largest 4-connected region copied from one training image")
+        m[2].metric("distinct source images", facts["n_sources"],
+                    f"top source {facts['top1_share']:.0%}", delta_color="off", delta_arrow="off")
+        verdict = ("every pixel checked equals its recorded source pixel" if facts["mismatches"] == 0
+                   else f"{facts['mismatches']} pixels do NOT match their recorded source: this record is damaged")
+        st.markdown(f"**This provenance is exact, not a similarity guess.** Each pixel *was copied* from the "
+                    f"training image and position shown when you trace it; {verdict} "
+                    f"({facts['pixels']} pixels). The nearest-neighbour ratio above is the only similarity "
+                    "measure on this panel, and it is there to show whether the whole sample is a copy.")

@@ -1,0 +1,476 @@
+"""Pure-python helpers behind the Streamlit lab (no streamlit import, testable alone).
+
+The app's pages stay thin: they read widgets, call these helpers and :mod:`nps`,
+and draw the results.  What lives here is what a page would otherwise compute
+inline: parameter bounds and validation, query-string (de)serialisation, byte
+round-trips for downloads and uploads, completion masks, the overlay composite
+and the per-sample "honesty" facts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig
+from nps.errors import NPSError
+from nps.record import ProvenanceRecord
+
+# --------------------------------------------------------------------------- bounds
+#: Inclusive (low, high) ranges of every parameter the app lets a visitor set.  The
+#: CLI accepts more; the app keeps a shared demo server responsive.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "n": (1, 64),
+    "batch_size": (1, 64),
+    "window": (3, 15),
+    "sigma": (0.1, 5.0),
+    "eps": (0.0, 1.0),
+    "radius": (0, 8),
+    "k": (1, 512),
+    "seed_size": (1, 32),
+    "ssl_eps": (0.0, 2.0),
+    "seed": (0, 2**31 - 1),
+}
+SUBSET_CHOICES: tuple[int | None, ...] = (None, 200, 500, 1000, 2000, 5000, 10000, 20000)
+SIDEBAR_KEYS = ("corpus", "subset", "encoder", "seed")
+MAX_UPLOAD_MB = 2
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
+ABLATION_SETS: tuple[tuple[str, ...], ...] = (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
+MAX_COLUMNS = 4
+
+
+def suggested_params(image_shape: tuple[int, ...]) -> dict:
+    """Parameter defaults that suit the canvas size.
+
+    The engine defaults (w=7, s=8) are for 28x28 digits; on 8x8 ``digits`` they would
+    make the seed the whole canvas, so small canvases get w=3, s=2, R=1.
+    """
+    side = min(image_shape[:2])
+    if side <= 12:
+        return {"window": 3, "seed_size": 2, "radius": 1, "k": 32, "eps": DEFAULTS["eps"]}
+    return {"window": DEFAULTS["window"], "seed_size": DEFAULTS["seed_size"], "radius": DEFAULTS["radius"],
+            "k": DEFAULTS["k"], "eps": DEFAULTS["eps"]}
+
+
+def check_bounds(params: Mapping[str, object]) -> None:
+    """Raise :class:`NPSError` for a parameter outside :data:`BOUNDS` (None means 'not set')."""
+    for name, value in params.items():
+        if name not in BOUNDS or value is None:
+            continue
+        lo, hi = BOUNDS[name]
+        if not lo <= value <= hi:  # type: ignore[operator]
+            raise NPSError(f"{name} = {value} is outside the app's range {lo:g}..{hi:g}; "
+                           f"pick a value in range (the CLI `python -m nps generate` accepts more).")
+
+
+def build_config(sidebar: Mapping[str, object], params: Mapping[str, object]) -> GenerationConfig:
+    """The :class:`GenerationConfig` for the shared sidebar choices plus page parameters.
+
+    Args:
+        sidebar: ``corpus``, ``subset``, ``encoder``, ``seed``.
+        params: any other :class:`GenerationConfig` fields (``constraints`` as an iterable).
+    Raises:
+        NPSError: a value out of the app's bounds or rejected by ``GenerationConfig.check``.
+    """
+    merged = {k: sidebar[k] for k in SIDEBAR_KEYS if k in sidebar}
+    merged.update(params)
+    check_bounds(merged)
+    cons = merged.get("constraints", CONSTRAINTS)
+    if not cons:
+        raise NPSError("no constraint is switched on; enable at least one of ssd, loc, ssl.")
+    merged["constraints"] = tuple(cons)  # type: ignore[arg-type]
+    if merged.get("ssl_mode", "reference") not in SSL_MODES:
+        raise NPSError(f"ssl mode '{merged['ssl_mode']}' is unknown; use {' or '.join(SSL_MODES)}.")
+    cfg = GenerationConfig(**merged)  # type: ignore[arg-type]
+    cfg.check()
+    return cfg
+
+
+def check_against(config: GenerationConfig, corpus) -> None:  # noqa: ANN001
+    """``config.check`` with the corpus facts (size, shape, labels)."""
+    config.check(len(corpus), corpus.image_shape, set(np.unique(corpus.train_labels).tolist()))
+
+
+def constraint_label(constraints: Iterable[str]) -> str:
+    """'ssd+loc+ssl' style label ('none' for the empty set)."""
+    cons = [c for c in CONSTRAINTS if c in set(constraints)]
+    return "+".join(cons) if cons else "none"
+
+
+# --------------------------------------------------------------------------- query string
+def sidebar_from_query(query: Mapping[str, object], corpora: Iterable[str], encoders: Iterable[str],
+                       defaults: Mapping[str, object]) -> tuple[dict, list[str]]:
+    """Sidebar settings from a URL query (``?corpus=digits&seed=3``), validated.
+
+    Bad values fall back to ``defaults`` and produce a note instead of an error, so
+    a stale shared link still opens.
+
+    Returns:
+        (settings with every key of :data:`SIDEBAR_KEYS`, notes).
+    """
+    out = {k: defaults.get(k) for k in SIDEBAR_KEYS}
+    notes: list[str] = []
+
+    def first(v: object) -> str:
+        return str(v[-1] if isinstance(v, list | tuple) and v else v)
+
+    if "corpus" in query:
+        v = first(query["corpus"])
+        if v in set(corpora):
+            out["corpus"] = v
+        else:
+            notes.append(f"corpus '{v}' from the link is not available here; using {out['corpus']}.")
+    if "encoder" in query:
+        v = first(query["encoder"])
+        if v in set(encoders):
+            out["encoder"] = v
+        else:
+            notes.append(f"encoder '{v}' from the link is unknown; using {out['encoder']}.")
+    if "subset" in query:
+        v = first(query["subset"])
+        sub = None if v in ("", "all", "None") else (int(v) if v.isdigit() else -1)
+        if sub in SUBSET_CHOICES:
+            out["subset"] = sub
+        else:
+            notes.append(f"subset '{v}' from the link is not one of the offered sizes; using all.")
+    if "seed" in query:
+        v = first(query["seed"])
+        lo, hi = BOUNDS["seed"]
+        if v.isdigit() and lo <= int(v) <= hi:
+            out["seed"] = int(v)
+        else:
+            notes.append(f"seed '{v}' from the link is not an integer in {lo}..{hi}; using {out['seed']}.")
+    return out, notes
+
+
+def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
+    """The query-string form of the sidebar settings (inverse of :func:`sidebar_from_query`)."""
+    sub = settings.get("subset")
+    return {"corpus": str(settings["corpus"]), "subset": "all" if sub is None else str(sub),
+            "encoder": str(settings["encoder"]), "seed": str(int(settings["seed"]))}  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- bytes in and out
+def record_id(record: ProvenanceRecord) -> str:
+    """A content hash of a record (images, sources, config): the key of derived results."""
+    from nps.cache import content_key
+    return content_key("record", record.images, record.source_index, record.source_y, record.source_x,
+                       json.dumps(record.config, sort_keys=True))
+
+
+def record_npz_bytes(record: ProvenanceRecord) -> bytes:
+    """The record as ``.npz`` bytes, exactly what ``record.save`` writes (for downloads)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **record.to_arrays())
+    return buf.getvalue()
+
+
+def record_from_npz_bytes(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
+    """Load an uploaded ``.npz`` record (no pickles; validated).
+
+    Raises:
+        NPSError: too large, not an npz, or not a provenance record.
+    """
+    if len(data) > max_mb * 1e6:
+        raise NPSError(f"the record is {len(data) / 1e6:.1f} MB; the app takes records up to {max_mb:g} MB "
+                       "(use `python -m nps evaluate` for larger ones).")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file, not a bug
+        raise NPSError(f"this file is not a readable .npz record ({type(exc).__name__}); "
+                       "upload a record written by `python -m nps generate` or the app.") from None
+    return ProvenanceRecord.from_arrays(arrays)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """(H,W) or (H,W,3) uint8 -> PNG bytes."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_picture(images: np.ndarray, scale: int = 4, ncol: int | None = None) -> np.ndarray:
+    """A crisp (Hg*scale, Wg*scale, 3) uint8 grid of (N,H,W[,C]) uint8 images."""
+    from nps.plots import grid_array, upscale
+    return upscale(grid_array(images, ncol), scale)
+
+
+def display_scale(image_shape: tuple[int, ...], target: int = 168) -> int:
+    """Integer upscale so a canvas is about ``target`` pixels wide."""
+    return max(1, round(target / max(image_shape[:2])))
+
+
+def image_from_upload(data: bytes, image_shape: tuple[int, ...], max_mb: float = MAX_UPLOAD_MB) -> np.ndarray:
+    """Decode an uploaded picture and fit it to the corpus canvas.
+
+    Args:
+        data: the file's bytes (PNG, JPEG, BMP, GIF, WebP).
+        image_shape: (H,W) for grayscale corpora, (H,W,C) for colour ones.
+    Returns:
+        (H,W) or (H,W,C) uint8, resized with a box filter after a centre crop to square.
+    Raises:
+        NPSError: too large, not an image, or an image with absurd dimensions.
+    """
+    from PIL import Image, UnidentifiedImageError
+    if len(data) > max_mb * 1e6:
+        raise NPSError(f"the picture is {len(data) / 1e6:.1f} MB; upload one under {max_mb:g} MB.")
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width * img.height > 25_000_000:
+            raise NPSError(f"the picture is {img.width}x{img.height}; upload one under 5000x5000 pixels.")
+        img.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
+    side = min(img.width, img.height)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    h, w = image_shape[:2]
+    img = img.convert("RGB" if len(image_shape) == 3 else "L").resize((w, h), Image.Resampling.BOX)
+    return np.asarray(img, np.uint8).copy()
+
+
+# --------------------------------------------------------------------------- completion masks
+MASKS = ("left half", "right half", "top half", "bottom half", "centre square",
+         "top-left quadrant", "bottom-right quadrant", "rectangle")
+
+
+def unknown_mask(name: str, h: int, w: int, rect: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """(H,W) bool, True where the completion must synthesise pixels.
+
+    Args:
+        name: one of :data:`MASKS`.
+        rect: (y0, y1, x0, x1) half-open, for ``rectangle``.
+    """
+    m = np.zeros((h, w), bool)
+    if name == "left half":
+        m[:, : w // 2] = True
+    elif name == "right half":
+        m[:, w // 2:] = True
+    elif name == "top half":
+        m[: h // 2] = True
+    elif name == "bottom half":
+        m[h // 2:] = True
+    elif name == "centre square":
+        m[h // 4: h - h // 4, w // 4: w - w // 4] = True
+    elif name == "top-left quadrant":
+        m[: h // 2, : w // 2] = True
+    elif name == "bottom-right quadrant":
+        m[h // 2:, w // 2:] = True
+    elif name == "rectangle":
+        if rect is None:
+            raise NPSError("a rectangle mask needs its corners; set the rectangle sliders.")
+        y0, y1, x0, x1 = rect
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise NPSError(f"rectangle rows {y0}..{y1} and columns {x0}..{x1} must be non-empty and inside "
+                           f"the {h}x{w} canvas.")
+        m[y0:y1, x0:x1] = True
+    else:
+        raise NPSError(f"unknown mask '{name}'; choose one of {', '.join(MASKS)}.")
+    if m.all():
+        raise NPSError("the mask hides the whole image; keep some pixels known.")
+    return m
+
+
+def masked_preview(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8: the image with the unknown region tinted red (what will be synthesised)."""
+    from nps.plots import to_rgb
+    rgb = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
+    rgb[unknown] = 0.35 * rgb[unknown] + 0.65 * np.array([220.0, 40.0, 40.0])
+    return rgb.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- overlays
+LAYERS = ("image-ID", "class", "copy islands", "pool size", "entropy")
+
+
+def colourise(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
+              cmap: str = "viridis") -> np.ndarray:
+    """(H,W) float -> (H,W,3) uint8 through a matplotlib colour map; NaN -> black."""
+    import matplotlib
+    v = np.asarray(values, np.float64)
+    finite = np.isfinite(v)
+    lo = float(np.nanmin(v)) if vmin is None and finite.any() else (vmin or 0.0)
+    hi = float(np.nanmax(v)) if vmax is None and finite.any() else (vmax if vmax is not None else 1.0)
+    t = np.clip((np.where(finite, v, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    rgb = (matplotlib.colormaps[cmap](t)[..., :3] * 255).astype(np.uint8)
+    rgb[~finite] = 0
+    return rgb
+
+
+def island_size_map(source_index: np.ndarray) -> np.ndarray:
+    """(H,W) int64: size of the 4-connected single-source region each pixel belongs to (0: given)."""
+    from scipy import ndimage
+    src = np.asarray(source_index)
+    out = np.zeros(src.shape, np.int64)
+    for sid in np.unique(src[src >= 0]):
+        lab, _ = ndimage.label(src == sid)  # default structure: 4-connectivity
+        sizes = np.bincount(lab.ravel())
+        sel = lab > 0
+        out[sel] = sizes[lab[sel]]
+    return out
+
+
+def overlay_layers(record: ProvenanceRecord, n: int, entropy_window: int = 5) -> dict[str, np.ndarray]:
+    """Each overlay of sample n as (H,W,3) uint8, keyed by :data:`LAYERS`."""
+    from nps.analysis.entropy import entropy_map
+    from nps.plots import class_map_rgb, id_map_rgb
+    src = record.source_index[n]
+    valid = src >= 0
+    win = min(entropy_window, *record.canvas_shape)
+    ent = entropy_map(src[None], win, valid[None])[0]
+    pool = np.where(valid, np.log10(np.maximum(record.pool_size[n], 1).astype(np.float64)), np.nan)
+    islands = island_size_map(src).astype(np.float64)
+    return {
+        "image-ID": id_map_rgb(src)[0],
+        "class": class_map_rgb(record.source_label[n]),
+        "copy islands": colourise(np.where(valid, islands, np.nan), 1, max(float(islands.max()), 2.0), "magma"),
+        "pool size": colourise(pool, 0, max(float(np.nanmax(pool)) if valid.any() else 1.0, 1.0)),
+        "entropy": colourise(ent, 0, np.log2(win * win)),
+    }
+
+
+def compose_overlay(image: np.ndarray, layers: Mapping[str, np.ndarray], chosen: Iterable[str],
+                    alpha: float = 0.6) -> np.ndarray:
+    """Blend the chosen layers over the sample, in :data:`LAYERS` order.
+
+    Args:
+        image: (H,W[,C]) uint8 sample.
+    Returns:
+        (H,W,3) uint8; with nothing chosen, the sample itself in RGB.
+    """
+    from nps.plots import to_rgb
+    out = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
+    chosen = [c for c in LAYERS if c in set(chosen)]
+    for name in chosen:
+        out = (1 - alpha) * out + alpha * layers[name].astype(np.float64)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- tracing
+def source_window(record: ProvenanceRecord, n: int, y: int, x: int, window: int) -> dict:
+    """Where pixel (y, x) of sample n came from, and its w x w window in the source.
+
+    Returns:
+        dict with ``source`` (train id, -1 for a given pixel), ``sy``, ``sx``, ``label``,
+        ``pool_size``, ``relaxed``, ``box`` (y0, x0, y1, x1) inclusive, clipped to the image.
+    """
+    h, w = record.canvas_shape
+    if not (0 <= n < len(record) and 0 <= y < h and 0 <= x < w):
+        raise NPSError(f"pixel ({y}, {x}) of sample {n} is outside the record ({len(record)} samples, {h}x{w}).")
+    sy, sx = int(record.source_y[n, y, x]), int(record.source_x[n, y, x])
+    half = window // 2
+    return {"source": int(record.source_index[n, y, x]), "sy": sy, "sx": sx,
+            "label": int(record.source_label[n, y, x]), "pool_size": int(record.pool_size[n, y, x]),
+            "relaxed": bool(record.relaxed[n, y, x]),
+            "box": (max(0, sy - half), max(0, sx - half), min(h - 1, sy + half), min(w - 1, sx + half))}
+
+
+def fill_step(record: ProvenanceRecord, y: int, x: int) -> int:
+    """Index of pixel (y, x) in ``record.order`` (its fill step)."""
+    hits = np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))
+    if not len(hits):
+        raise NPSError(f"pixel ({y}, {x}) is not in the record's fill order.")
+    return int(hits[0])
+
+
+def pixel_from_points(points: Iterable[Mapping[str, object]], h: int, w: int) -> tuple[int, int] | None:
+    """(y, x) of the last clicked point of a plotly selection event, if it lies on the canvas."""
+    pts = list(points)
+    if not pts:
+        return None
+    p = pts[-1]
+    try:
+        x, y = round(float(p["x"])), round(float(p["y"]))  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (y, x) if 0 <= y < h and 0 <= x < w else None
+
+
+def nearest_candidates(image: np.ndarray, train: np.ndarray, k: int = 16, chunk: int = 8192) -> np.ndarray:
+    """Train ids of the ``k`` images nearest to ``image`` in pixel L2, found chunk by chunk.
+
+    Memory stays at one float32 chunk (a whole-corpus float copy of MNIST would be 190 MB
+    per request on a shared demo server).
+
+    Args:
+        image: (H,W[,C]) uint8.  train: (N,H,W[,C]) uint8, N >= 2.
+    Returns:
+        (min(k, N),) int64 ids, nearest first (float32 ranking; re-rank exactly before use).
+    """
+    q = np.asarray(image, np.float32).reshape(-1) / 255.0
+    train = np.asarray(train)
+    best_d = np.empty(0, np.float32)
+    best_i = np.empty(0, np.int64)
+    for s in range(0, len(train), chunk):
+        x = train[s:s + chunk].reshape(-1, q.size).astype(np.float32) / 255.0
+        d = (x * x).sum(1) - 2.0 * (x @ q)  # |x - q|^2 - |q|^2
+        best_d = np.concatenate([best_d, d])
+        best_i = np.concatenate([best_i, np.arange(s, s + len(x), dtype=np.int64)])
+        keep = np.argsort(best_d, kind="stable")[:k]
+        best_d, best_i = best_d[keep], best_i[keep]
+    return best_i
+
+
+def honesty(record: ProvenanceRecord, n: int, train: np.ndarray) -> dict:
+    """Facts that keep a sample honest: is it a copy, and how large is its largest copied region?
+
+    Args:
+        train: (N,H,W[,C]) uint8, the corpus the record points into.
+    Returns:
+        dict with ``nearest`` (train id nearest in pixels), ``nearest_distance`` (L2, [0,1] pixels),
+        ``nn_ratio`` (nearest / second nearest; near 0 means a copy), ``largest_island`` (pixels),
+        ``island_share``, ``n_sources``, ``top1_share``, ``mismatches`` (pixels whose value does not
+        equal their recorded source: 0 for an exact record), ``pixels``.
+    """
+    from nps.analysis.composition import composition
+    from nps.analysis.memorisation import nn_ratio
+    from nps.record import check_provenance
+    if not 0 <= n < len(record):
+        raise NPSError(f"sample {n} is out of range; the record has {len(record)} samples.")
+    img = record.images[n:n + 1].reshape(1, -1).astype(np.float32) / 255.0
+    cand = nearest_candidates(record.images[n], train)
+    # nn_ratio re-ranks the shortlist exactly (float64); the shortlist holds the true two nearest.
+    ratio, d1, pos = nn_ratio(img, np.asarray(train)[cand].reshape(len(cand), -1).astype(np.float32) / 255.0)
+    nearest = cand[pos]
+    comp = composition(record.source_index[n:n + 1], record.source_label[n:n + 1])
+    one = record.select([n])
+    return {"nearest": int(nearest[0]), "nearest_distance": float(d1[0]), "nn_ratio": float(ratio[0]),
+            "largest_island": int(comp["largest_island"][0]), "island_share": float(comp["island_share"][0]),
+            "n_sources": int(comp["n_sources"][0]), "top1_share": float(comp["top1_share"][0]),
+            "mismatches": check_provenance(one, train), "pixels": int((one.source_index >= 0).sum())}
+
+
+# --------------------------------------------------------------------------- metrics of a run
+def entropy_metrics(record: ProvenanceRecord) -> dict[str, float]:
+    """Class and image-ID window entropies (bits, mean and std over samples)."""
+    from nps.analysis.entropy import DEFAULT_WINDOW, record_entropies
+    win = min(DEFAULT_WINDOW, *record.canvas_shape)
+    ent = record_entropies(record, win)
+    return {"class_entropy": ent["class"].mean, "class_entropy_std": ent["class"].std,
+            "id_entropy": ent["image_id"].mean, "id_entropy_std": ent["image_id"].std, "entropy_window": win}
+
+
+def is_splits(n: int) -> int:
+    """IS splits for a small app batch: 10 as in the paper when there are >= 160 samples, else fewer."""
+    return int(max(1, min(10, n // 16)))
+
+
+def cli_command(config: GenerationConfig, out: str = "samples.npz") -> str:
+    """The ``python -m nps generate`` command that reproduces ``config`` (non-default options only)."""
+    parts = ["python -m nps generate", f"--corpus {config.corpus}", f"--n {config.n}", f"--seed {config.seed}"]
+    flags = {"subset": "--subset", "window": "--window", "sigma": "--sigma", "eps": "--eps", "radius": "--radius",
+             "k": "--k", "encoder": "--encoder", "ssl_mode": "--ssl-mode", "reference": "--reference",
+             "label": "--label", "seed_size": "--seed-size", "batch_size": "--batch-size", "ssl_eps": "--ssl-eps"}
+    for name, flag in flags.items():
+        value = getattr(config, name)
+        if value is not None and value != DEFAULTS[name]:
+            parts.append(f"{flag} {value}")
+    if tuple(config.constraints) != tuple(DEFAULTS["constraints"]):
+        parts.append(f"--constraints {','.join(config.constraints)}")
+    parts.append(f"--out {out}")
+    return " ".join(parts)

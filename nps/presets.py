@@ -1,0 +1,184 @@
+"""Preset records and guided lessons: the lab's first screen, as data.
+
+A :class:`Preset` is a small, fixed generation whose record is built once into
+``cache/`` (``preset-<key>.npz``) and then opened instantly by the app or the CLI.
+Its key hashes the preset's config and the record format, so changing a preset
+rebuilds it; a cached record that no longer matches its corpus (provenance check)
+is rebuilt too.
+
+A :class:`Lesson` is a short guided exercise: it names the page to open, the
+controls to set there, what to predict and what to look at.  The app applies the
+controls; nothing here imports streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nps.cache import cache_root, cached_arrays, clear, content_key
+from nps.config import GenerationConfig
+from nps.errors import NPSError
+from nps.record import RECORD_VERSION, ProvenanceRecord
+
+log = logging.getLogger(__name__)
+
+KIND = "preset"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, small generation whose record is cached.
+
+    Attributes:
+        name: identifier (``digits``, ``mnist-4x4`` ...).
+        title: one line for the card.
+        description: what it shows.
+        config: the generation.
+    """
+
+    name: str
+    title: str
+    description: str
+    config: GenerationConfig
+
+    @property
+    def key(self) -> str:
+        """Cache key: the config and the record format."""
+        return content_key(KIND, self.name, self.config.to_json(), RECORD_VERSION)
+
+    @property
+    def path(self) -> Path:
+        return cache_root() / f"{KIND}-{self.key}.npz"
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("digits", "Digits, full model (8x8)",
+           "16 samples from scikit-learn's 1,442 tiny digits with all three constraints; builds in about a second.",
+           GenerationConfig(corpus="digits", n=16, seed=0, window=3, seed_size=2, radius=1, k=32,
+                            encoder="pca", batch_size=16)),
+    Preset("digits-ssd", "Digits, appearance only",
+           "The same references and seeds with only the SSD constraint: the texture-of-squiggles failure.",
+           GenerationConfig(corpus="digits", n=16, seed=0, window=3, seed_size=2, radius=1, k=32,
+                            encoder="pca", batch_size=16, constraints=("ssd",))),
+    Preset("mnist-4x4", "MNIST 4x4, full model (28x28)",
+           "A 4x4 grid on all 60,000 MNIST digits with SSD, locality and the representation pool.",
+           GenerationConfig(corpus="mnist", n=16, seed=0, encoder="pca", batch_size=16)),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise NPSError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def is_built(name: str) -> bool:
+    """Whether the preset's record is already in the cache (no compute, no corpus load)."""
+    return get_preset(name).path.is_file()
+
+
+def read_built(name: str) -> ProvenanceRecord | None:
+    """The cached record if it is present and valid, else None (never builds)."""
+    from nps.cache import load_validated_npz
+    p = get_preset(name)
+    if not p.path.is_file():
+        return None
+    hit = load_validated_npz(p.path, p.key, quiet=True)
+    if hit is None:
+        return None
+    try:
+        return ProvenanceRecord.from_arrays(hit[0])
+    except NPSError:
+        return None
+
+
+def load_preset(name: str, corpus=None, pools=None) -> ProvenanceRecord:  # noqa: ANN001
+    """The preset's record, built on first use and cached.
+
+    Args:
+        corpus: the preset's corpus if already loaded (else loaded here).
+        pools: prebuilt semantic pools for the preset's config (optional).
+    Raises:
+        NPSError: the corpus is missing (DataMissingError) or the build fails.
+    """
+    from nps.corpora import load_corpus
+    from nps.record import check_provenance
+    from nps.sampler import generate
+    p = get_preset(name)
+    cfg = p.config
+    corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.subset)
+
+    def build() -> dict:
+        log.info("building preset %s", name)
+        return generate(cfg, corpus, pools=pools).to_arrays()
+
+    for attempt in range(2):
+        rec = ProvenanceRecord.from_arrays(cached_arrays(KIND, p.key, build, meta={"preset": name}))
+        if rec.config.get("corpus_size") == len(corpus) and check_provenance(rec, corpus.train) == 0:
+            return rec
+        if attempt == 0:
+            log.warning("cached preset %s does not match corpus %s; rebuilding", name, cfg.corpus)
+            clear(p.key)
+    raise NPSError(f"preset '{name}' could not be rebuilt to match corpus '{cfg.corpus}'; "
+                   "run `python -m nps cache clear --all` and retry.")
+
+
+# --------------------------------------------------------------------------- lessons
+@dataclass(frozen=True)
+class Lesson:
+    """A guided exercise.
+
+    Attributes:
+        key: identifier.
+        title: card title.
+        predict: the question to answer before looking.
+        look: what to look for once it ran.
+        page: ``generate``, ``ablations`` or ``analysis``.
+        controls: settings the app applies, by :class:`GenerationConfig` field name
+            (``constraints`` a tuple), plus ``columns`` (a list of constraint tuples) on
+            the ablations page, or ``preset``/``pixel`` on the analysis page.
+    """
+
+    key: str
+    title: str
+    predict: str
+    look: str
+    page: str
+    controls: dict = field(default_factory=dict)
+
+
+LESSONS: tuple[Lesson, ...] = (
+    Lesson("no-locality", "Turn off locality",
+           "Every pixel may now come from anywhere in a source image. Predict: will the strokes stay "
+           "connected and centred?",
+           "Strokes break and parts drift off-centre: the image-ID overlay shows sources from all over "
+           "their images. Turn locality back on and compare.",
+           "generate", {"constraints": ("ssd", "ssl"), "n": 16}),
+    Lesson("ssd-only", "Appearance alone",
+           "Only the Efros-Leung window match is left (no locality, no representation). Predict: digits, "
+           "or something else?",
+           "A texture of squiggles: locally plausible, globally no digit. The class overlay is a patchwork "
+           "of labels.",
+           "generate", {"constraints": ("ssd",), "n": 16}),
+    Lesson("three-ablations", "Compare the three ablations",
+           "Same references, same seeds: SSD; SSD + locality; all three. Predict which column has the "
+           "lowest class entropy.",
+           "The full model keeps one class per digit (low class entropy) while drawing from many images "
+           "(high image-ID entropy): part-whole composition, not copying.",
+           "ablations", {"columns": [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")], "n": 16}),
+    Lesson("trace-pixel", "Where did this pixel come from?",
+           "Pick a stroke pixel. Predict how many candidate windows survive appearance, locality and "
+           "representation, and how many images the pool spans.",
+           "The funnel shows each constraint cutting the candidates; the pixel was drawn uniformly from the "
+           "final pool, and its source window is outlined in the training image.",
+           "analysis", {"preset": "digits", "pixel": (4, 2)}),
+)
+
+
+def get_lesson(key: str) -> Lesson:
+    for lesson in LESSONS:
+        if lesson.key == key:
+            return lesson
+    raise NPSError(f"unknown lesson '{key}'; choose one of {', '.join(lesson.key for lesson in LESSONS)}.")

@@ -1,0 +1,99 @@
+"""Welcome: what the lab is, preset records and guided lessons. Renders without any computation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_support import resources
+from app_support.boot import entry_guard
+from app_support.ui import add_record, attempt, open_in_analysis, show_grid
+from nps.presets import LESSONS, PRESETS, Lesson, is_built, load_preset, read_built
+
+entry_guard()
+st.title("NPS lab")
+st.markdown(
+    "A white-box image generator that trains nothing and models nothing: every pixel is "
+    "**copied** from the centre of a training-image window that passes three constraints — "
+    "**appearance** (Gaussian-weighted SSD of the context, Efros & Leung), **locality** (the source window "
+    "sits within *R* pixels of the target) and **representation** (the source image is among the *k* nearest "
+    "neighbours of a reference in an encoder's embedding). Because every pixel is copied, every pixel's "
+    "source is *known exactly*: you can trace it, replay the fill, and see which constraint did what.")
+st.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representation* (arXiv 2510.22196). "
+           "Pick a corpus in the sidebar; the pages on the left are the bench.")
+
+st.subheader("Presets")
+st.caption("Small records built once and kept in cache/. Opening one that is not built yet generates it "
+           "(about a second on digits; a few seconds on MNIST).")
+cols = st.columns(len(PRESETS))
+for col, preset in zip(cols, PRESETS.values()):
+    with col.container(border=True):
+        st.markdown(f"**{preset.title}**")
+        st.caption(preset.description)
+        rec = read_built(preset.name) if is_built(preset.name) else None
+        if rec is not None:
+            show_grid(rec.images, scale=2 if rec.canvas_shape[0] > 12 else 6, ncol=4)
+        if st.button("Open in Analysis" if rec is not None else "Build and open", key=f"btn_preset_{preset.name}",
+                     icon=":material/open_in_new:"):
+            cfg = preset.config
+            with st.spinner(f"Building preset {preset.name}…"):
+                c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading corpus {cfg.corpus}")
+                built = None
+                if c is not None:
+                    built = attempt(load_preset, preset.name, c, resources.pools(cfg) if cfg.uses("ssl") else None,
+                                    what=f"building preset {preset.name}")
+            if built is not None:
+                add_record(f"preset: {preset.name}", built)
+                open_in_analysis(f"preset: {preset.name}")
+
+
+def start_lesson(lesson: Lesson) -> None:
+    """Apply the lesson's controls to the target page's widgets, then go there."""
+    ctl = dict(lesson.controls)
+    ss = st.session_state
+    if lesson.page == "generate":
+        cons = ctl.pop("constraints", ("ssd", "loc", "ssl"))
+        for c in ("ssd", "loc", "ssl"):
+            ss[f"gen_{c}"] = c in cons
+        for k, v in ctl.items():
+            ss[f"gen_{k}"] = v
+        ss["gen_lesson"] = lesson.key
+        st.switch_page("pages/2_generate.py")
+    elif lesson.page == "ablations":
+        columns = ctl.pop("columns", [])
+        ss["abl_ncols"] = len(columns)
+        for i, cons in enumerate(columns):
+            for c in ("ssd", "loc", "ssl"):
+                ss[f"abl_{i}_{c}"] = c in cons
+        for k, v in ctl.items():
+            ss[f"abl_{k}"] = v
+        ss["abl_lesson"] = lesson.key
+        st.switch_page("pages/3_ablations.py")
+    elif lesson.page == "analysis":
+        name = ctl.get("preset", "digits")
+        preset = PRESETS[name]
+        c = attempt(resources.corpus, preset.config.corpus, preset.config.subset, what="loading the corpus")
+        rec = attempt(load_preset, name, c, what=f"building preset {name}") if c is not None else None
+        if rec is not None:
+            add_record(f"preset: {name}", rec)
+            ss["ana_lesson"] = lesson.key
+            open_in_analysis(f"preset: {name}", 0, tuple(ctl.get("pixel", (0, 0))))
+
+
+st.subheader("Guided lessons")
+st.caption("Each card sets the controls for you. Read the question, make a prediction, then press run and look.")
+cols = st.columns(len(LESSONS))
+for col, lesson in zip(cols, LESSONS):
+    with col.container(border=True):
+        st.markdown(f"**{lesson.title}**")
+        st.markdown(f"*Predict:* {lesson.predict}")
+        if st.button("Start lesson", key=f"btn_lesson_{lesson.key}", icon=":material/play_lesson:"):
+            start_lesson(lesson)
+
+st.subheader("The pages")
+st.markdown(
+    "- **Corpus & encoder**: what the generator copies from, the encoder's embedding map and the cached indexes.\n"
+    "- **Generate**: every parameter and constraint toggle, a live canvas, downloads.\n"
+    "- **Ablations**: up to four constraint sets side by side on the same references and seeds, with metrics.\n"
+    "- **Analysis & tracing**: replay the fill, overlay the provenance maps, click a pixel to see its source "
+    "window and the constraint funnel that produced it.\n"
+    "- **Complete**: hide part of an image and let the sampler fill it back (Efros–Leung hole filling).")

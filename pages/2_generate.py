@@ -1,0 +1,185 @@
+"""Generate: parameters, constraint toggles, a live canvas, the result grid and downloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app_support import resources
+from app_support.boot import entry_guard
+from app_support.ui import (
+    LiveProgress,
+    add_record,
+    attempt,
+    config_caption,
+    download_buttons,
+    open_in_analysis,
+    records,
+    show_error,
+    show_grid,
+    ss_default,
+    stop_notice,
+)
+from nps.app_state import BOUNDS, build_config, cli_command, constraint_label, grid_picture, suggested_params
+from nps.config import DEFAULTS
+from nps.presets import get_lesson
+
+entry_guard()
+st.title("Generate")
+settings = st.session_state["settings"]
+corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
+if corpus is None:
+    st.stop()
+h, w = corpus.image_shape[:2]
+side = min(h, w)
+
+# Canvas-size dependent defaults, re-applied when the corpus changes shape (8x8 digits vs 28x28 MNIST).
+if st.session_state.get("gen_shape") != [h, w]:
+    for k, v in suggested_params(corpus.image_shape).items():
+        st.session_state[f"gen_{k}"] = v
+    st.session_state["gen_shape"] = [h, w]
+for k, v in {"n": 16, "batch_size": 16, "ssd": True, "loc": True, "ssl": True, "sigma_auto": True,
+             "sigma": round(DEFAULTS["window"] / 6.4, 3), "ssl_mode": DEFAULTS["ssl_mode"], "label": -1,
+             "ref_mode": "random", "reference": 0}.items():
+    ss_default(f"gen_{k}", v)
+
+
+def clamp(key: str, lo: float, hi: float) -> None:
+    """Keep a value set from outside (lesson, old session) inside the widget's range."""
+    st.session_state[key] = type(st.session_state[key])(min(max(st.session_state[key], lo), hi))
+
+
+lesson_key = st.session_state.get("gen_lesson")
+if lesson_key:
+    lesson = get_lesson(lesson_key)
+    with st.container(border=True):
+        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
+        st.caption(f"Then press Generate and look: {lesson.look}")
+        if st.button("End lesson", key="btn_end_lesson"):
+            st.session_state["gen_lesson"] = None
+            st.rerun()
+
+st.subheader("Constraints")
+t = st.columns(3)
+t[0].toggle("appearance (ssd)", key="gen_ssd", help="Gaussian-weighted SSD of the known context, adaptive threshold")
+t[1].toggle("locality (loc)", key="gen_loc", help="source window centre within R (L∞) of the target pixel")
+t[2].toggle("representation (ssl)", key="gen_ssl", help="source image among the k nearest of the reference")
+
+st.subheader("Parameters")
+windows = [v for v in range(int(BOUNDS["window"][0]), int(BOUNDS["window"][1]) + 1, 2) if v <= side]
+if st.session_state["gen_window"] not in windows:
+    st.session_state["gen_window"] = windows[-1] if st.session_state["gen_window"] > windows[-1] else windows[0]
+clamp("gen_seed_size", 1, min(int(BOUNDS["seed_size"][1]), side))
+clamp("gen_radius", *BOUNDS["radius"])
+clamp("gen_eps", *BOUNDS["eps"])
+clamp("gen_k", 1, int(BOUNDS["k"][1]))
+clamp("gen_n", *BOUNDS["n"])
+clamp("gen_batch_size", *BOUNDS["batch_size"])
+p = st.columns(4)
+p[0].select_slider("window w", windows, key="gen_window", help="odd context window side")
+p[0].checkbox("σ = w / 6.4 (Efros–Leung)", key="gen_sigma_auto")
+p[0].number_input("σ", min_value=BOUNDS["sigma"][0], max_value=BOUNDS["sigma"][1], step=0.1, key="gen_sigma",
+                  disabled=st.session_state["gen_sigma_auto"])
+p[1].slider("ε (SSD threshold)", float(BOUNDS["eps"][0]), float(BOUNDS["eps"][1]), step=0.01, key="gen_eps",
+            help="keep windows with d ≤ (1+ε)·d_min + tol")
+p[1].slider("radius R (locality)", int(BOUNDS["radius"][0]), int(BOUNDS["radius"][1]), key="gen_radius",
+            disabled=not st.session_state["gen_loc"])
+p[2].number_input("k (semantic pool)", 1, int(BOUNDS["k"][1]), step=8, key="gen_k",
+                  disabled=not st.session_state["gen_ssl"], help="nearest training images of the reference")
+p[2].radio("representation mode", ["reference", "canvas"], key="gen_ssl_mode", horizontal=True,
+           disabled=not st.session_state["gen_ssl"],
+           help="reference: k-NN of a reference image; canvas: re-embed the partial canvas every shell")
+if st.session_state["gen_label"] is None or st.session_state["gen_label"] >= len(corpus.class_names):
+    st.session_state["gen_label"] = -1  # -1: no class condition (a None option would read as "no choice")
+p[2].selectbox("class condition", [-1, *range(len(corpus.class_names))], key="gen_label",
+               format_func=lambda v: "none" if v < 0 else f"{v}: {corpus.class_names[v]}",
+               disabled=not st.session_state["gen_ssl"], help="the pool becomes all images of this class")
+p[3].slider("seed size s", 1, min(int(BOUNDS["seed_size"][1]), side), key="gen_seed_size",
+            help="side of the seed patch copied from the reference")
+p[3].slider("samples n", int(BOUNDS["n"][0]), int(BOUNDS["n"][1]), key="gen_n")
+p[3].slider("batch size", int(BOUNDS["batch_size"][0]), int(BOUNDS["batch_size"][1]), key="gen_batch_size",
+            help="samples advanced in lockstep")
+
+st.subheader("Reference")
+st.radio("reference image", ["random", "pick"], key="gen_ref_mode", horizontal=True,
+         format_func=lambda v: "random per sample (from the seed)" if v == "random" else "one fixed image",
+         help="the seed patch and the representation pool come from the reference")
+if st.session_state["gen_ref_mode"] == "pick":
+    clamp("gen_reference", 0, len(corpus) - 1)
+
+    def use_reference(i: int) -> None:
+        st.session_state["gen_reference"] = int(i)
+
+    rc = st.columns([1, 4])
+    rc[0].number_input("train id", 0, len(corpus) - 1, step=1, key="gen_reference")
+    ref = int(st.session_state["gen_reference"])
+    rc[0].image(grid_picture(corpus.train[ref][None], max(2, 112 // side)),
+                caption=f"#{ref}: {corpus.class_names[int(corpus.train_labels[ref])]}")
+    rng = np.random.default_rng(int(settings["seed"]))
+    lab = st.session_state["gen_label"]
+    pool = np.flatnonzero(corpus.train_labels == lab) if lab >= 0 else np.arange(len(corpus))
+    picks = np.sort(rng.choice(pool, size=min(8, len(pool)), replace=False))
+    with rc[1]:
+        st.caption("Or pick one of these (they change with the RNG seed):")
+        tc = st.columns(len(picks))
+        for col, i in zip(tc, picks):
+            col.image(grid_picture(corpus.train[i][None], max(2, 56 // side)), caption=f"#{i}")
+            col.button("use", key=f"btn_ref_{i}", on_click=use_reference, args=(i,))
+
+
+def current_params() -> dict:
+    ss = st.session_state
+    params = {"constraints": tuple(c for c in ("ssd", "loc", "ssl") if ss[f"gen_{c}"]),
+              "n": int(ss["gen_n"]), "batch_size": int(ss["gen_batch_size"]), "window": int(ss["gen_window"]),
+              "sigma": None if ss["gen_sigma_auto"] else float(ss["gen_sigma"]), "eps": float(ss["gen_eps"]),
+              "radius": int(ss["gen_radius"]), "k": int(ss["gen_k"]), "seed_size": int(ss["gen_seed_size"]),
+              "ssl_mode": ss["gen_ssl_mode"], "label": None if ss["gen_label"] < 0 else int(ss["gen_label"]),
+              "reference": int(ss["gen_reference"]) if ss["gen_ref_mode"] == "pick" else None}
+    return params
+
+
+config = None
+try:
+    from nps.app_state import check_against
+    config = build_config(settings, current_params())
+    check_against(config, corpus)
+except Exception as exc:  # noqa: BLE001 - shown as one line
+    show_error(exc, "checking the parameters")
+    config = None
+
+if config is not None:
+    with st.expander("The same run from the command line"):
+        st.code(cli_command(config), language="bash")
+
+stop_notice()
+go = st.button("Generate", type="primary", key="btn_generate", icon=":material/brush:", disabled=config is None)
+if go and config is not None:
+    live = LiveProgress(f"Generating {config.n} samples", "gen", scale=max(2, 56 // side))
+    try:
+        rec, seconds, cached = resources.generate(config, progress=live)
+    except Exception as exc:  # noqa: BLE001 - NPSError, Stopped and anything unexpected, one line each
+        live.done()
+        show_error(exc, "generating")
+    else:
+        live.done()
+        label = (f"generate: {config.corpus} {constraint_label(config.constraints)} {config.encoder} "
+                 f"seed {config.seed} n={config.n}")
+        add_record(label, rec)
+        st.session_state["gen_last"] = label
+        st.session_state["gen_last_time"] = (seconds, cached)
+
+last = st.session_state.get("gen_last")
+if last and last in records():
+    rec = records()[last]
+    seconds, cached = st.session_state.get("gen_last_time", (float("nan"), False))
+    st.subheader("Result")
+    st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} ms/image)"
+               + (" · from the results cache" if cached else ""))
+    show_grid(rec.images, ncol=int(np.ceil(np.sqrt(len(rec)))))
+    oc = st.columns([1, 1, 3])
+    ss_default("gen_pick", 0)
+    clamp("gen_pick", 0, len(rec) - 1)
+    oc[0].number_input("sample (row-major in the grid)", 0, len(rec) - 1, step=1, key="gen_pick")
+    if oc[1].button("Open in Analysis", key="btn_open_analysis", icon=":material/troubleshoot:"):
+        open_in_analysis(last, int(st.session_state["gen_pick"]))
+    download_buttons(rec, f"nps-{rec.config.get('corpus')}-seed{rec.config.get('seed')}", "gen")

@@ -1,0 +1,34 @@
+"""NPS lab: the Streamlit app (``streamlit run streamlit_app.py``).
+
+The entry script defines the navigation over ``pages/`` and draws the shared
+sidebar (corpus, subset, encoder, seed), which therefore persists across pages and
+is mirrored in the URL.  Pages are thin: every computation is a call into ``nps``.
+Nothing heavy is imported or loaded here, so the first screen appears at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")  # a shared demo host: keep BLAS from grabbing every core
+
+import streamlit as st
+
+from app_support.sidebar import sidebar
+from app_support.ui import persist_page_state
+
+st.set_page_config(page_title="NPS lab", page_icon=":material/grid_on:", layout="wide")
+
+PAGES = [
+    st.Page("pages/0_welcome.py", title="Welcome", icon=":material/school:", url_path="welcome", default=True),
+    st.Page("pages/1_corpus.py", title="Corpus & encoder", icon=":material/dataset:", url_path="corpus"),
+    st.Page("pages/2_generate.py", title="Generate", icon=":material/brush:", url_path="generate"),
+    st.Page("pages/3_ablations.py", title="Ablations", icon=":material/view_column:", url_path="ablations"),
+    st.Page("pages/4_analysis.py", title="Analysis & tracing", icon=":material/troubleshoot:", url_path="analysis"),
+    st.Page("pages/5_complete.py", title="Complete", icon=":material/auto_fix_high:", url_path="complete"),
+]
+
+page = st.navigation(PAGES)
+persist_page_state()
+st.session_state["settings"] = sidebar()
+page.run()

@@ -1,0 +1,462 @@
+"""The Streamlit lab: pure helpers (nps.app_state, nps.presets) and every page under AppTest.
+
+AppTest runs the real scripts in this process on the tiny ``digits`` corpus.  The
+nps entry points the pages call are spied on through their module attributes
+(pages look them up at call time), so the tests see the exact GenerationConfig a
+page hands to ``nps.sampler.generate``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nps.config import GenerationConfig
+from nps.errors import NPSError
+from nps.record import ProvenanceRecord, check_provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGES = ("pages/0_welcome.py", "pages/1_corpus.py", "pages/2_generate.py", "pages/3_ablations.py",
+         "pages/4_analysis.py", "pages/5_complete.py")
+TIMEOUT = 120  # the first run of a session imports torch and fits PCA on 2 shared cores
+
+
+# --------------------------------------------------------------------------- pure helpers
+def test_query_round_trip_and_fallbacks():
+    from nps.app_state import sidebar_from_query, sidebar_to_query
+    defaults = {"corpus": "mnist", "subset": None, "encoder": "pca", "seed": 0}
+    settings = {"corpus": "digits", "subset": 500, "encoder": "pixels", "seed": 42}
+    back, notes = sidebar_from_query(sidebar_to_query(settings), ["mnist", "digits"], ["pca", "pixels"], defaults)
+    assert back == settings and notes == []
+    bad = {"corpus": "cifar10", "subset": "123", "encoder": "nope", "seed": "-3"}
+    back, notes = sidebar_from_query(bad, ["mnist", "digits"], ["pca"], defaults)
+    assert back == defaults
+    assert len(notes) == 4
+
+
+def test_build_config_bounds_and_checks():
+    from nps.app_state import build_config
+    side = {"corpus": "digits", "subset": None, "encoder": "pca", "seed": 3}
+    cfg = build_config(side, {"window": 3, "seed_size": 2, "constraints": ["ssd", "loc"]})
+    assert cfg == GenerationConfig(corpus="digits", seed=3, window=3, seed_size=2, constraints=("ssd", "loc"))
+    with pytest.raises(NPSError, match="outside the app's range"):
+        build_config(side, {"batch_size": 10_000})
+    with pytest.raises(NPSError, match="no constraint"):
+        build_config(side, {"constraints": ()})
+    with pytest.raises(NPSError, match="odd"):
+        build_config(side, {"window": 4})
+
+
+def test_masks():
+    from nps.app_state import MASKS, unknown_mask
+    for name in MASKS:
+        m = unknown_mask(name, 8, 6, (1, 3, 2, 5))
+        assert m.shape == (8, 6) and m.dtype == bool and 0 < m.sum() < 48
+    assert unknown_mask("left half", 4, 4).sum() == 8
+    assert unknown_mask("rectangle", 8, 8, (1, 3, 2, 5)).sum() == 6
+    with pytest.raises(NPSError):
+        unknown_mask("rectangle", 8, 8, (3, 3, 0, 2))
+    with pytest.raises(NPSError):
+        unknown_mask("rectangle", 8, 8, (0, 8, 0, 8))  # nothing left known
+
+
+def _synthetic_record(train: np.ndarray, n: int = 2, seed: int = 0) -> ProvenanceRecord:
+    """A record whose pixels are copied from random (image, same position) sources of ``train``."""
+    rng = np.random.default_rng(seed)
+    _, h, w = train.shape
+    src = rng.integers(0, len(train), size=(n, h, w))
+    yy, xx = np.broadcast_to(np.mgrid[0:h, 0:w][0], (n, h, w)), np.broadcast_to(np.mgrid[0:h, 0:w][1], (n, h, w))
+    images = train[src, yy, xx]
+    order = np.stack(np.unravel_index(np.arange(h * w), (h, w)), 1).astype(np.int64)
+    return ProvenanceRecord(images=images.astype(np.uint8), source_index=src, source_y=yy.copy(),
+                            source_x=xx.copy(), source_label=src % 10, pool_size=np.full((n, h, w), 3),
+                            relaxed=np.zeros((n, h, w), bool), reference=np.full(n, -1), order=order,
+                            config={"corpus": "digits", "window": 3}, sample_id=np.arange(n),
+                            shell=np.zeros(h * w, np.int64))
+
+
+def test_record_bytes_round_trip(digits):
+    from nps.app_state import record_from_npz_bytes, record_id, record_npz_bytes
+    rec = _synthetic_record(digits.train)
+    back = record_from_npz_bytes(record_npz_bytes(rec))
+    for name in ("images", "source_index", "source_y", "source_x", "order", "reference"):
+        assert np.array_equal(getattr(back, name), getattr(rec, name))
+    assert back.config == rec.config
+    assert record_id(back) == record_id(rec)
+    assert record_id(_synthetic_record(digits.train, seed=1)) != record_id(rec)
+    with pytest.raises(NPSError, match="not a readable"):
+        record_from_npz_bytes(b"not a zip file")
+    with pytest.raises(NPSError, match="MB"):
+        record_from_npz_bytes(b"0" * 2000, max_mb=0.001)
+
+
+def test_image_from_upload():
+    from PIL import Image
+
+    from nps.app_state import image_from_upload
+    buf = io.BytesIO()
+    Image.fromarray(np.full((60, 100, 3), 200, np.uint8)).save(buf, format="PNG")
+    img = image_from_upload(buf.getvalue(), (8, 8))
+    assert img.shape == (8, 8) and img.dtype == np.uint8 and int(img.min()) > 150
+    assert image_from_upload(buf.getvalue(), (32, 32, 3)).shape == (32, 32, 3)
+    with pytest.raises(NPSError, match="picture"):
+        image_from_upload(b"GIF89a but not really", (8, 8))
+    with pytest.raises(NPSError, match="MB"):
+        image_from_upload(buf.getvalue(), (8, 8), max_mb=1e-5)
+
+
+def test_overlays_and_islands(digits):
+    from nps.app_state import LAYERS, compose_overlay, island_size_map, overlay_layers
+    src = np.array([[1, 1, 2], [3, 1, 2], [3, 3, -1]])
+    assert island_size_map(src).tolist() == [[3, 3, 2], [3, 3, 2], [3, 3, 0]]
+    rec = _synthetic_record(digits.train)
+    layers = overlay_layers(rec, 1)
+    assert set(layers) == set(LAYERS)
+    assert all(v.shape == (8, 8, 3) and v.dtype == np.uint8 for v in layers.values())
+    plain = compose_overlay(rec.images[1], layers, [])
+    assert np.array_equal(plain[..., 0], rec.images[1])
+    assert not np.array_equal(compose_overlay(rec.images[1], layers, ["class"]), plain)
+
+
+def test_honesty_flags_a_copy(digits):
+    from nps.app_state import honesty
+    rec = _synthetic_record(digits.train)
+    rec.images[0] = digits.train[7]
+    rec.source_index[0] = 7  # an exact copy of train image 7, traced as such
+    facts = honesty(rec, 0, digits.train)
+    assert facts["nearest"] == 7 and facts["nn_ratio"] == 0.0 and facts["mismatches"] == 0
+    assert facts["largest_island"] == 64 and facts["island_share"] == 1.0 and facts["n_sources"] == 1
+    rec.images[1, 0, 0] ^= 0xFF  # break the provenance of one pixel
+    assert honesty(rec, 1, digits.train)["mismatches"] == 1
+
+
+def test_pixel_points_and_cli_command():
+    from nps.app_state import cli_command, pixel_from_points
+    assert pixel_from_points([{"x": 1, "y": 2}, {"x": 3.2, "y": 4.6}], 8, 8) == (5, 3)
+    assert pixel_from_points([{"x": 9, "y": 2}], 8, 8) is None
+    assert pixel_from_points([], 8, 8) is None
+    cmd = cli_command(GenerationConfig(corpus="digits", n=4, window=3, constraints=("ssd",)))
+    assert "--corpus digits" in cmd and "--window 3" in cmd and "--constraints ssd" in cmd
+    assert "--eps" not in cmd  # defaults are left out
+
+
+def test_presets_build_once_into_cache(cache_dir, digits):
+    from nps import presets
+    assert not presets.is_built("digits") and presets.read_built("digits") is None
+    rec = presets.load_preset("digits", digits)
+    assert presets.is_built("digits") and presets.get_preset("digits").path.parent == cache_dir
+    assert check_provenance(rec, digits.train) == 0
+    again = presets.read_built("digits")
+    assert again is not None and np.array_equal(again.images, rec.images)
+    assert {lesson.page for lesson in presets.LESSONS} <= {"generate", "ablations", "analysis"}
+    with pytest.raises(NPSError):
+        presets.get_preset("nope")
+
+
+# --------------------------------------------------------------------------- AppTest
+@pytest.fixture
+def app(monkeypatch):
+    """A fresh AppTest on digits with an empty results cache (resources stay warm across tests)."""
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    # AppTest builds a new PagesManager for every run, which sees the pages/ folder and
+    # falls back to multipage-v1 mode (pages run without the entry script).  A real server
+    # leaves that mode for good on the first st.navigation call; mirror that here.
+    init = PagesManager.__init__
+
+    def v2_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", v2_init)
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["corpus"] = "digits"
+    at.query_params["seed"] = "0"
+    return at
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record every GenerationConfig a page hands to nps.sampler.generate (and still generate)."""
+    import nps.sampler
+    real = nps.sampler.generate
+    calls: list[GenerationConfig] = []
+
+    def wrapper(config, corpus=None, **kw):
+        calls.append(config)
+        return real(config, corpus, **kw)
+
+    monkeypatch.setattr(nps.sampler, "generate", wrapper)
+    return calls
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_welcome_renders_without_compute(app, monkeypatch):
+    import app_support.resources as res
+    import nps.sampler
+
+    def forbidden(*a, **k):
+        raise AssertionError("the welcome page must not load a corpus or generate")
+
+    monkeypatch.setattr(res, "corpus", forbidden)
+    monkeypatch.setattr(nps.sampler, "generate", forbidden)
+    app.run()
+    _ok(app)
+    assert app.title[0].value == "NPS lab"
+    assert any(b.key == "btn_lesson_no-locality" for b in app.button)
+    assert app.sidebar.selectbox(key="sb_corpus").value == "digits"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app, page):
+    app.run()
+    app.switch_page(page).run()
+    _ok(app)
+    assert len(app.title) == 1
+
+
+def test_sidebar_is_mirrored_in_the_url(app):
+    app.query_params["seed"] = "7"
+    app.run()
+    assert app.sidebar.number_input(key="sb_seed").value == 7
+    app.sidebar.number_input(key="sb_seed").set_value(5).run()
+    app.sidebar.selectbox(key="sb_encoder").set_value("pixels").run()
+    assert app.query_params["seed"] == "5" and app.query_params["encoder"] == "pixels"
+    app.switch_page("pages/2_generate.py").run()  # shared choices persist across pages
+    assert app.sidebar.number_input(key="sb_seed").value == 5
+
+
+def test_toggles_change_the_config_passed_to_nps(app, spy):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(4)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    assert spy[-1].constraints == ("ssd", "loc", "ssl") and spy[-1].n == 4 and spy[-1].corpus == "digits"
+    app.toggle(key="gen_loc").set_value(False)
+    app.slider(key="gen_eps").set_value(0.25)
+    app.selectbox(key="gen_label").set_value(3)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    assert spy[-1].constraints == ("ssd", "ssl")
+    assert spy[-1].eps == 0.25 and spy[-1].label == 3
+    app.toggle(key="gen_ssl").set_value(False)
+    app.radio(key="gen_ref_mode").set_value("pick").run()
+    app.number_input(key="gen_reference").set_value(11)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    assert spy[-1].constraints == ("ssd",) and spy[-1].reference == 11
+    assert len(spy) == 3
+
+
+def test_bad_parameter_shows_error(app, spy):
+    app.query_params["subset"] = "200"
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.session_state["gen_k"] = 300  # more neighbours than the 199 other images
+    app.run()
+    assert app.exception == [] or not app.exception
+    assert any("--k 300" in e.value for e in app.error)
+    assert app.button(key="btn_generate").disabled
+    app.session_state["gen_k"] = 16
+    for c in ("ssd", "loc", "ssl"):
+        app.toggle(key=f"gen_{c}").set_value(False)
+    app.run()
+    assert any("no constraint" in e.value for e in app.error)
+    assert spy == []
+
+
+def test_small_generation_completes_and_shows_its_grid(app, digits):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(9)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    label = app.session_state["gen_last"]
+    rec = app.session_state["records"][label]
+    assert rec.images.shape == (9, 8, 8)
+    assert check_provenance(rec, digits.train) == 0
+    grid = app.image[-1].value if hasattr(app.image[-1], "value") else None
+    assert len(app.image) >= 1 and grid is not None
+    assert len(app.get("download_button")) == 2
+    assert "ms/image" in " ".join(c.value for c in app.caption)
+    app.button(key="btn_generate").click().run()  # identical config: served by the results cache
+    assert "from the results cache" in " ".join(c.value for c in app.caption)
+
+
+def test_stop_ends_the_run_with_a_warning(app, monkeypatch):
+    import streamlit as st
+
+    import nps.sampler
+    real = nps.sampler.generate
+
+    def press_stop_then_generate(config, corpus=None, **kw):
+        st.session_state["stop_requested"] = True  # as the Stop button's callback does
+        return real(config, corpus, **kw)
+
+    monkeypatch.setattr(nps.sampler, "generate", press_stop_then_generate)
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.button(key="btn_generate").click().run()
+    assert not app.exception
+    assert any("Stopped" in w.value for w in app.warning)
+    assert "gen_last" not in app.session_state
+
+
+def test_lesson_sets_the_controls(app):
+    app.run()
+    app.button(key="btn_lesson_no-locality").click().run()
+    _ok(app)
+    assert app.title[0].value == "Generate"
+    assert app.toggle(key="gen_ssd").value and app.toggle(key="gen_ssl").value
+    assert not app.toggle(key="gen_loc").value
+
+
+def test_ablations_share_references_and_show_metrics(app, spy):
+    app.run()
+    app.switch_page("pages/3_ablations.py").run()
+    app.toggle(key="abl_metrics").set_value(False)
+    app.slider(key="abl_n").set_value(4)
+    app.button(key="btn_abl_run_all").click().run()
+    _ok(app)
+    assert [c.constraints for c in spy] == [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")]
+    assert len({c.seed for c in spy}) == 1
+    recs = [app.session_state["records"][r["label"]] for r in app.session_state["abl_results"].values()]
+    assert len(recs) == 3 and all(np.array_equal(r.reference, recs[0].reference) for r in recs)
+    labels = [m.label for m in app.metric]
+    assert labels.count("class entropy") == 3 and labels.count("time per image") == 3
+    spy.clear()
+    app.button(key="btn_abl_run_2").click().run()  # re-running a column hits the results cache
+    assert spy == []
+    assert "from the results cache" in [m.delta for m in app.metric]
+
+
+def test_analysis_traces_a_pixel(app, digits):
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert app.title[0].value == "Analysis & tracing"
+    rec = app.session_state["records"]["preset: digits"]
+    app.number_input(key="ana_sample").set_value(1).run()
+    app.number_input(key="ana_y").set_value(6).run()
+    app.number_input(key="ana_x").set_value(1).run()
+    _ok(app)
+    src = int(rec.source_index[1, 6, 1])
+    text = " ".join(m.value for m in app.markdown)
+    assert f"training image #{src}**" in text
+    assert f"({int(rec.source_y[1, 6, 1])}, {int(rec.source_x[1, 6, 1])})" in text
+    assert f"pool of **{int(rec.pool_size[1, 6, 1])}** windows" in text
+    assert "provenance is exact, not a similarity guess" in text
+    assert any("keep" in str(getattr(x, "value", "")) or "d_{" in str(getattr(x, "value", ""))
+               for x in app.get("latex")) or rec.config["constraints"] == []
+    keys = [b.key for b in app.button if b.key and b.key.startswith("btn_first_")]
+    app.button(key=keys[0]).click().run()
+    step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
+    assert app.slider(key=step_key).value == 0
+    app.button(key=keys[0].replace("first", "step")).click().run()
+    assert app.slider(key=step_key).value == 1
+
+
+def test_complete_fills_the_unknown_region(app, digits):
+    pytest.importorskip("nps.complete", reason="nps.complete (the completion engine) is not in this build")
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.selectbox(key="cmp_mask").set_value("bottom half").run()
+    app.button(key="btn_complete").click().run()
+    _ok(app)
+    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    known = np.zeros((8, 8), bool)
+    known[:4] = True
+    assert (rec.source_index[0][known] == -1).all() and (rec.source_index[0][~known] >= 0).all()
+    assert np.array_equal(rec.images[0][known], digits.test[0][known])
+    assert check_provenance(rec, digits.train) == 0
+
+
+def test_encoder_training_with_progress(app, tmp_path, monkeypatch):
+    import nps.encoders.simclr as simclr
+    target = tmp_path / "simclr-digits.safetensors"
+    monkeypatch.setattr(simclr, "weights_path", lambda name: target)
+    app.run()
+    app.switch_page("pages/1_corpus.py").run()
+    _ok(app)
+    assert any(row == "absent" for row in app.dataframe[1].value["status"])
+    app.slider(key="cor_epochs").set_value(1)
+    app.button(key="btn_train_encoder").click().run()
+    _ok(app)
+    assert target.is_file()
+    assert any("Saved" in s.value for s in app.success)
+
+
+def test_ablation_column_scores_is_with_its_ceiling(app):
+    app.run()
+    app.switch_page("pages/3_ablations.py").run()
+    app.slider(key="abl_ncols").set_value(1).run()
+    app.slider(key="abl_n").set_value(16)
+    app.button(key="btn_abl_run_all").click().run()
+    _ok(app)
+    metrics = {m.label: m for m in app.metric}
+    score = metrics["Inception Score"]
+    assert 1.0 <= float(score.value.split(" ± ")[0]) <= 10.0
+    assert score.delta.startswith("real ceiling ")
+    assert 1.0 <= float(score.delta.split()[-1]) <= 10.0
+    assert "classifier FID" in metrics
+
+
+def test_nearest_candidates_match_brute_force(digits):
+    from nps.app_state import nearest_candidates
+    train = digits.train
+    q = train[123].copy()
+    q[0, 0] = 255
+    ids = nearest_candidates(q, train, k=5, chunk=100)  # several chunks
+    d = ((train.reshape(len(train), -1).astype(np.float64) - q.reshape(-1)) ** 2).sum(1)
+    assert ids[0] == int(np.argmin(d))
+    assert set(ids.tolist()) == set(np.argsort(d, kind="stable")[:5].tolist()) or \
+        np.allclose(np.sort(d[ids]), np.sort(d)[:5])
+
+
+def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
+    """The page wiring, with a stand-in nps.complete that copies unknown pixels from train image 0."""
+    import sys
+    import types
+
+    calls = []
+
+    def fake_complete(config, corpus, image, known, progress=None):
+        calls.append((config, image.copy(), known.copy()))
+        h, w = known.shape
+        src = np.where(known, -1, 0)[None]
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.where(known, image, corpus.train[0])[None].astype(np.uint8)
+        order = np.concatenate([np.argwhere(known), np.argwhere(~known)]).astype(np.int64)
+        return ProvenanceRecord(images=img, source_index=src, source_y=np.where(known, -1, yy)[None],
+                                source_x=np.where(known, -1, xx)[None], source_label=np.where(known, -1, 0)[None],
+                                pool_size=np.ones((1, h, w), np.int64), relaxed=np.zeros((1, h, w), bool),
+                                reference=np.array([-1]), order=order, config=config.to_dict(),
+                                sample_id=np.array([0]), shell=np.r_[np.zeros(known.sum()), np.ones((~known).sum())]
+                                .astype(np.int64))
+
+    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.number_input(key="cmp_test_id").set_value(3)
+    app.selectbox(key="cmp_mask").set_value("left half").run()
+    app.button(key="btn_complete").click().run()
+    _ok(app)
+    config, image, known = calls[-1]
+    assert config.corpus == "digits" and config.n == 1
+    assert np.array_equal(image, digits.test[3])
+    assert known[:, 4:].all() and not known[:, :4].any()
+    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    assert check_provenance(rec, digits.train) == 0
+    assert any(s.key and s.key.startswith("ana_step_cmp") for s in app.slider)  # the replay of the fill

@@ -1,0 +1,216 @@
+"""End to end in a real browser: Debian's chromium driven by playwright against `streamlit run`.
+
+The server runs as a subprocess on a free localhost port with its own cache folder.
+The test opens every page, generates on ``digits``, traces a pixel by clicking the
+canvas and by coordinates, downloads the record and checks its provenance, and runs
+the ablation columns.  Screenshots go to ``test-output/e2e/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-output" / "e2e"
+BOOT_TIMEOUT = 90
+PAGE_TIMEOUT = 120_000  # ms; the first generation imports torch and fits PCA on 2 shared cores
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no browser: {CHROMIUM} is absent "
+                       "(apt-get install chromium to run the end-to-end test)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """`streamlit run streamlit_app.py` on a free port; yields the base URL."""
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("e2e-cache")
+    log_path = tmp_path_factory.mktemp("e2e-log") / "server.log"
+    env = dict(os.environ, NPS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        text = log_path.read_text(errors="replace")
+        assert "Traceback" not in text, f"the server logged a traceback:\n{text[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(PAGE_TIMEOUT)
+    yield pg
+    ctx.close()
+
+
+def _settle(page, quiet_polls: int = 4) -> None:  # noqa: ANN001
+    """Wait until the script run is over: the app reports 'notRunning' on several polls in a row.
+
+    (A run can rerun itself, e.g. the entry guard or a stop, so one 'notRunning' is not enough.)
+    """
+    deadline = time.monotonic() + PAGE_TIMEOUT / 1000
+    quiet = 0
+    while quiet < quiet_polls:
+        state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
+        quiet = quiet + 1 if state == "notRunning" else 0
+        assert time.monotonic() < deadline, f"the app kept running (state {state})"
+        page.wait_for_timeout(250)
+
+
+def _shot(page, name: str) -> Path:  # noqa: ANN001
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5000
+    return path
+
+
+def _no_errors(page) -> None:  # noqa: ANN001
+    exc = page.locator('[data-testid="stException"]')
+    assert exc.count() == 0, f"a page shows an exception: {exc.first.inner_text()[:2000]}"
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, \
+        page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+
+
+@pytest.mark.slow
+def test_lab_in_a_browser(server, page):
+    from nps.corpora import load_corpus
+    from nps.record import ProvenanceRecord, check_provenance
+
+    if SHOTS.exists():
+        shutil.rmtree(SHOTS)
+    q = "?corpus=digits&subset=all&encoder=pca&seed=0"
+    # Every page renders.
+    for path, title in (("welcome", "NPS lab"), ("corpus", "Corpus & encoder"), ("generate", "Generate"),
+                        ("ablations", "Ablations side by side"), ("analysis", "Analysis & tracing"),
+                        ("complete", "Complete")):
+        page.goto(f"{server}/{path}{q}")
+        page.get_by_role("heading", name=title, exact=True).wait_for()
+        _settle(page)
+        _no_errors(page)
+        _shot(page, f"page-{path}")
+
+    # A tiny generation on digits, then download its record and grid.
+    page.goto(f"{server}/generate{q}")
+    page.get_by_role("heading", name="Generate", exact=True).wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("ms/image").wait_for()
+    _settle(page)
+    _no_errors(page)
+    _shot(page, "generate-result")
+    assert "seed=0" in page.url and "corpus=digits" in page.url  # settings mirrored in the URL
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download record (.npz)", exact=True).click()
+    saved = Path(dl.value.path())
+    rec = ProvenanceRecord.load(saved.rename(saved.with_suffix(".npz")))
+    assert rec.images.shape == (16, 8, 8)
+    assert check_provenance(rec, load_corpus("digits").train) == 0
+    page.get_by_text("ms/image").wait_for()  # the download kept the page state
+
+    # Open a sample in Analysis and trace one pixel, by clicking the canvas and by coordinates.
+    page.get_by_role("button", name="Open in Analysis", exact=True).click()
+    page.get_by_role("heading", name="Analysis & tracing", exact=True).wait_for()
+    page.get_by_text("Copied from").first.wait_for()
+    _settle(page)
+    _no_errors(page)
+    assert "corpus=digits" in page.url  # the shared settings survived the page switch
+    before = page.get_by_text("Pixel (").first.inner_text()
+    assert before.startswith("Pixel (4, 2)")  # the default pixel
+    plot_area = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first
+    plot_area.scroll_into_view_if_needed()
+    box = plot_area.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)  # the canvas centre
+    page.wait_for_function("() => !document.body.innerText.includes('Pixel (4, 2)')", timeout=30_000)
+    _settle(page)
+    clicked = page.get_by_text("Pixel (").first.inner_text()
+    assert clicked.split(")")[0] in ("Pixel (3, 3", "Pixel (3, 4", "Pixel (4, 3", "Pixel (4, 4")
+    _shot(page, "analysis-clicked-pixel")
+    row = page.get_by_label("pixel row y")
+    row.fill("6")
+    row.press("Enter")
+    _settle(page)
+    col = page.get_by_label("pixel column x")
+    col.fill("1")
+    col.press("Enter")
+    page.get_by_text("Pixel (6, 1)").wait_for()
+    _settle(page)
+    _no_errors(page)
+    assert page.get_by_text("provenance is exact, not a similarity guess", exact=False).count() == 1
+    _shot(page, "analysis-traced-pixel")
+    page.get_by_text("Candidate windows surviving each constraint").first.scroll_into_view_if_needed()
+    page.get_by_text("g: Gaussian weights", exact=False).first.wait_for()
+    _shot(page, "analysis-funnel")
+
+    # Replay: back to the start, one step forward.
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.get_by_text("step 0/64").wait_for()
+    page.get_by_role("button", name="Step", exact=True).click()
+    page.get_by_text("step 1/64").wait_for()
+    page.get_by_role("button", name="Play", exact=True).click()
+    page.get_by_text("step 64/64").first.wait_for()
+    _settle(page)
+    _shot(page, "analysis-replay")
+
+    # The three ablations side by side (classifier scores off to keep the test short).
+    page.goto(f"{server}/ablations{q}")
+    page.get_by_role("heading", name="Ablations side by side", exact=True).wait_for()
+    _settle(page)
+    page.get_by_text("Score IS / FID with the corpus classifier").click()
+    _settle(page)
+    page.get_by_role("button", name="Run all columns", exact=True).click()
+    page.get_by_text("image-ID entropy").nth(2).wait_for()
+    _settle(page)
+    _no_errors(page)
+    assert page.get_by_text("class entropy").count() == 3
+    _shot(page, "ablations")
