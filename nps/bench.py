@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import time
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0}
 
 
-def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, queue: mp.Queue) -> None:
+def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int,
+          queue: mp.Queue) -> None:
     import numpy as np
     import torch
 
@@ -31,7 +33,7 @@ def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, q
     from nps.sampler import Sampler
     from nps.sampler_pool import SemanticPools
     try:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        torch.set_num_threads(threads)
         corpus = load_corpus(corpus_name, subset)
         constraints = "ssd,loc" if kind == "b" else "ssd,loc,ssl"
         cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints)
@@ -52,22 +54,32 @@ def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, q
         queue.put({"case": kind, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None) -> dict:
+def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None,
+             threads: int = 1) -> dict:
     """Run one case in a fresh (spawned) process and return its figures."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_case, args=(kind, corpus, n, batch, subset, queue))
+    proc = ctx.Process(target=_case, args=(kind, corpus, n, batch, subset, threads, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child killed from outside (OOM, signal) must not hang the parent
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                result = {"case": kind, "error": f"the benchmark process died (exit code {proc.exitcode})"}
+                break
     proc.join()
     return result
 
 
-def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None) -> dict:
+def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
+            threads: int = 1, skip_b: bool = False) -> dict:
     """The three cases and the ratios; a dict of figures."""
-    results = {"a": run_case("a", corpus, n_a, 64, subset)}
-    results["c"] = run_case("c", corpus, n_c, 64, subset)
-    results["b"] = run_case("b", corpus, n_b, 64, subset)
+    results = {"a": run_case("a", corpus, n_a, 64, subset, threads)}
+    results["c"] = run_case("c", corpus, n_c, 64, subset, threads)
+    if not skip_b:
+        results["b"] = run_case("b", corpus, n_b, min(64, n_b), subset, threads)
     a, c = results["a"], results["c"]
     if "error" not in a and "error" not in c:
         results["speedup"] = c["ms_per_image"] / a["ms_per_image"]
