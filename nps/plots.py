@@ -146,7 +146,7 @@ def save_ablation_grids(grids: dict[str, np.ndarray], path: str | Path, ncol: in
 # --------------------------------------------------------------------------- provenance of one sample
 def trace_panels(record, n: int, train: np.ndarray, k: int = 5) -> tuple[list, list]:  # noqa: ANN001
     """(top row, bottom row) of (caption, (H,W,3) uint8) panels for sample n."""
-    idmap, ids, counts = id_map_rgb(record.source_index[n], k)
+    idmap = id_map_rgb(record.source_index[n], k)[0]
     total = max(int((record.source_index[n] >= 0).sum()), 1)
     top = [(f"sample {int(record.sample_id[n])}", to_rgb(record.images[n][None])[0]),
            (f"image-ID map ({len(np.unique(record.source_index[n][record.source_index[n] >= 0]))} src)", idmap),
@@ -185,7 +185,7 @@ def class_map_figure(source_label: np.ndarray, class_names: tuple[str, ...] = ()
     for lab in np.unique(source_label[source_label >= 0]):
         name = class_names[lab] if lab < len(class_names) else str(lab)
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
-                                 marker=dict(color="rgb(%d,%d,%d)" % tuple(TAB10[lab % 10]), size=10)))
+                                 marker=dict(color="rgb({},{},{})".format(*TAB10[lab % 10]), size=10)))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), showlegend=True)
@@ -233,7 +233,8 @@ def save_heatmaps(maps: dict[str, np.ndarray], path: str | Path, colorbar: str =
     plt = _mpl()
     fig, axes = plt.subplots(1, max(len(maps), 1), figsize=(3.2 * max(len(maps), 1), 3), squeeze=False)
     for ax, (title, m) in zip(axes[0], maps.items()):
-        im = ax.imshow(m, cmap="viridis")
+        lo, hi = (float(np.nanmin(m)), float(np.nanmax(m))) if np.isfinite(m).any() else (0.0, 1.0)
+        im = ax.imshow(m, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1.0)  # a constant map stays dark
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         fig.colorbar(im, ax=ax, fraction=0.046, label=colorbar)
@@ -306,7 +307,8 @@ def memorisation_figure(report):  # noqa: ANN001, ANN201
     spaces = list(report.ratios)
     fig = make_subplots(rows=1, cols=len(spaces), subplot_titles=spaces)
     for c, s in enumerate(spaces):
-        for who, r, colour in (("samples", report.ratios[s], "#d62728"), ("real test", report.real_ratios[s], "#7f7f7f")):
+        for who, r, colour in (("samples", report.ratios[s], "#d62728"),
+                               ("real test", report.real_ratios[s], "#7f7f7f")):
             fig.add_trace(go.Histogram(x=r, name=who, histnorm="probability", xbins=dict(start=0, end=1, size=0.04),
                                        marker_color=colour, opacity=0.6, showlegend=c == 0), row=1, col=c + 1)
         fig.add_vline(x=report.threshold, line_dash="dash", row=1, col=c + 1)
@@ -348,7 +350,8 @@ def _groups(rows: list[dict], group: str | None) -> list[tuple[str, list[dict]]]
     if group is None:
         return [("all", rows)]
     keys = list(dict.fromkeys(str(r[group]) for r in rows))
-    return [(f"{group}={k}", [r for r in rows if str(r[group]) == k]) for k in keys]
+    # A private group key ("_group", already "a=1, b=2") is shown as its value alone.
+    return [(k if group.startswith("_") else f"{group}={k}", [r for r in rows if str(r[group]) == k]) for k in keys]
 
 
 def save_sweep(rows: list[dict], x: str, metrics: list[str], path: str | Path, group: str | None = None) -> Path:

@@ -8,7 +8,9 @@ left out of every count):
 * ``largest_island``: pixels in the largest 4-connected region copied from a single
   source image (a "copy island"; memorisation shows as one island covering the canvas),
   and ``island_share`` = that over the counted pixels;
-* ``label_purity``: share of pixels whose source label equals the sample's majority label.
+* ``label_purity``: share of pixels whose source label equals the sample's majority label;
+* ``reference_share`` (records only): share of generated pixels copied from the sample's
+  own reference image -- a regrown reference is a copy, not a composition.
 """
 
 from __future__ import annotations
@@ -101,9 +103,24 @@ def composition(source_index: np.ndarray, source_label: np.ndarray) -> dict[str,
     return out
 
 
+def reference_share(record) -> np.ndarray:  # noqa: ANN001
+    """(N,) share of each sample's generated (non-seed) pixels copied from its own reference image.
+
+    High values mean the sampler regrew the conditioning image around its seed patch
+    (a copy, not a composition); NaN-free: 0 for samples without a reference.
+    """
+    from nps.analysis.entropy import seed_mask
+    gen = (record.source_index >= 0) & ~seed_mask(record)[None]
+    ref = np.asarray(record.reference)[:, None, None]
+    hits = (record.source_index == ref) & gen & (ref >= 0)
+    return hits.reshape(len(hits), -1).sum(1) / np.maximum(gen.reshape(len(gen), -1).sum(1), 1)
+
+
 def record_composition(record) -> dict[str, np.ndarray]:  # noqa: ANN001
-    """:func:`composition` of a :class:`~nps.record.ProvenanceRecord`."""
-    return composition(record.source_index, record.source_label)
+    """:func:`composition` of a :class:`~nps.record.ProvenanceRecord`, plus ``reference_share``."""
+    out = composition(record.source_index, record.source_label)
+    out["reference_share"] = reference_share(record)
+    return out
 
 
 def summarise(comp: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

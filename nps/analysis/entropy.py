@@ -15,6 +15,7 @@ a configuration reports mean +- std over samples.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,8 @@ def window_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW, valid: np.nda
     """Shannon entropy (bits) of the values in every w x w window.
 
     Vectorised: for the K = w*w values of a window, each value's count c_j is the
-    row sum of the K x K equality matrix, and H = log2 n - (1/n) sum_j log2 c_j
-    (a value seen c times contributes c * log2 c to the sum).
+    row sum of the K x K equality matrix, and H = (1/n) sum_j log2(n / c_j) over the
+    n valid pixels j (a value seen c times contributes c * log2(n/c), i.e. n * p log2 1/p).
 
     Args:
         maps: (N,H,W) integer maps (labels or source ids).
@@ -60,8 +61,8 @@ def window_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW, valid: np.nda
         counts = eq.sum(2)  # c_j, counted among valid pixels
         k = m.sum(1).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            sum_log = np.where(m, np.log2(np.maximum(counts, 1)), 0.0).sum(1)
-            ent = np.log2(k) - sum_log / k
+            # (1/n) sum_j log2(n / c_j): exact for equal splits (1 bit is 1.0, not 1 - 1 ulp).
+            ent = np.where(m, np.log2(k[:, None] / np.maximum(counts, 1)), 0.0).sum(1) / k
         ent[k == 0] = np.nan
         # Tiny negative round-off (constant windows) to exact zero.
         out[s:s + _CHUNK] = np.maximum(ent, 0.0).reshape(shape)
@@ -108,7 +109,8 @@ def summarise_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW,
                       valid: np.ndarray | None = None) -> EntropySummary:
     """Mean +- std over samples of each sample's mean window entropy (bits)."""
     ent = window_entropy(maps, window, valid)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a sample whose windows are all NaN (no valid pixel)
+        warnings.simplefilter("ignore", RuntimeWarning)
         per = np.nanmean(ent.reshape(len(ent), -1), axis=1) if ent.size else np.zeros(0)
     per = np.where(np.isnan(per), 0.0, per)
     return EntropySummary(per, float(per.mean()) if len(per) else float("nan"),
@@ -143,7 +145,8 @@ def pool_size_summary(record) -> dict:  # noqa: ANN001
     gen = (record.source_index >= 0) & ~seeds[None]
     pool = np.maximum(np.asarray(record.pool_size, np.float64), 1.0)
     logp = np.where(gen, np.log10(pool), np.nan)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # seed pixels are NaN in every sample
+        warnings.simplefilter("ignore", RuntimeWarning)
         log_map = np.nanmean(logp, axis=0) if len(logp) else np.full(record.canvas_shape, np.nan)
     relaxed = np.asarray(record.relaxed) & gen
     denom = max(int(gen.sum()), 1)

@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", choices=("small_cnn", "resnet18"), default=None,
                    help="default: small_cnn for grayscale, resnet18 for colour")
     p.add_argument("--width", type=int, default=None, help="backbone base width (default: 16 cnn, 64 resnet)")
+    p.add_argument("--readout", choices=("max", "avg"), default="max",
+                   help="small_cnn global pooling of the last feature map (default: %(default)s)")
+    p.add_argument("--augment", choices=("glyph", "garment", "colour"), default=None,
+                   help="augmentation recipe (default: garment for fashion-mnist, colour for colour images, "
+                        "glyph otherwise)")
     p.add_argument("--aug-group", type=int, default=8,
                    help="images sharing one draw of augmentation parameters; 1 = per image (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -64,6 +69,7 @@ def command_line(args: argparse.Namespace) -> str:
     for flag, value in (("--subset", args.subset), ("--data-root", args.data_root), ("--device", args.device),
                         ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr),
                         ("--temperature", args.temperature), ("--backbone", args.backbone), ("--width", args.width),
+                        ("--readout", args.readout), ("--augment", args.augment),
                         ("--aug-group", args.aug_group), ("--seed", args.seed), ("--out", args.out),
                         ("--threads", args.threads), ("--probe-max-train", args.probe_max_train)):
         if value is not None:
@@ -88,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     corpus = load_corpus(args.corpus, args.subset, args.data_root)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
-                      backbone=args.backbone, width=args.width, aug_group=args.aug_group, seed=args.seed,
+                      backbone=args.backbone, width=args.width, readout=args.readout,
+                      augment=args.augment, aug_group=args.aug_group, seed=args.seed,
                       device=args.device)
     t0 = time.perf_counter()
     model, report = train_simclr(corpus, cfg, checkpoint=ckpt, resume=args.resume, progress=True)

@@ -6,8 +6,10 @@ kind of image:
 * digits and glyphs (grayscale): a mild random resized crop, a small affine
   transform (rotation, shift, shear) and sometimes a blur.  No flips: a flipped
   2 is not a 2.
-* Fashion-MNIST: the glyph recipe plus a horizontal flip (a mirrored shirt is
-  still a shirt; the class never depends on left/right).
+* garments (Fashion-MNIST): the glyph recipe plus a horizontal flip (a mirrored
+  shirt is still a shirt) and brightness/contrast jitter.  The jitter plays the
+  part colour jitter plays in SimCLR: without it two views of one garment are
+  matched by their grey level and print, not their shape.
 * colour images: crop, horizontal flip, colour jitter and random grayscale
   (the SimCLR CIFAR recipe, without blur at 32x32).
 
@@ -35,12 +37,16 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return (x.to(torch.float32) / 255.0 - MEAN) / STD
 
 
-def glyph_augment(size: int, flip: bool = False) -> v2.Compose:
-    """Digits and glyphs: mild crop, small affine, sometimes a blur; no flips unless asked."""
+def glyph_augment(size: int, garment: bool = False) -> v2.Compose:
+    """Digits and glyphs: mild crop, small affine, sometimes a blur; no flips.
+
+    ``garment=True`` adds a horizontal flip and brightness/contrast jitter.
+    """
     blur_kernel = 3 if size < 16 else 5
+    extra = [v2.RandomHorizontalFlip(), v2.RandomApply([v2.ColorJitter(0.4, 0.4)], p=0.8)] if garment else []
     return v2.Compose([
         v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True),
-        *([v2.RandomHorizontalFlip()] if flip else []),
+        *extra,
         v2.RandomAffine(degrees=15, translate=(0.1, 0.1), shear=10),
         v2.RandomApply([v2.GaussianBlur(blur_kernel, sigma=(0.1, 1.0))], p=0.5),
         v2.ToDtype(torch.float32, scale=True),
@@ -60,15 +66,26 @@ def colour_augment(size: int, channels: int = 3) -> v2.Compose:
     ])
 
 
-FLIP_OK = ("fashion-mnist",)  # grayscale corpora whose classes survive a mirror image
+RECIPES = ("glyph", "garment", "colour")
+GARMENTS = ("fashion-mnist",)  # grayscale corpora whose classes survive a mirror image
 
 
-def make_augment(image_shape: tuple[int, ...], corpus_name: str = "") -> v2.Compose:
-    """The pipeline for a corpus with images of shape (H,W) or (H,W,C)."""
-    size = int(image_shape[0])
+def default_recipe(image_shape: tuple[int, ...], corpus_name: str = "") -> str:
+    """colour for (H,W,3) images, garment for Fashion-MNIST, glyph otherwise."""
     if is_colour(image_shape):
-        return colour_augment(size, int(image_shape[2]))
-    return glyph_augment(size, flip=corpus_name in FLIP_OK)
+        return "colour"
+    return "garment" if corpus_name in GARMENTS else "glyph"
+
+
+def make_augment(image_shape: tuple[int, ...], corpus_name: str = "", recipe: str | None = None) -> v2.Compose:
+    """The pipeline for a corpus with images of shape (H,W) or (H,W,C); ``recipe`` overrides the default."""
+    size = int(image_shape[0])
+    recipe = recipe or default_recipe(image_shape, corpus_name)
+    if recipe == "colour":
+        return colour_augment(size, int(image_shape[2]) if len(image_shape) == 3 else 1)
+    if recipe in ("glyph", "garment"):
+        return glyph_augment(size, garment=recipe == "garment")
+    raise ValueError(f"unknown augmentation recipe {recipe!r}; choose one of {RECIPES}")
 
 
 def to_chw(images: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ def save_weights(path: Path, backbone: torch.nn.Module, meta: dict) -> None:
     info["format"] = FORMAT
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=info)
+    os.chmod(tmp, 0o644)  # a file meant for the repository, readable by all
     tmp.replace(path)
 
 
@@ -76,7 +78,7 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
         raise NPSError(f"cannot read SimCLR weights '{path}' ({exc}); retrain with "
                        f"`python -m nps train-encoder`.") from None
     try:
-        net = build_backbone(meta["backbone"], int(meta["in_channels"]), meta.get("width"))
+        net = build_backbone(meta["backbone"], int(meta["in_channels"]), meta.get("width"), meta.get("readout"))
         net.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -227,16 +227,30 @@ def train_classifier(corpus, epochs: int = 3, batch_size: int = 128, lr: float =
                      batch_size=batch_size, lr=lr, seed=seed, augment=augment, input_size=input_size)
     clf.fit(corpus.train, corpus.train_labels, progress=progress)
     wall = time.perf_counter() - t0
-    import torch
     clf.meta_.update(
         corpus=corpus.name, corpus_hash=corpus.content_hash, n_train=len(corpus),
         test_accuracy=round(clf.accuracy(corpus.test, corpus.test_labels), 5),
         wall_time_s=round(wall, 1), command=command,
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch threads "
-                f"{torch.get_num_threads()}, {platform.system()}",
+        machine=machine_description(),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     return clf
+
+
+def machine_description() -> str:
+    """CPU model, core count and torch threads, for the weights' JSON."""
+    import os
+
+    import torch
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def load_classifier(corpus_name: str) -> Classifier:

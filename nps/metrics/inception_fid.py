@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,14 @@ def inception_weights(path: str | Path | None = None) -> Path:
 
 def inception_features(images: np.ndarray, weights: str | Path | None = None, batch_size: int = 32,
                        device: str = "cpu") -> np.ndarray:
-    """(N,H,W[,C]) uint8 -> (N,2048) float64 Inception pool features (grayscale repeated to RGB)."""
+    """(N,H,W[,C]) uint8 -> (N,2048) float64 Inception pool features (grayscale repeated to RGB).
+
+    The network must be TorchScript taking (B,3,299,299) float32 scaled (x-128)/128.
+    """
     import torch
-    net = torch.jit.load(str(inception_weights(weights)), map_location=device).eval()
+    with warnings.catch_warnings():  # torch 2.x flags jit.load as deprecated; the shipped file is TorchScript
+        warnings.simplefilter("ignore", FutureWarning)
+        net = torch.jit.load(str(inception_weights(weights)), map_location=device).eval()
     images = np.asarray(images)
     out = []
     with torch.inference_mode():

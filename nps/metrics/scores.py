@@ -78,6 +78,22 @@ def _split_test(n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:half]), np.sort(perm[half:])
 
 
+def test_outputs(classifier, corpus) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Class probabilities (M,C) and features (M,128) float64 of the whole test split, cached.
+
+    The real side of every report is the same for a given classifier and test split, so
+    it is computed once and kept in ``cache/`` (keyed by weights and test images).
+    """
+    from nps.cache import cached_arrays, content_key
+    key = content_key("classifier-test", classifier.identity, corpus.name, corpus.test)
+
+    def build() -> dict[str, np.ndarray]:
+        return {"probs": classifier.predict_proba(corpus.test), "features": classifier.features(corpus.test)}
+
+    arrays = cached_arrays("classifier-test", key, build, meta={"corpus": corpus.name})
+    return arrays["probs"], arrays["features"]
+
+
 def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, classifier=None,  # noqa: ANN001
                       splits: int = 10, seed: int = 0, references: np.ndarray | None = None) -> dict:
     """IS and classifier FID of samples, with the real test images' scores as the ceiling.
@@ -90,7 +106,8 @@ def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, clas
         references: (N,) train ids of each sample's reference (-1: none); when given, the
             share of samples classified as their reference's label is reported.
     Returns:
-        dict with ``samples`` and ``real`` (each ``is_mean``, ``is_std``, ``fid``, ``n``),
+        dict with ``samples`` and ``real`` (each ``is_mean``, ``is_std`` over ``splits``, ``is_all``
+        over one split of all images, ``fid``, ``n``),
         ``real_full`` (IS of the whole test split), the class histogram of the samples,
         ``label_agreement`` (or None), the classifier accuracy and the protocol in words.
     """
@@ -109,16 +126,14 @@ def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, clas
     if n > len(b_rows):
         b_rows = np.concatenate([b_rows, a_rows])[:n]  # more samples than half the test split
     b_rows = b_rows[np.random.default_rng(seed + 1).permutation(len(b_rows))[:n]]
-    ref_feat = clf.features(corpus.test[a_rows])
-    ref_stats = feature_stats(ref_feat)
+    test_probs, test_feat = test_outputs(clf, corpus)
+    ref_stats = feature_stats(test_feat[a_rows])
     probs = clf.predict_proba(images)
-    real_probs = clf.predict_proba(corpus.test[b_rows])
-    full_probs = clf.predict_proba(corpus.test)
     is_s, is_s_std = inception_score(probs, splits)
-    is_r, is_r_std = inception_score(real_probs, splits)
-    is_f, is_f_std = inception_score(full_probs, splits)
+    is_r, is_r_std = inception_score(test_probs[b_rows], splits)
+    is_f, is_f_std = inception_score(test_probs, splits)
     fid_s = frechet_distance(*feature_stats(clf.features(images)), *ref_stats)
-    fid_r = frechet_distance(*feature_stats(clf.features(corpus.test[b_rows])), *ref_stats)
+    fid_r = frechet_distance(*feature_stats(test_feat[b_rows]), *ref_stats)
     pred = probs.argmax(1)
     agreement = None
     if references is not None:
@@ -127,8 +142,10 @@ def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, clas
         if has.any():
             agreement = float((pred[has] == corpus.train_labels[ref[has]]).mean())
     return {
-        "samples": {"is_mean": is_s, "is_std": is_s_std, "fid": fid_s, "n": n},
-        "real": {"is_mean": is_r, "is_std": is_r_std, "fid": fid_r, "n": len(b_rows)},
+        # is_all: one split of all n images, less capped than 10 splits when n is small (IS <= split size).
+        "samples": {"is_mean": is_s, "is_std": is_s_std, "is_all": inception_score(probs, 1)[0], "fid": fid_s, "n": n},
+        "real": {"is_mean": is_r, "is_std": is_r_std, "is_all": inception_score(test_probs[b_rows], 1)[0],
+                 "fid": fid_r, "n": len(b_rows)},
         "real_full": {"is_mean": is_f, "is_std": is_f_std, "n": len(corpus.test)},
         "class_histogram": np.bincount(pred, minlength=probs.shape[1]).tolist(),
         "label_agreement": agreement,

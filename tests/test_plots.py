@@ -1,0 +1,92 @@
+"""Every picture: the plotly figure builds and the PNG writer writes a valid PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+
+from nps import plots
+from nps.analysis import record_from_maps
+from nps.analysis.memorisation import MemorisationReport
+
+
+@pytest.fixture(scope="module")
+def record():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(30, 8, 8), dtype=np.uint8)
+    src = rng.integers(0, 30, size=(6, 8, 8))
+    src[0, :4, :4] = 3  # a copy island
+    src[1, 0, :] = -1  # given pixels
+    return record_from_maps(src, train, np.arange(30) % 10, seed_size=2), train
+
+
+def valid_png(path, min_size=(8, 8)):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+        return im.size
+
+
+def test_grid_and_colour_maps_are_exact():
+    imgs = np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 2, 2)
+    g = plots.grid_array(imgs, ncol=2, pad=1)
+    assert g.shape == (7, 7, 3) and np.array_equal(g[1:3, 4:6, 0], imgs[1])
+    rgb, ids, counts = plots.id_map_rgb(np.array([[5, 5, 5], [2, 2, -1], [9, 7, 1]]), k=2)
+    assert ids.tolist() == [5, 2] and counts.tolist() == [3, 2]
+    assert (rgb[0, 0] == plots.TOP_COLOURS[0]).all() and (rgb[1, 0] == plots.TOP_COLOURS[1]).all()
+    assert (rgb[1, 2] == 0).all()  # a given pixel is black
+    assert (plots.class_map_rgb(np.array([[3, -1]]))[0, 0] == plots.TAB10[3]).all()
+
+
+def test_thumbnails_tint_exactly_the_copied_pixels(record):
+    rec, train = record
+    thumbs = plots.thumbnails(rec, 0, train, k=5)
+    sid, count, pic = thumbs[0]
+    assert sid == 3 and count == int((rec.source_index[0] == 3).sum())
+    grey = (plots.to_rgb(train[3][None])[0].astype(np.float64) * 0.6).astype(np.uint8)
+    changed = (pic != grey).any(2)
+    assert changed[rec.source_y[0][rec.source_index[0] == 3], rec.source_x[0][rec.source_index[0] == 3]].all()
+    assert changed.sum() <= count
+
+
+def test_figures_and_pngs(record, tmp_path):
+    rec, train = record
+    rng = np.random.default_rng(1)
+    report = MemorisationReport({"pixels": rng.random(20)}, {"pixels": rng.random(50)},
+                                {"pixels": np.zeros(20, np.int64)}, np.zeros(20, bool))
+    maps = {"a": rng.random((8, 8)), "b": np.full((8, 8), np.nan)}
+    rows = [{"eps": e, "window": w, "IS": e * w, "class_H": e} for w in (3, 5) for e in (0.1, 0.2)]
+    figures = [
+        plots.sample_grid_figure(rec.images, title="t"),
+        plots.trace_figure(rec, 0, train),
+        plots.class_map_figure(rec.source_label[0], tuple("0123456789")),
+        plots.heatmaps_figure(maps),
+        plots.composition_figure(rec.source_index),
+        plots.compare_figure({"x": {"m": 1.0}, "y": {"m": 2.0}}, ["m"]),
+        plots.memorisation_figure(report),
+        plots.sweep_figure(rows, "eps", ["IS", "class_H"], group="window"),
+    ]
+    for fig in figures:
+        assert isinstance(fig, go.Figure) and len(fig.data) >= 1
+    assert len(figures[1].data) == 3 + 5  # sample, two maps, five thumbnails
+    writers = {
+        "grid": lambda p: plots.save_sample_grid(rec.images, p),
+        "fig2": lambda p: plots.save_ablation_grids({"SSD": rec.images, "all": rec.images}, p),
+        "trace": lambda p: plots.save_trace(rec, 1, train, p),
+        "classes": lambda p: plots.save_class_maps(rec.source_label, p),
+        "ids": lambda p: plots.save_id_maps(rec.source_index, p),
+        "heat": lambda p: plots.save_heatmaps(maps, p),
+        "comp": lambda p: plots.save_composition(rec.source_index, p),
+        "compare": lambda p: plots.save_compare({"x": {"m": 1.0}, "y": {"m": 2.0}}, ["m"], p),
+        "memo": lambda p: plots.save_memorisation(report, p),
+        "sweep": lambda p: plots.save_sweep(rows, "eps", ["IS", "class_H"], p, group="window"),
+    }
+    for name, write in writers.items():
+        path = write(tmp_path / f"{name}.png")
+        assert path.is_file(), name
+        valid_png(path)
+    # 6 images -> 3 columns x 2 rows of 8 px with 1 px gaps, upscaled 3x
+    assert valid_png(tmp_path / "grid.png") == ((3 * (8 + 1) + 1) * 3, (2 * (8 + 1) + 1) * 3)
