@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_module
 import resource
 import time
@@ -33,6 +34,7 @@ def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, t
     from nps.sampler import Sampler
     from nps.sampler_pool import SemanticPools
     try:
+        os.environ["NPS_THREADS"] = str(threads)  # the engine reads it (nps.sampler.engine_threads)
         torch.set_num_threads(threads)
         corpus = load_corpus(corpus_name, subset)
         constraints = "ssd,loc" if kind == "b" else "ssd,loc,ssl"
