@@ -105,6 +105,7 @@ def test_inception_fid_absent_package_is_a_clear_error(monkeypatch):
         inception_fid.inception_fid(np.zeros((2, 8, 8), np.uint8), np.zeros((2, 8, 8), np.uint8))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_inception_fid_plumbing_with_a_stand_in_network(tmp_path):
     import torch
 
