@@ -14,7 +14,7 @@ import streamlit as st
 
 from app_support import resources
 from nps.app_state import BOUNDS, SIDEBAR_KEYS, SUBSET_CHOICES, sidebar_from_query, sidebar_to_query
-from nps.config import DEFAULTS
+from nps.config import DEFAULTS, resolve_encoder
 
 
 def read_only() -> bool:
@@ -23,8 +23,9 @@ def read_only() -> bool:
 
 
 def encoder_names() -> list[str]:
+    """"auto" (the measured best for the corpus) first, then every registered encoder."""
     from nps.encoders import ENCODERS
-    return sorted(ENCODERS)
+    return ["auto", *sorted(ENCODERS)]
 
 
 def _apply_query(available: list[str]) -> None:
@@ -54,8 +55,12 @@ def sidebar() -> dict:
         st.selectbox("Subset (training images)", [v or 0 for v in SUBSET_CHOICES], key="sb_subset",
                      format_func=lambda v: "all" if not v else f"{v:,}",
                      help="A class-stratified subset makes everything faster; image ids then index the subset.")
+        corpus_name = st.session_state.get("sb_corpus") or "mnist"
         st.selectbox("Encoder (representation)", encoder_names(), key="sb_encoder",
-                     help="Used by the representation constraint (ssl). simclr needs trained weights.")
+                     format_func=lambda v: f"auto ({resolve_encoder('auto', corpus_name)})" if v == "auto" else v,
+                     help="Used by the representation constraint (ssl). auto picks the encoder that measured best "
+                          "for this corpus (simclr for mnist and fashion-mnist, pca elsewhere); simclr needs "
+                          "trained weights.")
         lo, hi = BOUNDS["seed"]
         st.number_input("RNG seed", min_value=int(lo), max_value=int(hi), step=1, key="sb_seed",
                         help="Same seed and settings give bit-identical samples.")
@@ -69,4 +74,5 @@ def sidebar() -> dict:
     for k, v in sidebar_to_query(settings).items():
         if st.query_params.get(k) != v:
             st.query_params[k] = v
+    settings["encoder"] = resolve_encoder(settings["encoder"], settings["corpus"])  # pages see a concrete name
     return settings

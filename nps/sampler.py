@@ -33,12 +33,13 @@ from nps.errors import NPSError
 from nps.fill_order import fill_order, seed_box
 from nps.record import ProvenanceRecord
 from nps.sampler_pool import SemanticPools, candidate_centres
-from nps.ssd import window_ssd, window_ssd_shared, with_squares
+from nps.selection import draw, draw_chunked, thresholds
+from nps.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared, with_squares
 
 log = logging.getLogger(__name__)
 
-# Cap on (batch x candidates) scores held at once when the pool is the whole corpus.
-MAX_SCORES = 1 << 25
+# Scores per chunk of a shared pool: 4 MB of float32, so each chunk is finished in cache.
+CHUNK_SCORES = 1 << 20
 
 
 class Stopped(NPSError):
@@ -62,6 +63,54 @@ class Progress:
     n_batches: int
     canvas: np.ndarray
     known: np.ndarray
+
+
+@dataclass
+class StepGeometry:
+    """The value-independent part of one step: where the candidates are and how they are weighed.
+
+    Attributes:
+        y, x: the target pixel.
+        centres: (y0, y1, x0, x1) half-open candidate-centre ranges (locality applied).
+        relaxed: the locality radius had to grow to reach the source image.
+        known: (w,w) bool known-context mask.
+        gm: (w,w) float32 Gaussian x ``known``.
+        gm_sum: the sum of ``gm`` (float32 arithmetic).
+        index, template: the banded-matrix index and :func:`square_template` for
+            per-sample pools (built on first use).
+    """
+
+    y: int
+    x: int
+    centres: tuple[int, int, int, int]
+    relaxed: bool
+    known: np.ndarray
+    gm: torch.Tensor
+    gm_sum: float
+    index: BandIndex | None = None
+    template: torch.Tensor | None = None
+
+
+@dataclass
+class CandidatePool:
+    """The candidate source images of a batch.
+
+    Attributes:
+        ids: None (the whole corpus), (1,P) int64 shared, or (B,P) int64 per sample (-1 padding).
+        images: (B,L,C+1,P) float32 per-sample padded images (see :func:`with_squares`), or None
+            for a shared pool.
+        subset: (P,) int64 ids of a shared pool (None: the whole corpus).
+        excluded: (B,P) bool slots of a per-sample pool that may not be drawn (padding, the
+            sample's reference), or None.
+        excluded_slot: (B,) int64 slot of each sample's reference in a shared pool (-1: absent),
+            or None.
+    """
+
+    ids: np.ndarray | None
+    images: torch.Tensor | None
+    subset: torch.Tensor | None
+    excluded: torch.Tensor | None
+    excluded_slot: np.ndarray | None = None
 
 
 def gaussian_kernel(window: int, sigma: float) -> np.ndarray:
@@ -161,6 +210,7 @@ class Sampler:
         self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
+        self.geometry_: list[StepGeometry] | None = None
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -190,6 +240,63 @@ class Sampler:
                       pool_key=self.pools.key)
         return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell, **out)
 
+    # ------------------------------------------------------------------ geometry
+    def geometry(self, y: int, x: int, known: np.ndarray) -> StepGeometry:
+        """Everything about filling (y, x) with ``known`` (H,W) bool that does not depend on pixel values."""
+        cfg, half = self.config, self.half
+        h, w = known.shape
+        centres, relaxed = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+        m = np.pad(known, half)[y:y + cfg.window, x:x + cfg.window]
+        gm = self.gauss_ * m
+        return StepGeometry(y, x, centres, relaxed, m, torch.from_numpy(gm).float().to(self.device),
+                            float(torch.from_numpy(gm).float().sum()))
+
+    def _band_index(self, geo: StepGeometry) -> BandIndex:
+        """The step's banded-matrix index, built on first use (only per-sample pools need it)."""
+        if geo.index is None:
+            cy0, cy1, cx0, cx1 = geo.centres
+            index = band_index(cy1 - cy0, cx1 - cx0, geo.known, (cy0, cx0), self.width_, self.train_u8.shape[3] + 1)
+            geo.index = index.to(self.device) if self.device.type != "cpu" else index
+            geo.template = square_template(geo.gm, geo.index)
+        return geo.index
+
+    def _geometries(self) -> list[StepGeometry]:
+        """The geometry of every step of the fill order (computed once per sampler)."""
+        if self.geometry_ is None:
+            known = self.known0.copy()
+            self.geometry_ = []
+            for y, x in self.order_:
+                self.geometry_.append(self.geometry(int(y), int(x), known))
+                known[y, x] = True
+        return self.geometry_
+
+    def prepare(self) -> Sampler:
+        """Precompute every step's geometry and band index now rather than in the first run.
+
+        Runs do this lazily; benchmarks call it so that set-up is not timed as sampling.
+        """
+        for geo in self._geometries():
+            if self.pools.index is not None:
+                self._band_index(geo)
+        return self
+
+    def exclusions(self, pool_ids: np.ndarray | None, refs: np.ndarray) -> np.ndarray | None:
+        """(B,) int64 slot of each sample's own reference in a shared pool (-1: not in it), or None.
+
+        The reference seeds the canvas and is never a source beyond the seed, in every
+        constraint set (unless ``include_reference``), so that ablations compare like with
+        like: otherwise SSD alone would recover the reference from its own seed.
+        Per-sample semantic pools already leave it out; this covers shared pools.
+        """
+        if self.config.include_reference or (np.asarray(refs) < 0).all():
+            return None
+        if pool_ids is None:
+            return np.asarray(refs, np.int64).copy()
+        ids = pool_ids[0]  # sorted ascending
+        slot = np.searchsorted(ids, refs)
+        found = (slot < len(ids)) & (ids[np.minimum(slot, len(ids) - 1)] == refs)
+        return np.where(found, slot, -1).astype(np.int64) if found.any() else None
+
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, refs: np.ndarray, uniforms: np.ndarray, batch: int, n_batches: int,
                    progress: Callable[[Progress], bool | None] | None) -> dict[str, np.ndarray]:
@@ -197,6 +304,7 @@ class Sampler:
         h, w = self.corpus.image_shape[:2]
         C = self.train_u8.shape[3]
         half = self.half
+        geometries = self._geometries()
         canvas = torch.zeros((B, h, w, C), dtype=torch.uint8)
         # The float, padded copy the SSD reads; unknown and out-of-canvas pixels are masked by gm.
         cpad = torch.zeros((B, C, h + 2 * half, w + 2 * half), dtype=torch.float32, device=self.device)
@@ -220,25 +328,26 @@ class Sampler:
         cpad[:, :, ky + half, kx + half] = seed.permute(0, 2, 1).float().to(self.device) / 255.0
         if self.given_image is not None:
             pool_ids = self.pools.for_given(self._images(canvas), refs)
-        pool_pad = self._gather_pool(pool_ids, B)
+        pool = self.candidate_pool(pool_ids, refs, B)
+        u_all = torch.from_numpy(uniforms).to(self.device)
+        labels = self.corpus.train_labels
         current_shell = 0
         total = len(self.order_)
-        for step, ((y, x), shell) in enumerate(zip(self.order_, self.shell_)):
-            y, x = int(y), int(x)
+        for step, (geo, shell) in enumerate(zip(geometries, self.shell_)):
+            y, x = geo.y, geo.x
             if shell != current_shell:
                 current_shell = int(shell)
                 if self.pools.per_shell:
                     pool_ids = self.pools.for_canvases(self._images(canvas), known, refs)
-                    pool_pad = self._gather_pool(pool_ids, B)
-            (sid, sy, sx), count, row_relaxed = self._step(y, x, cpad, known, pool_ids, pool_pad,
-                                                           uniforms[:, step])
+                    pool = self.candidate_pool(pool_ids, refs, B)
+            (sid, sy, sx), count, fell_back = self._choose(geo, cpad, pool, u_all[:, step])
             pixel = self.train_u8[torch.from_numpy(sid), torch.from_numpy(sy), torch.from_numpy(sx)]  # (B,C)
             canvas[:, y, x] = pixel
-            cpad[:, :, y + half, x + half] = pixel.float().to(self.device) / 255.0
+            cpad[:, :, y + half, x + half] = pixel.to(self.device, torch.float32).div_(255.0)
             src[0][:, y, x], src[1][:, y, x], src[2][:, y, x] = sid, sy, sx
-            src[3][:, y, x] = self.corpus.train_labels[sid]
+            src[3][:, y, x] = labels[sid]
             pool_size[:, y, x] = count
-            relaxed[:, y, x] = row_relaxed
+            relaxed[:, y, x] = geo.relaxed if fell_back is None else (fell_back | geo.relaxed)
             known[y, x] = True
             if progress is not None and (step % 16 == 15 or step == total - 1):
                 info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
@@ -251,96 +360,101 @@ class Sampler:
     def _images(canvas: torch.Tensor) -> np.ndarray:
         return canvas.squeeze(-1).numpy() if canvas.shape[-1] == 1 else canvas.numpy()
 
-    def _gather_pool(self, pool_ids: np.ndarray | None, batch: int) -> torch.Tensor | None:
-        """(B,L,C+1,P) float32 padded pool images (see :func:`with_squares`), else None."""
+    def candidate_pool(self, pool_ids: np.ndarray | None, refs: np.ndarray, batch: int) -> CandidatePool:
+        """The batch's candidate images for the steps to come."""
         if pool_ids is None or (pool_ids.shape[0] == 1 and batch > 1):
-            return None
+            subset = None if pool_ids is None else torch.from_numpy(pool_ids[0]).to(self.device)
+            return CandidatePool(pool_ids, None, subset, None, self.exclusions(pool_ids, refs))
         ids = torch.from_numpy(np.where(pool_ids >= 0, pool_ids, 0)).to(self.device)
-        pool = self.padded_[ids].flatten(3).permute(0, 3, 2, 1).float() / 255.0  # (B,L,C,P)
-        return with_squares(pool, 2).contiguous()
+        images = self.padded_[ids].flatten(3).permute(0, 3, 2, 1).float() / 255.0  # (B,L,C,P)
+        excluded = pool_ids < 0
+        if pool_ids.shape[0] == 1 and not self.config.include_reference:
+            excluded = excluded | (pool_ids == np.asarray(refs)[:, None])  # batch of one, label pool
+        mask = torch.from_numpy(excluded).to(self.device) if excluded.any() else None
+        return CandidatePool(pool_ids, with_squares(images, 2).contiguous(), None, mask, None)
 
     # ------------------------------------------------------------------ one pixel
-    def _step(self, y: int, x: int, cpad: torch.Tensor, known: np.ndarray, pool_ids: np.ndarray | None,
-              pool_pad: torch.Tensor | None,
-              u: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-        """Fill pixel (y, x) of every canvas in the batch.
+    def _choose(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
+                u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
+        """Draw one candidate window per sample for the step (see :mod:`nps.selection`).
 
+        Args:
+            cpad: (B,C,H+2h,W+2h) float32 padded canvases in [0,1].
+            u: (B,) float64, each sample's uniform for this step.
         Returns:
-            (source id, source y, source x) each (B,) int64; pool sizes (B,) int64; relaxed (B,) bool.
+            (source id, source y, source x) each (B,) int64, pool sizes (B,) int64, and
+            (B,) bool rows where nothing passed ``max_ssd`` (None without a ceiling).
         """
-        cfg = self.config
-        h, w = known.shape
-        radius = cfg.radius if cfg.uses("loc") else None
-        (cy0, cy1, cx0, cx1), was_relaxed = candidate_centres(y, x, h, w, radius)
-        d = self._distances(y, x, cpad, known, pool_ids, pool_pad, (cy0, cy1, cx0, cx1))  # (B,P,ny,nx)
-        B = d.shape[0]
-        flat = d.reshape(B, -1)
-        row_relaxed = np.full(B, was_relaxed)
-        if cfg.uses("ssd"):
-            dmin = flat.min(1, keepdim=True).values
-            keep = flat <= dmin * (1.0 + cfg.eps) + cfg.tol
-            if cfg.max_ssd is not None:
-                # EL's absolute ceiling; where nothing passes it, fall back to the adaptive rule.
-                capped = keep & (flat <= cfg.max_ssd)
-                empty = capped.sum(1) == 0
-                keep = torch.where(empty[:, None], keep, capped)
-                row_relaxed |= empty.cpu().numpy()
+        if pool.images is None:
+            chunks = self._shared_chunks(geo, cpad, pool)
+            d_min = torch.stack([c.amin((0, 1, 2)) for c in chunks]).amin(0)
+            thr, fell_back = thresholds(d_min, self.config)
+            offset, slot, count = draw_chunked(chunks, thr, u)
         else:
-            keep = torch.isfinite(flat)
-        # The j-th kept candidate in canonical (centre offset, pool slot) order, j = floor(u * count).
-        # nonzero() lists kept candidates row by row in that order, so one pass finds them all.
-        rows, cols = torch.nonzero(keep, as_tuple=True)
-        count = torch.bincount(rows, minlength=B).cpu().numpy()
-        start = np.concatenate([[0], np.cumsum(count)[:-1]])
-        j = np.floor(u * count).astype(np.int64)
-        pick = cols[torch.from_numpy(start + j).to(cols.device)].cpu().numpy()
-        nx = cx1 - cx0
-        offset, slot = np.divmod(pick, d.shape[2])
-        oy, ox = np.divmod(offset, nx)
-        if pool_ids is None:
+            d = self.distances(geo, cpad, pool)
+            thr, fell_back = thresholds(d.reshape(d.shape[0], -1).amin(1), self.config)
+            offset, slot, count = draw(d, thr, u)
+        oy, ox = np.divmod(offset, geo.centres[3] - geo.centres[2])
+        ids = pool.ids
+        if ids is None:
             sid = slot.astype(np.int64)
-        elif pool_ids.shape[0] == 1:
-            sid = pool_ids[0, slot]
+        elif ids.shape[0] == 1:
+            sid = ids[0, slot]
         else:
-            sid = pool_ids[np.arange(B), slot]
-        return (sid, (cy0 + oy).astype(np.int64), (cx0 + ox).astype(np.int64)), count, row_relaxed
+            sid = ids[np.arange(len(slot)), slot]
+        sources = (sid, (geo.centres[0] + oy).astype(np.int64), (geo.centres[2] + ox).astype(np.int64))
+        return sources, count, fell_back
 
-    def _distances(self, y: int, x: int, cpad: torch.Tensor, known: np.ndarray, pool_ids: np.ndarray | None,
-                   pool_pad: torch.Tensor | None, centres: tuple[int, int, int, int]) -> torch.Tensor:
+    def distances(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool) -> torch.Tensor:
         """Normalised Gaussian-weighted SSD of every candidate window.
 
+        Args:
+            cpad: (B,C,H+2h,W+2h) float32 padded canvases in [0,1].
         Returns:
             (B,O,P) float32 for O = ny*nx candidate centres (row-major) and P pool images,
-            the canonical candidate order; +inf for padding slots of an adaptive pool.
+            the canonical candidate order; +inf for excluded slots (padding of an adaptive
+            pool, the sample's own reference).
         """
-        cfg, half = self.config, self.half
-        cy0, cy1, cx0, cx1 = centres
-        ny, nx = cy1 - cy0, cx1 - cx0
-        m = np.pad(known, half)[y:y + cfg.window, x:x + cfg.window]
-        gm = torch.from_numpy(self.gauss_ * m).float().to(self.device)
-        target = cpad[:, :, y:y + cfg.window, x:x + cfg.window]  # (B,C,w,w)
-        origin = (cy0, cx0)  # padded coordinates of the window of the first centre
-        if pool_pad is None:
-            subset = None if pool_ids is None else torch.from_numpy(pool_ids[0]).to(self.device)
-            return self._distances_shared(target, gm, origin, ny, nx, subset)
-        d = window_ssd(pool_pad, self.width_, origin, target, gm, ny, nx)
-        if (pool_ids < 0).any():
-            d = d.masked_fill(torch.from_numpy(pool_ids < 0).to(self.device)[:, None, :], float("inf"))
+        if pool.images is None:
+            d = torch.cat(self._shared_chunks(geo, cpad, pool), 1)  # (ny,N,nx,B)
+            return d.permute(3, 0, 2, 1).reshape(d.shape[3], -1, d.shape[1])
+        cy0, cy1, cx0, cx1 = geo.centres
+        w = self.config.window
+        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
+        index = self._band_index(geo)
+        d = window_ssd(pool.images, self.width_, (cy0, cx0), target, geo.gm, cy1 - cy0, cx1 - cx0, index,
+                       geo.gm_sum, geo.template)
+        if pool.excluded is not None:
+            d.masked_fill_(pool.excluded[:, None, :], float("inf"))
         return d
 
-    def _distances_shared(self, target: torch.Tensor, gm: torch.Tensor, origin: tuple[int, int], ny: int, nx: int,
-                          subset: torch.Tensor | None) -> torch.Tensor:
-        """As :meth:`_distances` when one pool (``subset`` ids, or the whole corpus) serves the batch."""
-        B = target.shape[0]
-        N = self.padded_.shape[0] if subset is None else len(subset)
+    def _shared_chunks(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool) -> list[torch.Tensor]:
+        """Distances to a pool shared by the batch (``pool.subset`` ids, or the whole corpus).
+
+        Returns:
+            (ny,n_c,nx,B) float32 chunks in pool order (centre offset o = oy*nx + ox), small
+            enough to stay in cache while they are finished; +inf where a slot is the
+            sample's own reference.
+        """
+        cy0, cy1, cx0, cx1 = geo.centres
+        ny, nx = cy1 - cy0, cx1 - cx0
         w = self.config.window
-        chunk = max(1, MAX_SCORES // max(1, B * ny * nx))
+        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
+        B = target.shape[0]
+        bands = shared_band(geo.gm, target, nx + w - 1)
+        N = self.padded_.shape[0] if pool.subset is None else len(pool.subset)
+        size = max(64, CHUNK_SCORES // max(1, B * ny * nx))
         out = []
-        for s in range(0, N, chunk):
-            rows = slice(s, s + chunk) if subset is None else subset[s:s + chunk]
-            region = self.padded_[rows, :, origin[0]:origin[0] + ny + w - 1, origin[1]:origin[1] + nx + w - 1]
-            out.append(window_ssd_shared(region.float() / 255.0, target, gm))
-        return out[0] if len(out) == 1 else torch.cat(out, 2)  # (B,O,N)
+        for s in range(0, N, size):
+            rows = slice(s, s + size) if pool.subset is None else pool.subset[s:s + size]
+            region = self.padded_[rows, :, cy0:cy0 + ny + w - 1, cx0:cx0 + nx + w - 1]
+            d = window_ssd_shared(region.float().div_(255.0), target, geo.gm, geo.gm_sum, bands, pool_major=True)
+            if pool.excluded_slot is not None:
+                inside = np.flatnonzero((pool.excluded_slot >= s) & (pool.excluded_slot < s + d.shape[1]))
+                if len(inside):
+                    d[:, torch.from_numpy(pool.excluded_slot[inside] - s), :, torch.from_numpy(inside)] = float("inf")
+            out.append(d)
+        return out
 
 
 def complete(config: GenerationConfig, corpus: Corpus | None, image: np.ndarray, known: np.ndarray, *,

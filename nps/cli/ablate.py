@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-full-corpus", action="store_true",
                    help="skip the extra full-corpus rows of the full model (paper scale, k=64)")
     p.add_argument("--encoders", default=None,
-                   help="comma list of encoders for the full model (default: every registered one that loads)")
+                   help="comma list of encoders for the full model, the first is the main one (default: the "
+                        "corpus's auto encoder, then every other registered one that loads)")
     p.add_argument("--entropy-window", type=int, default=5, help="entropy window (default: %(default)s)")
     g = p.add_argument_group("sampler parameters shared by every configuration (engine defaults if omitted)")
     for flag, kind in (("--window", int), ("--eps", float), ("--radius", int), ("--seed-size", int)):
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from nps import __version__, plots
     from nps.analysis import analyse_record, jsonable
     from nps.cli.evaluate import write_pictures
-    from nps.config import GenerationConfig
+    from nps.config import GenerationConfig, resolve_encoder
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
@@ -130,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
     corpus = corpora["subset"]
     classifier = load_classifier(args.corpus)  # fail fast, before any generation
     notes: list[str] = []
-    names = [e.strip() for e in args.encoders.split(",")] if args.encoders else list(ENCODERS)
+    if args.encoders:
+        names = [e.strip() for e in args.encoders.split(",")]
+    else:  # the engine's default (auto: the measured best for this corpus) first: it is "the full model"
+        best = resolve_encoder("auto", args.corpus)
+        names = [best, *(e for e in ENCODERS if e != best)]
     memo: dict = {}  # the embedding-space memorisation encoder, fitted per corpus
     encoders = []
     for name in names:

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print ms per image (marginal cost at batch 64, set-up excluded) for (a) the full model "
                     "(w=7, R=2, k=64), (b) SSD+locality over every training image, (c) a plain per-pixel numpy "
                     "implementation of (a), the speed-up (c)/(a), and each case's peak RSS (each runs in its own "
-                    "process). Targets on 2 cores: (a) <= 20 ms, (c)/(a) >= 50x, (b) <= 3 s, RSS(a) <= 1.5 GB.")
+                    "process; (a) is the median of 3 runs, the others run once). "
+                    "Targets on 2 cores: (a) <= 20 ms, (c)/(a) >= 50x, (b) <= 3 s, RSS(a) <= 1.5 GB.")
     p.add_argument("--corpus", default="mnist", help="corpus (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, help="use a stratified subset (default: all)")
     p.add_argument("--n-a", type=int, default=64, help="samples timed for (a) (default: %(default)s)")

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encoder-eval", help="kNN@20 and linear-probe accuracy of an encoder, with pca and pixels",
                        description="Embed the train and test splits (cached), then report kNN accuracy (k nearest "
                                    "train images by cosine, majority vote) and the top-1 test accuracy of a "
-                                   "logistic-regression probe, for the named encoder and the baselines.")
+                                   "logistic-regression probe, and the class purity of the 64-image semantic pool, "
+                                   "for the named encoder and the baselines.")
     add_corpus_args(p)
     add_device_arg(p)
     p.add_argument("--encoder", default="simclr", help="encoder to measure (default: %(default)s)")
@@ -52,14 +53,16 @@ def run(args: argparse.Namespace) -> int:
         scores = evaluate_embeddings(table.train, corpus.train_labels, table.test, corpus.test_labels, k=args.k,
                                      probe=not args.no_probe, probe_max_train=args.probe_max_train)
         rows.append({"encoder": n, "identity": enc.identity, "dim": int(table.train.shape[1]),
-                     "knn": scores["knn"], "probe": scores.get("probe"),
+                     "knn": scores["knn"], "purity": scores["purity"], "probe": scores.get("probe"),
                      "seconds": round(time.perf_counter() - t0, 1)})
     probe_note = f", probe fit on <= {args.probe_max_train}" if args.probe_max_train else ""
     print(f"corpus {corpus.name}: {len(corpus)} train / {len(corpus.test)} test{probe_note}")
-    print(f"{'encoder':<10} {'dim':>5} {f'kNN@{args.k}':>8} {'probe':>8} {'seconds':>8}")
+    print(f"{'encoder':<10} {'dim':>5} {f'kNN@{args.k}':>8} {'purity@64':>10} {'probe':>8} {'seconds':>8}")
     for r in rows:
         probe = f"{r['probe']:.4f}" if r["probe"] is not None else "-"
-        print(f"{r['encoder']:<10} {r['dim']:>5} {r['knn']:>8.4f} {probe:>8} {r['seconds']:>8.1f}")
+        print(f"{r['encoder']:<10} {r['dim']:>5} {r['knn']:>8.4f} {r['purity']:>10.4f} {probe:>8} {r['seconds']:>8.1f}")
+    print("purity@64: mean share of a test image's 64 nearest train images with its label (the semantic pool's "
+          "class purity at the sampler's default k)")
     if out:
         out.write_text(json.dumps({"corpus": corpus.name, "subset": corpus.subset, "k": args.k,
                                    "probe_max_train": args.probe_max_train, "rows": rows}, indent=2) + "\n")

@@ -41,11 +41,15 @@ register_encoder("simclr", _simclr)
 def get_encoder(name: str, corpus, device: str = "cpu", **kw) -> Encoder:
     """A fitted encoder for ``corpus``.
 
+    Args:
+        name: a registered name, or "auto" (:func:`nps.config.resolve_encoder`).
     Raises:
         NPSError: unknown name, or weights missing or not matching the corpus.
     """
+    from nps.config import resolve_encoder
+    name = resolve_encoder(name, corpus.name)
     if name not in ENCODERS:
-        raise NPSError(f"unknown encoder '{name}'; choose one of {', '.join(sorted(ENCODERS))}.")
+        raise NPSError(f"unknown encoder '{name}'; choose auto or one of {', '.join(sorted(ENCODERS))}.")
     factory = ENCODERS[name]
     enc = factory(device=device, **kw) if name not in ("pca", "pixels") else factory(**kw)
     return enc.fit(corpus)

@@ -3,6 +3,9 @@
 * ``knn_accuracy``: each test embedding takes the majority label of its k=20
   nearest train embeddings by cosine similarity (exact inner-product search with
   faiss on unit vectors; ties go to the label with the larger summed similarity).
+* ``pool_purity``: the mean fraction of a test image's k=64 nearest train images
+  that share its label: the class purity of the sampler's semantic pool, the
+  quantity the representation constraint exists to deliver.
 * ``linear_probe_accuracy``: top-1 test accuracy of a multinomial logistic
   regression (scikit-learn) trained on standardised train embeddings.
 
@@ -38,14 +41,8 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
     Returns:
         (M,) int64 predicted labels.
     """
-    import faiss
-
-    train = np.ascontiguousarray(l2_normalise(train))
-    test = np.ascontiguousarray(l2_normalise(test))
-    k = min(k, len(train))
-    index = faiss.IndexFlatIP(train.shape[1])
-    index.add(train)
-    sims, idx = index.search(test, k)
+    sims, idx = _neighbours(train, test, k)
+    k = idx.shape[1]
     labels = np.asarray(train_labels)[idx]                      # (M,k)
     n_classes = int(np.max(train_labels)) + 1
     votes = np.zeros((len(test), n_classes), np.float64)
@@ -54,6 +51,27 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
     tie = np.zeros_like(votes)
     np.add.at(tie, (np.arange(len(test))[:, None], labels), sims.astype(np.float64))
     return np.argmax(votes + tie / (2.0 * k + 1.0), axis=1).astype(np.int64)
+
+
+def _neighbours(train: np.ndarray, test: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(D, I) of the k nearest train rows by cosine, each (M,k)."""
+    import faiss
+
+    train = np.ascontiguousarray(l2_normalise(train))
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(train)
+    return index.search(np.ascontiguousarray(l2_normalise(test)), min(k, len(train)))
+
+
+def pool_purity(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
+                k: int = 64) -> float:
+    """Mean fraction of each test row's k nearest train rows (cosine) that share its label.
+
+    Args:
+        train: (N,D) float32; test: (M,D) float32; labels (N,) and (M,) int64.
+    """
+    _, idx = _neighbours(train, test, k)
+    return float(np.mean(np.asarray(train_labels)[idx] == np.asarray(test_labels)[:, None]))
 
 
 def knn_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
@@ -89,9 +107,11 @@ def linear_probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.
 
 
 def evaluate_embeddings(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
-                        k: int = 20, probe: bool = True, probe_max_train: int | None = None) -> dict[str, float]:
-    """{"knn": kNN@k accuracy, "probe": linear-probe accuracy (if asked)}."""
-    out = {"knn": knn_accuracy(train, train_labels, test, test_labels, k)}
+                        k: int = 20, probe: bool = True, probe_max_train: int | None = None,
+                        pool_k: int = 64) -> dict[str, float]:
+    """{"knn": kNN@k accuracy, "purity": pool purity at ``pool_k``, "probe": probe accuracy (if asked)}."""
+    out = {"knn": knn_accuracy(train, train_labels, test, test_labels, k),
+           "purity": pool_purity(train, train_labels, test, test_labels, pool_k)}
     if probe:
         out["probe"] = linear_probe_accuracy(train, train_labels, test, test_labels, probe_max_train)
     return out
