@@ -59,7 +59,7 @@ def sidebar() -> dict:
         st.selectbox("Encoder (representation)", encoder_names(), key="sb_encoder",
                      format_func=lambda v: f"auto ({resolve_encoder('auto', corpus_name)})" if v == "auto" else v,
                      help="Used by the representation constraint (ssl). auto picks the encoder that measured best "
-                          "for this corpus (simclr for mnist and fashion-mnist, pca elsewhere); simclr needs "
+                          "for this corpus (simclr for mnist, pca elsewhere); simclr needs "
                           "trained weights.")
         lo, hi = BOUNDS["seed"]
         st.number_input("RNG seed", min_value=int(lo), max_value=int(hi), step=1, key="sb_seed",

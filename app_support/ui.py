@@ -51,6 +51,19 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "working", **kwargs: A
 
 
 # --------------------------------------------------------------------------- widget state
+SLOW_WINDOWS = 3_000_000  # candidate windows per pixel beyond which a run takes many minutes on a CPU
+
+
+def warn_if_slow(config: Any, corpus: Any) -> None:
+    """A warning, before the click, when a configuration searches a huge candidate set."""
+    windows = config.windows_per_pixel(len(corpus), corpus.image_shape)
+    if windows > SLOW_WINDOWS:
+        st.warning(f"This run scores {windows:,} candidate windows per pixel ({len(corpus):,} images"
+                   f"{'' if config.uses('loc') else ', every position'}): expect many minutes or more on a CPU. "
+                   "Pick a subset in the sidebar (e.g. 1,000 images) or switch on locality/representation.",
+                   icon=":material/hourglass_top:")
+
+
 def ss_default(key: str, value: Any) -> None:
     """Give a widget key its starting value once (widgets are then created without ``value=``)."""
     if key not in st.session_state:

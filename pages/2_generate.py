@@ -19,6 +19,7 @@ from app_support.ui import (
     show_grid,
     ss_default,
     stop_notice,
+    warn_if_slow,
 )
 from nps.app_state import BOUNDS, build_config, cli_command, constraint_label, grid_picture, suggested_params
 from nps.config import DEFAULTS
@@ -148,6 +149,7 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
     config = None
 
 if config is not None:
+    warn_if_slow(config, corpus)
     with st.expander("The same run from the command line"):
         st.code(cli_command(config), language="bash")
 

@@ -17,6 +17,7 @@ from app_support.ui import (
     show_grid,
     ss_default,
     stop_notice,
+    warn_if_slow,
 )
 from nps.app_state import ABLATION_SETS, MAX_COLUMNS, build_config, check_against, constraint_label, record_id
 from nps.app_state import suggested_params as suggested
@@ -80,6 +81,7 @@ for i, col in enumerate(cols):
             enc = st.session_state[f"abl_{i}_encoder"]
             cfg = build_config(settings, {**shared, "constraints": cons, "encoder": enc})
             check_against(cfg, corpus)
+            warn_if_slow(cfg, corpus)
         except Exception as exc:  # noqa: BLE001 - one line per column
             show_error(exc, f"checking column {i + 1}")
             cfg = None

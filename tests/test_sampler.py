@@ -335,3 +335,12 @@ def test_funnel_rejects_seed_pixels(records, digits):
     y, x = rec.order[0]
     with pytest.raises(NPSError, match="seed"):
         constraint_funnel(rec, digits, 0, int(y), int(x))
+
+
+def test_windows_per_pixel_names_the_cost_driver():
+    cfg = GenerationConfig(corpus="mnist")
+    shape = (28, 28)
+    assert cfg.replace(constraints="ssd").windows_per_pixel(60_000, shape) == 60_000 * 784
+    assert cfg.replace(constraints="ssd,loc").windows_per_pixel(60_000, shape) == 60_000 * 25
+    assert cfg.replace(constraints="ssd,loc,ssl").windows_per_pixel(60_000, shape) == 64 * 25
+    assert cfg.replace(constraints="ssd,ssl", label=3).windows_per_pixel(6_000, shape) == 6_000 * 784

@@ -343,3 +343,14 @@ def test_cli_train_then_eval_on_digits(tmp_path: Path, capsys: pytest.CaptureFix
     rows = json.loads(table.read_text())["rows"]
     assert [r["encoder"] for r in rows] == ["simclr", "pca", "pixels"]
     assert rows[0]["knn"] == pytest.approx(report["knn20"], abs=1e-4)
+
+
+def test_auto_encoder_resolves_per_corpus_and_records_a_concrete_name():
+    from nps.config import DEFAULTS, PREFERRED_ENCODER, GenerationConfig, resolve_encoder
+    assert DEFAULTS["encoder"] == "auto"
+    assert resolve_encoder("auto", "mnist") == PREFERRED_ENCODER["mnist"] == "simclr"  # its weights ship
+    assert resolve_encoder("auto", "fashion-mnist") == "pca"  # pca's pool measured purer there
+    assert resolve_encoder("auto", "digits") == "pca"
+    assert resolve_encoder("pixels", "mnist") == "pixels"
+    cfg = GenerationConfig(corpus="mnist")
+    assert cfg.encoder == "simclr" and GenerationConfig.from_json(cfg.to_json()) == cfg

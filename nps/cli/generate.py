@@ -36,8 +36,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="locality radius R in pixels (default: %(default)s)")
     g.add_argument("--k", type=int, default=d["k"], help="semantic pool size (default: %(default)s)")
     g.add_argument("--encoder", default=d["encoder"],
-                   help="auto, pca, pixels or simclr; auto is the measured best for the corpus (simclr for mnist "
-                        "and fashion-mnist, whose weights ship; pca elsewhere) (default: %(default)s)")
+                   help="auto, pca, pixels or simclr; auto is the measured best for the corpus (simclr for mnist, "
+                        "where it measured best; pca elsewhere) (default: %(default)s)")
     g.add_argument("--ssl-mode", default=d["ssl_mode"], choices=SSL_MODES,
                    help="reference: k-NN of a reference image; canvas: re-embed the canvas each shell")
     g.add_argument("--ssl-eps", type=float, default=d["ssl_eps"],
