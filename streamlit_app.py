@@ -19,6 +19,24 @@ from app_support.ui import persist_page_state
 
 st.set_page_config(page_title="NPS lab", page_icon=":material/grid_on:", layout="wide")
 
+
+def _import_engine() -> None:
+    import nps.encoders.simclr  # noqa: F401 - torch, the encoder and its weights loader
+    import nps.retrieval  # noqa: F401 - faiss
+    import nps.sampler  # noqa: F401
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up() -> bool:
+    """Once per server: import torch, faiss and the engine in the background (about 4 s on 2 cores).
+
+    The first screen needs none of them, so it still appears at once; by the time a
+    visitor presses Generate the imports are done.
+    """
+    import threading
+    threading.Thread(target=_import_engine, name="nps-warm-up", daemon=True).start()
+    return True
+
 PAGES = [
     st.Page("pages/0_welcome.py", title="Welcome", icon=":material/school:", url_path="welcome", default=True),
     st.Page("pages/1_corpus.py", title="Corpus & encoder", icon=":material/dataset:", url_path="corpus"),
@@ -29,6 +47,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+_warm_up()
 persist_page_state()
 st.session_state["settings"] = sidebar()
 page.run()

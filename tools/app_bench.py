@@ -49,18 +49,6 @@ def _settle(page) -> None:  # noqa: ANN001
         page.wait_for_timeout(100)
 
 
-def _set_slider(page, label: str, value: int) -> None:  # noqa: ANN001
-    """Move a Streamlit slider with the keyboard until it shows ``value``."""
-    slider = page.get_by_role("slider", name=label)
-    slider.focus()
-    for _ in range(200):
-        now = int(float(slider.get_attribute("aria-valuenow")))
-        if now == value:
-            break
-        slider.press("ArrowRight" if now < value else "ArrowLeft")
-    _settle(page)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default="mnist")
@@ -95,8 +83,7 @@ def main() -> int:
             def grid(seed: int) -> float:
                 page.goto(f"{url}/generate?corpus={args.corpus}&subset=all&encoder=auto&seed={seed}")
                 page.get_by_role("heading", name="Generate", exact=True).wait_for()
-                _settle(page)
-                _set_slider(page, "samples n", 16)
+                _settle(page)  # the page's defaults: n = 16, all three constraints
                 start = time.perf_counter()
                 page.get_by_role("button", name="Generate", exact=True).click()
                 page.get_by_text("ms/image").wait_for()
@@ -108,8 +95,7 @@ def main() -> int:
             def column(seed: int) -> float:
                 page.goto(f"{url}/ablations?corpus={args.corpus}&subset=all&encoder=auto&seed={seed}")
                 page.get_by_role("heading", name="Ablations side by side", exact=True).wait_for()
-                _settle(page)
-                _set_slider(page, "columns", 3)
+                _settle(page)  # the page's defaults: 3 columns of 16 samples, the third the full model
                 button = page.get_by_role("button", name="Run", exact=True).nth(2)  # column 3: the full model
                 start = time.perf_counter()
                 button.click()

@@ -24,17 +24,12 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-MEAN, STD = 0.5, 0.5  # inputs are mapped to (x/255 - 0.5) / 0.5
+from nps.encoders.preprocess import MEAN, STD, normalise, to_chw  # noqa: F401 - re-exported
 
 
 def is_colour(image_shape: tuple[int, ...]) -> bool:
     """(H,W) or (H,W,1) is grayscale; (H,W,3) is colour."""
     return len(image_shape) == 3 and image_shape[2] > 1
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (..,C,H,W) -> float32 in about [-1, 1], exactly as the augmentations do."""
-    return (x.to(torch.float32) / 255.0 - MEAN) / STD
 
 
 def glyph_augment(size: int, garment: bool = False) -> v2.Compose:
@@ -86,13 +81,6 @@ def make_augment(image_shape: tuple[int, ...], corpus_name: str = "", recipe: st
     if recipe in ("glyph", "garment"):
         return glyph_augment(size, garment=recipe == "garment")
     raise ValueError(f"unknown augmentation recipe {recipe!r}; choose one of {RECIPES}")
-
-
-def to_chw(images: torch.Tensor) -> torch.Tensor:
-    """(N,H,W) or (N,H,W,C) uint8 -> (N,C,H,W) uint8."""
-    if images.ndim == 3:
-        return images.unsqueeze(1)
-    return images.permute(0, 3, 1, 2).contiguous()
 
 
 def two_views(batch: torch.Tensor, augment: v2.Compose, group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nps.encoders.augment import normalise, to_chw
 from nps.encoders.backbones import build_backbone
 from nps.encoders.base import Encoder
+from nps.encoders.preprocess import normalise, to_chw
 from nps.errors import DataMissingError, NPSError
 
 log = logging.getLogger(__name__)
