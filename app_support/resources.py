@@ -84,7 +84,8 @@ def _record_cache(key: str, _record: ProvenanceRecord | None = None,
 
 def generation_key(config: GenerationConfig, corpus_hash: str, pool_key: str) -> str:
     from nps.cache import content_key
-    return content_key("app-generation", config.to_json(), corpus_hash, pool_key)
+    from nps.record import ENGINE_VERSION
+    return content_key("app-generation", config.to_json(), corpus_hash, pool_key, ENGINE_VERSION)
 
 
 def stored_record(key: str) -> tuple[ProvenanceRecord, float] | None:

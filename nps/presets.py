@@ -20,7 +20,7 @@ from pathlib import Path
 from nps.cache import cache_root, cached_arrays, clear, content_key
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import RECORD_VERSION, ProvenanceRecord
+from nps.record import ENGINE_VERSION, RECORD_VERSION, ProvenanceRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class Preset:
 
     @property
     def key(self) -> str:
-        """Cache key: the config and the record format."""
-        return content_key(KIND, self.name, self.config.to_json(), RECORD_VERSION)
+        """Cache key: the config, the record format and the engine's semantics."""
+        return content_key(KIND, self.name, self.config.to_json(), RECORD_VERSION, ENGINE_VERSION)
 
     @property
     def path(self) -> Path:
@@ -63,8 +63,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            GenerationConfig(corpus="digits", n=16, seed=0, window=3, seed_size=2, radius=1, k=32,
                             encoder="pca", batch_size=16, constraints=("ssd",))),
     Preset("mnist-4x4", "MNIST 4x4, full model (28x28)",
-           "A 4x4 grid on all 60,000 MNIST digits with SSD, locality and the representation pool.",
-           GenerationConfig(corpus="mnist", n=16, seed=0, encoder="pca", batch_size=16)),
+           "A 4x4 grid on all 60,000 MNIST digits with SSD, locality and the shipped SimCLR encoder's pool.",
+           GenerationConfig(corpus="mnist", n=16, seed=0, encoder="auto", batch_size=16)),
 )}
 
 

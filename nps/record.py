@@ -35,6 +35,10 @@ import numpy as np
 from nps.errors import NPSError
 
 RECORD_VERSION = 1
+# The sampler's semantics: bumped whenever the same config and corpus would give a different
+# record, so cached records (presets, app results) made by an older engine are never served.
+# 2: the reference is left out of the candidates in every constraint set.
+ENGINE_VERSION = 2
 PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
 
 

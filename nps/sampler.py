@@ -31,7 +31,7 @@ from nps.config import GenerationConfig
 from nps.corpora import Corpus, load_corpus
 from nps.errors import NPSError
 from nps.fill_order import fill_order, seed_box
-from nps.record import ProvenanceRecord
+from nps.record import ENGINE_VERSION, ProvenanceRecord
 from nps.sampler_pool import SemanticPools, candidate_centres
 from nps.selection import draw, draw_chunked, thresholds
 from nps.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared, with_squares
@@ -237,7 +237,7 @@ class Sampler:
         shell = np.concatenate([np.zeros(len(ky), np.int64), self.shell_])
         config = cfg.to_dict()
         config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
-                      pool_key=self.pools.key)
+                      engine=ENGINE_VERSION, pool_key=self.pools.key)
         return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell, **out)
 
     # ------------------------------------------------------------------ geometry

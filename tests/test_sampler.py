@@ -344,3 +344,13 @@ def test_windows_per_pixel_names_the_cost_driver():
     assert cfg.replace(constraints="ssd,loc").windows_per_pixel(60_000, shape) == 60_000 * 25
     assert cfg.replace(constraints="ssd,loc,ssl").windows_per_pixel(60_000, shape) == 64 * 25
     assert cfg.replace(constraints="ssd,ssl", label=3).windows_per_pixel(6_000, shape) == 6_000 * 784
+
+
+def test_records_and_preset_keys_carry_the_engine_version(records, monkeypatch):
+    import nps.presets as presets
+    from nps.record import ENGINE_VERSION
+    assert all(rec.config["engine"] == ENGINE_VERSION for rec in records.values())
+    preset = next(iter(presets.PRESETS.values()))
+    before = preset.key
+    monkeypatch.setattr(presets, "ENGINE_VERSION", ENGINE_VERSION + 1)
+    assert preset.key != before  # a record cached by an older engine is never served
