@@ -134,9 +134,8 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
     centre_values = train[sources[:, 0], sources[:, 1], sources[:, 2]]
     # The reference seeds the canvas and is never a candidate (unless include_reference).
-    ref = int(refs[0])
-    n_excluded = 0 if cfg.include_reference or ref < 0 else (
-        int(ref < len(corpus)) if pool_ids is None else int((pool_ids[0] == ref).sum()))
+    slots = sampler.exclusions(pool_ids, refs)
+    n_excluded = int(slots is not None and slots[0] >= 0)
     n_pool_images = (len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())) - n_excluded
     ball = (min(h, y + cfg.radius + 1) - max(0, y - cfg.radius)) * (min(w, x + cfg.radius + 1) - max(0, x - cfg.radius))
     ssd_alone = None

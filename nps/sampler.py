@@ -182,21 +182,27 @@ class Sampler:
         return self
 
     def exclusions(self, pool_ids: np.ndarray | None, refs: np.ndarray) -> np.ndarray | None:
-        """(B,) int64 slot of each sample's own reference in a shared pool (-1: not in it), or None.
+        """(B,) int64 slot of each sample's own reference in its pool row (-1: absent), or None if none is.
 
         The reference seeds the canvas and is never a source beyond the seed, in every
         constraint set (unless ``include_reference``), so that ablations compare like with
-        like: otherwise SSD alone would recover the reference from its own seed.
-        Per-sample semantic pools already leave it out; this covers shared pools.
+        like: otherwise SSD alone would recover the reference from its own seed.  This is
+        the one place that decides it, for every kind of pool (the whole corpus, a shared
+        label pool, per-sample pools, which are built without the reference already).
+
+        Args:
+            pool_ids: None (the whole corpus), or (1,P) / (B,P) int64 ids with -1 padding.
+            refs: (B,) int64 references (-1: none, as in completion).
         """
-        if self.config.include_reference or (np.asarray(refs) < 0).all():
+        refs = np.asarray(refs, np.int64)
+        if self.config.include_reference or (refs < 0).all():
             return None
         if pool_ids is None:
-            return np.asarray(refs, np.int64).copy()
-        ids = pool_ids[0]  # sorted ascending
-        slot = np.searchsorted(ids, refs)
-        found = (slot < len(ids)) & (ids[np.minimum(slot, len(ids) - 1)] == refs)
-        return np.where(found, slot, -1).astype(np.int64) if found.any() else None
+            slot = refs.copy()
+        else:
+            hit = np.broadcast_to(pool_ids, (len(refs), pool_ids.shape[1])) == refs[:, None]
+            slot = np.where(hit.any(1), hit.argmax(1), -1)
+        return slot if (slot >= 0).any() else None
 
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, refs: np.ndarray, uniforms: np.ndarray, batch: int, n_batches: int,
@@ -263,14 +269,17 @@ class Sampler:
 
     def candidate_pool(self, pool_ids: np.ndarray | None, refs: np.ndarray, batch: int) -> CandidatePool:
         """The batch's candidate images for the steps to come."""
+        slots = self.exclusions(pool_ids, refs)
         if pool_ids is None or (pool_ids.shape[0] == 1 and batch > 1):
             subset = None if pool_ids is None else torch.from_numpy(pool_ids[0]).to(self.device)
-            return CandidatePool(pool_ids, None, subset, None, self.exclusions(pool_ids, refs))
+            return CandidatePool(pool_ids, None, subset, None, slots)
         ids = torch.from_numpy(np.where(pool_ids >= 0, pool_ids, 0)).to(self.device)
         images = self.padded_[ids].flatten(3).permute(0, 3, 2, 1).float() / 255.0  # (B,L,C,P)
         excluded = pool_ids < 0
-        if pool_ids.shape[0] == 1 and not self.config.include_reference:
-            excluded = excluded | (pool_ids == np.asarray(refs)[:, None])  # batch of one, label pool
+        if slots is not None:
+            rows = np.flatnonzero(slots >= 0)
+            excluded = excluded.copy()
+            excluded[rows, slots[rows]] = True
         mask = torch.from_numpy(excluded).to(self.device) if excluded.any() else None
         return CandidatePool(pool_ids, with_squares(images, 2).contiguous(), None, mask, None)
 
