@@ -8,7 +8,6 @@ the backbone's pooled features (before the projection head), L2-normalised.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nps.cache import file_sha256
 from nps.encoders.backbones import build_backbone
 from nps.encoders.base import Encoder
 from nps.encoders.preprocess import normalise, to_chw
@@ -87,14 +87,6 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
     return net.to(device).eval(), meta
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class SimCLREncoder(Encoder):
     """Embeddings from a SimCLR-trained backbone.
 
@@ -130,7 +122,7 @@ class SimCLREncoder(Encoder):
                            f"`python -m nps train-encoder --corpus {corpus.name}`.")
         self.net_, self.meta_ = net, meta
         self.weights_path_ = path
-        self.digest_ = file_digest(path)
+        self.digest_ = file_sha256(path)
         self.dim_ = int(net.out_dim)
         return self
 
