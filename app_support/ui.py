@@ -50,6 +50,15 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "working", **kwargs: A
         return None
 
 
+def sidebar_corpus(settings: dict) -> Any:
+    """The corpus chosen in the shared sidebar; on failure the error is shown and the page stops."""
+    from app_support import resources
+    corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
+    if corpus is None:
+        st.stop()
+    return corpus
+
+
 # --------------------------------------------------------------------------- widget state
 SLOW_WINDOWS = 3_000_000  # candidate windows per pixel beyond which a run takes many minutes on a CPU
 

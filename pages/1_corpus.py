@@ -8,7 +8,7 @@ import streamlit as st
 from app_support import resources
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names, read_only
-from app_support.ui import attempt, show_grid, ss_default
+from app_support.ui import attempt, show_grid, sidebar_corpus, ss_default
 from nps.app_state import display_scale, grid_picture
 
 entry_guard()
@@ -22,9 +22,7 @@ st.dataframe([{"corpus": r.name,
                "details / how to get it": r.detail} for r in rows], hide_index=True, width="stretch")
 st.caption("The app never reads a folder path from a visitor; image folders are for the command line.")
 
-corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
-if corpus is None:
-    st.stop()
+corpus = sidebar_corpus(settings)
 info, sample = resources.corpus_overview(settings["corpus"], settings["subset"])
 
 st.subheader(f"{info['name']}" + (f" (subset of {info['subset']:,})" if info["subset"] else ""))

@@ -10,13 +10,13 @@ from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
     add_record,
-    attempt,
     config_caption,
     download_buttons,
     open_in_analysis,
     records,
     show_error,
     show_grid,
+    sidebar_corpus,
     ss_default,
     stop_notice,
     warn_if_slow,
@@ -28,9 +28,7 @@ from nps.presets import get_lesson
 entry_guard()
 st.title("Generate")
 settings = st.session_state["settings"]
-corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
-if corpus is None:
-    st.stop()
+corpus = sidebar_corpus(settings)
 h, w = corpus.image_shape[:2]
 side = min(h, w)
 

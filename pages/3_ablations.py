@@ -15,6 +15,7 @@ from app_support.ui import (
     records,
     show_error,
     show_grid,
+    sidebar_corpus,
     ss_default,
     stop_notice,
     warn_if_slow,
@@ -26,9 +27,7 @@ from nps.presets import get_lesson
 entry_guard()
 st.title("Ablations side by side")
 settings = st.session_state["settings"]
-corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
-if corpus is None:
-    st.stop()
+corpus = sidebar_corpus(settings)
 
 lesson_key = st.session_state.get("abl_lesson")
 if lesson_key:

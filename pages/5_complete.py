@@ -15,6 +15,7 @@ from app_support.ui import (
     download_buttons,
     open_in_analysis,
     show_error,
+    sidebar_corpus,
     ss_default,
     stop_notice,
 )
@@ -39,9 +40,7 @@ st.markdown("Give the sampler part of an image and it fills in the rest from the
             "same constraints: Efros & Leung's hole filling. Known pixels stay as they are (their source is "
             "recorded as −1); every filled pixel is traced like any generated one.")
 settings = st.session_state["settings"]
-corpus = attempt(resources.corpus, settings["corpus"], settings["subset"], what="loading the corpus")
-if corpus is None:
-    st.stop()
+corpus = sidebar_corpus(settings)
 h, w = corpus.image_shape[:2]
 scale = display_scale(corpus.image_shape, 196)
 
