@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nps.errors import NPSError
+from nps.shipped import shipped_weights
 
 CONSTRAINTS = ("ssd", "loc", "ssl")
 SSL_MODES = ("reference", "canvas")
@@ -21,7 +21,6 @@ SSL_MODES = ("reference", "canvas")
 # higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
 # `python -m nps encoder-eval`).  SimCLR only where the project ships its weights.
 PREFERRED_ENCODER = {"mnist": "simclr"}  # fashion-mnist: pca purer than simclr (76.8% vs 76.1%)
-_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def resolve_encoder(name: str, corpus: str) -> str:
@@ -29,7 +28,7 @@ def resolve_encoder(name: str, corpus: str) -> str:
     if name != "auto":
         return name
     best = PREFERRED_ENCODER.get(corpus, "pca")
-    if best == "simclr" and not (_WEIGHTS / f"simclr-{corpus}.safetensors").is_file():
+    if best == "simclr" and not shipped_weights("simclr", corpus).is_file():
         return "pca"
     return best
 

@@ -90,8 +90,9 @@ def test_classifier_report_real_images_score_like_the_ceiling(digits, digits_cla
 
 
 def test_missing_classifier_says_how_to_train(monkeypatch, tmp_path):
+    from nps import shipped
     from nps.metrics import classifier
-    monkeypatch.setattr(classifier, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(NPSError, match="train-classifier"):
         classifier.load_classifier("fashion-mnist")
 

@@ -21,18 +21,17 @@ from nps.encoders.backbones import build_backbone
 from nps.encoders.base import Encoder
 from nps.encoders.preprocess import normalise, to_chw
 from nps.errors import DataMissingError, NPSError
+from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 FORMAT = "nps-simclr-1"
 ENCODE_BATCH = 256  # fixed, so the result never depends on how callers batch
 
 
 def weights_path(corpus_name: str) -> Path:
     """Where the shipped weights for a corpus live (``nps/weights/simclr-<name>.safetensors``)."""
-    safe = corpus_name.replace("/", "_").replace(":", "_")
-    return WEIGHTS_DIR / f"simclr-{safe}.safetensors"
+    return shipped_weights("simclr", corpus_name)
 
 
 def save_weights(path: Path, backbone: torch.nn.Module, meta: dict) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from nps.errors import DataMissingError, NPSError
+from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 INPUT_SIZE = 28
 FEATURE_DIM = 128
 #: Corpora trained on the fly (tiny) instead of shipping weights.
@@ -35,7 +35,7 @@ ON_THE_FLY = {"digits": {"epochs": 15, "batch_size": 64, "lr": 3e-3, "input_size
 
 def weights_path(corpus_name: str) -> Path:
     """``nps/weights/classifier-<corpus>.safetensors``."""
-    return WEIGHTS_DIR / f"classifier-{corpus_name}.safetensors"
+    return shipped_weights("classifier", corpus_name)
 
 
 def _build_net(n_classes: int, channels: int = 1, input_size: int = INPUT_SIZE):  # noqa: ANN202 - torch type, imported lazily
