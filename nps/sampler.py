@@ -156,8 +156,8 @@ class Sampler:
         """The step's banded-matrix index, built on first use (only per-sample pools need it)."""
         if geo.index is None:
             cy0, cy1, cx0, cx1 = geo.centres
-            index = band_index(cy1 - cy0, cx1 - cx0, geo.known, (cy0, cx0), self.width_, self.train_u8.shape[3] + 1)
-            geo.index = index.to(self.device) if self.device.type != "cpu" else index
+            geo.index = band_index(cy1 - cy0, cx1 - cx0, geo.known, (cy0, cx0), self.width_,
+                                   self.train_u8.shape[3] + 1).to(self.device)
             geo.template = square_template(geo.gm, geo.index)
         return geo.index
 

@@ -147,9 +147,7 @@ def window_ssd(pool: torch.Tensor, width: int, origin: tuple[int, int], target: 
     """
     B, C1, P = pool.shape[0], pool.shape[2], pool.shape[3]
     if index is None:
-        index = band_index(ny, nx, gm.detach().cpu().numpy() > 0, origin, width, C1)
-        if gm.device.type != "cpu":
-            index = index.to(gm.device)
+        index = band_index(ny, nx, gm.detach().cpu().numpy() > 0, origin, width, C1).to(gm.device)
     band, tt = _bands(gm, target, index, template)
     x = pool.index_select(1, index.active)  # (B,A,C+1,P)
     num = torch.bmm(band, x.reshape(B, -1, P))  # (B,O,P)
