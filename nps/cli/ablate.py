@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -115,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
-    from nps.metrics.classifier import load_classifier, machine_description
+    from nps.machine import machine_description
+    from nps.metrics.classifier import load_classifier
     from nps.report import write_report
 
     preset = QUICK if args.quick else FULL
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     command = "python -m nps " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = {
         "corpus": args.corpus, "command": command, "version": __version__,
-        "machine": f"{machine_description()} ({platform.system()})",
+        "machine": machine_description(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"), "figure2": "figure2.png",
         "real": first["real"] if first else None, "real_full": first["real_full"] if first else None,
         "notes": notes, "configs": results,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nps.bench import TARGETS, run_all
     from nps.cli._common import writable_path
+    from nps.machine import cpu_model
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b)
-    print(f"machine: {platform.processor() or platform.machine()}, {_cores()} cores; corpus {args.corpus}"
+    print(f"machine: {cpu_model()}, {_cores()} cores; corpus {args.corpus}"
           + (f" (subset {args.subset})" if args.subset else ""))
     names = {"a": "(a) full model ssd,loc,ssl", "b": "(b) ssd,loc over all images", "c": "(c) plain numpy of (a)"}
     for key in ("a", "b", "c"):

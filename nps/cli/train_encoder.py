@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import time
 from pathlib import Path
 
 from nps.cli._common import add_corpus_args, add_device_arg, writable_path
 from nps.errors import NPSError
+from nps.machine import machine_description
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,21 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fit the final linear probe on at most N train images (default: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the final full kNN/probe evaluation")
     p.set_defaults(func=run)
-
-
-def machine_description() -> str:
-    import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}){gpu}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def command_line(args: argparse.Namespace) -> str:

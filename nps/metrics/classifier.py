@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nps.errors import DataMissingError, NPSError
+from nps.machine import machine_description
 from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
@@ -235,22 +235,6 @@ def train_classifier(corpus, epochs: int = 3, batch_size: int = 128, lr: float =
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     return clf
-
-
-def machine_description() -> str:
-    """CPU model, core count and torch threads, for the weights' JSON."""
-    import os
-
-    import torch
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def load_classifier(corpus_name: str) -> Classifier:
