@@ -51,15 +51,8 @@ def encoder_status(name: str) -> tuple[str, str]:
     if name in ("pca", "pixels"):
         return "built-in", "fitted from the corpus on first use and cached (seconds)"
     if name == "simclr":
-        from nps.encoders.simclr import read_report, weights_path
-        path = weights_path(corpus.name)
-        if not path.is_file():
-            return "absent", (f"no weights for {corpus.name}; train them below or with "
-                              f"`python -m nps train-encoder --corpus {corpus.name}`")
-        rep = read_report(path)
-        knn = rep.get("knn20")
-        shipped = "shipped" if rep.get("command") else "trained here"
-        return shipped, f"{path.name}" + (f", kNN@20 {knn:.1%}" if isinstance(knn, float) else "")
+        from nps.encoders.simclr import weights_status  # shipped (manifest-verified), trained, absent or invalid
+        return weights_status(corpus.name)
     return "registered", "a custom encoder"
 
 
@@ -67,12 +60,13 @@ st.dataframe([{"encoder": e, "status": s, "details": d} for e in encoder_names()
              hide_index=True, width="stretch")
 
 with st.expander("Train SimCLR weights for this corpus (progress per epoch, with Stop)"):
-    from nps.encoders.simclr import weights_path
-    wp = weights_path(corpus.name)
+    from nps.encoders.simclr import trained_path, weights_status
+    wp = trained_path(corpus.name)  # <cache>/weights/: the app never writes into nps/weights/
+    have, _detail = weights_status(corpus.name)
     if read_only():
         st.info("Training is switched off on this server (NPS_APP_READONLY).")
-    elif wp.is_file():
-        st.info(f"Weights already exist ({wp.name}); the app does not overwrite them. Retrain from the command "
+    elif have != "absent":
+        st.info(f"Weights already exist ({have}); the app does not overwrite them. Retrain from the command "
                 f"line: `python -m nps train-encoder --corpus {corpus.name}`.")
     elif settings["subset"] is not None:
         st.info("Train on the whole corpus: set the subset in the sidebar to 'all' (weights are per corpus).")

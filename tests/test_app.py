@@ -386,7 +386,7 @@ def test_complete_fills_the_unknown_region(app, digits):
 def test_encoder_training_with_progress(app, tmp_path, monkeypatch):
     import nps.encoders.simclr as simclr
     target = tmp_path / "simclr-digits.safetensors"
-    monkeypatch.setattr(simclr, "weights_path", lambda name: target)
+    monkeypatch.setattr(simclr, "trained_path", lambda name: target)
     app.run()
     app.switch_page("pages/1_corpus.py").run()
     _ok(app)

@@ -1,4 +1,11 @@
-"""``python -m nps train-classifier``: train the IS/FID classifier for an MNIST-like corpus."""
+"""``python -m nps train-classifier``: train the IS/FID classifier for an MNIST-like corpus.
+
+Output: ``--out PATH``, else ``<cache>/weights/classifier-<corpus>.safetensors``, which
+:func:`nps.metrics.classifier.load_classifier` uses when no shipped classifier exists for
+the corpus (shipped weights win; see :mod:`nps.shipped`).  The tracked file in
+``nps/weights/`` and its manifest entry change only with ``--replace-shipped``.
+Every flag is checked before the corpus is loaded.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import json
 import shlex
 import sys
 
-from nps.cli._common import add_corpus_args, writable_path
+from nps.cli._common import add_corpus_args
+from nps.cli.train_encoder import shipped_note, weights_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,32 +24,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the small CNN (conv32-conv64-fc128) whose class probabilities give the Inception "
                     "Score and whose 128-d penultimate features give the classifier FID. Writes "
                     "weights (.safetensors) and a JSON with the command, epochs, wall time, machine and "
-                    "test accuracy beside them.")
+                    "test accuracy beside them, to the cache (or --out), never over the shipped "
+                    "nps/weights/ files unless --replace-shipped is given. Lookup order when IS/FID need a "
+                    "classifier: the shipped file (verified against nps/weights/MANIFEST.json), then "
+                    "<cache>/weights/classifier-<corpus>.safetensors, then (digits only) one trained on the fly.")
     add_corpus_args(p)
     p.add_argument("--out", default=None,
-                   help="weights path (default: nps/weights/classifier-<corpus>.safetensors)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, one-cycle Adam (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="RNG seed (default: %(default)s)")
+                   help="weights path (default: <cache>/weights/classifier-<corpus>.safetensors, used when no "
+                        "shipped classifier exists for the corpus)")
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="after training, install the weights as the shipped "
+                        "nps/weights/classifier-<corpus>.safetensors and update nps/weights/MANIFEST.json "
+                        "(for maintainers; not with --out)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs, 1..1000 (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size, 1..8192 (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3,
+                   help="peak learning rate, one-cycle Adam, in (0, 1] (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="RNG seed, 0..2**32-1 (default: %(default)s)")
     p.add_argument("--augment", action="store_true", help="random +-2 px shifts while training")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, 1..256 (default: %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nps.encoders.hparams import check_classifier_params, check_number, check_threads
+
+    check_classifier_params(args.epochs, args.batch_size, args.lr, args.seed)  # every flag before any work
+    check_threads(args.threads)
+    if args.subset is not None:
+        check_number("--subset", args.subset, 1, 10**9, integer=True)
+    out = weights_output("classifier", args)
+
     import torch
     from tqdm import tqdm
 
     from nps.corpora import load_corpus
-    from nps.errors import NPSError
-    from nps.metrics.classifier import train_classifier, weights_path
+    from nps.metrics.classifier import train_classifier
 
-    if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:
-        raise NPSError("--epochs and --batch-size must be >= 1 and --lr > 0.")
-    out = writable_path(args.out or str(weights_path(args.corpus)), ".safetensors")
     corpus = load_corpus(args.corpus, subset=args.subset, data_root=args.data_root)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     steps = -(-len(corpus) // args.batch_size)
     bar = tqdm(total=args.epochs * steps, desc=f"train classifier ({args.corpus})", unit="step")
     last = [0]
@@ -60,4 +81,5 @@ def run(args: argparse.Namespace) -> int:
     clf.save(out)
     print(json.dumps({k: clf.meta_[k] for k in ("corpus", "epochs", "wall_time_s", "test_accuracy")}))
     print(f"wrote {out} and {out.with_suffix('.json')}")
+    shipped_note("classifier", args, out)
     return 0

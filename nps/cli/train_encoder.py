@@ -1,4 +1,11 @@
-"""``python -m nps train-encoder``: train SimCLR weights for a corpus."""
+"""``python -m nps train-encoder``: train SimCLR weights for a corpus.
+
+Output: ``--out PATH``, else ``<cache>/weights/simclr-<corpus>.safetensors``, the file
+the encoder lookup uses when no shipped weights exist for the corpus (shipped weights
+win; see :mod:`nps.shipped`).  The tracked ``nps/weights/`` file and its manifest entry
+change only with ``--replace-shipped``, after training and evaluation succeeded.
+Every flag is checked before the corpus is loaded.
+"""
 
 from __future__ import annotations
 
@@ -17,32 +24,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-encoder", help="train a SimCLR encoder and save its weights (.safetensors + .json)",
                        description="Train SimCLR (NT-Xent, MLP head) on a corpus. Writes weights, a JSON report "
                                    "(command, epochs, wall time, machine, kNN@20 and probe accuracy) and a "
-                                   "checkpoint per epoch.")
+                                   "checkpoint per epoch. Weights go to the cache (or --out), never over the "
+                                   "shipped nps/weights/ files unless --replace-shipped is given. Lookup order "
+                                   "when an encoder is used: the shipped file (verified against "
+                                   "nps/weights/MANIFEST.json), then <cache>/weights/simclr-<corpus>.safetensors.")
     add_corpus_args(p)
     add_device_arg(p)
-    p.add_argument("--epochs", type=int, default=5, help="passes over the train split (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=0.5, help="NT-Xent temperature (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=5, help="passes over the train split, 1..10000 (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per step, 2..8192 (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate, in (0, 1] (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.5,
+                   help="NT-Xent temperature, 0.01..10 (default: %(default)s)")
     p.add_argument("--backbone", choices=("small_cnn", "resnet18"), default=None,
                    help="default: small_cnn for grayscale, resnet18 for colour")
-    p.add_argument("--width", type=int, default=None, help="backbone base width (default: 16 cnn, 64 resnet)")
+    p.add_argument("--width", type=int, default=None, help="backbone base width, 1..512 (default: 16 cnn, 64 resnet)")
     p.add_argument("--readout", choices=("max", "avg"), default="max",
                    help="small_cnn global pooling of the last feature map (default: %(default)s)")
     p.add_argument("--augment", choices=("glyph", "garment", "colour"), default=None,
                    help="augmentation recipe (default: garment for fashion-mnist, colour for colour images, "
                         "glyph otherwise)")
     p.add_argument("--aug-group", type=int, default=8,
-                   help="images sharing one draw of augmentation parameters; 1 = per image (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+                   help="images sharing one draw of augmentation parameters, 1..8192; 1 = per image "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, 0..2**32-1 (default: %(default)s)")
     p.add_argument("--out", default=None,
-                   help="weights file (default: nps/weights/simclr-<corpus>.safetensors); a .json goes beside it")
+                   help="weights file (default: <cache>/weights/simclr-<corpus>.safetensors, used when no "
+                        "shipped weights exist for the corpus); a .json goes beside it")
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="after training, install the weights as the shipped nps/weights/simclr-<corpus>.safetensors "
+                        "and update nps/weights/MANIFEST.json (for maintainers; not with --out)")
     p.add_argument("--checkpoint", default=None,
                    help="per-epoch checkpoint (default: <cache>/checkpoints/<out name>.pt)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of an interrupted run")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads, 1..256 (default: torch's choice)")
     p.add_argument("--probe-max-train", type=int, default=None,
-                   help="fit the final linear probe on at most N train images (default: all)")
+                   help="fit the final linear probe on at most N >= 1 train images (default: all)")
     p.add_argument("--no-eval", action="store_true", help="skip the final full kNN/probe evaluation")
     p.set_defaults(func=run)
 
@@ -58,29 +74,102 @@ def command_line(args: argparse.Namespace) -> str:
                         ("--threads", args.threads), ("--probe-max-train", args.probe_max_train)):
         if value is not None:
             parts += [flag, str(value)]
+    if getattr(args, "replace_shipped", False):
+        parts.append("--replace-shipped")
     return " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def weights_output(kind: str, args: argparse.Namespace) -> Path:
+    """The weights file a training command writes, checked writable before any work.
 
+    ``--out PATH`` if given (never inside nps/weights/), else the cache's
+    ``weights/<kind>-<corpus>.safetensors``.  With ``--replace-shipped`` training still
+    writes there; the result is installed into nps/weights/ (and the manifest) at the
+    end, so the folder and manifest must be writable now.  Used by train-classifier too.
+    """
+    from nps.corpora import CORPUS_NAMES
+    from nps.shipped import MANIFEST_NAME, WEIGHTS_DIR, is_shipped_path, shipped_weights, trained_weights
+
+    if args.replace_shipped:
+        if args.out:
+            raise NPSError(f"--replace-shipped installs the weights as nps/weights/{kind}-<corpus>.safetensors; "
+                           "drop --out or drop --replace-shipped.")
+        if args.corpus not in CORPUS_NAMES:
+            raise NPSError(f"--replace-shipped is for the named corpora ({', '.join(CORPUS_NAMES)}), not "
+                           f"'{args.corpus}'; use --out instead.")
+        writable_path(str(shipped_weights(kind, args.corpus)), ".safetensors")
+        writable_path(str(WEIGHTS_DIR / MANIFEST_NAME))
+    if args.out:
+        out = writable_path(args.out, ".safetensors")
+        if is_shipped_path(out):
+            raise NPSError(f"'{out}' is in the shipped weights folder; write elsewhere, or use --replace-shipped "
+                           "to replace the shipped weights on purpose.")
+        return out
+    default = trained_weights(kind, args.corpus)
+    try:
+        default.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NPSError(f"cannot create '{default.parent}' ({exc.strerror}); pass --out PATH or set "
+                       "NPS_CACHE_DIR to a writable folder.") from None
+    return writable_path(str(default), ".safetensors")
+
+
+def checkpoint_path(args: argparse.Namespace, out: Path) -> Path:
+    """``--checkpoint`` or ``<cache>/checkpoints/<out name>.pt``, checked writable before any work."""
     from nps.cache import cache_root
-    from nps.corpora import load_corpus
-    from nps.encoders.evaluate import evaluate_embeddings
-    from nps.encoders.simclr import SimCLREncoder, save_weights, weights_path
-    from nps.encoders.train import TrainConfig, train_simclr, weights_meta
+    if args.checkpoint:
+        return writable_path(args.checkpoint)
+    ckpt = cache_root() / "checkpoints" / f"{out.stem}.pt"
+    try:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NPSError(f"cannot create '{ckpt.parent}' ({exc.strerror}); pass --checkpoint PATH.") from None
+    return writable_path(str(ckpt))
 
-    if args.epochs < 1 or args.batch_size < 2:
-        raise NPSError("--epochs must be >= 1 and --batch-size >= 2.")
-    out = writable_path(args.out or str(weights_path(args.corpus)), ".safetensors")
-    ckpt = Path(args.checkpoint) if args.checkpoint else cache_root() / "checkpoints" / f"{out.stem}.pt"
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    corpus = load_corpus(args.corpus, args.subset, args.data_root)
+
+def shipped_note(kind: str, args: argparse.Namespace, out: Path) -> None:
+    """After training: install with --replace-shipped, or say which file the lookup will use."""
+    from nps.shipped import install_shipped, shipped_weights
+    shipped = shipped_weights(kind, args.corpus)
+    if args.replace_shipped:
+        install_shipped(kind, args.corpus, out)
+        print(f"replaced the shipped {shipped.name} and its entry in nps/weights/MANIFEST.json")
+    elif not args.out and shipped.is_file():
+        use = (f"`python -m nps encoder-eval --corpus {args.corpus} --weights {out}`" if kind == "simclr"
+               else "a script via Classifier.load")
+        print(f"note: the shipped {shipped.name} exists for {args.corpus} and is used first; use {out} "
+              f"with {use}, or retrain with --replace-shipped to make it the default.")
+    elif not args.out:
+        print(f"{out.name} is now the {kind} used for {args.corpus} (no shipped weights exist for it).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nps.encoders.hparams import check_number, check_simclr_config, check_threads
+    from nps.encoders.train import TrainConfig
+
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                       backbone=args.backbone, width=args.width, readout=args.readout,
                       augment=args.augment, aug_group=args.aug_group, seed=args.seed,
                       device=args.device)
+    check_simclr_config(cfg)  # every flag before any work
+    check_threads(args.threads)
+    if args.subset is not None:
+        check_number("--subset", args.subset, 1, 10**9, integer=True)
+    if args.probe_max_train is not None:
+        check_number("--probe-max-train", args.probe_max_train, 1, 10**9, integer=True)
+    out = weights_output("simclr", args)
+    ckpt = checkpoint_path(args, out)
+
+    import torch
+
+    from nps.corpora import load_corpus
+    from nps.encoders.evaluate import evaluate_embeddings
+    from nps.encoders.simclr import SimCLREncoder, save_weights
+    from nps.encoders.train import train_simclr, weights_meta
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = load_corpus(args.corpus, args.subset, args.data_root)
     t0 = time.perf_counter()
     model, report = train_simclr(corpus, cfg, checkpoint=ckpt, resume=args.resume, progress=True)
     save_weights(out, model.backbone, weights_meta(corpus, cfg, model))
@@ -105,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"kNN@20 {scores['knn']:.4f}  linear probe {scores['probe']:.4f}")
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     js = out.with_suffix(".json")
-    js.write_text(json.dumps(result, indent=2) + "\n")
+    tmp = js.with_name(f".{js.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(js)
     print(f"wrote {js}")
+    shipped_note("simclr", args, out)
     return 0

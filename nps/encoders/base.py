@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nps.errors import NPSError
+
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero). (N,D) -> (N,D) float32."""
@@ -45,12 +47,21 @@ class Encoder:
             images: (N,H,W) or (N,H,W,C) uint8.
         Returns:
             (N,D) float32, rows L2-normalised.
+        Raises:
+            NPSError: an embedding holds NaN or inf (damaged weights); such a table would
+                make every distance NaN and the sampler's pools meaningless.
         """
         images = np.asarray(images)
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
         parts = [self._encode(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-        return l2_normalise(np.concatenate(parts))
+        out = np.concatenate(parts)
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            raise NPSError(f"encoder {self.identity} gave non-finite embeddings for {int((~finite).sum())} of "
+                           f"{len(out)} images, so its weights are damaged; restore or retrain them, or use "
+                           "--encoder pca.")
+        return l2_normalise(out)
 
     @property
     def dim(self) -> int:

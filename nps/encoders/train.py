@@ -26,6 +26,7 @@ from torch import nn
 from nps.encoders.augment import make_augment, normalise, to_chw, two_views
 from nps.encoders.backbones import build_backbone, default_backbone
 from nps.encoders.evaluate import knn_accuracy, stratified_rows
+from nps.encoders.hparams import check_simclr_config
 from nps.errors import NPSError
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,18 @@ def embed(net: nn.Module, images: np.ndarray, device: str = "cpu", batch_size: i
     return np.concatenate(out)
 
 
-def _check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NPSError("--device cuda was asked for but CUDA is not available here; use --device cpu.")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise NPSError(f"unknown device '{device}'; use cpu or cuda.")
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A training checkpoint (tensors and plain data only), or one NPSError line if it is damaged."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for damaged files
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise NPSError(f"checkpoint '{path}' is damaged ({first}); delete it or drop --resume.") from None
+    if not isinstance(state, dict):
+        raise NPSError(f"checkpoint '{path}' is not a training checkpoint; delete it or drop --resume.")
+    return state
 
 
 def build_model(image_shape: tuple[int, ...], cfg: TrainConfig) -> SimCLRModel:
@@ -141,10 +149,13 @@ def train_simclr(corpus, cfg: TrainConfig, checkpoint: Path | None = None, resum
             interrupted run would; the schedule still spans ``cfg.epochs``.
     Returns:
         (model, report) where report has per-epoch loss, monitor kNN and wall time.
+    Raises:
+        NPSError: a hyper-parameter out of range (before any work), a damaged or foreign
+            checkpoint, or a loss that becomes NaN/inf (the last good checkpoint is kept).
     """
     from tqdm import tqdm
 
-    _check_device(cfg.device)
+    check_simclr_config(cfg)
     if len(corpus) < 4:
         raise NPSError(f"corpus '{corpus.name}' has {len(corpus)} training images; SimCLR needs at least 4.")
     torch.manual_seed(cfg.seed)
@@ -159,14 +170,17 @@ def train_simclr(corpus, cfg: TrainConfig, checkpoint: Path | None = None, resum
     start_epoch, elapsed = 0, 0.0
     conf = {k: v for k, v in asdict(cfg).items() if k not in ("device", "extra")}
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state["config"] != conf or state["corpus_hash"] != corpus.content_hash:
+        state = _read_checkpoint(Path(checkpoint))
+        if state.get("config") != conf or state.get("corpus_hash") != corpus.content_hash:
             raise NPSError(f"checkpoint '{checkpoint}' comes from a different config or corpus; drop --resume "
                            "or use the same options.")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, history, elapsed = int(state["epoch"]), list(state["history"]), float(state["elapsed"])
+        except (KeyError, ValueError, TypeError, RuntimeError):
+            raise NPSError(f"checkpoint '{checkpoint}' is damaged; delete it or drop --resume.") from None
         log.info("resuming from %s at epoch %d", checkpoint, start_epoch)
     elif resume:
         log.warning("--resume: no checkpoint at %s; starting from scratch", checkpoint)
@@ -191,6 +205,10 @@ def train_simclr(corpus, cfg: TrainConfig, checkpoint: Path | None = None, resum
             v1, v2 = two_views(images[idx], augment, cfg.aug_group)
             _, z = model(torch.cat([v1, v2]).to(cfg.device))
             loss = nt_xent(z[:len(idx)], z[len(idx):], cfg.temperature)
+            if not bool(torch.isfinite(loss)):
+                raise NPSError(f"the SimCLR loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}, so "
+                               f"training stopped (the last checkpoint is kept); lower --lr (now {cfg.lr}) or "
+                               f"raise --temperature (now {cfg.temperature}).")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -4,11 +4,14 @@ It is the "Inception network" of this project for grayscale corpora: its class
 probabilities give the Inception Score and its penultimate (128-d) features give a
 classifier-feature Fréchet distance (see :mod:`nps.metrics.scores`).
 
-Shipped weights live in ``nps/weights/classifier-<corpus>.safetensors`` with a JSON
-beside them (command, epochs, wall time, machine, test accuracy).  Inputs of any
-size are resized to ``input_size`` (bilinear) inside the network.  ``digits`` (8x8) has no
-shipped weights: :func:`load_classifier` trains the same architecture at its native
-8x8 input size on the fly (seconds) and caches it in ``cache/``.
+Which weights :func:`load_classifier` uses (the rule of :mod:`nps.shipped`): the shipped
+``nps/weights/classifier-<corpus>.safetensors``, verified against ``nps/weights/MANIFEST.json``;
+else a user-trained ``<cache>/weights/classifier-<corpus>.safetensors`` (what
+``train-classifier`` writes by default); else, for ``digits`` (8x8, nothing shipped), the
+same architecture trained on the fly at its native input size (seconds) and cached in
+``cache/``.  Each file has a JSON beside it (command, epochs, wall time, machine, test
+accuracy).  Inputs of any size are resized to ``input_size`` (bilinear) inside the network.
+Weights or losses holding NaN or inf are refused.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from nps.errors import DataMissingError, NPSError
 from nps.machine import machine_description
-from nps.shipped import shipped_weights
+from nps.shipped import locate_weights, shipped_weights, trained_weights
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,21 @@ ON_THE_FLY = {"digits": {"epochs": 15, "batch_size": 64, "lr": 3e-3, "input_size
 
 
 def weights_path(corpus_name: str) -> Path:
-    """``nps/weights/classifier-<corpus>.safetensors``."""
+    """``nps/weights/classifier-<corpus>.safetensors`` (the shipped file), present or not."""
     return shipped_weights("classifier", corpus_name)
+
+
+def trained_path(corpus_name: str) -> Path:
+    """``<cache>/weights/classifier-<corpus>.safetensors``, where ``train-classifier`` writes by default."""
+    return trained_weights("classifier", corpus_name)
+
+
+def _non_finite(state: dict) -> str | None:
+    import torch
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def _build_net(n_classes: int, channels: int = 1, input_size: int = INPUT_SIZE):  # noqa: ANN202 - torch type, imported lazily
@@ -112,6 +128,9 @@ class Classifier:
         ``progress(epoch, step, loss)`` is called every 50 steps.
         """
         import torch
+
+        from nps.encoders.hparams import check_classifier_params
+        check_classifier_params(self.epochs, self.batch_size, self.lr, self.seed)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         net = _build_net(self.n_classes, self.channels, self.input_size)
@@ -131,6 +150,10 @@ class Classifier:
                     dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
                     xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
                 loss = torch.nn.functional.cross_entropy(net(xb), y_all[rows])
+                if not bool(torch.isfinite(loss)):
+                    raise NPSError(f"the classifier loss became {float(loss)} at epoch {epoch + 1}, step "
+                                   f"{step + 1}, so training stopped and nothing was written; lower --lr "
+                                   f"(now {self.lr}).")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -179,32 +202,72 @@ class Classifier:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
-        """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` with the metadata."""
+        """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` with the metadata, each atomically.
+
+        Raises:
+            NPSError: a weight holds NaN or inf; nothing is written.
+        """
+        import os
+
         from safetensors.torch import save_file
         self._check_fitted()
         path = Path(path)
         info = dict(self.meta_)
         info.update(meta or {})
-        self.meta_ = info
         state = {k: v.detach().contiguous() for k, v in self.net_.state_dict().items()}
-        save_file(state, str(path), metadata={"nps": json.dumps(info, sort_keys=True)})
-        path.with_suffix(".json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        bad = _non_finite(state)
+        if bad is not None:
+            raise NPSError(f"the trained classifier holds NaN or inf (in {bad}), so nothing was written to "
+                           f"{path}; lower --lr and train again.")
+        self.meta_ = info
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(state, str(tmp), metadata={"nps": json.dumps(info, sort_keys=True)})
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+        js, js_tmp = path.with_suffix(".json"), path.with_name(f".{path.stem}.json.tmp")
+        js_tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        os.chmod(js_tmp, 0o644)
+        js_tmp.replace(js)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
+        """Load weights written by :meth:`save`.
+
+        Raises:
+            DataMissingError: no file.  NPSError: the file is damaged, names an impossible
+                network, does not fit it, or holds NaN/inf (one line naming the file).
+        """
         from safetensors import safe_open
         from safetensors.torch import load_file
         path = Path(path)
+        retrain = "retrain with `python -m nps train-classifier --corpus NAME`"
         if not path.is_file():
             raise DataMissingError(f"classifier weights '{path}' are missing; train them with "
                                    "`python -m nps train-classifier --corpus NAME`.")
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads((f.metadata() or {}).get("nps", "{}"))
-        clf = cls(n_classes=int(info.get("n_classes", 10)), channels=int(info.get("channels", 1)),
-                  input_size=int(info.get("input_size", INPUT_SIZE)))
-        net = _build_net(clf.n_classes, clf.channels, clf.input_size)
-        net.load_state_dict(load_file(str(path)))
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                info = json.loads((f.metadata() or {}).get("nps", "{}"))
+            state = load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NPSError(f"cannot read classifier weights '{path}' ({first}); {retrain}.") from None
+        try:
+            n_classes, channels = int(info.get("n_classes", 10)), int(info.get("channels", 1))
+            input_size = int(info.get("input_size", INPUT_SIZE))
+            # Bound what the metadata may ask to build before building it.
+            if not (2 <= n_classes <= 1000 and channels in (1, 3) and 4 <= input_size <= 256):
+                raise ValueError(f"n_classes {n_classes}, channels {channels}, input_size {input_size}")
+            clf = cls(n_classes=n_classes, channels=channels, input_size=input_size)
+            net = _build_net(clf.n_classes, clf.channels, clf.input_size)
+            net.load_state_dict(state)
+        except (AttributeError, ValueError, TypeError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NPSError(f"classifier weights '{path}' do not fit the network ({first}); {retrain}.") from None
+        bad = _non_finite(state)
+        if bad is not None:
+            raise NPSError(f"classifier weights '{path}' hold NaN or inf (in {bad}); restore the file or {retrain}.")
         net.eval()
         clf.net_, clf.meta_ = net, info
         return clf
@@ -238,19 +301,22 @@ def train_classifier(corpus, epochs: int = 3, batch_size: int = 128, lr: float =
 
 
 def load_classifier(corpus_name: str) -> Classifier:
-    """The classifier for ``corpus_name``: shipped weights, or (digits) trained and cached.
+    """The classifier for ``corpus_name``: shipped (verified), else user-trained in the cache, else (digits)
+    trained on the fly and cached.
 
     Raises:
         DataMissingError: no weights for this corpus; the message says how to train them.
+        NPSError: the shipped file fails its manifest check, or a file is damaged.
     """
-    path = weights_path(corpus_name)
-    if path.is_file():
-        return Classifier.load(path)
+    found = locate_weights("classifier", corpus_name)
+    if found is not None:
+        return Classifier.load(found.path)
     if corpus_name in ON_THE_FLY:
         return _on_the_fly(corpus_name)
     raise DataMissingError(
-        f"no classifier for corpus '{corpus_name}' ({path.name} is missing); train one with "
-        f"`python -m nps train-classifier --corpus {corpus_name} --out {path}` "
+        f"no classifier for corpus '{corpus_name}' ({weights_path(corpus_name).name} is neither shipped nor "
+        f"trained in {trained_path(corpus_name).parent}); train one with "
+        f"`python -m nps train-classifier --corpus {corpus_name}` "
         "(IS and classifier FID need a 10-class grayscale corpus).")
 
 
@@ -277,8 +343,5 @@ def _on_the_fly(corpus_name: str) -> Classifier:
             clf = train_classifier(corpus, command="nps.metrics.classifier.load_classifier", **params)
         finally:
             torch.set_num_threads(threads)
-        tmp = path.with_suffix(".tmp.safetensors")
-        clf.save(tmp)
-        tmp.replace(path)
-        tmp.with_suffix(".json").replace(path.with_suffix(".json"))
+        clf.save(path)  # atomic, weights and JSON each
         return clf
