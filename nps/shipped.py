@@ -33,7 +33,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = "nps-weights-manifest-1"
 _PROJECT = Path(__file__).resolve().parents[1]
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _file_name(kind: str, corpus_name: str) -> str:
@@ -69,10 +69,10 @@ def _shown(path: Path) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 (hex) of a file, computed once per process per (path, size, mtime)."""
+    """sha256 (hex) of a file, computed once per process per version of the file (inode, size, times)."""
     from nps.cache import file_sha256
     st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _DIGESTS:
         _DIGESTS[key] = file_sha256(Path(path))
     return _DIGESTS[key]

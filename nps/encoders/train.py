@@ -206,7 +206,7 @@ def train_simclr(corpus, cfg: TrainConfig, checkpoint: Path | None = None, resum
             _, z = model(torch.cat([v1, v2]).to(cfg.device))
             loss = nt_xent(z[:len(idx)], z[len(idx):], cfg.temperature)
             if not bool(torch.isfinite(loss)):
-                raise NPSError(f"the SimCLR loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}, so "
+                raise NPSError(f"the SimCLR loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}, so "
                                f"training stopped (the last checkpoint is kept); lower --lr (now {cfg.lr}) or "
                                f"raise --temperature (now {cfg.temperature}).")
             opt.zero_grad(set_to_none=True)

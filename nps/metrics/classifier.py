@@ -151,7 +151,7 @@ class Classifier:
                     xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
                 loss = torch.nn.functional.cross_entropy(net(xb), y_all[rows])
                 if not bool(torch.isfinite(loss)):
-                    raise NPSError(f"the classifier loss became {float(loss)} at epoch {epoch + 1}, step "
+                    raise NPSError(f"the classifier loss became {loss.item()} at epoch {epoch + 1}, step "
                                    f"{step + 1}, so training stopped and nothing was written; lower --lr "
                                    f"(now {self.lr}).")
                 opt.zero_grad()
