@@ -159,7 +159,7 @@ class Classifier:
                 opt.step()
                 sched.step()
                 if progress is not None and step % 50 == 0:
-                    progress(epoch, step, float(loss))
+                    progress(epoch, step, loss.item())
         net.eval()
         self.net_ = net
         self.meta_ = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
