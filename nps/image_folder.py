@@ -24,11 +24,16 @@ MAX_PIXELS = 25_000_000   # per image, read from the header before decoding (the
 MAX_SIZE = 256            # side the images are resized to
 
 
+def shown(path: Path) -> str:
+    """A path for a one-line message: control characters in names (a newline in a file name) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+
+
 def _listdir(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
     except OSError as exc:
-        raise NPSError(f"cannot list folder '{folder}' ({exc.strerror or exc}); "
+        raise NPSError(f"cannot list folder '{shown(folder)}' ({exc.strerror or exc}); "
                        "check that it exists and is readable.") from None
 
 
@@ -46,13 +51,13 @@ def to_8bit(im, where: Path):  # noqa: ANN001, ANN201 - PIL.Image.Image, importe
     a = np.asarray(im)
     if im.mode == "F":
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-            raise NPSError(f"image '{where}' holds floating-point values outside 0..1; "
+            raise NPSError(f"image '{shown(where)}' holds floating-point values outside 0..1; "
                            "save it as an 8- or 16-bit image.")
         out = np.rint(a.astype(np.float64) * 255.0)
     else:
         a = a.astype(np.int64)
         if a.size and (a.min() < 0 or a.max() > 65535):
-            raise NPSError(f"image '{where}' holds integer values outside 0..65535 ({im.mode}); "
+            raise NPSError(f"image '{shown(where)}' holds integer values outside 0..65535 ({im.mode}); "
                            "save it as an 8- or 16-bit image.")
         out = (a * 255 + 32767) // 65535  # rounded v * 255 / 65535
     return Image.fromarray(out.astype(np.uint8), mode="L")
@@ -62,7 +67,7 @@ def _read_one(f: Path, size: int, mode: str) -> np.ndarray:
     """Decode one file into a (size,size) or (size,size,3) uint8 array, or raise one NPSError line."""
     from PIL import Image
     if f.stat().st_size == 0:
-        raise NPSError(f"image '{f}' is an empty (zero-byte) file; remove or replace it.")
+        raise NPSError(f"image '{shown(f)}' is an empty (zero-byte) file; remove or replace it.")
     with warnings.catch_warnings():
         # Between 1x and 2x its pixel limit Pillow only warns; make that an error too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -70,7 +75,7 @@ def _read_one(f: Path, size: int, mode: str) -> np.ndarray:
             with Image.open(f) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise NPSError(f"image '{f}' is {w}x{h} pixels (more than {MAX_PIXELS:,}); "
+                    raise NPSError(f"image '{shown(f)}' is {w}x{h} pixels (more than {MAX_PIXELS:,}); "
                                    "shrink it or remove it from the folder.")
                 im.load()
                 im8 = to_8bit(im, f)
@@ -78,11 +83,11 @@ def _read_one(f: Path, size: int, mode: str) -> np.ndarray:
         except NPSError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise NPSError(f"image '{f}' is a decompression bomb (too many pixels for its size); "
+            raise NPSError(f"image '{shown(f)}' is a decompression bomb (too many pixels for its size); "
                            "remove it from the folder.") from None
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ValueError...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise NPSError(f"cannot read image '{f}' ({first}); remove or replace it.") from None
+            raise NPSError(f"cannot read image '{shown(f)}' ({first}); remove or replace it.") from None
 
 
 def _class_folders(path: Path) -> list[Path]:
@@ -91,7 +96,7 @@ def _class_folders(path: Path) -> list[Path]:
         if p.name.startswith("."):  # hidden folders (.ipynb_checkpoints, .git ...) are not classes
             continue
         if p.is_symlink() and not p.exists():
-            raise NPSError(f"class folder '{p}' is a broken symbolic link or a link loop; fix or remove it.")
+            raise NPSError(f"class folder '{shown(p)}' is a broken symbolic link or a link loop; fix or remove it.")
         if p.is_dir():
             out.append(p)
     return out
@@ -118,12 +123,12 @@ def read_image_folder(path: Path, size: int = 28, mode: str = "L",
     if not str(path).strip():
         raise NPSError("folder corpus path is empty; give folder:PATH with a folder of class subfolders.")
     if not path.is_dir():
-        raise NPSError(f"folder corpus '{path}' does not exist; give a folder with one subfolder per class.")
+        raise NPSError(f"folder corpus '{shown(path)}' does not exist; give a folder with one subfolder per class.")
     classes = _class_folders(path)
     if not classes:
-        raise NPSError(f"folder corpus '{path}' has no class subfolders; put images in {path}/<class>/.")
+        raise NPSError(f"folder corpus '{shown(path)}' has no class subfolders; put images in {shown(path)}/<class>/.")
     if len(classes) > MAX_CLASSES:
-        raise NPSError(f"folder corpus '{path}' has {len(classes)} class subfolders (at most {MAX_CLASSES}); "
+        raise NPSError(f"folder corpus '{shown(path)}' has {len(classes)} class subfolders (at most {MAX_CLASSES}); "
                        "point folder: at the folder that holds the class folders.")
     listing = []
     total = 0
@@ -132,7 +137,7 @@ def read_image_folder(path: Path, size: int = 28, mode: str = "L",
                  if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()]
         total += len(files)
         if total > MAX_FILES:
-            raise NPSError(f"folder corpus '{path}' has more than {MAX_FILES:,} images; use a smaller folder.")
+            raise NPSError(f"folder corpus '{shown(path)}' has more than {MAX_FILES:,} images; use a smaller folder.")
         listing.append(files)
     step = max(2, round(1 / test_fraction)) if test_fraction > 0 else 0
     buckets: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}
@@ -141,12 +146,13 @@ def read_image_folder(path: Path, size: int = 28, mode: str = "L",
             try:
                 arr = _read_one(f, size, mode)
             except OSError as exc:  # stat() on a file that vanished or is unreadable
-                raise NPSError(f"cannot read image '{f}' ({exc.strerror or exc}); remove or replace it.") from None
+                raise NPSError(f"cannot read image '{shown(f)}' ({exc.strerror or exc}); "
+                               "remove or replace it.") from None
             is_test = bool(step) and len(files) >= 2 and i % step == step - 1
             buckets[is_test][0].append(arr)
             buckets[is_test][1].append(label)
     if not buckets[False][0]:
-        raise NPSError(f"folder corpus '{path}' has no readable images ({', '.join(IMAGE_SUFFIXES)}).")
+        raise NPSError(f"folder corpus '{shown(path)}' has no readable images ({', '.join(IMAGE_SUFFIXES)}).")
 
     def stack(b: tuple[list, list]) -> tuple[np.ndarray, np.ndarray]:
         shape = (0, size, size) if mode == "L" else (0, size, size, 3)

@@ -650,3 +650,33 @@ def test_train_classifier_writes_to_the_cache_and_load_classifier_uses_it(cache_
     clf = load_classifier("digits")
     assert clf.meta_["n_train"] == 200  # the trained file, not the on-the-fly one (all 1442 images)
     shipped.verify_shipped(shipped.WEIGHTS_DIR / "classifier-mnist.safetensors")  # untouched
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = folder_with(tmp_path / "f", {"a/ok.png": gray(), "a/bad\nname.png": b"junk"})
+    err = run_cli(["embed", "--corpus", f"folder:{root}", "--encoder", "pixels", "--out", str(tmp_path / "e.npz")],
+                  capsys)
+    assert "bad\\nname.png" in err
+
+
+@pytest.mark.parametrize("damage", ["shipped, one byte changed", "trained, one NaN"])
+def test_generate_refuses_damaged_simclr_weights(damage: str, weights_dir: Path, tiny_simclr: Path, cache_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's case: one NaN in the weights made every embedding NaN while generate reported success."""
+    from nps.encoders.simclr import trained_path
+
+    def nan(state: dict, meta: dict) -> None:
+        next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    if damage.startswith("shipped"):
+        path = ship(tiny_simclr)
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x01
+        path.write_bytes(bytes(data))
+        needle = "do not match their sha256"
+    else:
+        trained_path("digits").parent.mkdir(parents=True, exist_ok=True)
+        rewrite_safetensors(tiny_simclr, trained_path("digits"), nan)
+        needle = "NaN or inf"
+    out = cache_dir / "g.npz"
+    err = run_cli(["generate", "--corpus", "digits", "--encoder", "simclr", "--n", "1", "--out", str(out)], capsys)
+    assert needle in err and not out.exists()

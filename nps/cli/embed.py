@@ -36,14 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "print its recall@k against the exact IndexFlatIP on the test queries.")
     add_corpus_args(p)
     p.add_argument("--encoder", default=DEFAULTS["encoder"],
-                   help="encoder name: simclr, pca, pixels ... (default: %(default)s)")
+                   help="encoder name: auto, simclr, pca, pixels (default: %(default)s); simclr uses the shipped "
+                        "weights (verified against nps/weights/MANIFEST.json), else "
+                        "<cache>/weights/simclr-<corpus>.safetensors from train-encoder")
     p.add_argument("--out", required=True, help="output .npz path (checked before any work)")
     p.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
                    help="also build this index; ivf/hnsw print recall@k vs exact (default: %(default)s)")
-    p.add_argument("--k", type=int, default=DEFAULTS["k"], help="k for the recall report (default: %(default)s)")
-    p.add_argument("--nprobe", type=int, default=16, help="IVF lists probed per query (default: %(default)s)")
-    p.add_argument("--nlist", type=int, default=None, help="IVF lists (default: min(4*sqrt(N), N/39))")
-    p.add_argument("--ef-search", type=int, default=64, help="HNSW search beam (default: %(default)s)")
+    p.add_argument("--k", type=int, default=DEFAULTS["k"],
+                   help="k for the recall report, 1..10000 (default: %(default)s)")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF lists probed per query, 1..65536 (default: %(default)s)")
+    p.add_argument("--nlist", type=int, default=None,
+                   help="IVF lists, 1..min(65536, N) (default: min(4*sqrt(N), N/39))")
+    p.add_argument("--ef-search", type=int, default=64, help="HNSW search beam, 1..65536 (default: %(default)s)")
     add_device_arg(p)
     p.set_defaults(func=run)
 
