@@ -680,3 +680,26 @@ def test_generate_refuses_damaged_simclr_weights(damage: str, weights_dir: Path,
     out = cache_dir / "g.npz"
     err = run_cli(["generate", "--corpus", "digits", "--encoder", "simclr", "--n", "1", "--out", str(out)], capsys)
     assert needle in err and not out.exists()
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "a list"])
+def test_damaged_checkpoint_with_resume(content: str, tmp_path: Path, digits_small,  # noqa: ANN001
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    import nps.encoders.train as train
+    ckpt = tmp_path / "ck.pt"
+    cfg = train.TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=1, monitor_train=0, warmup_steps=1)
+    if content == "garbage":
+        ckpt.write_bytes(b"not a checkpoint")
+    elif content == "truncated":
+        train.train_simclr(digits_small, cfg, checkpoint=ckpt, progress=False)
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    else:
+        torch.save([1, 2, 3], ckpt)
+    with pytest.raises(NPSError, match=r"checkpoint .*(damaged|not a training checkpoint)") as exc:
+        train.train_simclr(digits_small, cfg, checkpoint=ckpt, resume=True, progress=False)
+    single_line(exc)
+    err = run_cli(["train-encoder", "--corpus", "digits", "--subset", "200", "--resume", "--checkpoint", str(ckpt),
+                   "--out", str(tmp_path / "w.safetensors")], capsys)
+    assert "checkpoint" in err and not (tmp_path / "w.safetensors").exists()

@@ -257,7 +257,7 @@ class Classifier:
             n_classes, channels = int(info.get("n_classes", 10)), int(info.get("channels", 1))
             input_size = int(info.get("input_size", INPUT_SIZE))
             # Bound what the metadata may ask to build before building it.
-            if not (2 <= n_classes <= 1000 and channels in (1, 3) and 4 <= input_size <= 256):
+            if not (1 <= n_classes <= 1000 and channels in (1, 3) and 4 <= input_size <= 256):
                 raise ValueError(f"n_classes {n_classes}, channels {channels}, input_size {input_size}")
             clf = cls(n_classes=n_classes, channels=channels, input_size=input_size)
             net = _build_net(clf.n_classes, clf.channels, clf.input_size)
