@@ -367,6 +367,9 @@ def test_weights_files_malformed(tiny_simclr: Path, tiny_classifier: Path, tmp_p
     def wide(state: dict, meta: dict) -> dict:
         return {**meta, "width": json.dumps(10**6)}
 
+    def shape_meta(state: dict, meta: dict) -> dict:
+        return {**meta, "image_shape": json.dumps(5)}
+
     def classes(state: dict, meta: dict) -> dict:
         info = json.loads(meta["nps"])
         return {"nps": json.dumps({**info, "n_classes": 10**9})}
@@ -381,6 +384,10 @@ def test_weights_files_malformed(tiny_simclr: Path, tiny_classifier: Path, tmp_p
         cases.append((rewrite_safetensors(src, tmp_path / "shape.safetensors", wrong_shape), "do not (match|fit)"))
         cases.append((rewrite_safetensors(src, tmp_path / "big.safetensors",
                                           wide if src == tiny_simclr else classes), "do not (match|fit)"))
+        if src == tiny_simclr:
+            cases.append((rewrite_safetensors(src, tmp_path / "meta.safetensors", shape_meta), "do not match"))
+            bad_json = rewrite_safetensors(src, tmp_path / "json.safetensors", lambda s, m: {**m, "width": "{"})
+            cases.append((bad_json, "cannot read"))
         for path, needle in cases:
             with pytest.raises(NPSError, match=needle) as exc:
                 load(path)

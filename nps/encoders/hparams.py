@@ -11,7 +11,7 @@ the seed feeds ``seed * 100003 + epoch`` into a 64-bit torch generator.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 from nps.errors import NPSError
 
@@ -30,7 +30,7 @@ def check_number(flag: str, value: object, lo: float, hi: float, *, integer: boo
         integer: also require an int (bools are refused).
         why: an optional clause saying what the bound protects.
     """
-    ok_type = isinstance(value, int) if integer else isinstance(value, Real)
+    ok_type = isinstance(value, Integral) if integer else isinstance(value, Real)
     if isinstance(value, bool) or not ok_type:
         kind = "an integer" if integer else "a number"
         raise NPSError(f"{flag} must be {kind}, got {value!r}.")

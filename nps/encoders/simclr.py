@@ -116,8 +116,9 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
         state = load_file(str(path), device="cpu")
     except NPSError:
         raise
-    except Exception as exc:  # safetensors raises several types for damaged files
-        raise NPSError(f"cannot read SimCLR weights '{path}' ({exc}); retrain with "
+    except Exception as exc:  # noqa: BLE001 - safetensors and json raise several types for damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NPSError(f"cannot read SimCLR weights '{path}' ({first}); retrain with "
                        f"`python -m nps train-encoder`.") from None
     retrain = f"`python -m nps train-encoder --corpus {meta.get('corpus', 'NAME')}`"
     bad = non_finite(state)
@@ -126,11 +127,12 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
                        f"{retrain}.")
     try:
         # Bound what the metadata may ask to build before building it (a width of 10**6 is terabytes).
-        width = meta.get("width")
+        width, shape = meta.get("width"), meta.get("image_shape", [])
         if meta["backbone"] not in BACKBONES or meta["in_channels"] not in (1, 3) or \
                 meta.get("readout") not in (None, "avg", "max") or \
-                not (width is None or (isinstance(width, int) and 1 <= width <= 512)):
-            raise ValueError("metadata names an unknown backbone, channel count, readout or width")
+                not (width is None or (isinstance(width, int) and 1 <= width <= 512)) or \
+                not (isinstance(shape, list) and all(isinstance(v, int) for v in shape)):
+            raise ValueError("metadata names an unknown backbone, channel count, readout, width or image shape")
         net = build_backbone(meta["backbone"], int(meta["in_channels"]), width, meta.get("readout"))
         net.load_state_dict(state, strict=True)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
