@@ -270,6 +270,9 @@ def _load_cifar10(data_root: str | None) -> tuple[tuple[np.ndarray, ...], str]:
     return read_cifar_batches(folder), str(folder)
 
 
+MAX_CIFAR_BATCH_BYTES = 256 * 2**20
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> ((n,32,32,3) uint8, (n,) int64 labels in 0..9), or one NPSError line.
 
@@ -277,6 +280,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     dicts, lists, bytes, str, ints and numpy arrays, and nothing in it is ever called.
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_CIFAR_BATCH_BYTES:  # an official batch is 31 MB; never read gigabytes of pickle
+            raise ValueError(f"{size:,} bytes, more than {MAX_CIFAR_BATCH_BYTES:,}")
         with open(path, "rb") as f:
             d = load_restricted(f, encoding="bytes")
         if not isinstance(d, dict):

@@ -174,6 +174,13 @@ def test_malformed_cifar_batches_give_one_line(tmp_path: Path, mutate, needle: s
     assert "data_batch_1" in single_line(exc)
 
 
+def test_oversized_cifar_batch_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_batches(tmp_path / "c", good_batch())
+    monkeypatch.setattr(corpora, "MAX_CIFAR_BATCH_BYTES", 1000)  # the fixture's batch is ~13 KB
+    with pytest.raises(NPSError, match="more than 1,000"):
+        read_cifar_batches(folder)
+
+
 def test_malformed_cifar_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_batches(tmp_path / "cifar-10-batches-py", pickle.dumps(good_batch())[:100])
     err = run_cli(["embed", "--corpus", "cifar10", "--data-root", str(tmp_path), "--encoder", "pixels",
