@@ -136,7 +136,7 @@ def shipped_note(kind: str, args: argparse.Namespace, out: Path) -> None:
         print(f"replaced the shipped {shipped.name} and its entry in nps/weights/MANIFEST.json")
     elif not args.out and shipped.is_file():
         use = (f"`python -m nps encoder-eval --corpus {args.corpus} --weights {out}`" if kind == "simclr"
-               else "a script via Classifier.load")
+               else f"`nps.metrics.classifier.Classifier.load('{out}')`")
         print(f"note: the shipped {shipped.name} exists for {args.corpus} and is used first; use {out} "
               f"with {use}, or retrain with --replace-shipped to make it the default.")
     elif not args.out:
