@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,14 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez to a temp file in the same folder, then rename (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise NPSError(f"cannot write '{path}' ({exc.strerror}); choose a writable path.") from None
+    from nps.cache import atomic_write  # raises a one-line NPSError on OSError
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +35,16 @@ def weights_path(corpus_name: str) -> Path:
 
 def save_weights(path: Path, backbone: torch.nn.Module, meta: dict) -> None:
     """Write backbone weights and metadata (backbone, in_channels, width, image_shape, corpus) atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from nps.cache import atomic_write
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     info = {k: json.dumps(v) for k, v in meta.items()}
     info["format"] = FORMAT
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=info)
-    os.chmod(tmp, 0o644)  # a file meant for the repository, readable by all
-    tmp.replace(path)
+    data = save(tensors, metadata=info)
+    atomic_write(path, lambda f: f.write(data))  # fsynced, umask mode (0644 under the usual 022)
 
 
 def read_metadata(path: Path) -> dict:
