@@ -93,7 +93,9 @@ def check_app_choices(corpus: object, subset: object, encoder: object | None, co
     if not isinstance(corpus, str) or corpus not in corpora:
         raise NPSError(f"corpus {corpus!r} is not one the app offers here ({', '.join(corpora)}); "
                        "use `python -m nps evaluate` for records made on other corpora.")
-    if isinstance(subset, bool) or subset not in SUBSET_CHOICES:
+    # Exactly an int (or None): 200.0 equals 200 but would key a second copy of every cache entry.
+    exact = subset is None or (isinstance(subset, int) and not isinstance(subset, bool))
+    if not exact or subset not in SUBSET_CHOICES:
         sizes = ", ".join("all" if v is None else str(v) for v in SUBSET_CHOICES)
         raise NPSError(f"subset {subset!r} is not one of the app's subset sizes ({sizes}); "
                        "use `python -m nps evaluate` for other subsets.")
@@ -126,6 +128,10 @@ def check_app_config(config: Mapping[str, object], corpora: Iterable[str],
         encoder = resolve_encoder(encoder, corpus)  # "auto" in a hand-made config: what it would run
     check_app_choices(corpus, cfg.get("subset"), encoder, corpora, encoders)
     check_bounds({k: v for k, v in cfg.items() if k in BOUNDS})
+    unset = [k for k in BOUNDS if k in cfg and cfg[k] is None and DEFAULTS[k] is not None]
+    if unset:
+        raise NPSError(f"{unset[0]} is null in the record's config; it must be a number in the app's range "
+                       f"{BOUNDS[unset[0]][0]:g}..{BOUNDS[unset[0]][1]:g}.")
     cons = cfg.get("constraints", list(CONSTRAINTS))
     if not isinstance(cons, list | tuple) or not all(isinstance(c, str) and c in CONSTRAINTS for c in cons):
         raise NPSError(f"constraints {cons!r} are not a list drawn from {', '.join(CONSTRAINTS)}.")
@@ -146,10 +152,10 @@ def check_app_config(config: Mapping[str, object], corpora: Iterable[str],
     cfg.pop("data_root", None)
     try:
         gen = GenerationConfig.from_dict(cfg)
-    except (TypeError, ValueError) as exc:
+        gen.check()
+    except (TypeError, ValueError, AttributeError) as exc:  # a field of the wrong type not bounded above
         raise NPSError(f"the record's config cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
                        "upload a record written by `python -m nps generate` or the app.") from None
-    gen.check()
     return gen
 
 
