@@ -73,7 +73,7 @@ def check_bounds(params: Mapping[str, object]) -> None:
         whole = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
         if not number or (name in INTEGER_FIELDS and not whole) or not lo <= value <= hi:  # NaN fails too
             kind = "an integer" if name in INTEGER_FIELDS else "a number"
-            raise NPSError(f"{name} = {value!r} is not {kind} in the app's range {lo:g}..{hi:g}; "
+            raise NPSError(f"{name} = {value!r} is outside the app's range {lo:g}..{hi:g} (it takes {kind}); "
                            f"pick a value in range (the CLI `python -m nps generate` accepts more).")
 
 

@@ -73,7 +73,7 @@ BAD_CONFIGS = [
     ({"corpus": "folder:/etc"}, "corpus 'folder:/etc' is not one the app offers"),
     ({"corpus": "cifar10"}, "corpus 'cifar10'"),
     ({"corpus": None}, "corpus None"),
-    ({"k": 100_000}, "k = 100000 is not an integer in the app's range 1..512"),
+    ({"k": 100_000}, "k = 100000 is outside the app's range 1..512 (it takes an integer)"),
     ({"k": "8"}, "k = '8'"),
     ({"k": 8.5}, "k = 8.5"),
     ({"window": 99}, "window = 99"),
