@@ -158,11 +158,13 @@ def pool_fields(config: GenerationConfig) -> tuple:
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
 def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
-    from nps.app_state import check_bounds
+    from nps.app_state import check_against, check_bounds
     from nps.sampler_pool import SemanticPools
     check_choices(corpus_name, subset, _config.encoder if _config.uses("ssl") and _config.label is None else None)
     check_bounds({"k": _config.k, "ssl_eps": _config.ssl_eps})
-    return SemanticPools.build(_config, corpus(corpus_name, subset))
+    c = corpus(corpus_name, subset)
+    check_against(_config, c)  # k, reference and label against this corpus (an uploaded record's too)
+    return SemanticPools.build(_config, c)
 
 
 def pools(config: GenerationConfig):  # noqa: ANN201

@@ -669,3 +669,13 @@ def test_cli_shows_a_rebuilt_entry_warning_on_the_terminal(tmp_path: Path) -> No
     assert second.returncode == 0, second.stderr
     assert f"WARNING nps.cache: cache entry {entry.name}" in second.stderr and "rebuilding it" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_cache_ls_with_a_bad_quota_setting_is_one_line(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    cached_arrays("embeddings", "feed1234", Builder())
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "2GB")
+    assert main(["cache", "ls"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no half table before the error
+    assert captured.err.startswith("error: NPS_CACHE_QUOTA_MB='2GB'") and captured.err.count("\n") == 1

@@ -142,6 +142,7 @@ def test_upload_is_refused_before_anything_is_built(fresh_resources, cache_dir: 
     (lambda r: r.encoder("nope", "digits", None), "encoder 'nope'"),
     (lambda r: r.pools(GenerationConfig(subset=33, **SMALL)), "subset 33"),
     (lambda r: r.pools(GenerationConfig(**{**SMALL, "k": 5000})), "k = 5000"),
+    (lambda r: r.pools(GenerationConfig(subset=200, **{**SMALL, "k": 400})), "larger than the corpus allows"),
 ])
 def test_builders_refuse_what_the_controls_do_not_offer(fresh_resources, cache_dir: Path, call,  # noqa: ANN001
                                                         needle: str) -> None:

@@ -98,6 +98,7 @@ def run_ls(args: argparse.Namespace) -> int:
     from nps.cache_quota import is_pinned, temp_files, usage
 
     root = cache_root()
+    footer = _quota_text(usage(root))  # first: a bad NPS_CACHE_QUOTA_MB is one line, not a half table
     entries = list_entries(root)
     temps = temp_files(root)
     now = time.time()
@@ -127,7 +128,7 @@ def run_ls(args: argparse.Namespace) -> int:
             state = ("stale: its writer is gone, removed on the next build or by `cache clear --all`" if t.stale
                      else "a write in progress" + (f" by pid {t.pid}" if t.pid else ""))
             print(f"  {t.path.name}  {human_size(t.size)}  {_ago(t.age_s)} old  ({state})")
-    print(f"\n{len(entries)} entries, {_quota_text(usage(root))} in {root}")
+    print(f"\n{len(entries)} entries, {footer} in {root}")
     return 0
 
 
