@@ -51,7 +51,7 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
-_TRUE = ("1", "true", "yes", "on")
+_OFF = ("", "0", "false", "no")  # exactly app_support.sidebar.read_only's rule: the app and its cache agree
 
 
 class WriteError(NPSError):
@@ -64,7 +64,7 @@ def read_only() -> bool:
     The app's read-only switch implies the cache's, so a public demo server writes
     nothing to ``cache/``; the host pre-warms it from a shell without either variable.
     """
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("NPS_CACHE_READONLY", "NPS_APP_READONLY"))
+    return any(os.environ.get(v, "") not in _OFF for v in ("NPS_CACHE_READONLY", "NPS_APP_READONLY"))
 
 
 def file_mode() -> int:

@@ -530,6 +530,14 @@ def test_quota_default_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --------------------------------------------------------------------------- read-only mode
 
+def test_read_only_switch_agrees_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app_support.sidebar import read_only as app_read_only
+    for value in ("", "0", "false", "no", "1", "yes", "True", "False", "2", " "):
+        monkeypatch.setenv("NPS_APP_READONLY", value)
+        monkeypatch.delenv("NPS_CACHE_READONLY", raising=False)
+        assert cache.read_only() == app_read_only(), value
+
+
 @pytest.mark.parametrize("var", ["NPS_CACHE_READONLY", "NPS_APP_READONLY"])
 def test_read_only_cache_builds_in_memory_and_writes_nothing(var: str, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
