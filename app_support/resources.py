@@ -7,10 +7,10 @@
   progress bar, which a cached function cannot draw (its elements would be replayed),
   so a record is computed outside and *stored* with :func:`store_record`; a later
   identical request finds it with :func:`stored_record`.  Identical runs requested
-  at the same time share one computation (:func:`single_flight`).
+  at the same time share one computation (:func:`app_support.single_flight.single_flight`).
 * What a visitor can make the server build is bounded: every resource that builds
   (a corpus subset, an encoder fit, embeddings, an index) refuses a corpus, subset or
-  encoder the controls do not offer (:func:`nps.app_state.check_app_choices`), and an
+  encoder the controls do not offer (:func:`nps.app_limits.check_app_choices`), and an
   uploaded record's config is held to the controls' limits before it is kept
   (:func:`uploaded_record`).  On disk, ``cache/`` has a quota (:mod:`nps.cache_quota`),
   and with ``NPS_APP_READONLY=1`` nothing is written to it at all (:func:`nps.cache.read_only`).
@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
+from app_support.single_flight import single_flight
 from nps.config import GenerationConfig
 from nps.record import ProvenanceRecord
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- server log
@@ -95,7 +94,7 @@ def offered_encoders() -> list[str]:
 
 def check_choices(corpus_name: object, subset: object, encoder_name: object | None = None) -> None:
     """One line if a corpus, subset or encoder is not one the app's controls offer (see module doc)."""
-    from nps.app_state import check_app_choices
+    from nps.app_limits import check_app_choices
     check_app_choices(corpus_name, subset, encoder_name, available_corpora(), offered_encoders())
 
 
@@ -103,13 +102,14 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
     """An uploaded ``.npz`` record, parsed (no pickles) and held to the controls' limits.
 
     Nothing is loaded or built before the record's config passed
-    :func:`nps.app_state.check_app_config` (corpus, subset and encoder offered here;
+    :func:`nps.app_limits.check_app_config` (corpus, subset and encoder offered here;
     every parameter within :data:`nps.app_state.BOUNDS`).
 
     Raises:
         NPSError: one line: too large, not a record, or a config outside the app's limits.
     """
-    from nps.app_state import check_app_config, record_from_npz_bytes
+    from nps.app_limits import check_app_config
+    from nps.app_state import record_from_npz_bytes
     from nps.errors import NPSError
     rec = record_from_npz_bytes(data, max_mb)
     try:
@@ -201,75 +201,6 @@ def stored_record(key: str) -> tuple[ProvenanceRecord, float] | None:
 
 def store_record(key: str, record: ProvenanceRecord, seconds: float) -> None:
     _record_cache(key, record, seconds)
-
-
-class _Flight:
-    """One computation in progress, shared by every identical request that arrives meanwhile."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.ok = False
-        self.result: Any = None
-        self.error: Exception | None = None
-        self.info: Any = None  # the leader's latest progress report, replayed to followers
-
-
-_flights: dict[str, _Flight] = {}
-_flights_lock = threading.Lock()
-
-
-def single_flight(key: str, compute: Callable[[Callable[[Any], Any]], T],
-                  progress: Callable[[Any], Any] | None = None, poll_s: float = 0.2) -> tuple[T, bool]:
-    """Run ``compute`` once for all concurrent callers with the same ``key`` (in this process).
-
-    The first caller (the leader) runs ``compute(relay)``; ``relay`` is its progress
-    callback, which also records each report.  Callers that arrive while it runs wait
-    and replay the leader's latest report to their own ``progress`` (so their canvas
-    fills too, and their Stop works: ``progress`` returning False ends their wait with
-    ``Stopped``, the leader goes on).  A leader's exception reaches every waiter; a
-    leader that was stopped (``Stopped``, or Streamlit ending its script run) hands
-    over: one waiter becomes the next leader.  No lock is held while computing, so
-    no Stop can deadlock anyone.
-
-    Returns:
-        (the result, whether it was another caller's computation).
-    """
-    from nps.sampler import Stopped
-    while True:
-        with _flights_lock:
-            flight = _flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = _flights[key] = _Flight()
-        if leader:
-            break
-        while not flight.done.wait(poll_s):
-            if progress is not None and flight.info is not None and progress(flight.info) is False:
-                raise Stopped("stopped while waiting for an identical run started by someone else")
-        if flight.ok:
-            return flight.result, True
-        if flight.error is not None:
-            raise flight.error
-        # The leader was stopped: take over (or follow whoever took over first).
-
-    def relay(info: Any) -> Any:
-        flight.info = info
-        return progress(info) if progress is not None else None
-
-    try:
-        flight.result = compute(relay)
-        flight.ok = True
-        return flight.result, False
-    except Stopped:
-        raise
-    except Exception as exc:
-        flight.error = exc
-        raise
-    finally:
-        with _flights_lock:
-            if _flights.get(key) is flight:
-                del _flights[key]
-        flight.done.set()
 
 
 def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:  # noqa: ANN001

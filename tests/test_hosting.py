@@ -96,7 +96,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("changes", "needle"), BAD_CONFIGS)
 def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: str | None) -> None:
-    from nps.app_state import check_app_config
+    from nps.app_limits import check_app_config
     cfg = {**GenerationConfig(**SMALL).to_dict(), **changes}
     with pytest.raises(NPSError) as exc:
         check_app_config(cfg, ["mnist", "digits"], ["pca", "pixels", "simclr"])
@@ -107,7 +107,8 @@ def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: s
 
 
 def test_upload_config_within_the_controls_passes_and_drops_data_root() -> None:
-    from nps.app_state import SUBSET_CHOICES, check_app_config
+    from nps.app_limits import check_app_config
+    from nps.app_state import SUBSET_CHOICES
     for subset in SUBSET_CHOICES:
         cfg = {**GenerationConfig(subset=subset, **SMALL).to_dict(), "data_root": "/somewhere/else"}
         gen = check_app_config(cfg, ["digits"], ["pca"])
@@ -320,7 +321,8 @@ def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_reso
     assert kinds == ["ok", "ok", "ok"] and all(o[1][0] == "record" for o in out[2:])
     assert out[1][0] == "ok" or isinstance(out[1][1], Stopped)  # a waiter's own Stop ends only its wait
     assert 2 <= len(calls) <= 3  # the stopped leader's run, then one (maybe the stopped waiter's) that finished
-    assert fresh_resources._flights == {}
+    from app_support.single_flight import _flights
+    assert _flights == {}
 
 
 def test_six_identical_generates_share_one_run(fresh_resources, monkeypatch: pytest.MonkeyPatch) -> None:
