@@ -6,28 +6,125 @@
 * ``st.cache_data`` holds results (records, metrics, maps).  Generation needs a live
   progress bar, which a cached function cannot draw (its elements would be replayed),
   so a record is computed outside and *stored* with :func:`store_record`; a later
-  identical request finds it with :func:`stored_record`.
+  identical request finds it with :func:`stored_record`.  Identical runs requested
+  at the same time share one computation (:func:`app_support.single_flight.single_flight`).
+* What a visitor can make the server build is bounded: every resource that builds
+  (a corpus subset, an encoder fit, embeddings, an index) refuses a corpus, subset or
+  encoder the controls do not offer (:func:`nps.app_limits.check_app_choices`), and an
+  uploaded record's config is held to the controls' limits before it is kept
+  (:func:`uploaded_record`).  On disk, ``cache/`` has a quota (:mod:`nps.cache_quota`),
+  and with ``NPS_APP_READONLY=1`` nothing is written to it at all (:func:`nps.cache.read_only`).
+* The ``nps`` loggers reach the server log (:func:`install_server_log`, at import, that
+  is at server start): Streamlit configures only its own loggers, and ``nps`` has a
+  ``NullHandler``, so without it a rebuilt cache entry or an app error would vanish.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
+from app_support.single_flight import single_flight
 from nps.config import GenerationConfig
 from nps.record import ProvenanceRecord
 
 log = logging.getLogger(__name__)
 
 
+# --------------------------------------------------------------------------- server log
+class _ServerLog(logging.Handler):
+    """Writes ``nps`` log records to the server's stderr (looked up per record, like Streamlit's)."""
+
+    def __init__(self, stream: Any = None, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.target = stream
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = self.target if self.target is not None else sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never break a page
+            self.handleError(record)
+
+
+def install_server_log(stream: Any = None, level: int = logging.INFO) -> logging.Handler:
+    """Attach one handler to the ``nps`` logger (idempotent) so library messages reach the server log.
+
+    Args:
+        stream: where to write (default: the process's stderr, Streamlit's log).
+        level: lowest level shown (INFO: builds, evictions and read-only in-memory builds are news
+            to a host; WARNING and errors always are).
+    Returns:
+        the handler (the same one on every call).
+    """
+    logger = logging.getLogger("nps")
+    for h in logger.handlers:
+        if isinstance(h, _ServerLog):
+            return h
+    handler = _ServerLog(stream, level)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    return handler
+
+
+def _at_server_start() -> None:
+    from streamlit import runtime
+    if runtime.exists():  # a real server (not AppTest or a plain import): its stderr is the server log
+        install_server_log()
+
+
+_at_server_start()
+
+
+# --------------------------------------------------------------------------- what a visitor may build
+def offered_encoders() -> list[str]:
+    """The concrete encoder names the app offers (its encoder menu minus "auto", which resolves to one)."""
+    from nps.encoders import ENCODERS
+    return sorted(ENCODERS)
+
+
+def check_choices(corpus_name: object, subset: object, encoder_name: object | None = None) -> None:
+    """One line if a corpus, subset or encoder is not one the app's controls offer (see module doc)."""
+    from nps.app_limits import check_app_choices
+    check_app_choices(corpus_name, subset, encoder_name, available_corpora(), offered_encoders())
+
+
+def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
+    """An uploaded ``.npz`` record, parsed (no pickles) and held to the controls' limits.
+
+    Nothing is loaded or built before the record's config passed
+    :func:`nps.app_limits.check_app_config` (corpus, subset and encoder offered here;
+    every parameter within :data:`nps.app_state.BOUNDS`).
+
+    Raises:
+        NPSError: one line: too large, not a record, or a config outside the app's limits.
+    """
+    from nps.app_limits import check_app_config
+    from nps.app_state import record_from_npz_bytes
+    from nps.errors import NPSError
+    rec = record_from_npz_bytes(data, max_mb)
+    try:
+        check_app_config(rec.config, available_corpora(), offered_encoders())
+    except NPSError as exc:
+        raise NPSError(f"this record cannot be analysed here: {exc}") from None
+    return rec
+
+
 # --------------------------------------------------------------------------- resources
 @st.cache_resource(show_spinner="Loading the corpus…", max_entries=6)
 def corpus(name: str, subset: int | None):  # noqa: ANN201
-    """The corpus (read-only arrays), loaded once per server."""
+    """The corpus (read-only arrays), loaded once per server (only corpora and subsets the app offers)."""
     from nps.corpora import load_corpus
+    check_choices(name, subset)
     return load_corpus(name, subset)
 
 
@@ -46,6 +143,7 @@ def available_corpora() -> list[str]:
 def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
     """A fitted encoder for the corpus (PCA fit or SimCLR weights load, both cached on disk)."""
     from nps.encoders import get_encoder
+    check_choices(corpus_name, subset, name)
     return get_encoder(name, corpus(corpus_name, subset))
 
 
@@ -60,8 +158,13 @@ def pool_fields(config: GenerationConfig) -> tuple:
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
 def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
+    from nps.app_state import check_against, check_bounds
     from nps.sampler_pool import SemanticPools
-    return SemanticPools.build(_config, corpus(corpus_name, subset))
+    check_choices(corpus_name, subset, _config.encoder if _config.uses("ssl") and _config.label is None else None)
+    check_bounds({"k": _config.k, "ssl_eps": _config.ssl_eps})
+    c = corpus(corpus_name, subset)
+    check_against(_config, c)  # k, reference and label against this corpus (an uploaded record's too)
+    return SemanticPools.build(_config, c)
 
 
 def pools(config: GenerationConfig):  # noqa: ANN201
@@ -101,15 +204,15 @@ def store_record(key: str, record: ProvenanceRecord, seconds: float) -> None:
 
 
 def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:  # noqa: ANN001
-    """Generate through the results cache.
+    """Generate through the results cache; identical concurrent requests share one run.
 
     Returns:
-        (record, seconds the generation took, whether it came from the cache).
+        (record, seconds the generation took, whether it came from the cache or another
+        visitor's identical run).
     Raises:
         NPSError: bad config, missing data/weights, or stopped (``nps.sampler.Stopped``).
     """
     from nps.app_state import check_against
-    from nps.sampler import generate as nps_generate
     c = corpus(config.corpus, config.subset)
     check_against(config, c)
     p = pools(config)
@@ -117,11 +220,20 @@ def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord,
     hit = stored_record(key)
     if hit is not None:
         return hit[0], hit[1], True
-    t0 = time.perf_counter()
-    rec = nps_generate(config, c, progress=progress, pools=p)
-    seconds = time.perf_counter() - t0
-    store_record(key, rec, seconds)
-    return rec, seconds, False
+
+    def compute(relay: Callable[[Any], Any]) -> tuple[ProvenanceRecord, float, bool]:
+        from nps.sampler import generate as nps_generate
+        again = stored_record(key)  # finished by a leader just before this one took the lead
+        if again is not None:
+            return again[0], again[1], True
+        t0 = time.perf_counter()
+        rec = nps_generate(config, c, progress=relay if progress is not None else None, pools=p)
+        seconds = time.perf_counter() - t0
+        store_record(key, rec, seconds)
+        return rec, seconds, False
+
+    (rec, seconds, cached), shared = single_flight(key, compute, progress)
+    return rec, seconds, cached or shared
 
 
 # --------------------------------------------------------------------------- derived results

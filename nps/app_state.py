@@ -55,14 +55,25 @@ def suggested_params(image_shape: tuple[int, ...]) -> dict:
             "k": DEFAULTS["k"], "eps": DEFAULTS["eps"]}
 
 
+#: Fields that must be whole numbers (the others in :data:`BOUNDS` may be fractional).
+INTEGER_FIELDS = frozenset({"n", "batch_size", "window", "radius", "k", "seed_size", "seed"})
+
+
 def check_bounds(params: Mapping[str, object]) -> None:
-    """Raise :class:`NPSError` for a parameter outside :data:`BOUNDS` (None means 'not set')."""
+    """Raise :class:`NPSError` for a parameter outside :data:`BOUNDS` (None means 'not set').
+
+    A value of the wrong type (text, a bool, a float where a count is meant, NaN) is
+    refused with the same one line, never a ``TypeError``.
+    """
     for name, value in params.items():
         if name not in BOUNDS or value is None:
             continue
         lo, hi = BOUNDS[name]
-        if not lo <= value <= hi:  # type: ignore[operator]
-            raise NPSError(f"{name} = {value} is outside the app's range {lo:g}..{hi:g}; "
+        number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+        whole = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+        if not number or (name in INTEGER_FIELDS and not whole) or not lo <= value <= hi:  # NaN fails too
+            kind = "an integer" if name in INTEGER_FIELDS else "a number"
+            raise NPSError(f"{name} = {value!r} is outside the app's range {lo:g}..{hi:g} (it takes {kind}); "
                            f"pick a value in range (the CLI `python -m nps generate` accepts more).")
 
 

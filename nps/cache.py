@@ -8,7 +8,16 @@ content hash of everything the entry depends on.  Entries are:
 * validated before use: the entry stores its own key and a sha256 of its arrays;
   a missing, truncated, stale or corrupt file is rebuilt with a warning;
 * built under a file lock, so two processes building the same entry at once
-  build it once and never corrupt it.
+  build it once and never corrupt it;
+* bounded: after each write the least-recently-used derived entries are evicted
+  until the folder fits its quota (``$NPS_CACHE_QUOTA_MB``, default 2048; see
+  :mod:`nps.cache_quota`);
+* never written in read-only mode (``$NPS_CACHE_READONLY=1``, or the app's
+  ``$NPS_APP_READONLY=1``): a missing entry is built in memory and not stored.
+
+:func:`atomic_write` is the project's one writer of finished files (cache entries,
+records, embeddings, weights): temp file in the same folder, fsync, the umask's mode,
+``os.replace``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -41,6 +51,80 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+_OFF = ("", "0", "false", "no")  # exactly app_support.sidebar.read_only's rule: the app and its cache agree
+
+
+class WriteError(NPSError):
+    """A file could not be written; the one-line message names it, the reason and the fix."""
+
+
+def read_only() -> bool:
+    """Whether this process must not write the cache (``NPS_CACHE_READONLY`` or ``NPS_APP_READONLY``).
+
+    The app's read-only switch implies the cache's, so a public demo server writes
+    nothing to ``cache/``; the host pre-warms it from a shell without either variable.
+    """
+    return any(os.environ.get(v, "") not in _OFF for v in ("NPS_CACHE_READONLY", "NPS_APP_READONLY"))
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under this process's umask."""
+    return 0o666 & ~_UMASK
+
+
+def probe_writable(path: str | Path) -> None:
+    """Check, before any work, that a file can really be created beside ``path``.
+
+    ``os.access`` answers yes to root even on a read-only mount or a full disk, so this
+    creates (and at once removes) a hidden temp file in the target folder.
+
+    Raises:
+        WriteError: ``path`` is a folder, or the folder does not take a new file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"cannot write '{path}': it is a folder; give a file name.")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise WriteError(f"cannot write into '{folder}' ({exc.strerror or exc}); choose a writable path.") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file atomically: ``write(f)`` into a temp file in the same folder, then rename.
+
+    The temp file is ``.<name>.<pid>.<random>.tmp`` (hidden, and naming its writer so a
+    leftover of a killed writer can be recognised, see :mod:`nps.cache_quota`); it is
+    fsynced, given :func:`file_mode` (``mkstemp`` makes it 0600) and ``os.replace``-d over
+    ``path``, so a reader sees the old file or the complete new one, never a part.
+
+    Raises:
+        WriteError: any ``OSError`` (unwritable folder, disk full ...), as one line;
+            the temp file is removed.  Other exceptions from ``write`` propagate, also
+            after removing the temp file.
+    """
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+            raise WriteError(f"cannot write '{path}' ({reason}); choose a writable folder with free space.") from None
+        raise
+    return path
 
 
 def cache_root() -> Path:
@@ -89,7 +173,11 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
-    """Write arrays (and a JSON ``meta`` with their sha256) to ``path`` atomically."""
+    """Write arrays (and a JSON ``meta`` with their sha256) to ``path`` atomically.
+
+    Raises:
+        WriteError: the file cannot be written (see :func:`atomic_write`).
+    """
     path = Path(path)
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     meta = dict(meta or {})
@@ -98,29 +186,18 @@ def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None
     payload = dict(arrays)
     # default=str: a numpy scalar or a Path in the caller's meta must not lose a finished build.
     payload[_META] = np.array(json.dumps(meta, sort_keys=True, default=str))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **payload))
 
 
-def load_validated_npz(path: Path, key: str | None = None,
-                       quiet: bool = False) -> tuple[dict[str, np.ndarray], dict] | None:
+def load_validated_npz(path: Path, key: str | None = None, quiet: bool = False,
+                       touch: bool = True) -> tuple[dict[str, np.ndarray], dict] | None:
     """Load an entry written by :func:`atomic_save_npz` if it is intact.
 
     Checks, in order: the file parses (zip CRCs included), its stored key equals
     ``key``, every array has the stored shape and dtype, and the arrays hash to
     the stored sha256.  Never raises for a damaged file; logs a warning for one
-    (unless ``quiet``).
+    (unless ``quiet``).  A valid entry is ``touch``-ed (its mtime set to now), so the
+    quota's least-recently-used eviction sees every use, not just the build.
 
     Returns:
         (arrays, meta), or None if the file is absent, unreadable, has another key,
@@ -153,6 +230,9 @@ def load_validated_npz(path: Path, key: str | None = None,
         if not quiet:
             log.warning("cache entry %s failed its checksum; rebuilding it", path.name)
         return None
+    if touch and not read_only():
+        with contextlib.suppress(OSError):  # a read-only folder: LRU order is then moot (nothing is written)
+            os.utime(path)
     return arrays, meta
 
 
@@ -172,12 +252,21 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
                   meta: dict | None = None, root: Path | None = None) -> dict[str, np.ndarray]:
     """Return the entry ``<kind>-<key>.npz``, building and storing it if needed.
 
+    A build first removes stale temp files of killed writers; a write is followed by
+    quota enforcement (:func:`nps.cache_quota.enforce_quota`, which never evicts this
+    entry).  In :func:`read_only` mode nothing is locked, touched or written: a miss is
+    built in memory and returned.
+
     Args:
         kind: a short word for what it is ("embeddings", "index", "pca", ...).
         key: the content hash of the inputs (see :func:`content_key`).
         build: makes the arrays when the entry is missing or invalid.
         meta: extra JSON-able facts to store (shown by ``nps cache ls``).
+    Raises:
+        NPSError: ``$NPS_CACHE_QUOTA_MB`` is not a number (before any build).
     """
+    from nps import cache_quota
+
     if not kind or not key or "/" in kind or "/" in key or "-" in key:
         raise ValueError(f"bad cache kind/key {kind!r}/{key!r}: no '/' in either and no '-' in the key")
     root = Path(root) if root is not None else cache_root()
@@ -187,6 +276,11 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
         if hit is not None:
             log.debug("cache hit %s", path.name)
             return hit[0]
+    if read_only():
+        log.info("read-only cache: building %s in memory, not storing it (pre-warm it by running the same "
+                 "work once without NPS_APP_READONLY / NPS_CACHE_READONLY)", path.name)
+        return build()
+    quota = cache_quota.quota_bytes()
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(file_lock(path))
@@ -199,16 +293,26 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
             hit = load_validated_npz(path, key, quiet=True)
             if hit is not None:
                 return hit[0]
+        cache_quota.clean_stale_temps(root)
         t0 = time.perf_counter()
         arrays = {name: np.asarray(a) for name, a in build().items()}
         info = dict(meta or {})
         info.update(key=key, kind=kind, built_s=round(time.perf_counter() - t0, 3),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        size = sum(a.nbytes for a in arrays.values())
+        if quota is not None and size > quota:
+            log.warning("cache entry %s (%.1f MB) is larger than the whole cache quota (%.0f MB); using it "
+                        "without storing it (raise NPS_CACHE_QUOTA_MB to keep it)", path.name, size / 2**20,
+                        quota / 2**20)
+            return arrays
         try:
             atomic_save_npz(path, arrays, info)
-        except OSError as exc:
+        except WriteError as exc:
             log.warning("could not write cache entry %s (%s); continuing without caching", path.name, exc)
+            return arrays
         log.info("cache built %s in %.2fs", path.name, info["built_s"])
+        if quota is not None:
+            cache_quota.enforce_quota(root, quota, keep=path)
         return arrays
 
 
@@ -244,20 +348,36 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
 def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
     """Remove entries whose key (or file name) starts with ``key``; all if None.
 
+    Pinned entries are removed too (clearing is explicit; pins only stop eviction),
+    with their pin markers and lock files.
+
     Returns:
         the removed paths.
+    Raises:
+        ValueError: ``key`` is the empty string (it would match everything).
+        NPSError: the cache is read-only (:func:`read_only`) or a file cannot be removed.
     """
     if key is not None and not key:
         raise ValueError("an empty key would match every entry; pass None to clear all")
     root = Path(root) if root is not None else cache_root()
+    if read_only():
+        raise NPSError(f"the cache {root} is read-only here (NPS_CACHE_READONLY or NPS_APP_READONLY is set); "
+                       "unset it to clear the cache.")
     removed = []
-    for e in list_entries(root):
-        if key is None or e.key.startswith(key) or e.path.name.startswith(key):
-            e.path.unlink(missing_ok=True)
-            Path(str(e.path) + ".lock").unlink(missing_ok=True)
-            removed.append(e.path)
-    if key is None:
-        # Leftovers of killed builds (temp files are never read) and orphaned locks.
-        for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock")]:
-            p.unlink(missing_ok=True)
+    try:
+        for e in list_entries(root):
+            if key is None or e.key.startswith(key) or e.path.name.startswith(key):
+                e.path.unlink(missing_ok=True)
+                for suffix in (".lock", ".pin"):
+                    Path(str(e.path) + suffix).unlink(missing_ok=True)
+                removed.append(e.path)
+        if key is None:
+            # Leftovers of killed builds (temp files are never read), orphaned locks and pins.
+            for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock"), *root.glob("*.npz.pin")]:
+                p.unlink(missing_ok=True)
+    except OSError as exc:
+        done = f" ({len(removed)} removed before that)" if removed else ""
+        raise NPSError(f"cannot remove '{Path(exc.filename or root).name}' from {root} "
+                       f"({exc.strerror or type(exc).__name__}){done}; the cache folder is not writable by "
+                       "this user: run as its owner, or point NPS_CACHE_DIR elsewhere.") from None
     return removed

@@ -71,31 +71,19 @@ class ProvenanceRecord:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file, then rename).
+        """Write atomically (:func:`nps.cache.atomic_write`: temp file, fsync, umask mode, rename).
 
         Raises:
             NPSError: the path cannot be written.
         """
-        import os
-        import tempfile
         path = Path(path)
         if path.suffix != ".npz":
             raise NPSError(f"output '{path}' must end in .npz.")
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise NPSError(f"cannot write '{path}': folder '{folder}' does not exist; create it first.")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            raise NPSError(f"cannot write '{path}' ({exc.strerror}); choose a writable folder.") from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **self.to_arrays())
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise NPSError(f"cannot write '{path}' ({exc.strerror}); choose a writable folder.") from None
-        return path
+        from nps.cache import atomic_write  # the project's one writer: same mode as the cache, fsynced
+        return atomic_write(path, lambda f: np.savez_compressed(f, **self.to_arrays()))
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ProvenanceRecord:

@@ -161,6 +161,7 @@ if not read_only():
         st.session_state["cor_clear_key"] = keys[0] if keys else None
     bc[1].selectbox("entry", keys, key="cor_clear_key", label_visibility="collapsed")
     if bc[2].button("Clear this entry", key="btn_clear_entry", disabled=not keys):
-        removed = clear(st.session_state["cor_clear_key"])
-        st.toast(f"Removed {len(removed)} file(s); they are rebuilt when next needed.")
-        st.rerun()
+        removed = attempt(clear, st.session_state["cor_clear_key"], what="clearing the cache entry")
+        if removed is not None:  # a read-only cache folder: one st.error line, kept on screen
+            st.toast(f"Removed {len(removed)} file(s); they are rebuilt when next needed.")
+            st.rerun()

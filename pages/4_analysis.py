@@ -7,7 +7,7 @@ import streamlit as st
 from app_support import resources, views
 from app_support.boot import entry_guard
 from app_support.ui import add_record, attempt, config_caption, download_buttons, records, show_grid, ss_default
-from nps.app_state import record_from_npz_bytes, record_id
+from nps.app_state import record_id
 from nps.corpora import CORPUS_NAMES
 from nps.presets import PRESETS, get_lesson, load_preset
 
@@ -29,7 +29,7 @@ with st.expander("Open a record file (.npz)"):
     up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
                           help=f"a record written by `python -m nps generate` or this app (up to {RECORD_MB} MB)")
     if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
-        rec = attempt(record_from_npz_bytes, up.getvalue(), RECORD_MB, what="reading the uploaded record")
+        rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
         if rec is not None:
             if rec.config.get("corpus") not in CORPUS_NAMES:
                 st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nps import cache
+from nps import cache, cache_quota
 from nps.cache import (
     atomic_save_npz,
     cache_root,
@@ -25,6 +25,8 @@ from nps.cache import (
     load_validated_npz,
 )
 from nps.cli import main
+from nps.cli.cache import human_size
+from nps.errors import NPSError
 
 
 class Builder:
@@ -393,3 +395,295 @@ def test_cache_ls_and_clear_cli(cache_dir: Path, capsys: pytest.CaptureFixture) 
     assert [e.key for e in list_entries()] == ["beef5678"]
     assert main(["cache", "clear", "--all"]) == 0
     assert list_entries() == []
+
+
+# --------------------------------------------------------------------------- one writer, one mode
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_one_atomic_writer_gives_records_embeddings_weights_and_entries_one_mode(tmp_path: Path,
+                                                                                  digits) -> None:
+    """Records used to be 0600 (mkstemp's mode) while cache entries were 0644."""
+    import torch
+
+    from nps.cli.embed import save_npz_atomic
+    from nps.config import GenerationConfig
+    from nps.encoders.simclr import save_weights
+    from nps.sampler import generate
+
+    expected = cache.file_mode()
+    assert expected == 0o666 & ~cache._UMASK
+    cached_arrays("demo", "k", Builder(), root=tmp_path)
+    rec = generate(GenerationConfig(corpus="digits", n=1, window=3, seed_size=2, radius=1, k=8, encoder="pca",
+                                    constraints=("ssd", "loc")), digits)
+    written = [_entry(tmp_path, "demo", "k"), rec.save(tmp_path / "rec.npz")]
+    save_npz_atomic(tmp_path / "emb.npz", {"x": np.zeros(3, np.float32)})
+    save_weights(tmp_path / "w.safetensors", torch.nn.Linear(2, 2), {"corpus": "digits"})
+    written += [tmp_path / "emb.npz", tmp_path / "w.safetensors"]
+    assert {p.name: _mode(p) for p in written} == {p.name: expected for p in written}
+    assert _tmp_files(tmp_path) == []
+
+
+def test_atomic_write_failure_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    def half(f) -> None:
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(cache.WriteError, match=r"cannot write .*x\.bin.*No space left on device") as exc:
+        cache.atomic_write(tmp_path / "x.bin", half)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(cache.WriteError, match="No such file or directory"):
+        cache.atomic_write(tmp_path / "missing" / "x.bin", lambda f: f.write(b"x"))
+    with pytest.raises(KeyError):  # a bug in the writer is not dressed up as a user error, and cleaned up
+        cache.atomic_write(tmp_path / "y.bin", lambda f: {}["nope"])
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- quota and LRU eviction
+
+def _kb_builder(kb: int, value: float = 1.0) -> Builder:
+    return Builder(value, n=kb * 256)  # float32: 1 KiB per 256 values
+
+
+def _keys(root: Path) -> set[str]:
+    return {e.key for e in list_entries(root)}
+
+
+def test_quota_evicts_least_recently_used_and_a_hit_counts_as_use(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", str(250 / 1024))  # 250 KiB: two 100 KiB entries fit, not three
+    k = [content_key("entry", i) for i in range(4)]
+    cached_arrays("demo", k[0], _kb_builder(100), root=tmp_path)
+    time.sleep(0.02)
+    cached_arrays("demo", k[1], _kb_builder(100), root=tmp_path)
+    time.sleep(0.02)
+    again = _kb_builder(100)
+    cached_arrays("demo", k[0], again, root=tmp_path)  # a hit: k0 becomes the most recently used
+    assert again.calls == 0
+    time.sleep(0.02)
+    with caplog.at_level(logging.WARNING, logger="nps.cache"):
+        cached_arrays("demo", k[2], _kb_builder(100), root=tmp_path)
+    assert _keys(tmp_path) == {k[0], k[2]}  # k1 was the least recently used
+    assert any("evicted 1 least-recently-used entry" in r.getMessage() and f"demo-{k[1]}.npz" in r.getMessage()
+               for r in caplog.records)
+    assert cache_quota.usage(tmp_path) <= cache_quota.quota_bytes()
+
+
+def test_quota_never_evicts_shipped_pinned_locked_or_foreign_files(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "off")  # set up first, then squeeze
+    (tmp_path / "README.md").write_text("shipped\n" * 7700)  # ~60 KiB
+    (tmp_path / ".gitignore").write_text("*\n")
+    (tmp_path / "my-record.npz").write_bytes(b"x" * 20_000)  # not <kind>-<16 hex>: someone's own file
+    pinned, locked, old, new = (content_key(w) for w in ("pinned", "locked", "old", "new"))
+    for key in (pinned, locked, old):
+        cached_arrays("demo", key, _kb_builder(40), root=tmp_path)
+    cache_quota.pin(_entry(tmp_path, "demo", pinned))
+    past = time.time() - 1000
+    for key in (pinned, locked, old):
+        os.utime(_entry(tmp_path, "demo", key), (past, past))  # all three older than anything else
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", str(150 / 1024))
+    with cache.file_lock(_entry(tmp_path, "demo", locked)), caplog.at_level(logging.WARNING, logger="nps.cache"):
+        cached_arrays("demo", new, _kb_builder(40), root=tmp_path)  # meanwhile `locked` is being rebuilt
+    assert not _entry(tmp_path, "demo", old).exists()
+    for key in (pinned, locked, new):
+        assert _entry(tmp_path, "demo", key).exists()
+    assert (tmp_path / "README.md").exists() and (tmp_path / ".gitignore").exists()
+    assert (tmp_path / "my-record.npz").exists()
+    assert any("still uses" in r.getMessage() for r in caplog.records)  # over quota, and it says why
+    # Released and unpinned, both become evictable again; the newest entry stays.
+    cache_quota.unpin(_entry(tmp_path, "demo", pinned))
+    evicted = cache_quota.enforce_quota(tmp_path)
+    assert {p.name for p in evicted} == {f"demo-{pinned}.npz", f"demo-{locked}.npz"}
+    assert _entry(tmp_path, "demo", new).exists() and (tmp_path / "my-record.npz").exists()
+    assert cache_quota.usage(tmp_path) <= cache_quota.quota_bytes()
+
+
+def test_an_entry_larger_than_the_quota_is_used_not_stored(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", str(10 / 1024))
+    got = cached_arrays("demo", content_key("big"), _kb_builder(100, 2.0), root=tmp_path)
+    assert float(got["x"][0]) == 2.0
+    assert list_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("raw", ["lots", "-1", "0", "nan", "inf"])
+def test_bad_quota_setting_is_one_line_before_any_build(raw: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", raw)
+    build = Builder()
+    with pytest.raises(NPSError, match="NPS_CACHE_QUOTA_MB"):
+        cached_arrays("demo", content_key("q"), build, root=tmp_path)
+    assert build.calls == 0
+
+
+def test_quota_default_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NPS_CACHE_QUOTA_MB", raising=False)
+    assert cache_quota.quota_bytes() == 2048 * 2**20
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "off")
+    assert cache_quota.quota_bytes() is None
+
+
+# --------------------------------------------------------------------------- read-only mode
+
+def test_read_only_switch_agrees_with_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app_support.sidebar import read_only as app_read_only
+    for value in ("", "0", "false", "no", "1", "yes", "True", "False", "2", " "):
+        monkeypatch.setenv("NPS_APP_READONLY", value)
+        monkeypatch.delenv("NPS_CACHE_READONLY", raising=False)
+        assert cache.read_only() == app_read_only(), value
+
+
+@pytest.mark.parametrize("var", ["NPS_CACHE_READONLY", "NPS_APP_READONLY"])
+def test_read_only_cache_builds_in_memory_and_writes_nothing(var: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    hit_key = content_key("warm")
+    cached_arrays("demo", hit_key, Builder(7.0), root=tmp_path)  # pre-warmed by the host
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    monkeypatch.setenv(var, "1")
+    build = Builder(3.0)
+    assert float(cached_arrays("demo", content_key("cold"), build, root=tmp_path)["x"][0]) == 3.0
+    assert float(cached_arrays("demo", hit_key, Builder(), root=tmp_path)["x"][0]) == 7.0  # hits still work
+    assert build.calls == 1
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # no file made, none touched
+    with pytest.raises(NPSError, match="read-only"):
+        clear(None, tmp_path)
+
+
+# --------------------------------------------------------------------------- temp files of killed writers
+
+def test_stale_temp_files_are_listed_and_removed_by_the_next_build(tmp_path: Path, cache_dir: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=_die_before_rename, args=(str(cache_dir),))
+    p.start()
+    p.join(120)
+    assert p.exitcode == -signal.SIGKILL
+    orphan = _tmp_files(cache_dir)
+    assert len(orphan) == 1 and f".{p.pid}." in orphan[0].name  # the name says who wrote it
+    live = cache_dir / f".demo-live.npz.{os.getpid()}.abcd1234.tmp"  # a write in progress in this process
+    live.write_bytes(b"partial")
+    legacy = cache_dir / ".demo-old.npz.abcd1234.tmp"  # no pid in the name: stale only by age
+    legacy.write_bytes(b"x")
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert orphan[0].name in out and live.name in out and "3 temp files" in out
+    assert "stale: its writer is gone" in out and f"a write in progress by pid {os.getpid()}" in out
+    cached_arrays("demo", "other", Builder(), root=cache_dir)  # the next build cleans up
+    assert not orphan[0].exists()
+    assert live.exists() and legacy.exists()
+    old = time.time() - cache_quota.STALE_AFTER_S - 10
+    os.utime(legacy, (old, old))
+    cached_arrays("demo", "third", Builder(), root=cache_dir)
+    assert not legacy.exists() and live.exists()
+
+
+# --------------------------------------------------------------------------- CLI edge cases
+
+def test_cache_clear_on_a_read_only_folder_is_one_line(cache_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions")
+    cached_arrays("embeddings", "feed1234", Builder())
+    cache_dir.chmod(0o555)
+    try:
+        assert main(["cache", "clear", "--all"]) == 2
+        line = _one_error_line(capsys)
+        assert "not writable" in line and "embeddings-feed1234.npz" in line
+    finally:
+        cache_dir.chmod(0o755)
+    assert [e.key for e in list_entries()] == ["feed1234"]
+
+
+def test_cache_clear_when_an_unlink_fails_is_one_line(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """The same path as a read-only folder, for a test run as root (which ignores permissions)."""
+    cached_arrays("embeddings", "feed1234", Builder())
+
+    def refuse(self, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert main(["cache", "clear", "feed"]) == 2
+    line = _one_error_line(capsys)
+    assert "embeddings-feed1234.npz" in line and "Permission denied" in line and "not writable" in line
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["cache", "clear", ""], "KEY is empty"),
+    (["cache", "clear", "   "], "KEY is empty"),
+    (["cache", "clear", "zzzz"], "no cache entry matches 'zzzz'"),
+    (["cache", "pin", "zzzz"], "no cache entry matches 'zzzz'"),
+    (["cache", "pin"], "--all"),
+    (["cache", "unpin", ""], "KEY is empty"),
+])
+def test_cache_key_edge_cases_are_one_line(argv: list[str], needle: str, cache_dir: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    cached_arrays("embeddings", "feed1234", Builder())
+    assert main(argv) == 2
+    assert needle in _one_error_line(capsys)
+    assert [e.key for e in list_entries()] == ["feed1234"]
+
+
+def test_cache_clear_under_read_only_mode_is_one_line(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    cached_arrays("embeddings", "feed1234", Builder())
+    monkeypatch.setenv("NPS_APP_READONLY", "1")
+    assert main(["cache", "clear", "--all"]) == 2
+    assert "read-only" in _one_error_line(capsys)
+    assert [e.key for e in list_entries()] == ["feed1234"]
+
+
+def test_cache_ls_shows_usage_against_the_quota_and_pins(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "1")
+    cached_arrays("embeddings", "feed1234", Builder())
+    cached_arrays("index", "beef5678", Builder())
+    assert main(["cache", "pin", "feed"]) == 0
+    assert "pinned embeddings-feed1234.npz" in capsys.readouterr().out
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    used = cache_quota.usage(cache_dir)
+    assert f"2 entries, {human_size(used)} used of a 1.0 MB quota" in out
+    assert "embeddings (pinned)" in out and "index (pinned)" not in out
+    assert main(["cache", "ls", "--json"]) == 0
+    rows = {r["key"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["feed1234"]["pinned"] is True and rows["beef5678"]["pinned"] is False
+    assert main(["cache", "unpin", "--all"]) == 0
+    assert not cache_quota.is_pinned(_entry(cache_dir, "embeddings", "feed1234"))
+
+
+# --------------------------------------------------------------------------- logging reaches the terminal
+
+def test_cli_shows_a_rebuilt_entry_warning_on_the_terminal(tmp_path: Path) -> None:
+    """A real `python -m nps` process: the library's WARNING must reach stderr (not only caplog)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    env = {**os.environ, "NPS_CACHE_DIR": str(root), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = tmp_path / "e.npz"
+    cmd = [sys.executable, "-m", "nps", "embed", "--corpus", "digits", "--encoder", "pca", "--out", str(out)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr
+    entry = next(root.glob("pca-*.npz"))
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr
+    assert f"WARNING nps.cache: cache entry {entry.name}" in second.stderr and "rebuilding it" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+def test_cache_ls_with_a_bad_quota_setting_is_one_line(cache_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    cached_arrays("embeddings", "feed1234", Builder())
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "2GB")
+    assert main(["cache", "ls"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no half table before the error
+    assert captured.err.startswith("error: NPS_CACHE_QUOTA_MB='2GB'") and captured.err.count("\n") == 1

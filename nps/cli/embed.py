@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nps.cache import probe_writable
 from nps.cli._common import add_corpus_args, add_device_arg, writable_path
 from nps.errors import NPSError
 
@@ -52,34 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def reserve_output(path: Path) -> Path:
-    """Create the temp file the result will be written through, now, before any work.
-
-    This is the real test that the folder takes a file (permissions as root, read-only
-    mounts, full quotas, a directory in the way), which an ``os.access`` check cannot give.
-    The caller removes it if the run fails (:func:`save_npz_atomic` renames it on success).
-    """
-    if path.is_dir():
-        raise NPSError(f"cannot write '{path}': it is a folder; give a file name ending in .npz.")
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise NPSError(f"cannot write into '{folder}' ({exc.strerror or exc}); choose a writable path.") from None
-    os.close(fd)
-    return Path(tmp)
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], tmp: Path | None = None) -> None:
-    """np.savez to a temp file in the same folder (``tmp``, or a new one), then rename (never a half-written file)."""
-    tmp = tmp if tmp is not None else reserve_output(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise NPSError(f"cannot write '{path}' ({exc.strerror}); choose a writable path.") from None
+def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez to a temp file in the same folder, then rename (never a half-written file)."""
+    from nps.cache import atomic_write  # raises a one-line NPSError on OSError
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -106,31 +81,28 @@ def run(args: argparse.Namespace) -> int:
 
     check_args(args)
     out = writable_path(args.out, ".npz")
-    tmp = reserve_output(out)
-    try:
-        corpus = load_corpus(args.corpus, subset=args.subset, data_root=args.data_root)
-        if args.index == "ivf" and args.nlist is not None and args.nlist > len(corpus):
-            raise NPSError(f"--nlist {args.nlist} is more than the {len(corpus)} training images; give at most "
-                           f"{len(corpus)} (or leave it out).")
-        t0 = time.perf_counter()
-        encoder = get_encoder(args.encoder, corpus, device=args.device)
-        print(f"embedding {corpus.name} ({len(corpus)} train + {len(corpus.test)} test) with "
-              f"{encoder.identity} ...", file=sys.stderr)
-        table = embed_corpus(corpus, encoder)
-        for split, emb in (("train", table.train), ("test", table.test)):
-            if not np.isfinite(emb).all():  # a table cached before non-finite embeddings were refused
-                raise NPSError(f"the cached {split} embeddings ({table.key}) hold NaN or inf; clear them with "
-                               f"`python -m nps cache clear {table.key}` and restore the encoder's weights.")
-        meta = {"corpus": corpus.name, "subset": corpus.subset, "corpus_hash": corpus.content_hash,
-                "encoder": args.encoder, "encoder_identity": encoder.identity, "cache_key": table.key}
-        save_npz_atomic(out, {
-            "train": np.asarray(table.train, np.float32), "test": np.asarray(table.test, np.float32),
-            "labels_train": np.asarray(corpus.train_labels, np.int64),
-            "labels_test": np.asarray(corpus.test_labels, np.int64),
-            "meta": np.array(json.dumps(meta, sort_keys=True)),
-        }, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)  # renamed away on success; removed on any failure
+    probe_writable(out)  # a real file in the folder: os.access says yes to root on a read-only mount
+    corpus = load_corpus(args.corpus, subset=args.subset, data_root=args.data_root)
+    if args.index == "ivf" and args.nlist is not None and args.nlist > len(corpus):
+        raise NPSError(f"--nlist {args.nlist} is more than the {len(corpus)} training images; give at most "
+                       f"{len(corpus)} (or leave it out).")
+    t0 = time.perf_counter()
+    encoder = get_encoder(args.encoder, corpus, device=args.device)
+    print(f"embedding {corpus.name} ({len(corpus)} train + {len(corpus.test)} test) with "
+          f"{encoder.identity} ...", file=sys.stderr)
+    table = embed_corpus(corpus, encoder)
+    for split, emb in (("train", table.train), ("test", table.test)):
+        if not np.isfinite(emb).all():  # a table cached before non-finite embeddings were refused
+            raise NPSError(f"the cached {split} embeddings ({table.key}) hold NaN or inf; clear them with "
+                           f"`python -m nps cache clear {table.key}` and restore the encoder's weights.")
+    meta = {"corpus": corpus.name, "subset": corpus.subset, "corpus_hash": corpus.content_hash,
+            "encoder": args.encoder, "encoder_identity": encoder.identity, "cache_key": table.key}
+    save_npz_atomic(out, {
+        "train": np.asarray(table.train, np.float32), "test": np.asarray(table.test, np.float32),
+        "labels_train": np.asarray(corpus.train_labels, np.int64),
+        "labels_test": np.asarray(corpus.test_labels, np.int64),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+    })
     print(f"wrote {out}: train {table.train.shape} test {table.test.shape} float32 "
           f"({encoder.identity}, cache key {table.key}, {time.perf_counter() - t0:.1f} s)")
     if args.index != "flat":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +73,9 @@ def save_weights(path: Path, backbone: torch.nn.Module, meta: dict) -> None:
     Raises:
         NPSError: a tensor holds NaN or inf (training diverged); nothing is written.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from nps.cache import atomic_write
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
@@ -85,10 +86,8 @@ def save_weights(path: Path, backbone: torch.nn.Module, meta: dict) -> None:
     info = {k: json.dumps(v) for k, v in meta.items()}
     info["format"] = FORMAT
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=info)
-    os.chmod(tmp, 0o644)  # a file meant for the repository, readable by all
-    tmp.replace(path)
+    data = save(tensors, metadata=info)
+    atomic_write(path, lambda f: f.write(data))  # fsynced, umask mode (0644 under the usual 022)
 
 
 def read_metadata(path: Path) -> dict:

@@ -324,12 +324,16 @@ def _on_the_fly(corpus_name: str) -> Classifier:
     """Train the tiny-corpus classifier once and keep it in the cache (deterministic)."""
     import torch
 
-    from nps.cache import cache_root, content_key, file_lock
+    from nps.cache import cache_root, content_key, file_lock, read_only
     from nps.corpora import load_corpus
     corpus = load_corpus(corpus_name)
     params = ON_THE_FLY[corpus_name]
     key = content_key("classifier", corpus.content_hash, sorted(params.items()), FEATURE_DIM)
     path = cache_root() / f"classifier-{corpus_name}-{key}.safetensors"
+    if read_only() and not path.is_file():  # a read-only host stores nothing, and training per request would burn CPU
+        raise DataMissingError(f"the {corpus_name} classifier is not built on this read-only server; the host "
+                               f"builds it once with `python -c \"from nps.metrics.classifier import load_classifier; "
+                               f"load_classifier('{corpus_name}')\"`.")
     with file_lock(path):
         if path.is_file():
             try:
