@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _caster(name: str):  # noqa: ANN202
     """A str -> value parser for GenerationConfig field ``name`` ('none' -> None where allowed)."""
-    from nps.config import GenerationConfig, warn_fitted
+    from nps.config import GenerationConfig
     from nps.errors import NPSError
     fields = {f.name: f for f in dataclasses.fields(GenerationConfig)}
     if name not in fields or name in NOT_SWEPT:
