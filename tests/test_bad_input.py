@@ -222,9 +222,9 @@ def test_memory_estimate_refuses_a_run_that_cannot_fit(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- outputs checked before the run
 
-def _unwritable(tmp_path) -> str:
-    """A path no one can create a file in (root ignores permission bits; /proc refuses everyone)."""
-    return "/proc/nps-cannot-write/x"
+def _unwritable() -> str:
+    """A file no one can create, in a folder that exists (root ignores permission bits; /proc refuses everyone)."""
+    return "/proc/nps-cannot-write.png"
 
 
 @pytest.mark.parametrize("case", ["out is a folder", "out folder missing", "grid folder missing", "grid unwritable",
@@ -241,7 +241,7 @@ def test_generate_outputs_are_checked_before_the_run(case, tmp_path, capsys, mon
     elif case == "grid folder missing":
         grid = str(tmp_path / "nope" / "g.png")
     elif case == "grid unwritable":
-        grid = _unwritable(tmp_path).replace("/x", "/g.png")
+        grid = _unwritable()
     else:
         grid = out
     argv = ["generate", *_base("generate", tmp_path, ""), "--out", out] + (["--grid", grid] if grid else [])
