@@ -50,7 +50,9 @@ RECORD_VERSION = 2
 # The sampler's semantics: bumped whenever the same config and corpus would give a different
 # record, so cached records (presets, app results) made by an older engine are never served.
 # 2: the reference is left out of the candidates in every constraint set.
-ENGINE_VERSION = 2
+# 3: the threshold scales max(d_min, 0), not a float32-negative d_min (nps.selection.thresholds),
+#    so a pixel whose minimum rounded below zero may keep a few more near-exact matches.
+ENGINE_VERSION = 3
 PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
 PER_SAMPLE = ("images", "reference", "sample_id", *PER_PIXEL)
 #: Arrays every record holds (``train_ids`` and ``record_version`` are optional).
