@@ -131,7 +131,8 @@ def test_threshold_always_keeps_the_minimum():
 
 
 @pytest.mark.parametrize("extra", [["--eps", "10"], ["--eps", "1000"], ["--eps", "1e30"], ["--tol", "1e30"],
-                                   ["--sigma", "0.25"], ["--sigma", "300"], ["--max-ssd", "0"],
+                                   ["--sigma", "0.15"], ["--sigma", "0.15", "--window", "5"],
+                                   ["--sigma", "0.15", "--window", "7"], ["--sigma", "300"], ["--max-ssd", "0"],
                                    ["--eps", "1e30", "--constraints", "ssd"]])
 def test_extreme_allowed_values_generate_and_keep_the_invariant(extra, tmp_path, digits, capsys):
     import json
