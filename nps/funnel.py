@@ -106,7 +106,10 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
     if record.shell[step] == 0 or record.source_index[n, y, x] < 0:
         raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
-    sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
+    try:
+        sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
+    except NPSError as exc:  # the flags named are the record's config, not the user's
+        raise NPSError(f"the record's config cannot be replayed: {exc}") from None
     pool_ids = _pools_at(record, sampler, n, step)
     img, known = record.canvas_at(n, step)
     C = corpus.channels
