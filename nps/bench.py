@@ -39,6 +39,7 @@ def _case(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, t
         corpus = load_corpus(corpus_name, subset)
         constraints = "ssd,loc" if kind == "b" else "ssd,loc,ssl"
         cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints)
+        cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)  # 8x8 digits: a 2x2 seed, not all of it
         t0 = time.perf_counter()
         pools = SemanticPools.build(cfg, corpus)
         sampler = Sampler(cfg, corpus, pools).prepare()

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
+import os
 from dataclasses import dataclass, field
 
 from nps.errors import NPSError
 from nps.shipped import shipped_weights
+
+log = logging.getLogger(__name__)
 
 CONSTRAINTS = ("ssd", "loc", "ssl")
 SSL_MODES = ("reference", "canvas")
@@ -96,12 +101,20 @@ class GenerationConfig:
         cons = self.constraints
         if isinstance(cons, str):
             cons = tuple(c.strip() for c in cons.split(",") if c.strip())
+        if not isinstance(cons, list | tuple) or not all(isinstance(c, str) for c in cons):
+            raise NPSError(f"constraints {cons!r} must be a comma list of {', '.join(CONSTRAINTS)}.")
         cons = tuple(cons)
+        if not cons:
+            # An empty set would search every window of every image with no rule at all.
+            raise NPSError("no constraint is switched on; enable at least one of ssd, loc, ssl "
+                           "(e.g. --constraints ssd,loc).")
         unknown = [c for c in cons if c not in CONSTRAINTS]
         if unknown:
             raise NPSError(f"unknown constraint '{unknown[0]}'; use a comma list of {', '.join(CONSTRAINTS)} "
                            "(e.g. --constraints ssd,loc).")
         object.__setattr__(self, "constraints", tuple(c for c in CONSTRAINTS if c in cons))
+        if not isinstance(self.encoder, str) or not isinstance(self.corpus, str):
+            raise NPSError("corpus and encoder must be names (strings).")
         object.__setattr__(self, "encoder", resolve_encoder(self.encoder, self.corpus))
 
     # ------------------------------------------------------------------ derived
@@ -121,40 +134,35 @@ class GenerationConfig:
               labels: set[int] | None = None) -> None:
         """Raise :class:`NPSError` with a one-line fix for any invalid parameter.
 
+        Types first (a record's JSON or an API caller may hand over anything), then the
+        ranges of :data:`LIMITS`, then, given the corpus facts, the fit to the corpus and
+        the memory the run needs (:func:`check_memory`).
+
         Args:
             corpus_size: number of train images, to check k and reference.
             image_shape: (H,W[,C]) of the corpus, to check window and seed size.
             labels: label values present, to check ``label``.
         """
-        if self.window < 3 or self.window % 2 == 0:
+        check_types(dataclasses.asdict(self) | {"constraints": list(self.constraints)})
+        for name, (lo, hi) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                raise NPSError(f"--{name.replace('_', '-')} {value} is out of range; use {_num(lo)}..{_num(hi)}"
+                               f"{LIMIT_WHY.get(name, '')}.")
+        if self.window % 2 == 0:
             raise NPSError(f"--window {self.window} must be an odd number >= 3 (e.g. 5, 7, 9) "
                            "so the window has a centre pixel and some context.")
-        if self.sigma is not None and not self.sigma > 0:
-            raise NPSError(f"--sigma {self.sigma} must be > 0 (or omit it for window/6.4).")
-        if not self.eps >= 0:
-            raise NPSError(f"--eps {self.eps} must be >= 0 (0 keeps only the best matches).")
-        if not self.tol >= 0:
-            raise NPSError(f"--tol {self.tol} must be >= 0.")
-        if self.max_ssd is not None and not self.max_ssd >= 0:
-            raise NPSError(f"--max-ssd {self.max_ssd} must be >= 0 (or omit it).")
-        if self.radius < 0:
-            raise NPSError(f"--radius {self.radius} must be >= 0 (0 copies from the same position).")
-        if self.k < 1:
-            raise NPSError(f"--k {self.k} must be >= 1.")
-        if self.n < 1:
-            raise NPSError(f"--n {self.n} must be >= 1.")
-        if self.batch_size < 1:
-            raise NPSError(f"--batch-size {self.batch_size} must be >= 1.")
-        if self.seed_size < 1:
-            raise NPSError(f"--seed-size {self.seed_size} must be >= 1.")
+        if self.sigma is not None and not SIGMA_MIN <= self.sigma <= SIGMA_MAX_PER_WINDOW * self.window:
+            raise NPSError(f"--sigma {self.sigma} is out of range; use {SIGMA_MIN:g}..{SIGMA_MAX_PER_WINDOW}"
+                           f" x window = {SIGMA_MAX_PER_WINDOW * self.window:g} (below {SIGMA_MIN:g} px the weights "
+                           "of the nearest pixels vanish in float32; above, the weights are flat), or omit it "
+                           "for window/6.4.")
         if self.ssl_mode not in SSL_MODES:
             raise NPSError(f"--ssl-mode '{self.ssl_mode}' is unknown; use {' or '.join(SSL_MODES)}.")
-        if self.ssl_eps is not None and not self.ssl_eps >= 0:
-            raise NPSError(f"--ssl-eps {self.ssl_eps} must be >= 0.")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise NPSError(f"--device '{self.device}' is unknown; use cpu or cuda.")
-        if self.subset is not None and self.subset < 1:
-            raise NPSError(f"--subset {self.subset} must be >= 1.")
+        if not self.corpus.strip():
+            raise NPSError("no corpus name given; use --corpus mnist, digits, ... or folder:PATH.")
         if image_shape is not None:
             h, w = image_shape[:2]
             if self.window > min(h, w):
@@ -163,6 +171,10 @@ class GenerationConfig:
             if self.seed_size > min(h, w):
                 raise NPSError(f"--seed-size {self.seed_size} is larger than the {h}x{w} canvas; "
                                f"use at most {min(h, w)}.")
+            if self.seed_size * self.seed_size >= h * w:
+                raise NPSError(f"--seed-size {self.seed_size} covers the whole {h}x{w} canvas, so every sample "
+                               f"would be a copy of its reference; use --seed-size {canvas_seed_size(image_shape)} "
+                               f"(at most {min(h, w) - 1}).")
         if corpus_size is not None:
             pool_max = corpus_size - (0 if self.include_reference else 1)
             if self.uses("ssl") and self.label is None and self.k > pool_max:
@@ -174,6 +186,22 @@ class GenerationConfig:
         if labels is not None and self.label is not None and self.label not in labels:
             raise NPSError(f"--label {self.label} is not in this corpus; labels are "
                            f"{', '.join(map(str, sorted(labels)))}.")
+        if corpus_size is not None and image_shape is not None:
+            check_memory(self, corpus_size, image_shape)
+
+    def fit_canvas(self, image_shape: tuple[int, ...], seed_size_given: bool = True) -> GenerationConfig:
+        """This config, with the default seed shrunk to suit a small canvas.
+
+        The default 8x8 seed is sized for 28x28 images; on the 8x8 ``digits`` canvas it is
+        the whole canvas and every sample would equal its reference.  A seed the user did
+        not choose (``seed_size_given=False``) wider than half the canvas side is shrunk to
+        :func:`canvas_seed_size`; one the user chose is kept (and :meth:`check` refuses it
+        if it leaves nothing to sample).  Callers show the change with :func:`warn_fitted`
+        once the fitted config has passed its checks (so a refusal stays one line).
+        """
+        if seed_size_given or 2 * self.seed_size <= min(image_shape[:2]):
+            return self
+        return self.replace(seed_size=canvas_seed_size(image_shape))
 
     def windows_per_pixel(self, corpus_size: int, image_shape: tuple[int, ...]) -> int:
         """Candidate windows the appearance rule scores per pixel (at most), the run's cost driver.
@@ -201,8 +229,16 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GenerationConfig:
+        """The config of a dict (a record's ``config``): unknown keys are ignored, known ones type-checked.
+
+        Raises:
+            NPSError: a field of the wrong type (one line naming it).
+        """
+        if not isinstance(d, dict):
+            raise NPSError(f"a config must be a JSON object, got {type(d).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
+        check_types(kwargs)
         if "constraints" in kwargs:
             kwargs["constraints"] = tuple(kwargs["constraints"])
         return cls(**kwargs)
@@ -210,6 +246,147 @@ class GenerationConfig:
     @classmethod
     def from_json(cls, text: str) -> GenerationConfig:
         return cls.from_dict(json.loads(text))
+
+
+# --------------------------------------------------------------------------- bounds and schema
+#: Inclusive ranges of the numeric fields (None means unset and is not checked).  They bound
+#: what would overflow or mean nothing, not what is wise: the app has tighter BOUNDS.
+LIMITS: dict[str, tuple[float, float]] = {
+    "n": (1, 10**9), "seed": (0, 2**63 - 1), "window": (3, 255), "eps": (0.0, 1e30), "tol": (0.0, 1e30),
+    "max_ssd": (0.0, 1e30), "radius": (0, 4096), "k": (1, 2**31 - 1), "ssl_eps": (0.0, 1e30),
+    "reference": (0, 2**63 - 1), "label": (-(2**63), 2**63 - 1), "seed_size": (1, 4096),
+    "batch_size": (1, 2**20), "subset": (1, 2**63 - 1),
+}
+LIMIT_WHY = {
+    "eps": " (the threshold (1 + eps) d_min + tol must stay finite in float32; 1e30 already keeps "
+           "every window with a non-zero best distance)",
+    "tol": " (a finite tolerance, so that excluded windows, held at +inf, never pass)",
+    "max_ssd": " (or omit it for no ceiling)",
+    "seed": " (numpy seeds are non-negative)",
+    "radius": " (any radius past the canvas side is the whole canvas)",
+}
+#: Every pixel is filled with a known 8-neighbour (the shell before it is complete), whose
+#: weight is at least exp(-1/sigma^2); it must stay a normal float32 (> 1.2e-38, so sigma > 0.107)
+#: or the window's weights vanish, the SSD is 0/0 and the pool empty.  Measured on digits:
+#: sigma 0.08 gave empty pools (w=5), 0.05 an IndexError; 0.15 keeps exp(-44) = 5e-20.
+#: Above SIGMA_MAX_PER_WINDOW x window the weights are flat to float32 precision.
+SIGMA_MIN = 0.15
+SIGMA_MAX_PER_WINDOW = 100
+
+
+def _schema() -> dict[str, tuple[str, bool]]:
+    """{field: (kind, optional)} from GenerationConfig's annotations (one source of truth)."""
+    out = {}
+    for f in dataclasses.fields(GenerationConfig):
+        kind = str(f.type)
+        base = next(k for k in ("tuple", "bool", "int", "float", "str") if k in kind)
+        out[f.name] = (base, "None" in kind)
+    return out
+
+
+def check_types(values: dict) -> None:
+    """Raise NPSError unless every GenerationConfig field in ``values`` has its annotated type.
+
+    Integers must be ints (not bools or floats), floats must be finite numbers, tuples
+    lists/tuples of strings; None only where the field is optional.  Other keys are ignored.
+    """
+    import numbers
+    schema = _schema()
+    for name, value in values.items():
+        if name not in schema:
+            continue
+        kind, optional = schema[name]
+        if value is None:
+            if optional:
+                continue
+            ok = False
+        elif kind == "int":
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                  and math.isfinite(float(value)))
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "str":
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        if not ok:
+            want = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+                    "tuple": "a list of names"}[kind]
+            raise NPSError(f"config field '{name}' = {value!r:.60} must be {want}"
+                           f"{' or null' if optional else ''}.")
+
+
+def warn_fitted(before: GenerationConfig, after: GenerationConfig, image_shape: tuple[int, ...]) -> None:
+    """Log a WARNING (the CLI shows it) when :meth:`GenerationConfig.fit_canvas` changed the seed."""
+    if before.seed_size != after.seed_size:
+        log.warning("the default %dx%d seed would cover most of the %dx%d canvas of '%s'; using a %dx%d seed "
+                    "(pass --seed-size to choose)", before.seed_size, before.seed_size, image_shape[0],
+                    image_shape[1], before.corpus, after.seed_size, after.seed_size)
+
+
+def _num(v: float) -> str:
+    """A bound for a message: 2^63-1 rather than 9.22337e+18."""
+    if isinstance(v, int) and abs(v) > 10**6:
+        k = abs(v).bit_length()
+        if abs(v) == 2**k - 1:
+            return f"{'-' if v < 0 else ''}2^{k}-1"
+        if abs(v) == 2 ** (k - 1):
+            return f"{'-' if v < 0 else ''}2^{k - 1}"
+    return f"{v:g}"
+
+
+def canvas_seed_size(image_shape: tuple[int, ...]) -> int:
+    """A seed side that suits the canvas: a quarter of its shorter side (8x8 digits: 2; MNIST would get 7)."""
+    return max(1, min(image_shape[:2]) // 4)
+
+
+def estimate_run_bytes(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...]) -> int:
+    """A generous estimate of the memory a run needs (bytes), from n, the canvas and the batch.
+
+    The record is 5 int64 maps, a bool map and the images per pixel, and the per-step
+    uniforms are float64; batches are concatenated, so the whole is held twice.  A batch
+    holds its padded canvases and, with per-sample semantic pools, the pool images in
+    float32 with their squares (the largest working set of the engine).
+    """
+    h, w = image_shape[:2]
+    c = image_shape[2] if len(image_shape) > 2 else 1
+    per_sample = h * w * (c + 5 * 8 + 1 + 8)
+    b = min(config.batch_size, config.n)
+    hp, wp = h + config.window - 1, w + config.window - 1
+    batch = b * (c * hp * wp * 4 + h * w * 8 * 6)
+    if config.uses("ssl") and config.label is None:
+        batch += 2 * b * hp * wp * (c + 1) * min(config.k, corpus_size) * 4
+    else:
+        batch += 64 << 20  # chunked distances to a shared pool (nps.sampler.CHUNK_SCORES) and their masks
+    return int(2 * config.n * per_sample + batch)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...]) -> None:
+    """Refuse up front (one line) a run whose estimated memory exceeds what is available."""
+    need = estimate_run_bytes(config, corpus_size, image_shape)
+    have = available_memory()
+    if have is not None and need > have:
+        h, w = image_shape[:2]
+        raise NPSError(f"this run needs about {need / 1e9:.1f} GB of memory ({config.n} samples of {h}x{w}, "
+                       f"batch {min(config.batch_size, config.n)}) but {have / 1e9:.1f} GB is available; "
+                       "lower --n or --batch-size.")
 
 
 DEFAULTS: dict = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}

@@ -55,6 +55,8 @@ class Corpus:
         test_labels: (M,) int64.
         class_names: one name per label value.
         subset: the stratified subset size asked for, or None for the whole corpus.
+        train_ids: (N,) int64 full-corpus train id of each train row of a subset (None: the
+            whole corpus, ids are rows); records store it so they check against the full corpus.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Corpus:
     class_names: tuple[str, ...]
     subset: int | None = None
     source: str = field(default="")
+    train_ids: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -438,8 +441,10 @@ def load_corpus(name: str, subset: int | None = None, data_root: str | None = No
     x, y = full.train[rows], full.train_labels[rows]
     for a in (x, y):
         a.setflags(write=False)
+    rows = rows.astype(np.int64)
+    rows.setflags(write=False)
     return Corpus(full.name, x, y, full.test, full.test_labels,
-                  full.class_names, subset, full.source)
+                  full.class_names, subset, full.source, train_ids=rows)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import torch
 from nps.config import GenerationConfig
 from nps.corpora import Corpus
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord
+from nps.record import ProvenanceRecord, check_fits
 from nps.sampler import Sampler
 from nps.sampler_pool import SemanticPools
+from nps.selection import thresholds
 
 EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
 
@@ -36,7 +37,9 @@ class Funnel:
         loc_ssl: windows passing the enabled non-appearance constraints (the set SSD ranks).
         ssd_alone: windows passing the SSD rule over every window (None if not computed).
         final: the pool the pixel was drawn from (equals ``record.pool_size``).
-        d_min, threshold: the SSD minimum and the cut (1+eps) d_min + tol within ``loc_ssl``.
+        d_min, threshold: the SSD minimum and the cut within ``loc_ssl``, by the engine's
+            rule (:func:`nps.selection.thresholds`: (1+eps) max(d_min, 0) + tol, at least
+            d_min, lowered to ``max_ssd`` where some window passes it).
         centre_values: (final, C) uint8 centre pixels of the pool (the empirical distribution).
         pool_sources: (final, 3) int64 (train id, y, x) of each pool member.
         chosen: (train id, y, x) actually copied.
@@ -89,19 +92,24 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
         NPSError: out-of-range sample or pixel, a given/seed pixel, or a corpus that
             does not match the record.
     """
-    cfg = GenerationConfig.from_dict(record.config)
+    # A record never decides where data is read from: its data_root is dropped.
+    cfg = GenerationConfig.from_dict({**record.config, "data_root": None})
     if record.config.get("corpus_size") not in (None, len(corpus)):
         raise NPSError(f"the record was made on a corpus of {record.config['corpus_size']} images, "
                        f"this one has {len(corpus)}; load the same corpus and subset.")
+    check_fits(record, len(corpus), corpus.image_shape)
     if not 0 <= n < len(record):
         raise NPSError(f"sample {n} is out of range; the record has {len(record)} samples.")
     h, w = record.canvas_shape
     if not (0 <= y < h and 0 <= x < w):
         raise NPSError(f"pixel ({y}, {x}) is outside the {h}x{w} canvas.")
     step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
-    if record.shell[step] == 0:
+    if record.shell[step] == 0 or record.source_index[n, y, x] < 0:
         raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
-    sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
+    try:
+        sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
+    except NPSError as exc:  # the flags named are the record's config, not the user's
+        raise NPSError(f"the record's config cannot be replayed: {exc}") from None
     pool_ids = _pools_at(record, sampler, n, step)
     img, known = record.canvas_at(n, step)
     C = corpus.channels
@@ -115,11 +123,10 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     d = sampler.distances(geo, cpad, pool)[0]  # (O,P)
     flat = d.reshape(-1)
     if cfg.uses("ssd"):
-        d_min = float(flat.min())
-        threshold = d_min * (1.0 + cfg.eps) + cfg.tol
-        keep = flat <= threshold
-        if cfg.max_ssd is not None and bool((keep & (flat <= cfg.max_ssd)).any()):
-            keep &= flat <= cfg.max_ssd
+        # The engine's own rule (nps.selection.thresholds), ceiling and fall-back included.
+        thr, _ = thresholds(flat.min().reshape(1), cfg)
+        d_min, threshold = float(flat.min()), float(thr[0])
+        keep = flat <= thr[0]
     else:
         d_min = threshold = None
         keep = torch.isfinite(flat)
@@ -142,7 +149,7 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
         everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
         full = sampler.distances(everywhere, cpad, sampler.candidate_pool(None, refs, 1))[0].reshape(-1)
-        ssd_alone = int((full <= float(full.min()) * (1.0 + cfg.eps) + cfg.tol).sum())
+        ssd_alone = int((full <= thresholds(full.min().reshape(1), cfg)[0][0]).sum())
     formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
                + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
     return Funnel(

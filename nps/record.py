@@ -17,29 +17,47 @@ key                       shape, dtype            meaning
 ``config``                0-d str                 JSON: every parameter, corpus size, version
 ``sample_id``             (N,) int64              index of each sample in its run (for merging)
 ``shell``                 (H*W,) int64            shell of each ``order`` entry (0 = seed)
+``train_ids``             (S,) int64              version 2, runs on a ``--subset`` only: the
+                                                  full-corpus train id of each subset row
 ``record_version``        0-d int64               :data:`RECORD_VERSION`
 ========================  ======================  ==============================================
 
 Invariant: ``images[n,y,x] == train[source_index[n,y,x], source_y[n,y,x], source_x[n,y,x]]``
-for every pixel with ``source_index >= 0``.
+for every pixel with ``source_index >= 0``, where ``train`` is the run's corpus (the
+subset); against the full corpus it holds with ``train_ids[source_index]``
+(:func:`full_source_index`, :func:`check_provenance_full`), so a record is checkable
+from the record alone.
+
+Every reader goes through :meth:`ProvenanceRecord.from_arrays`, which validates keys,
+dtypes, shapes, value ranges and the config against :func:`nps.config.check_types`
+(:meth:`ProvenanceRecord.validate`), so a malformed file is one :class:`NPSError` line.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from nps.errors import NPSError
 
-RECORD_VERSION = 1
+# 2: records of a --subset run store ``train_ids`` (subset row -> full-corpus train id),
+#    so that provenance can be checked against the full corpus from the record alone;
+#    version-1 records are still read (without the row map).
+RECORD_VERSION = 2
 # The sampler's semantics: bumped whenever the same config and corpus would give a different
 # record, so cached records (presets, app results) made by an older engine are never served.
 # 2: the reference is left out of the candidates in every constraint set.
-ENGINE_VERSION = 2
+# 3: the threshold scales max(d_min, 0), not a float32-negative d_min (nps.selection.thresholds),
+#    so a pixel whose minimum rounded below zero may keep a few more near-exact matches.
+ENGINE_VERSION = 3
 PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
+PER_SAMPLE = ("images", "reference", "sample_id", *PER_PIXEL)
+#: Arrays every record holds (``train_ids`` and ``record_version`` are optional).
+REQUIRED = (*PER_SAMPLE, "order", "config", "shell")
+MAX_SIDE = 4096  # canvas side beyond any corpus; bounds what validation allocates
 
 
 @dataclass(eq=False)
@@ -56,6 +74,8 @@ class ProvenanceRecord:
     config: dict
     sample_id: np.ndarray
     shell: np.ndarray
+    train_ids: np.ndarray | None = None
+    version: int = field(default=RECORD_VERSION)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -65,9 +85,12 @@ class ProvenanceRecord:
         return int(self.images.shape[1]), int(self.images.shape[2])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
+        out = {name: getattr(self, name) for name in REQUIRED if name != "config"}
         out["config"] = np.array(json.dumps(self.config, sort_keys=True))
-        out["record_version"] = np.array(RECORD_VERSION, np.int64)
+        if self.train_ids is not None:
+            out["train_ids"] = np.asarray(self.train_ids, np.int64)
+        # A version-1 record re-saved (merged, selected) stays version 1: it has no row map.
+        out["record_version"] = np.array(self.version, np.int64)
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -87,17 +110,45 @@ class ProvenanceRecord:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ProvenanceRecord:
-        missing = [f.name for f in fields(cls) if f.name not in arrays]
+        """A validated record from its arrays (an ``np.load`` of a record file).
+
+        Raises:
+            NPSError: one line naming the first problem (missing key, dtype, shape, range,
+                config) and how to get a good record.
+        """
+        missing = [name for name in REQUIRED if name not in arrays]
         if missing:
             raise NPSError(f"not a provenance record: missing {', '.join(missing)}; "
                            "make records with `python -m nps generate`.")
-        version = int(arrays.get("record_version", RECORD_VERSION))
-        if version > RECORD_VERSION:
-            raise NPSError(f"record version {version} is newer than this nps ({RECORD_VERSION}); upgrade nps.")
-        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name != "config"}
-        kw["config"] = json.loads(str(arrays["config"]))
-        rec = cls(**kw)
+        version = RECORD_VERSION
+        if "record_version" in arrays:
+            v = np.asarray(arrays["record_version"])
+            if v.shape != () or v.dtype.kind not in "iu":
+                raise NPSError("record key record_version must be a 0-d integer; the file is damaged.")
+            version = int(v)
+        if not 1 <= version <= RECORD_VERSION:
+            if version > RECORD_VERSION:
+                raise NPSError(f"record version {version} is newer than this nps ({RECORD_VERSION}); upgrade nps.")
+            raise NPSError(f"record version {version} is unknown; the file is damaged.")
+        raw = np.asarray(arrays["config"])
+        if raw.shape != () or raw.dtype.kind != "U":
+            raise NPSError("record key config must be a 0-d JSON string; the file is damaged.")
+        try:
+            config = json.loads(str(raw), parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise NPSError("record config is not valid JSON; the file is damaged.") from None
+        if not isinstance(config, dict):
+            raise NPSError(f"record config must be a JSON object, got {type(config).__name__}.")
+        kw = {name: np.asarray(arrays[name]) for name in REQUIRED if name != "config"}
+        ids = arrays.get("train_ids")
+        rec = cls(**kw, config=config, train_ids=None if ids is None else np.asarray(ids), version=version)
         rec.validate()
+        # Integer keys of any width are accepted; downstream code sees the contract's int64.
+        for name in ("source_index", "source_y", "source_x", "source_label", "pool_size", "reference",
+                     "sample_id", "order", "shell"):
+            setattr(rec, name, getattr(rec, name).astype(np.int64, copy=False))
+        if rec.train_ids is not None:
+            rec.train_ids = rec.train_ids.astype(np.int64, copy=False)
         return rec
 
     @classmethod
@@ -112,23 +163,104 @@ class ProvenanceRecord:
             raise NPSError(f"'{path}' is not a readable .npz record ({type(exc).__name__}).") from None
         return cls.from_arrays(arrays)
 
-    def validate(self) -> None:
-        """Check shapes and dtypes against the contract; raise NPSError if broken."""
-        n, h, w = self.images.shape[:3]
-        if self.images.dtype != np.uint8:
-            raise NPSError(f"record images must be uint8, got {self.images.dtype}.")
+    def validate(self, corpus_size: int | None = None) -> None:
+        """Check the record against the contract; raise a one-line NPSError if broken.
+
+        Keys' dtypes and shapes, value ranges (ids within the corpus, positions within the
+        canvas, ``order`` a permutation of the canvas, ``shell`` monotone), and the config
+        (a JSON object whose GenerationConfig fields have their types; other keys are kept,
+        so newer records with extra facts still load).
+
+        Args:
+            corpus_size: the train rows ids must stay below (default: the config's
+                ``corpus_size``, when it has one).
+        """
+        from nps.config import GenerationConfig, check_types
+
+        def fail(msg: str) -> None:
+            raise NPSError(f"malformed record: {msg}; regenerate it with `python -m nps generate`.")
+
+        images = self.images
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
+            fail(f"images must be a uint8 (N,H,W[,C]) array, got {getattr(images, 'dtype', '?')} "
+                 f"{getattr(images, 'shape', '?')}")
+        n, h, w = images.shape[:3]
+        if n == 0:
+            fail("it holds no samples")
+        if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE) or (images.ndim == 4 and not 1 <= images.shape[3] <= 4):
+            fail(f"images have an impossible shape {images.shape}")
         for name in PER_PIXEL:
-            if getattr(self, name).shape != (n, h, w):
-                raise NPSError(f"record key {name} has shape {getattr(self, name).shape}, expected {(n, h, w)}.")
-        if self.reference.shape != (n,) or self.sample_id.shape != (n,):
-            raise NPSError("record keys reference and sample_id must have shape (N,).")
-        if self.order.shape != (h * w, 2):
-            raise NPSError(f"record key order has shape {self.order.shape}, expected {(h * w, 2)}.")
+            a = getattr(self, name)
+            if a.shape != (n, h, w):
+                fail(f"{name} has shape {a.shape}, expected {(n, h, w)}")
+            if name == "relaxed":
+                if a.dtype != np.bool_:
+                    fail(f"relaxed must be bool, got {a.dtype}")
+            elif a.dtype.kind not in "iu":
+                fail(f"{name} must be integers, got {a.dtype}")
+        for name in ("reference", "sample_id"):
+            a = getattr(self, name)
+            if a.shape != (n,) or a.dtype.kind not in "iu":
+                fail(f"{name} must be an (N,) = ({n},) integer array, got {a.dtype} {a.shape}")
+        if self.order.shape != (h * w, 2) or self.order.dtype.kind not in "iu":
+            fail(f"order must be an (H*W,2) = ({h * w}, 2) integer array, got {self.order.dtype} {self.order.shape}")
+        if self.shell.shape != (h * w,) or self.shell.dtype.kind not in "iu":
+            fail(f"shell must be an (H*W,) = ({h * w},) integer array, got {self.shell.dtype} {self.shell.shape}")
+        if not isinstance(self.config, dict):
+            fail("config must be a JSON object")
+        try:
+            check_types(self.config)
+            GenerationConfig.from_dict(self.config)  # constraint names and the rest of the schema
+        except NPSError as exc:
+            fail(str(exc).rstrip("."))
+        size = corpus_size if corpus_size is not None else self.config.get("corpus_size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            fail(f"config corpus_size {size!r} must be a positive integer")
+        shape = self.config.get("image_shape")
+        if shape is not None and list(shape) != list(images.shape[1:]) and list(shape) != [h, w, 1]:
+            fail(f"config image_shape {shape} does not match the images {list(images.shape[1:])}")
+        src = self.source_index.astype(np.int64, copy=False)
+        if src.min() < -1 or (size is not None and src.max() >= size):
+            hi = f"{size - 1}" if size is not None else "the corpus size - 1"
+            fail(f"source_index holds {int(src.min() if src.min() < -1 else src.max())}, outside -1..{hi}")
+        ok = src >= 0
+        for name, side in (("source_y", h), ("source_x", w)):
+            v = getattr(self, name)[ok]
+            if v.size and (v.min() < 0 or v.max() >= side):
+                fail(f"{name} holds positions outside the {h}x{w} canvas")
+        pool = self.pool_size
+        if pool.min() < 0 or (ok.any() and pool[ok].min() < 1):
+            fail("pool_size must be >= 1 for copied pixels and >= 0 for given ones")
+        ref = self.reference.astype(np.int64, copy=False)
+        if ref.min() < -1 or (size is not None and ref.max() >= size):
+            fail("reference holds ids outside -1..corpus size - 1")
+        sid = self.sample_id.astype(np.int64, copy=False)
+        if sid.min() < 0 or len(np.unique(sid)) != n:
+            fail("sample_id must be distinct non-negative integers")
+        order = self.order.astype(np.int64, copy=False)
+        if (order.min() < 0 or order[:, 0].max() >= h or order[:, 1].max() >= w
+                or len(np.unique(order[:, 0] * w + order[:, 1])) != h * w):
+            fail(f"order must list every pixel of the {h}x{w} canvas exactly once")
+        shell = self.shell.astype(np.int64, copy=False)
+        if shell.min() < 0 or (np.diff(shell) < 0).any():
+            fail("shell must be non-negative and non-decreasing along order")
+        if self.train_ids is not None:
+            ids = self.train_ids
+            if ids.ndim != 1 or ids.dtype.kind not in "iu" or len(ids) == 0:
+                fail(f"train_ids must be a 1-d integer array, got {ids.dtype} {ids.shape}")
+            if ids.min() < 0 or (np.diff(ids.astype(np.int64)) <= 0).any():
+                fail("train_ids must be increasing non-negative full-corpus ids")
+            if size is not None and len(ids) != size:
+                fail(f"train_ids has {len(ids)} rows but the corpus has {size}")
+            if src.max() >= len(ids):
+                fail("source_index points past the rows of train_ids")
+        elif self.version >= 2 and self.config.get("subset") is not None:
+            fail("a version-2 record of a --subset run must carry train_ids")
 
     def select(self, rows: np.ndarray | slice | list[int]) -> ProvenanceRecord:
         """A record of a subset of samples (same config and order)."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("images", "reference", "sample_id", *PER_PIXEL):
+        for name in PER_SAMPLE:
             kw[name] = kw[name][rows]
         return ProvenanceRecord(**kw)
 
@@ -160,25 +292,84 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
     for r in records[1:]:
         if strip(r.config) != strip(first.config) or not np.array_equal(r.order, first.order):
             raise NPSError("records come from different configs; only shards of one run can be merged.")
+        if r.canvas_shape != first.canvas_shape or r.images.shape[3:] != first.images.shape[3:]:
+            raise NPSError("records have different canvases; only shards of one run can be merged.")
+        if (r.train_ids is None) != (first.train_ids is None) or (
+                r.train_ids is not None and not np.array_equal(r.train_ids, first.train_ids)):
+            raise NPSError("records come from different corpus subsets; only shards of one run can be merged.")
     ids = np.concatenate([r.sample_id for r in records])
     if len(np.unique(ids)) != len(ids):
         raise NPSError("records overlap (a sample_id appears twice); merge disjoint shards only.")
     rows = np.argsort(ids, kind="stable")
     kw = {}
-    for name in ("images", "reference", "sample_id", *PER_PIXEL):
+    for name in PER_SAMPLE:
         kw[name] = np.concatenate([getattr(r, name) for r in records])[rows]
     config = dict(first.config)
     config["n"] = len(ids)
-    return ProvenanceRecord(order=first.order, shell=first.shell, config=config, **kw)
+    return ProvenanceRecord(order=first.order, shell=first.shell, config=config, train_ids=first.train_ids,
+                            version=min(r.version for r in records), **kw)
+
+
+def _refuse_constant(name: str) -> float:
+    """json parse_constant: NaN/Infinity are not JSON and no config field means anything at them."""
+    raise ValueError(name)
+
+
+def check_fits(record: ProvenanceRecord, n_train: int, image_shape: tuple[int, ...]) -> None:
+    """Raise NPSError unless the record's ids and canvas fit a corpus of ``n_train`` images of ``image_shape``."""
+    shape = tuple(image_shape)
+    if tuple(record.images.shape[1:]) != shape and (*record.images.shape[1:], 1) != shape:
+        raise NPSError(f"the record's {'x'.join(map(str, record.images.shape[1:]))} images do not match this "
+                       f"corpus's {'x'.join(map(str, shape))}; load the corpus the record was made from.")
+    top = max(int(record.source_index.max()), int(record.reference.max()))
+    if top >= n_train:
+        raise NPSError(f"the record points at train id {top} but this corpus has {n_train} images; "
+                       "load the corpus (and --subset) the record was made from.")
 
 
 def check_provenance(record: ProvenanceRecord, train: np.ndarray) -> int:
     """Count pixels that break the provenance invariant (0 means the record is exact).
 
     Args:
-        train: (N_train,H,W[,C]) uint8, the corpus train split the record points into.
+        train: (N_train,H,W[,C]) uint8, the corpus train split the record points into
+            (the subset, for a ``--subset`` run).
+    Raises:
+        NPSError: the record's ids or canvas do not fit ``train``.
     """
+    check_fits(record, len(train), train.shape[1:])
     src = record.source_index
     ok = src >= 0
-    copied = train[src[ok], record.source_y[ok], record.source_x[ok]]
+    copied = train[src[ok], record.source_y[ok], record.source_x[ok]].reshape(record.images[ok].shape)
     return int((copied != record.images[ok]).reshape(len(copied), -1).any(1).sum())
+
+
+def full_source_index(record: ProvenanceRecord) -> np.ndarray:
+    """(N,H,W) int64 full-corpus train id of every pixel's source (-1 kept for given pixels).
+
+    A run on the full corpus already points into it; a ``--subset`` run maps through the
+    record's ``train_ids`` (version 2).
+
+    Raises:
+        NPSError: a version-1 record of a ``--subset`` run (it has no row map).
+    """
+    src = record.source_index
+    if record.train_ids is None:
+        if record.config.get("subset") is not None:
+            raise NPSError(f"this version-{record.version} record of a --subset run has no train_ids row map, "
+                           "so it can only be checked against the subset; regenerate it with this nps.")
+        return src
+    return np.where(src >= 0, record.train_ids[np.maximum(src, 0)], -1)
+
+
+def check_provenance_full(record: ProvenanceRecord, full_train: np.ndarray) -> int:
+    """:func:`check_provenance` against the full corpus (``--subset`` runs through ``train_ids``).
+
+    Args:
+        full_train: (N_full,H,W[,C]) uint8, the whole train split of the record's corpus.
+    Returns:
+        the number of samples with at least one pixel that breaks the invariant.
+    """
+    full = full_source_index(record)
+    view = ProvenanceRecord(**{**{f.name: getattr(record, f.name) for f in fields(record)},
+                               "source_index": full, "train_ids": None, "config": {}})
+    return check_provenance(view, full_train)

@@ -139,7 +139,8 @@ class Sampler:
         config = cfg.to_dict()
         config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
                       engine=ENGINE_VERSION, pool_key=self.pools.key)
-        return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell, **out)
+        return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell,
+                                train_ids=c.train_ids, **out)
 
     # ------------------------------------------------------------------ geometry
     def geometry(self, y: int, x: int, known: np.ndarray) -> StepGeometry:

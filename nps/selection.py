@@ -1,7 +1,8 @@
 """The appearance threshold and the draw: which candidate window each pixel copies.
 
 Candidates are ordered canonically by (centre offset o, pool slot p).  With the
-adaptive rule a sample keeps every candidate with ``d <= (1 + eps) * d_min + tol``;
+adaptive rule a sample keeps every candidate with ``d <= (1 + eps) * d_min + tol``
+(:func:`thresholds`, which also keeps the minimum whatever eps, tol and rounding do);
 an optional absolute ceiling (Efros & Leung's delta) lowers that threshold to
 ``max_ssd`` wherever some candidate passes it.  The sample's uniform ``u`` then
 picks the ``floor(u * count)``-th kept candidate.
@@ -26,7 +27,21 @@ NO_LIMIT = float(torch.finfo(torch.float32).max)
 
 
 def thresholds(d_min: torch.Tensor, config: GenerationConfig) -> tuple[torch.Tensor, np.ndarray | None]:
-    """Per-sample thresholds from the per-sample minimum distance.
+    """Per-sample thresholds from the per-sample minimum distance: the one threshold rule.
+
+    The engine and the funnel (:mod:`nps.funnel`) both call this, so the pool a pixel
+    was drawn from and the pool the funnel recomputes are the same set by construction.
+
+    Robust by construction: every threshold is at least its minimum, so the best
+    candidate always survives and no pool is ever empty.  The float32 expansion of the
+    SSD can return a slightly negative minimum (-1.3e-7 measured) for an exact match;
+    the rule then scales ``max(d_min, 0)``, the true (non-negative) SSD, since
+    ``d_min * (1 + eps)`` would fall *below* a negative ``d_min`` for eps > tol / |d_min|
+    and leave the pool empty (the IndexError of issue 9).  The threshold is then
+    capped at :data:`NO_LIMIT`, so excluded slots (+inf) never pass, however large eps
+    or tol (:meth:`GenerationConfig.check` bounds both, so a finite minimum always
+    stays under the cap).
+    For a non-negative minimum this is exactly ``d_min * (1 + eps) + tol``.
 
     Args:
         d_min: (B,) float32.
@@ -37,7 +52,8 @@ def thresholds(d_min: torch.Tensor, config: GenerationConfig) -> tuple[torch.Ten
     """
     if not config.uses("ssd"):
         return torch.full_like(d_min, NO_LIMIT), None
-    thr = d_min * (1.0 + config.eps) + config.tol
+    thr = d_min.clamp(min=0.0) * (1.0 + config.eps) + config.tol
+    thr = torch.maximum(thr, d_min).clamp(max=NO_LIMIT)
     if config.max_ssd is None:
         return thr, None
     # Kept & under the ceiling == under min(thr, max_ssd); empty exactly where d_min > max_ssd.

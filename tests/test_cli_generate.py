@@ -106,3 +106,41 @@ def test_trace_prints_source_and_funnel_matching_record(tmp_path, capsys):
     assert info["funnel"]["ssd_alone"] >= 1  # digits is small enough for the exhaustive count
     sy, sx = (int(v) for v in rec.order[0])
     assert main(["trace", str(out), "--y", str(sy), "--x", str(sx)]) == 2
+
+
+# ----------------------------------------------------------------------------- threshold robustness (issue 9, 4)
+
+def test_threshold_always_keeps_the_minimum():
+    import itertools
+
+    import torch
+
+    from nps.config import GenerationConfig
+    from nps.selection import NO_LIMIT, thresholds
+    # -1.3e-7: a float32 SSD minimum measured below zero for an exact match.
+    d_min = torch.tensor([-1.3e-7, -1e-3, 0.0, 1e-9, 0.5, 3.0], dtype=torch.float32)
+    for eps, tol, max_ssd in itertools.product((0.0, 0.1, 10.0, 1000.0, 1e30), (0.0, 1e-6, 1e30), (None, 0.0, 1e30)):
+        cfg = GenerationConfig(corpus="digits", eps=eps, tol=tol, max_ssd=max_ssd)
+        cfg.check()
+        thr, _ = thresholds(d_min, cfg)
+        assert (thr >= d_min).all() and (thr <= NO_LIMIT).all() and torch.isfinite(thr).all(), (eps, tol, max_ssd)
+        assert not (torch.tensor(float("inf")) <= thr).any()  # excluded slots never pass
+        if max_ssd is None:  # the rule itself is unchanged for a non-negative minimum (bit-identical)
+            ok = d_min >= 0
+            assert torch.equal(thr[ok], d_min[ok] * (1.0 + eps) + tol)
+
+
+@pytest.mark.parametrize("extra", [["--eps", "10"], ["--eps", "1000"], ["--eps", "1e30"], ["--tol", "1e30"],
+                                   ["--sigma", "0.15"], ["--sigma", "0.15", "--window", "5"],
+                                   ["--sigma", "0.15", "--window", "7"], ["--sigma", "300"], ["--max-ssd", "0"],
+                                   ["--eps", "1e30", "--constraints", "ssd"]])
+def test_extreme_allowed_values_generate_and_keep_the_invariant(extra, tmp_path, digits, capsys):
+    import json
+    out = tmp_path / "s.npz"
+    assert main(["generate", *TINY, "--n", "2", *extra, "--out", str(out)]) == 0
+    rec = ProvenanceRecord.load(out)
+    assert check_provenance(rec, digits.train) == 0 and (rec.pool_size >= 1).all()
+    y, x = (int(v) for v in rec.order[-1])
+    capsys.readouterr()
+    assert main(["trace", str(out), "--sample", "1", "--y", str(y), "--x", str(x), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["funnel"]["final"] == rec.pool_size[1, y, x]

@@ -1,36 +1,78 @@
-"""Helpers shared by the subcommands: argument types and output-path checks."""
+"""Helpers shared by the subcommands: argument types and output-path checks.
+
+Every subcommand that writes checks its output paths with :func:`writable_path` /
+:func:`writable_dir` before any work, so a run is never lost to an output that cannot
+be written (issue 9, item 8).  Both try a real write (a temporary file, removed at
+once): permission bits say nothing when running as root or on a read-only mount.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from nps.errors import NPSError
 
 
+def _probe(folder: Path, what: str) -> None:
+    """Raise NPSError unless a file can be created (and removed) in ``folder``."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".nps-write-check.", dir=folder)
+    except OSError as exc:
+        raise NPSError(f"cannot write {what} ({exc.strerror or exc}); choose a writable folder.") from None
+    os.close(fd)
+    Path(tmp).unlink(missing_ok=True)
+
+
 def writable_path(path: str, suffix: str | None = None) -> Path:
-    """Check before any work that ``path`` can be written (so no work is lost)."""
-    p = Path(path)
+    """Check before any work that the file ``path`` can be written (so no work is lost).
+
+    Refuses, in one line: an empty path, a wrong suffix, a path that is a folder or
+    another non-file, a folder that does not exist, and a folder or file that cannot be
+    written.
+    """
+    if not str(path).strip():
+        raise NPSError("an output path is empty; give a file name.")
+    p = Path(path).expanduser()
     if suffix and p.suffix != suffix:
         raise NPSError(f"output '{p}' must end in {suffix}.")
+    if p.is_dir():
+        raise NPSError(f"output '{p}' is a folder; give a file name inside it (e.g. {p / ('out' + (suffix or ''))}).")
+    if p.exists() and not p.is_file():
+        raise NPSError(f"output '{p}' exists and is not a regular file; choose another path.")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise NPSError(f"cannot write '{p}': folder '{folder}' does not exist; create it first.")
-    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+    if p.exists() and not os.access(p, os.W_OK):
         raise NPSError(f"cannot write '{p}': permission denied; choose a writable path.")
+    _probe(folder, f"'{p}'")
     return p
 
 
 def writable_dir(path: str) -> Path:
-    p = Path(path)
+    """Create the output folder ``path`` if needed and check it can be written (before any work)."""
+    if not str(path).strip():
+        raise NPSError("an output folder is empty; give a folder name.")
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise NPSError(f"output folder '{p}' exists and is not a folder; choose another path.")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NPSError(f"cannot create folder '{p}' ({exc.strerror}); choose a writable path.") from None
-    if not os.access(p, os.W_OK):
-        raise NPSError(f"cannot write into '{p}': permission denied; choose a writable folder.")
+    _probe(p, f"into '{p}'")
     return p
+
+
+def positive(value: int | None, flag: str, minimum: int = 1, maximum: int | None = None) -> None:
+    """Raise NPSError unless ``value`` (None: unset) is an int in minimum..maximum."""
+    if value is None:
+        return
+    if value < minimum or (maximum is not None and value > maximum):
+        hi = f"..{maximum}" if maximum is not None else " or more"
+        raise NPSError(f"{flag} {value} is out of range; use {minimum}{hi}.")
 
 
 def add_corpus_args(p: argparse.ArgumentParser, default: str = "mnist") -> None:
@@ -42,3 +84,48 @@ def add_corpus_args(p: argparse.ArgumentParser, default: str = "mnist") -> None:
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+
+
+def add_record_corpus_args(p: argparse.ArgumentParser) -> None:
+    """--corpus and --data-root for commands that read a record's corpus (evaluate, trace)."""
+    p.add_argument("--corpus", default=None,
+                   help="the corpus to check the record against (default: the record's named corpus); required "
+                        "for a folder:PATH corpus, which a record alone never opens")
+    p.add_argument("--data-root", default=None,
+                   help="extra folder to look for corpus files (also $NPS_DATA_ROOT); a record's own data_root "
+                        "is never used")
+
+
+def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # noqa: ANN001, ANN201
+    """The corpus a record was generated from (its name and subset), read from the user's roots only.
+
+    A record never decides where data is read from (issue 9, item 1): its ``data_root``
+    is ignored (the roots are ``--data-root`` and ``$NPS_DATA_ROOT``), and its corpus name
+    may only pick one of the named corpora; a ``folder:PATH`` corpus is opened only when
+    the user passes the same name with ``--corpus``.
+
+    Raises:
+        NPSError: the record names a folder the user did not pass, an unknown corpus, or a
+            corpus that does not match the record (size, canvas, ids).
+    """
+    from nps.corpora import CORPUS_NAMES, load_corpus
+    from nps.record import check_fits
+    name = record.config.get("corpus")
+    if not isinstance(name, str) or not name.strip():
+        raise NPSError("the record names no corpus; pass --corpus NAME to say which one it was made on.")
+    if corpus_flag is not None and corpus_flag.strip() != name.strip():
+        raise NPSError(f"--corpus '{corpus_flag}' is not the record's corpus '{name:.200}'; drop --corpus or "
+                       "pass the record's own corpus name.")
+    if name.startswith("folder:") and corpus_flag is None:
+        raise NPSError(f"the record was made on '{name:.200}'; a record never chooses which folder is read, so "
+                       "pass --corpus with that name to read it if you trust that folder.")
+    if name not in CORPUS_NAMES and not name.startswith("folder:"):
+        raise NPSError(f"the record names an unknown corpus '{name:.200}'; the known ones are "
+                       f"{', '.join(CORPUS_NAMES)} or folder:PATH.")
+    corpus = load_corpus(name, subset=record.config.get("subset"), data_root=data_root)
+    size = record.config.get("corpus_size")
+    if size is not None and size != len(corpus):
+        raise NPSError(f"the record was made on a corpus of {size} images but '{name:.200}' here has "
+                       f"{len(corpus)}; use the same corpus files (and --data-root) it was made from.")
+    check_fits(record, len(corpus), corpus.image_shape)
+    return corpus

@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 
-from nps.cli._common import add_device_arg, writable_dir
+from nps.cli._common import add_device_arg, positive, writable_dir
 from nps.config import DEFAULTS
 
 # SSD-only and SSD+loc search every training image (SSD-only: every position too), so
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from nps import __version__, plots
     from nps.analysis import analyse_record, jsonable
     from nps.cli.evaluate import write_pictures
-    from nps.config import GenerationConfig, resolve_encoder
+    from nps.config import GenerationConfig, resolve_encoder, warn_fitted
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
@@ -123,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
     subset = args.subset if args.subset is not None else preset["subset"]
     if n < 2:
         raise NPSError(f"--n {n} must be >= 2 (IS and FID need several samples).")
+    positive(subset, "--subset", 0, 2**63 - 1)
+    positive(args.entropy_window, "--entropy-window", 1, 255)
+    sampler_kw = {k: getattr(args, k) for k in ("window", "eps", "radius", "seed_size") if getattr(args, k) is not None}
+    # Parameter errors before any loading (the corpus-dependent checks follow once it is loaded).
+    GenerationConfig(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                     k=args.k if args.k is not None else DEFAULTS["k"], encoder="pca", **sampler_kw).check()
     out = writable_dir(args.out)
     (out / "records").mkdir(exist_ok=True)
     full_corpus = load_corpus(args.corpus, data_root=args.data_root)
@@ -149,12 +155,14 @@ def run(args: argparse.Namespace) -> int:
         memo.setdefault("subset", enc)
     if not encoders:
         raise NPSError("no encoder could be loaded; pass --encoders pca.")
-    sampler_kw = {k: getattr(args, k) for k in ("window", "eps", "radius", "seed_size") if getattr(args, k) is not None}
     k_subset = args.k if args.k is not None else auto_k(len(corpus))
     base = GenerationConfig(corpus=args.corpus, subset=subset, n=n, seed=args.seed, batch_size=args.batch_size,
                             device=args.device, data_root=args.data_root, encoder=encoders[0], k=k_subset,
                             **sampler_kw)
-    base.check(len(corpus), corpus.image_shape)
+    fitted = base.fit_canvas(corpus.image_shape, seed_size_given=args.seed_size is not None)
+    fitted.check(len(corpus), corpus.image_shape)
+    warn_fitted(base, fitted, corpus.image_shape)
+    base = fitted
     plan = [(cons.replace(",", "+"), label, base.replace(constraints=cons), "subset")
             for cons, label in CONSTRAINT_SETS[:2]]
     for i, name in enumerate(encoders):

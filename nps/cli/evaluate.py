@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-from nps.cli._common import writable_dir
+from nps.cli._common import add_record_corpus_args, positive, record_corpus, writable_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,22 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("record", help="a provenance record (.npz) written by `nps generate`")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--entropy-window", type=int, default=5, help="entropy window side (default: %(default)s)")
-    p.add_argument("--traces", type=int, default=4, help="samples to draw source traces for (default: %(default)s)")
+    p.add_argument("--traces", type=int, default=4,
+                   help="samples to draw source traces for (default: %(default)s; at most the record's N are drawn)")
     p.add_argument("--encoder", default=None,
                    help="encoder for the embedding-space memorisation ratio (default: the record's encoder; "
                         "'none' for pixels only)")
     p.add_argument("--no-memorisation", action="store_true", help="skip the nearest-neighbour ratios")
     p.add_argument("--no-scores", action="store_true", help="skip IS/FID")
-    p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
+    add_record_corpus_args(p)
     p.set_defaults(func=run)
 
 
-def load_record_corpus(record, data_root: str | None = None):  # noqa: ANN001, ANN201
-    """The corpus a record was generated from (same name and subset)."""
-    from nps.corpora import load_corpus
-    cfg = record.config
-    return load_corpus(cfg.get("corpus", "mnist"), subset=cfg.get("subset"),
-                       data_root=data_root or cfg.get("data_root"))
+def load_record_corpus(record, data_root: str | None = None, corpus: str | None = None):  # noqa: ANN001, ANN201
+    """The corpus a record was generated from, from the user's roots only (:func:`record_corpus`)."""
+    return record_corpus(record, corpus, data_root)
 
 
 def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, prefix: str = "") -> dict[str, str]:  # noqa: ANN001
@@ -76,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
 
-    if args.entropy_window < 1:
-        raise NPSError(f"--entropy-window {args.entropy_window} must be >= 1.")
     record = ProvenanceRecord.load(args.record)
+    h, w = record.canvas_shape
+    positive(args.entropy_window, "--entropy-window", 1, min(h, w))
+    positive(args.traces, "--traces", 0)  # more than N draws N
+    corpus = load_record_corpus(record, args.data_root, args.corpus)
     out = writable_dir(args.out)
-    corpus = load_record_corpus(record, args.data_root)
     enc_name = args.encoder or record.config.get("encoder", "pca")
     encoder = None
     if not args.no_memorisation and enc_name != "none":

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig
+from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig, warn_fitted
 
 HELP = """Generate images by non-parametric sampling and write a provenance record (.npz).
 
@@ -47,7 +47,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--include-reference", action="store_true",
                    help="let the reference image be a source beyond the seed (left out of every pool by default)")
     g.add_argument("--label", type=int, default=d["label"], help="class-conditional: pool = images of this label")
-    g.add_argument("--seed-size", type=int, default=d["seed_size"], help="seed patch side (default: %(default)s)")
+    g.add_argument("--seed-size", type=int, default=None,
+                   help=f"seed patch side (default: {d['seed_size']}, or a quarter of the canvas side where "
+                        f"{d['seed_size']} would cover more than half of it, e.g. 2 on the 8x8 digits, with a warning)")
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> GenerationConfig:
@@ -56,7 +58,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> GenerationConfig:
         window=args.window, sigma=args.sigma, eps=args.eps, tol=args.tol, max_ssd=args.max_ssd, radius=args.radius,
         k=args.k, constraints=args.constraints, encoder=args.encoder, ssl_mode=args.ssl_mode, ssl_eps=args.ssl_eps,
         reference=args.reference, include_reference=args.include_reference, label=args.label,
-        seed_size=args.seed_size, batch_size=getattr(args, "batch_size", DEFAULTS["batch_size"]),
+        seed_size=DEFAULTS["seed_size"] if args.seed_size is None else args.seed_size,
+        batch_size=getattr(args, "batch_size", DEFAULTS["batch_size"]),
         device=args.device, data_root=args.data_root,
     )
     fields.update(overrides)
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nps.cli._common import writable_path
     from nps.corpora import load_corpus
+    from nps.errors import NPSError
     from nps.record import check_provenance
     from nps.sampler import generate
 
@@ -91,7 +95,14 @@ def run(args: argparse.Namespace) -> int:
     cfg.check()  # parameter errors before any loading
     out = writable_path(args.out, ".npz")
     grid = writable_path(args.grid, ".png") if args.grid else None
+    if grid is not None and grid.resolve() == out.resolve():
+        raise NPSError("--grid and --out name the same file; give two paths.")
     corpus = load_corpus(cfg.corpus, cfg.subset, cfg.data_root)
+    fitted = cfg.fit_canvas(corpus.image_shape, seed_size_given=args.seed_size is not None)
+    # Everything the run needs, memory included, is checked before it starts.
+    fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
+    warn_fitted(cfg, fitted, corpus.image_shape)
+    cfg = fitted
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 

@@ -8,11 +8,12 @@ import itertools
 import json
 import time
 
-from nps.cli._common import add_device_arg, writable_dir
+from nps.cli._common import add_device_arg, positive, writable_dir
 
 METRICS = ("IS", "FID", "class_H", "image_id_H", "relaxed_rate", "s_per_image", "n_sources", "top1_share")
 PLOTTED = ("IS", "class_H", "image_id_H", "relaxed_rate", "s_per_image")
 NOT_SWEPT = ("corpus", "data_root", "n", "device", "batch_size")
+MAX_RUNS = 256  # grid points per sweep: each is a full generate + analysis
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from nps import plots
     from nps.analysis import analyse_record, jsonable
     from nps.cli.ablate import run_config
-    from nps.config import GenerationConfig
+    from nps.config import GenerationConfig, warn_fitted
     from nps.corpora import load_corpus
     from nps.errors import NPSError
     from nps.metrics.classifier import load_classifier
@@ -109,20 +110,30 @@ def run(args: argparse.Namespace) -> int:
     grid = parse_params(args.param)
     if args.n < 2:
         raise NPSError(f"--n {args.n} must be >= 2 (IS and FID need several samples).")
+    positive(args.entropy_window, "--entropy-window", 1, 255)
+    base = GenerationConfig(corpus=args.corpus, subset=args.subset, n=args.n, seed=args.seed,
+                            batch_size=args.batch_size, device=args.device, data_root=args.data_root)
+    names = list(grid)
+    combos = list(itertools.product(*grid.values()))
+    if len(combos) > MAX_RUNS:
+        raise NPSError(f"the grid has {len(combos)} points; sweep at most {MAX_RUNS} at once (fewer values).")
+    configs = [base.replace(**dict(zip(names, combo))) for combo in combos]
+    for cfg in configs:  # parameter errors before any loading
+        cfg.check()
     out = writable_dir(args.out)
     corpus = load_corpus(args.corpus, subset=args.subset, data_root=args.data_root)
+    if "seed_size" not in grid:  # the default seed, fitted to the canvas (with a warning)
+        size = base.fit_canvas(corpus.image_shape, seed_size_given=False).seed_size
+        configs = [cfg.replace(seed_size=size) for cfg in configs]
+    labels = set(corpus.train_labels.tolist())
+    for cfg in configs:  # validate every point against the corpus before spending time on any
+        cfg.check(len(corpus), corpus.image_shape, labels)
+    warn_fitted(base, configs[0], corpus.image_shape)
     try:
         classifier = load_classifier(args.corpus)
     except NPSError as exc:
         classifier = None
         print(f"note: IS/FID skipped ({exc})")
-    base = GenerationConfig(corpus=args.corpus, subset=args.subset, n=args.n, seed=args.seed,
-                            batch_size=args.batch_size, device=args.device, data_root=args.data_root)
-    names = list(grid)
-    combos = list(itertools.product(*grid.values()))
-    configs = [base.replace(**dict(zip(names, combo))) for combo in combos]
-    for cfg in configs:  # validate every point before spending time on any
-        cfg.check(len(corpus), corpus.image_shape)
     rows, full = [], []
     for i, (combo, cfg) in enumerate(zip(combos, configs)):
         label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(names, combo))

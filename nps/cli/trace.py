@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 
+from nps.cli._common import add_record_corpus_args, record_corpus
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "trace", help="trace a generated pixel to its source and show its constraint funnel",
         description="Print the source (train id, position, label) of pixel (y, x) of one sample, and recompute "
                     "exactly how many candidate windows survived each constraint at the step that filled it "
-                    "(the same numbers the app's funnel shows). The corpus is loaded from the record's config.")
+                    "(the same numbers the app's funnel shows). The corpus is the record's named corpus, read from "
+                    "--data-root or $NPS_DATA_ROOT (never from a path in the record); a folder:PATH corpus must be "
+                    "passed with --corpus.")
     p.add_argument("record", help="a provenance record (.npz) written by `generate`")
     p.add_argument("--sample", type=int, default=0, help="sample index in the record (default: %(default)s)")
     p.add_argument("--y", type=int, required=True, help="pixel row")
     p.add_argument("--x", type=int, required=True, help="pixel column")
-    p.add_argument("--data-root", default=None, help="folder with the corpus files, if not the default")
+    add_record_corpus_args(p)
     p.add_argument("--exhaustive", action="store_true",
                    help="also count windows passing SSD alone over every window of the corpus (slow on 60k images)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -24,13 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps.corpora import load_corpus
     from nps.funnel import constraint_funnel
     from nps.record import ProvenanceRecord
 
     record = ProvenanceRecord.load(args.record)
-    cfg = record.config
-    corpus = load_corpus(cfg["corpus"], cfg.get("subset"), args.data_root or cfg.get("data_root"))
+    corpus = record_corpus(record, args.corpus, args.data_root)
     f = constraint_funnel(record, corpus, args.sample, args.y, args.x,
                           exhaustive=True if args.exhaustive else None)
     sid, sy, sx = f.chosen
