@@ -26,7 +26,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "n": (1, 64),
     "batch_size": (1, 64),
     "window": (3, 15),
-    "sigma": (0.1, 5.0),
+    "sigma": (0.15, 5.0),  # config.SIGMA_MIN: below it the weights underflow float32
     "eps": (0.0, 1.0),
     "radius": (0, 8),
     "k": (1, 512),

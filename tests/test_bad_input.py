@@ -136,23 +136,6 @@ def _assert_one_line(rc: int, err: str, argv: list[str]) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:"), (argv, err)
 
 
-# Cases that still fail on this branch, in commands whose argument checks belong to the
-# harden-data engineer (train-encoder, train-classifier, embed, encoder-eval: issue 9 items 3
-# and 10).  They are expected to pass once that branch is merged; then delete this table
-# (non-strict, so the merge does not break the suite before it is deleted).
-ELSEWHERE = {
-    ("embed", "--k", HUGE), ("encoder-eval", "--k", HUGE), ("encoder-eval", "--probe-max-train", "0"),
-    ("encoder-eval", "--probe-max-train", "-1"), ("train-classifier", "--batch-size", HUGE),
-    ("train-classifier", "--epochs", HUGE), ("train-classifier", "--seed", "-1"),
-    *((c, f, v) for c in ("train-classifier", "train-encoder") for f in ("--threads",) for v in COUNT),
-    *(("train-encoder", f, v) for f in ("--aug-group", "--width") for v in COUNT),
-    ("train-encoder", "--batch-size", HUGE), ("train-encoder", "--epochs", HUGE),
-    *(("train-encoder", f, v) for f in ("--lr", "--temperature") for v in ("0", "-1")),
-    ("train-encoder", "--probe-max-train", "0"), ("train-encoder", "--probe-max-train", "-1"),
-    ("train-encoder", "--seed", "-1"),
-}
-
-
 def _cases() -> list:
     out = []
     for (command, flag), action in sorted(_numeric_flags().items()):
@@ -163,9 +146,7 @@ def _cases() -> list:
         else:
             values = WRONG_FLOAT + OUT_OF_RANGE.get((command, flag), [])
         for v in values:
-            mark = [pytest.mark.xfail(reason="argument check owned by harden-data (issue 9)", strict=False)] \
-                if (command, flag, v) in ELSEWHERE else []
-            out.append(pytest.param(command, flag, v, marks=mark, id=f"{command} {flag} {v or repr(v)}"))
+            out.append(pytest.param(command, flag, v, id=f"{command} {flag} {v or repr(v)}"))
     return out
 
 

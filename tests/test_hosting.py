@@ -122,7 +122,7 @@ def test_upload_config_within_the_controls_passes_and_drops_data_root() -> None:
 def test_upload_is_refused_before_anything_is_built(fresh_resources, cache_dir: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import nps.corpora
-    data = _upload_bytes(_record(None, subset=17))  # the attack: a subset no control offers
+    data = _upload_bytes(_record(17))  # the attack: a real record on a subset no control offers
     good = _upload_bytes(_record(200))
     before = _files(cache_dir)
 
@@ -167,7 +167,7 @@ def test_analysis_page_upload_shows_one_error_and_builds_nothing(cache_dir: Path
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", v2_init)
-    payload = {"data": _upload_bytes(_record(None, subset=17, encoder="pixels"))}
+    payload = {"data": _upload_bytes(_record(17, encoder="pixels"))}
     good = _upload_bytes(_record(200))
     npz_before = {p.name for p in cache_dir.glob("*.npz")}
 

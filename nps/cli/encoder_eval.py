@@ -40,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
     for n in names:
         if n not in ENCODERS:
             raise NPSError(f"unknown encoder '{n}'; choose from {', '.join(sorted(ENCODERS))}.")
-    if args.k < 1:
-        raise NPSError("--k must be >= 1.")
+    from nps.encoders.hparams import check_device, check_number
+    check_number("--k", args.k, 1, 10_000, integer=True)
+    if args.probe_max_train is not None:
+        check_number("--probe-max-train", args.probe_max_train, 10, 10**9, integer=True)
+    if args.subset is not None:
+        check_number("--subset", args.subset, 1, 10**9, integer=True)
+    check_device(args.device)
     out = writable_path(args.json, ".json") if args.json else None
     corpus = load_corpus(args.corpus, args.subset, args.data_root)
     rows = []
