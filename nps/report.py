@@ -61,6 +61,58 @@ def checks(results: dict) -> list[tuple[str, bool | None]]:
     return out
 
 
+RESEARCH_COLUMNS = (("fid", "FID", 1, False), ("kid", "KID", 1, False), ("precision", "precision", 1, True),
+                    ("recall", "recall", 1, True), ("density", "density", 2, False),
+                    ("coverage", "coverage", 1, True), ("memorisation", "memorised", 1, True),
+                    ("reference_own_nearest", "nearest = own reference", 1, True))
+
+
+def _interval(m: dict | None, digits: int, pct: bool) -> str:
+    """``v [lo, hi]`` with a warning mark when the figure is below its minimum n."""
+    if not m or m.get("value") is None:
+        return "—"
+    f = (lambda v: f"{100 * v:.{digits}f}%") if pct else (lambda v: f"{v:.{digits}f}")
+    return f"{f(m['value'])} [{f(m['low'])}, {f(m['high'])}]" + ("" if m.get("reliable", True) else " ⚠")
+
+
+def research_section(cfgs: dict) -> list[str]:
+    """Table 3: the research metrics with 95 % intervals, the real ceiling, separations and per-class rows."""
+    have = {slug: r["research"] for slug, r in cfgs.items() if (r.get("research") or {}).get("metrics")}
+    if not have:
+        return []
+    lines = ["## Table 3: distribution and copying metrics, 95 % bootstrap intervals", ""]
+    rows = [[cfgs[slug]["label"], str(res["n"]), *(_interval(res["metrics"].get(k), d, pct)
+                                                  for k, _, d, pct in RESEARCH_COLUMNS)]
+            for slug, res in have.items()]
+    first = next(iter(have.values()))
+    if first.get("ceiling"):
+        c = first["ceiling"]
+        rows.append(["real test images (ceiling, half B)", str(next(iter(c.values()))["n"]),
+                     *(_interval(c.get(k), d, pct) for k, _, d, pct in RESEARCH_COLUMNS)])
+    lines += [*_table(["configuration", "n", *(h for _, h, _, _ in RESEARCH_COLUMNS)], rows), ""]
+    whys = sorted({m["why"] for res in have.values() for m in res["metrics"].values() if not m.get("reliable", True)})
+    lines += [f"⚠ unreliable: {w}." for w in whys] + ([""] if whys else [])
+    pairs = [(a, b) for a, b in (("ssd", "ssd+loc"), ("ssd+loc", "ssd+loc+ssl")) if a in have and b in have]
+    for a, b in pairs:
+        sep, over = [], []
+        for k, h, _, _ in RESEARCH_COLUMNS:
+            ma, mb = have[a]["metrics"].get(k), have[b]["metrics"].get(k)
+            if ma and mb:
+                (sep if ma["high"] < mb["low"] or mb["high"] < ma["low"] else over).append(h)
+        lines.append(f"- {cfgs[a]['label']} vs {cfgs[b]['label']}: intervals disjoint for "
+                     f"{', '.join(sep) or 'no metric'}; overlapping for {', '.join(over) or 'none'}.")
+    lines += ["", first.get("protocol", ""), ""]
+    main = have.get("ssd+loc+ssl")
+    if main and main.get("per_class"):
+        lines += [f"Per class ({cfgs['ssd+loc+ssl']['label']}, by the classifier's predicted class; classes with "
+                  "fewer than 8 samples have no figures):", ""]
+        crow = [[str(c["class"]), str(c["n"]), _num(c["share"], 0, True),
+                 *(_interval(c.get(k), 1, True) for k in ("precision", "recall", "coverage", "memorisation"))]
+                for c in main["per_class"]]
+        lines += [*_table(["class", "n", "share", "precision", "recall", "coverage", "memorised"], crow), ""]
+    return lines
+
+
 def write_report(results: dict, out: str | Path) -> Path:
     """Write ``out/report.md`` from ablation results (pictures must already be in ``out``).
 
@@ -122,6 +174,8 @@ def write_report(results: dict, out: str | Path) -> Path:
                      f"{PAPER['image_id_entropy']:.3f}" if full else "—"])
     lines += [*_table(["configuration", "class entropy (ours)", "image-ID entropy (ours)",
                        "class (paper)", "image-ID (paper)"], rows), ""]
+
+    lines += research_section(cfgs)
 
     # ---------------------------------------------------------------- mechanics
     lines += ["## Mechanics: composition, empty pools, memorisation, cost", ""]

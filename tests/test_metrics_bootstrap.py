@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from nps.errors import NPSError
-from nps.metrics.bootstrap import (Estimate, bootstrap, bootstrap_mean, interval, resample_counts,
-                                   resample_indices)
+from nps.metrics.bootstrap import Estimate, bootstrap, bootstrap_mean, interval, resample_counts, resample_indices
 
 
 def test_counts_are_the_indices_tallied_and_seeded():

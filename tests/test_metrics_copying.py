@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from nps.errors import NPSError
-from nps.metrics.copying import (memorisation_share, memorisation_threshold, nearest_train_distance, pixels,
-                                 reference_copying)
+from nps.metrics.copying import (
+    memorisation_share,
+    memorisation_threshold,
+    nearest_train_distance,
+    pixels,
+    reference_copying,
+)
 from nps.metrics.neighbours import NeighbourIndex
 
 

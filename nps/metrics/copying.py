@@ -126,5 +126,5 @@ def reference_copying(images: np.ndarray, references: np.ndarray, train: np.ndar
                                   seed=seed, bounds=(0.0, np.inf)),
         "ratio_quantiles": {"10": float(q[0]), "50": float(q[1]), "90": float(q[2])},
         "ratios": ratio,
-        "n": int(len(ratio)),
+        "n": len(ratio),
     }

@@ -78,7 +78,7 @@ def _feature_metrics(feats: np.ndarray, real_a: np.ndarray, prdc_real: np.ndarra
 
 def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None = None,  # noqa: ANN001
                    classifier=None, seed: int = 0, resamples: int = RESAMPLES,  # noqa: ANN001
-                   per_class: bool = True, ceiling: bool = True) -> dict:
+                   per_class: bool = True, ceiling: bool = True, skip_features: bool = False) -> dict:
     """FID, KID, precision/recall, density/coverage, memorisation, reference copying.
 
     Args:
@@ -88,13 +88,19 @@ def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None 
         classifier: fitted classifier (default: the corpus's shipped one; without one the
             feature metrics are skipped with a note).
         per_class, ceiling: add the per-class rows and the real test images' ceiling.
+        skip_features: pixel-space figures only (no classifier needed).
     Returns:
         dict: ``n``, ``metrics`` {name: {value, low, high, n, reliable, why}}, ``ceiling`` (the same
         for n test images of half B, or None), ``per_class`` (list of rows), ``reference_ratio_quantiles``,
         ``threshold`` {tau, n_test}, ``notes``, ``protocol``.
     """
-    from nps.metrics.copying import (memorisation_share, memorisation_threshold, nearest_train_distance, pixels,
-                                     reference_copying)
+    from nps.metrics.copying import (
+        memorisation_share,
+        memorisation_threshold,
+        nearest_train_distance,
+        pixels,
+        reference_copying,
+    )
     from nps.metrics.neighbours import NeighbourIndex
     images = np.asarray(images)
     n = len(images)
@@ -130,14 +136,14 @@ def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None 
     del train_index
 
     clf = classifier
-    if clf is None:
+    if clf is None and not skip_features:
         from nps.metrics.classifier import load_classifier
         try:
             clf = load_classifier(corpus.name)
         except NPSError as exc:
             notes.append(f"feature metrics skipped: {exc}")
     pred = real_pred = prdc_rows = None
-    if clf is not None:
+    if clf is not None and not skip_features:
         from nps.metrics.scores import test_outputs
         test_probs, test_feat = test_outputs(clf, corpus)
         probs, feats = clf.predict_proba(images), clf.features(images)
@@ -157,7 +163,7 @@ def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None 
         for c in range(int(max(pred.max(), real_pred.max())) + 1):
             sel = pred == c
             real_c = prdc_rows[real_pred[prdc_rows] == c]
-            row: dict = {"class": c, "n": int(sel.sum()), "n_real": int(len(real_c)),
+            row: dict = {"class": c, "n": int(sel.sum()), "n_real": len(real_c),
                          "share": float(sel.mean())}
             if sel.sum() >= MIN_CLASS_N:
                 row["memorisation"] = bootstrap_mean(memo[sel], resamples=resamples, seed=seed,
@@ -205,3 +211,46 @@ def format_lines(result: dict) -> list[str]:
                      f"{q['90']:.2f}")
     lines += [f"  note: {x}" for x in result.get("notes", [])]
     return lines
+
+
+def record_metrics(record, corpus, *, classifier=None, features: bool = True, copying: bool = True,  # noqa: ANN001
+                   seed: int = 0) -> dict | None:
+    """:func:`sample_metrics` of a provenance record, for ``nps evaluate`` and ``nps ablate``.
+
+    Args:
+        record: a :class:`~nps.record.ProvenanceRecord` (its ``reference`` feeds reference copying).
+        corpus: the corpus it was generated from.
+        features: compute the classifier-feature metrics (FID, KID, P/R, D/C, per class).
+        copying: compute memorisation and reference copying (with ``features`` off, only these).
+    Returns:
+        the :func:`sample_metrics` dict, one with only a note when the record has fewer than
+        6 samples, or None when both parts are switched off.
+    """
+    if not (features or copying):
+        return None
+    n = len(record)
+    if n < 6:
+        return {"n": n, "metrics": {}, "ceiling": None, "per_class": [], "reference_ratio_quantiles": None,
+                "notes": [f"research metrics skipped: they need at least 6 samples, the record has {n}"]}
+    out = sample_metrics(record.images, corpus, references=record.reference if copying else None,
+                         classifier=classifier, seed=seed, per_class=features, skip_features=not features)
+    if not copying:
+        out["metrics"].pop("memorisation", None)
+        if out.get("ceiling"):
+            out["ceiling"].pop("memorisation", None)
+    return out
+
+
+def research_line(result: dict | None) -> str:
+    """One compact line (FID, precision, recall, coverage, memorisation, own-reference share) for a progress log."""
+    if not result or not result.get("metrics"):
+        return "  " + "; ".join((result or {}).get("notes", ["research metrics skipped"]))
+    parts = []
+    for name in ("fid", "precision", "recall", "coverage", "memorisation", "reference_own_nearest"):
+        m = result["metrics"].get(name)
+        if m is not None:
+            est = Estimate(m["value"], m["low"], m["high"], m["n"])
+            text = est.format(2 if name == "fid" else 3, name in PCT).rsplit(" (n=", 1)[0]
+            parts.append(f"{name} {text}" + ("*" if not m["reliable"] else ""))
+    flag = "; * unreliable below the minimum n" if any(not m["reliable"] for m in result["metrics"].values()) else ""
+    return f"  n = {result['n']}: " + ", ".join(parts) + flag
