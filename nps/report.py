@@ -148,17 +148,20 @@ def write_report(results: dict, out: str | Path) -> Path:
     for slug, r in cfgs.items():
         s = (r.get("scores") or {}).get("samples")
         paper = f"{PAPER['is']:.2f}" if slug == paper_slug else "—"
-        rows.append([r["label"], _pm(s["is_mean"], s["is_std"]) if s else "—", _num(s.get("is_all")) if s else "—",
-                     _num(s["fid"]) if s else "—", paper])
+        fid_ci = ((r.get("research") or {}).get("metrics") or {}).get("fid")  # same FID, with its interval
+        rows.append([r["label"], str(r["n"]), _pm(s["is_mean"], s["is_std"]) if s else "—",
+                     _num(s.get("is_all")) if s else "—",
+                     _interval(fid_ci, 1, False) if fid_ci else (_num(s["fid"]) if s else "—"), paper])
     real = results.get("real")
     if real:
-        rows.append([f"real test images (ceiling, n={real['n']})", _pm(real["is_mean"], real["is_std"]),
+        rows.append([f"real test images (ceiling, n={real['n']})", str(real["n"]), _pm(real["is_mean"], real["is_std"]),
                      _num(real.get("is_all")), _num(real["fid"]), "—"])
     if results.get("real_full"):
         rf = results["real_full"]
-        rows.append([f"real test split (all {rf['n']})", _pm(rf["is_mean"], rf["is_std"]), "—", "—", "—"])
-    lines += [*_table(["configuration", "IS, 10 splits (ours)", "IS, 1 split of n (ours)",
-                       "FID (ours, classifier features)", "IS (paper)"], rows), ""]
+        rows.append([f"real test split (all {rf['n']})", str(rf["n"]), _pm(rf["is_mean"], rf["is_std"]), "—", "—",
+                     "—"])
+    lines += [*_table(["configuration", "n", "IS, 10 splits (ours)", "IS, 1 split of n (ours)",
+                       "FID (ours, classifier features) [95 % interval]", "IS (paper)"], rows), ""]
     lines += ["An IS over a split of m images cannot exceed m, so with small n the 10-split score is capped; "
               "compare rows with the real-image ceiling of the same n.", ""]
 
