@@ -14,6 +14,8 @@ generated samples; the real set is fixed; see :mod:`nps.metrics.bootstrap`).
   subsets hold every sample); above it, the mean over ``subsets`` random subsets of
   ``subset_size`` rows per side.  A resample with repeated rows drops the pairs of a
   row with its own copy (they would add k(x,x) as if it were a pair of distinct samples).
+  Reported in the kernel's raw units (no x1000): on the classifier's features, two
+  halves of the MNIST test split give about 0 +- 10, a 3-pixel shift about 120.
 * **Precision / recall** (Kynkäänniemi et al. 2019): a sample is *precise* if it lies
   in the k-NN ball (radius: distance to the k-th nearest other real) of some real
   image; a real image is *recalled* if it lies in the k-NN ball of some sample
