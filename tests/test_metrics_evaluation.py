@@ -51,7 +51,11 @@ def test_figures_below_the_minimum_n_are_flagged_with_a_reason(digits_setup):
     res = sample_metrics(corpus.test[:max(small, 6)], corpus, classifier=clf, per_class=False)
     assert not any(m["reliable"] for m in res["metrics"].values())
     text = "\n".join(format_lines(res))
-    assert "UNRELIABLE" in text and "unreliable: n = " in text and "*" in research_line(res)
+    assert "UNRELIABLE" in text and f"unreliable: fid: n = {small} < {MIN_N['fid']}" in text
+    assert "*" in research_line(res)
+    # between the two minima: FID (64) is readable, precision (128) is not
+    mid = sample_metrics(corpus.test[:100], corpus, classifier=clf, per_class=False)["metrics"]
+    assert mid["fid"]["reliable"] and not mid["precision"]["reliable"] and "n = 100 < 128" in mid["precision"]["why"]
     with pytest.raises(NPSError, match="at least 6"):
         sample_metrics(corpus.test[:5], corpus, classifier=clf)
 
