@@ -61,6 +61,58 @@ def checks(results: dict) -> list[tuple[str, bool | None]]:
     return out
 
 
+RESEARCH_COLUMNS = (("fid", "FID", 1, False), ("kid", "KID", 1, False), ("precision", "precision", 1, True),
+                    ("recall", "recall", 1, True), ("density", "density", 2, False),
+                    ("coverage", "coverage", 1, True), ("memorisation", "memorised", 1, True),
+                    ("reference_own_nearest", "nearest = own reference", 1, True))
+
+
+def _interval(m: dict | None, digits: int, pct: bool) -> str:
+    """``v [lo, hi]`` with a warning mark when the figure is below its minimum n."""
+    if not m or m.get("value") is None:
+        return "—"
+    f = (lambda v: f"{100 * v:.{digits}f}%") if pct else (lambda v: f"{v:.{digits}f}")
+    return f"{f(m['value'])} [{f(m['low'])}, {f(m['high'])}]" + ("" if m.get("reliable", True) else " ⚠")
+
+
+def research_section(cfgs: dict) -> list[str]:
+    """Table 3: the research metrics with 95 % intervals, the real ceiling, separations and per-class rows."""
+    have = {slug: r["research"] for slug, r in cfgs.items() if (r.get("research") or {}).get("metrics")}
+    if not have:
+        return []
+    lines = ["## Table 3: distribution and copying metrics, 95 % bootstrap intervals", ""]
+    rows = [[cfgs[slug]["label"], str(res["n"]), *(_interval(res["metrics"].get(k), d, pct)
+                                                  for k, _, d, pct in RESEARCH_COLUMNS)]
+            for slug, res in have.items()]
+    first = next(iter(have.values()))
+    if first.get("ceiling"):
+        c = first["ceiling"]
+        rows.append(["real test images (ceiling, half B)", str(next(iter(c.values()))["n"]),
+                     *(_interval(c.get(k), d, pct) for k, _, d, pct in RESEARCH_COLUMNS)])
+    lines += [*_table(["configuration", "n", *(h for _, h, _, _ in RESEARCH_COLUMNS)], rows), ""]
+    whys = sorted({m["why"] for res in have.values() for m in res["metrics"].values() if not m.get("reliable", True)})
+    lines += [f"⚠ unreliable: {w}." for w in whys] + ([""] if whys else [])
+    pairs = [(a, b) for a, b in (("ssd", "ssd+loc"), ("ssd+loc", "ssd+loc+ssl")) if a in have and b in have]
+    for a, b in pairs:
+        sep, over = [], []
+        for k, h, _, _ in RESEARCH_COLUMNS:
+            ma, mb = have[a]["metrics"].get(k), have[b]["metrics"].get(k)
+            if ma and mb:
+                (sep if ma["high"] < mb["low"] or mb["high"] < ma["low"] else over).append(h)
+        lines.append(f"- {cfgs[a]['label']} vs {cfgs[b]['label']}: intervals disjoint for "
+                     f"{', '.join(sep) or 'no metric'}; overlapping for {', '.join(over) or 'none'}.")
+    lines += ["", first.get("protocol", ""), ""]
+    main = have.get("ssd+loc+ssl")
+    if main and main.get("per_class"):
+        lines += [f"Per class ({cfgs['ssd+loc+ssl']['label']}, by the classifier's predicted class; classes with "
+                  "fewer than 8 samples have no figures):", ""]
+        crow = [[str(c["class"]), str(c["n"]), _num(c["share"], 0, True),
+                 *(_interval(c.get(k), 1, True) for k in ("precision", "recall", "coverage", "memorisation"))]
+                for c in main["per_class"]]
+        lines += [*_table(["class", "n", "share", "precision", "recall", "coverage", "memorised"], crow), ""]
+    return lines
+
+
 def write_report(results: dict, out: str | Path) -> Path:
     """Write ``out/report.md`` from ablation results (pictures must already be in ``out``).
 
@@ -96,17 +148,20 @@ def write_report(results: dict, out: str | Path) -> Path:
     for slug, r in cfgs.items():
         s = (r.get("scores") or {}).get("samples")
         paper = f"{PAPER['is']:.2f}" if slug == paper_slug else "—"
-        rows.append([r["label"], _pm(s["is_mean"], s["is_std"]) if s else "—", _num(s.get("is_all")) if s else "—",
-                     _num(s["fid"]) if s else "—", paper])
+        fid_ci = ((r.get("research") or {}).get("metrics") or {}).get("fid")  # same FID, with its interval
+        rows.append([r["label"], str(r["n"]), _pm(s["is_mean"], s["is_std"]) if s else "—",
+                     _num(s.get("is_all")) if s else "—",
+                     _interval(fid_ci, 1, False) if fid_ci else (_num(s["fid"]) if s else "—"), paper])
     real = results.get("real")
     if real:
-        rows.append([f"real test images (ceiling, n={real['n']})", _pm(real["is_mean"], real["is_std"]),
+        rows.append([f"real test images (ceiling, n={real['n']})", str(real["n"]), _pm(real["is_mean"], real["is_std"]),
                      _num(real.get("is_all")), _num(real["fid"]), "—"])
     if results.get("real_full"):
         rf = results["real_full"]
-        rows.append([f"real test split (all {rf['n']})", _pm(rf["is_mean"], rf["is_std"]), "—", "—", "—"])
-    lines += [*_table(["configuration", "IS, 10 splits (ours)", "IS, 1 split of n (ours)",
-                       "FID (ours, classifier features)", "IS (paper)"], rows), ""]
+        rows.append([f"real test split (all {rf['n']})", str(rf["n"]), _pm(rf["is_mean"], rf["is_std"]), "—", "—",
+                     "—"])
+    lines += [*_table(["configuration", "n", "IS, 10 splits (ours)", "IS, 1 split of n (ours)",
+                       "FID (ours, classifier features) [95 % interval]", "IS (paper)"], rows), ""]
     lines += ["An IS over a split of m images cannot exceed m, so with small n the 10-split score is capped; "
               "compare rows with the real-image ceiling of the same n.", ""]
 
@@ -122,6 +177,8 @@ def write_report(results: dict, out: str | Path) -> Path:
                      f"{PAPER['image_id_entropy']:.3f}" if full else "—"])
     lines += [*_table(["configuration", "class entropy (ours)", "image-ID entropy (ours)",
                        "class (paper)", "image-ID (paper)"], rows), ""]
+
+    lines += research_section(cfgs)
 
     # ---------------------------------------------------------------- mechanics
     lines += ["## Mechanics: composition, empty pools, memorisation, cost", ""]

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.errors import NPSError
     from nps.machine import machine_description
     from nps.metrics.classifier import load_classifier
+    from nps.metrics.evaluation import record_metrics, research_line
     from nps.report import write_report
 
     preset = QUICK if args.quick else FULL
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             memo[which] = get_encoder(encoders[0], corpora[which], device=args.device)
         r = analyse_record(record, corpora[which], window=args.entropy_window, classifier=classifier,
                            encoder=memo[which])
+        r["research"] = record_metrics(record, corpora[which], classifier=classifier)  # figures with intervals
         r["pictures"] = write_pictures(record, corpora[which], r, out, traces=2, prefix=_file_stem(slug) + "_")
         r.update(label=label, seconds=seconds, time_per_image_s=seconds / len(record), corpus_rows=which)
         results[slug] = r
@@ -196,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}: IS {s['is_mean']:.2f} ± {s['is_std']:.2f}, " if s else f"{label}: ", end="")
         print(f"class H {r['entropy']['class']['mean']:.3f}, ID H {r['entropy']['image_id']['mean']:.3f}, "
               f"relaxed {r['relaxed_rate']:.2%}, {r['time_per_image_s']:.2f} s/image")
+        print(research_line(r["research"]))
 
     grids = {results[s]["label"]: images[s] for s in ("ssd", "ssd+loc", "ssd+loc+ssl", "full:ssd+loc+ssl")
              if s in results}

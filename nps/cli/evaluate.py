@@ -89,10 +89,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: embedding-space memorisation skipped ({exc})")
     result = analyse_record(record, corpus, window=args.entropy_window, encoder=encoder,
                             memorisation=not args.no_memorisation, scores=not args.no_scores)
+    from nps.metrics.evaluation import format_lines, record_metrics  # FID/KID/PRDC/copying with intervals
+    result["research"] = record_metrics(record, corpus, features=not args.no_scores,
+                                        copying=not args.no_memorisation)
     result["pictures"] = write_pictures(record, corpus, result, out, args.traces)
     result["record"] = str(Path(args.record))
     (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
     _print_summary(result)
+    if result["research"] is not None:
+        print("\n".join(format_lines(result["research"])))
     print(f"wrote {out / 'metrics.json'} and {len(result['pictures'])} PNGs in {out}")
     return 0
 
