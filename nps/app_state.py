@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -151,6 +152,63 @@ def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
     sub = settings.get("subset")
     return {"corpus": str(settings["corpus"]), "subset": "all" if sub is None else str(sub),
             "encoder": str(settings["encoder"]), "seed": str(int(settings["seed"]))}  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- what a visitor sees
+# An absolute POSIX path: a "/" not preceded by a word character, a dot, a colon or another "/"
+# (so URLs, "a/b" and "1/3" are left alone), then one or more path components.
+_ABS_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/()\[\]'\"`,;]+)+/?")
+
+
+def redact_paths(text: str) -> str:
+    """Shorten every absolute server path in ``text`` to its last two parts (``…/dir/name``).
+
+    A visitor needs to know which file or package is meant, not where the server keeps it.
+    """
+    def last(m: re.Match) -> str:
+        parts = [p for p in m.group(0).split("/") if p]
+        return "…/" + "/".join(parts[-2:]) if parts else m.group(0)
+    return _ABS_PATH.sub(last, str(text))
+
+
+def records_to_evict(labels: list[str], pinned: Iterable[str], keep: int) -> list[str]:
+    """Which records to drop so that at most ``keep`` remain, oldest unpinned first.
+
+    Args:
+        labels: record labels, oldest first (the newest is last and is never evicted).
+        pinned: labels the visitor pinned (never evicted).
+    Returns:
+        labels to remove, oldest first; fewer than needed if too many are pinned.
+    """
+    pins = set(pinned)
+    excess = len(labels) - keep
+    if excess <= 0:
+        return []
+    candidates = [lab for lab in labels[:-1] if lab not in pins]
+    return candidates[:excess]
+
+
+def view_key(page: str, settings: Mapping[str, object]) -> str:
+    """Where a page's results are kept: the page, the corpus and the subset they were made on."""
+    sub = settings.get("subset")
+    return f"{page}|{settings.get('corpus')}|{sub or 'all'}"
+
+
+def record_label(config: Mapping[str, object], prefix: str) -> str:
+    """A record's name that says what it is: corpus, subset, constraints, encoder (when used), k, seed, n.
+
+    Records made on a subset and without the representation constraint read differently from a
+    full-corpus run, so a table of them cannot be misread.
+    """
+    cons = tuple(config.get("constraints", ()))  # type: ignore[arg-type]
+    sub = config.get("subset")
+    parts = [prefix + ":", str(config.get("corpus")), f"subset {int(sub):,}" if sub else "all images",  # type: ignore[call-overload]
+             constraint_label(cons),
+             f"{config.get('encoder')} k={config.get('k')}" if "ssl" in cons else "no representation",
+             f"seed {config.get('seed')}"]
+    if config.get("n") is not None:
+        parts.append(f"n={config.get('n')}")
+    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------- bytes in and out

@@ -19,7 +19,8 @@ st.markdown(
     "neighbours of a reference in an encoder's embedding). Because every pixel is copied, every pixel's "
     "source is *known exactly*: you can trace it, replay the fill, and see which constraint did what.")
 st.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representation* (arXiv 2510.22196). "
-           "Pick a corpus in the sidebar; the pages on the left are the bench.")
+           "Pick a corpus in the sidebar; its menu lists the pages of the bench (on a phone, open it with "
+           "the » at the top).")
 
 st.subheader("Presets")
 st.caption("Small records built once and kept in cache/. Opening one that is not built yet generates it "

@@ -19,9 +19,10 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    view_result,
     warn_if_slow,
 )
-from nps.app_state import BOUNDS, build_config, cli_command, constraint_label, grid_picture, suggested_params
+from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
 from nps.config import DEFAULTS
 from nps.presets import get_lesson
 
@@ -162,16 +163,18 @@ if go and config is not None:
         show_error(exc, "generating")
     else:
         live.done()
-        label = (f"generate: {config.corpus} {constraint_label(config.constraints)} {config.encoder} "
-                 f"seed {config.seed} n={config.n}")
+        label = record_label(config.to_dict(), "generate")
         add_record(label, rec)
-        st.session_state["gen_last"] = label
-        st.session_state["gen_last_time"] = (seconds, cached)
+        view_result("generate", settings).update(label=label, seconds=seconds, cached=cached)
 
-last = st.session_state.get("gen_last")
+result = view_result("generate", settings)
+last = result.get("label")
+if last and last not in records():
+    st.caption(f":orange[Your last result here ({last}) was removed from this session's records; "
+               "generate it again (identical settings are served from the results cache).]")
 if last and last in records():
     rec = records()[last]
-    seconds, cached = st.session_state.get("gen_last_time", (float("nan"), False))
+    seconds, cached = result.get("seconds", float("nan")), result.get("cached", False)
     st.subheader("Result")
     st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} ms/image)"
                + (" · from the results cache" if cached else ""))

@@ -18,9 +18,10 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    view_result,
     warn_if_slow,
 )
-from nps.app_state import ABLATION_SETS, MAX_COLUMNS, build_config, check_against, constraint_label, record_id
+from nps.app_state import ABLATION_SETS, MAX_COLUMNS, build_config, check_against, record_id, record_label
 from nps.app_state import suggested_params as suggested
 from nps.presets import get_lesson
 
@@ -87,7 +88,7 @@ for i, col in enumerate(cols):
         configs.append(cfg)
 
 stop_notice()
-results: dict = st.session_state.setdefault("abl_results", {})
+results: dict = view_result("ablations", settings)  # column -> its last run, for this corpus and subset
 run_one = [cols[i].button("Run", key=f"btn_abl_run_{i}") for i in range(ncols)]
 for i, cfg in enumerate(configs):
     if cfg is None or not (run_all or run_one[i]):
@@ -103,7 +104,7 @@ for i, cfg in enumerate(configs):
                 break
             continue
         live.done()
-    label = f"ablation {i + 1}: {cfg.corpus} {constraint_label(cfg.constraints)} {cfg.encoder} seed {cfg.seed}"
+    label = record_label(cfg.to_dict(), f"ablation {i + 1}")
     add_record(label, rec, make_current=False)
     results[i] = {"label": label, "seconds": seconds, "cached": cached, "config": cfg}
 

@@ -6,7 +6,18 @@ import streamlit as st
 
 from app_support import resources, views
 from app_support.boot import entry_guard
-from app_support.ui import add_record, attempt, config_caption, download_buttons, records, show_grid, ss_default
+from app_support.ui import (
+    MAX_RECORDS,
+    add_record,
+    attempt,
+    config_caption,
+    download_buttons,
+    pinned_records,
+    records,
+    set_pinned,
+    show_grid,
+    ss_default,
+)
 from nps.app_state import record_from_npz_bytes, record_id
 from nps.corpora import CORPUS_NAMES
 from nps.presets import PRESETS, get_lesson, load_preset
@@ -54,8 +65,29 @@ if not records():
 labels = list(records())
 if st.session_state.get("ana_record") not in labels:
     st.session_state["ana_record"] = labels[-1]
-st.selectbox("Record", labels, key="ana_record")
-record = records()[st.session_state["ana_record"]]
+pins = pinned_records()
+rc = st.columns([4, 1], vertical_alignment="bottom")
+rc[0].selectbox("Record", labels, key="ana_record",
+                format_func=lambda lab: ("📌 " if lab in pins else "") + lab)
+current = st.session_state["ana_record"]
+
+
+def _toggle_pin(label: str, key: str) -> None:
+    if not set_pinned(label, bool(st.session_state.get(key))):
+        st.session_state[key] = False
+        st.toast(f"At most {MAX_RECORDS - 1} records can be pinned; unpin one first.", icon=":material/push_pin:")
+
+
+pin_key = f"pin_{record_id(records()[current])[:10]}"
+st.session_state[pin_key] = current in pins
+rc[1].toggle("Pin", key=pin_key, on_change=_toggle_pin, args=(current, pin_key),
+             help=f"A session keeps its newest {MAX_RECORDS} records; a pinned one is never removed.")
+evicted = st.session_state.get("evicted_records", [])
+st.caption(f"This session keeps its newest {MAX_RECORDS} records ({len(labels)} now, {len(pins)} pinned); "
+           "the oldest unpinned one is removed when a new one arrives."
+           + (f" Removed so far: {', '.join(evicted[-3:])}" + (f" and {len(evicted) - 3} more" if len(evicted) > 3
+                                                              else "") + "." if evicted else ""))
+record = records()[current]
 cfg = record.config
 st.caption(config_caption(cfg) + f" · {len(record)} samples")
 corpus = attempt(resources.corpus, cfg.get("corpus"), cfg.get("subset"), what="loading the record's corpus")

