@@ -114,19 +114,21 @@ with tab_sample:
                     "is the final image masked by the first *t* entries of the fill order.")
         views.replay(record, n, rid[:8])
     st.divider()
-    st.markdown("**Overlays and pixel tracing.** Tick overlays to colour the canvas by provenance; click a pixel "
+    st.markdown("**Overlays and pixel tracing.** Colour the canvas by one provenance layer; click a pixel "
                 "to see where it came from and which constraints let it through.")
-    chosen = views.overlay_choice()
+    choice = views.overlay_choice()
     oc = st.columns([1, 1])
     with oc[0]:
-        y, x = views.overlay_canvas(record, n, rid, rid[:8], chosen)
+        y, x = views.overlay_canvas(record, n, rid, rid[:8], choice, tuple(corpus.class_names))
     with oc[1]:
         sampled = views.trace_source(record, n, y, x, corpus)
     if sampled:
         views.funnel_section(record, n, y, x, rid)
-    with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)"):
+    with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)",
+                     expanded=True):
         from nps.plots import trace_figure
-        st.plotly_chart(trace_figure(record, n, corpus.train), key="ana_trace_figure")
+        st.plotly_chart(trace_figure(record, n, corpus.train, class_names=tuple(corpus.class_names)),
+                        key="ana_trace_figure")
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
                    "map colour, at the positions they were copied from.")
     st.divider()
@@ -153,9 +155,16 @@ with tab_batch:
     ps = attempt(resources.pool_summary, rid, record, what="summarising pool sizes")
     if maps is not None and ps is not None:
         maps = dict(maps)
-        st.plotly_chart(heatmaps_figure(maps), key="ana_entropy_maps")
-        st.plotly_chart(heatmaps_figure({"log10 pool size (mean over samples)": ps["log10_map"]}, "log10"),
-                        key="ana_pool_map")
+        st.plotly_chart(heatmaps_figure(maps, "bits"), key="ana_entropy_maps")
+        st.caption(f"Mean over the {len(record)} samples of the window entropy at each position (a window of "
+                   f"{ent['entropy_window'] if ent else 5}×{ent['entropy_window'] if ent else 5} pixels around it, "
+                   "so only positions whose window fits the canvas have a value). Class entropy low: each region "
+                   "is one class; image-ID entropy high: regions mix many images.")
+        st.plotly_chart(heatmaps_figure({"pool size (mean of log10 over samples)": ps["log10_map"]},
+                                        "pool size (windows, log scale)", log10=True).update_layout(width=560),
+                        key="ana_pool_map", width="content")
+        st.caption("Pool size: how many candidate windows passed every constraint at that position (geometric "
+                   "mean over samples). Blank: the seed, copied whole from the reference, with no pool.")
     st.plotly_chart(composition_figure(record.source_index), key="ana_composition")
     comp = attempt(resources.composition, rid, record, what="computing composition")
     if comp is not None:

@@ -567,3 +567,23 @@ def test_page_switch_folds_the_sidebar_on_narrow_screens(app):
     assert not [h for h in app.get("html") if "page switch" in str(h.proto)]  # not on the first load
     app.switch_page("pages/2_generate.py").run()
     assert [h for h in app.get("html") if "page switch" in str(h.proto)]
+
+
+def test_overlay_is_one_layer_at_a_time_with_its_key(app):
+    from nps.overlays import LAYER_NOTES
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert app.radio(key="ana_overlay").value == "image-ID"
+    assert any(LAYER_NOTES["image-ID"][:30] in c.value for c in app.caption)
+    app.radio(key="ana_overlay").set_value("pool size").run()
+    _ok(app)
+    notes = [c.value for c in app.caption]
+    assert any(LAYER_NOTES["pool size"][:30] in c for c in notes)
+    assert not any(LAYER_NOTES["image-ID"][:30] in c for c in notes)  # one overlay at a time
+    app.slider(key="ana_overlay_alpha").set_value(1.0).run()
+    assert any("(100% over the sample)" in c.value for c in app.caption)
+    app.radio(key="ana_overlay").set_value("none").run()
+    assert app.slider(key="ana_overlay_alpha").disabled
+    top = next(e for e in app.expander if e.label.startswith("Top sources"))
+    assert top.proto.expanded  # open by default
