@@ -78,6 +78,22 @@ def warn_if_slow(config: Any, corpus: Any) -> None:
                    icon=":material/hourglass_top:")
 
 
+def lesson_banner(state_key: str, then: str) -> None:
+    """The running lesson's question (if any) with an End button; ``then`` says what to do next."""
+    from nps.app_state import sentence
+    from nps.presets import get_lesson
+    key = st.session_state.get(state_key)
+    if not key:
+        return
+    lesson = get_lesson(key)
+    with st.container(border=True):
+        st.markdown(f"**Lesson: {sentence(lesson.title)}** {lesson.predict}")
+        st.caption(f"{then} {lesson.look}")
+        if st.button("End lesson", key=f"btn_end_{state_key}"):
+            st.session_state[state_key] = None
+            st.rerun()
+
+
 def ss_default(key: str, value: Any) -> None:
     """Give a widget key its starting value once (widgets are then created without ``value=``)."""
     if key not in st.session_state:
@@ -236,6 +252,7 @@ def open_in_analysis(label: str, sample: int = 0, pixel: tuple[int, int] | None 
     st.session_state["ana_sample"] = int(sample)
     if pixel is not None:
         st.session_state["ana_y"], st.session_state["ana_x"] = int(pixel[0]), int(pixel[1])
+        st.session_state["_ana_pixel_given"] = True
     st.switch_page("pages/4_analysis.py")
 
 

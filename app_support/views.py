@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_support import resources
 from app_support.ui import ss_default
-from nps.app_state import display_scale, fill_step, source_window
+from nps.app_state import display_scale, fill_step, source_window, stroke_pixel
 from nps.overlays import LAYERS
 from nps.plots import to_rgb, upscale
 from nps.record import ProvenanceRecord
@@ -122,8 +122,13 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
     h, w = record.canvas_shape
     layers, okey = _overlay(rid, n, name, tuple(class_names), record)
     pic = compose_overlay(record.images[n], layers, [] if name == "none" else [name], alpha)
-    ss_default("ana_y", h // 2)
-    ss_default("ana_x", max(0, w // 2 - 2))
+    # A new record or sample starts on a stroke pixel (a background pixel has a dull funnel), unless
+    # the visitor arrived with a pixel of their own (a link, a lesson, "Open in Analysis").
+    ss = st.session_state
+    if ss.get("_ana_pixel_for") != (rid, n):
+        if not ss.pop("_ana_pixel_given", False) or "ana_y" not in ss:
+            ss["ana_y"], ss["ana_x"] = stroke_pixel(record, n)
+        ss["_ana_pixel_for"] = (rid, n)
     st.session_state["ana_y"] = int(min(max(st.session_state["ana_y"], 0), h - 1))
     st.session_state["ana_x"] = int(min(max(st.session_state["ana_x"], 0), w - 1))
     y, x = st.session_state["ana_y"], st.session_state["ana_x"]

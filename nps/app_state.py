@@ -171,6 +171,39 @@ def redact_paths(text: str) -> str:
     return _ABS_PATH.sub(last, str(text))
 
 
+def sentence(title: str) -> str:
+    """``title`` ending in exactly one full stop (a question or exclamation mark is kept as it is)."""
+    t = title.rstrip()
+    return t if t.endswith((".", "?", "!")) else t + "."
+
+
+def stroke_pixel(record: ProvenanceRecord, n: int) -> tuple[int, int]:
+    """A pixel worth tracing in sample n: on a stroke, sampled (not seed, not given), near the centre.
+
+    Among the sampled pixels, those at least half as bright as the brightest are strokes; the one
+    nearest the canvas centre wins (ties: the brighter, then raster order).  A sample with no
+    sampled pixel falls back to the centre.
+
+    Returns:
+        (y, x).
+    """
+    h, w = record.canvas_shape
+    img = np.asarray(record.images[n], np.float64)
+    value = img.mean(axis=-1) if img.ndim == 3 else img
+    seed = np.zeros((h, w), bool)
+    shell0 = record.order[np.asarray(record.shell) == 0]
+    seed[shell0[:, 0], shell0[:, 1]] = True
+    sampled = (np.asarray(record.source_index[n]) >= 0) & ~seed
+    if not sampled.any():
+        return h // 2, w // 2
+    top = value[sampled].max()
+    cand = sampled & (value >= 0.5 * top) if top > 0 else sampled
+    ys, xs = np.nonzero(cand)
+    dist = (ys - (h - 1) / 2) ** 2 + (xs - (w - 1) / 2) ** 2
+    best = np.lexsort((xs, ys, -value[ys, xs], dist))[0]
+    return int(ys[best]), int(xs[best])
+
+
 def records_to_evict(labels: list[str], pinned: Iterable[str], keep: int) -> list[str]:
     """Which records to drop so that at most ``keep`` remain, oldest unpinned first.
 

@@ -12,6 +12,7 @@ from app_support.ui import (
     add_record,
     config_caption,
     download_buttons,
+    lesson_banner,
     open_in_analysis,
     records,
     show_error,
@@ -24,7 +25,6 @@ from app_support.ui import (
 )
 from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
 from nps.config import DEFAULTS
-from nps.presets import get_lesson
 
 entry_guard()
 st.title("Generate")
@@ -49,15 +49,7 @@ def clamp(key: str, lo: float, hi: float) -> None:
     st.session_state[key] = type(st.session_state[key])(min(max(st.session_state[key], lo), hi))
 
 
-lesson_key = st.session_state.get("gen_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then press Generate and look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_lesson"):
-            st.session_state["gen_lesson"] = None
-            st.rerun()
+lesson_banner("gen_lesson", "Then press Generate and look:")
 
 st.subheader("Constraints")
 t = st.columns(3)

@@ -11,6 +11,7 @@ from app_support.ui import (
     LiveProgress,
     add_record,
     attempt,
+    lesson_banner,
     open_in_analysis,
     records,
     show_error,
@@ -23,22 +24,13 @@ from app_support.ui import (
 )
 from nps.app_state import ABLATION_SETS, MAX_COLUMNS, build_config, check_against, record_id, record_label
 from nps.app_state import suggested_params as suggested
-from nps.presets import get_lesson
 
 entry_guard()
 st.title("Ablations side by side")
 settings = st.session_state["settings"]
 corpus = sidebar_corpus(settings)
 
-lesson_key = st.session_state.get("abl_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then press Run all and look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_abl_lesson"):
-            st.session_state["abl_lesson"] = None
-            st.rerun()
+lesson_banner("abl_lesson", "Then press Run all and look:")
 
 ss_default("abl_ncols", 3)
 ss_default("abl_n", 16)

@@ -12,6 +12,7 @@ from app_support.ui import (
     attempt,
     config_caption,
     download_buttons,
+    lesson_banner,
     pinned_records,
     records,
     set_pinned,
@@ -20,21 +21,13 @@ from app_support.ui import (
 )
 from nps.app_state import record_from_npz_bytes, record_id
 from nps.corpora import CORPUS_NAMES
-from nps.presets import PRESETS, get_lesson, load_preset
+from nps.presets import PRESETS, load_preset
 
 RECORD_MB = 50
 entry_guard()
 st.title("Analysis & tracing")
 
-lesson_key = st.session_state.get("ana_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_ana_lesson"):
-            st.session_state["ana_lesson"] = None
-            st.rerun()
+lesson_banner("ana_lesson", "Then look:")
 
 with st.expander("Open a record file (.npz)"):
     up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",

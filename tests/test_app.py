@@ -587,3 +587,50 @@ def test_overlay_is_one_layer_at_a_time_with_its_key(app):
     assert app.slider(key="ana_overlay_alpha").disabled
     top = next(e for e in app.expander if e.label.startswith("Top sources"))
     assert top.proto.expanded  # open by default
+
+
+# --------------------------------------------------------------------------- lesson details (issue 13)
+def test_sentence_and_stroke_pixel(digits):
+    from nps.app_state import sentence, stroke_pixel
+    assert sentence("Where did this pixel come from?") == "Where did this pixel come from?"
+    assert sentence("Turn off locality") == "Turn off locality."
+    rec = _synthetic_record(digits.train)
+    rec.shell[:] = 1
+    rec.images[0] = 0
+    rec.images[0, 1, 1] = 200  # bright but far from the centre
+    rec.images[0, 4, 4] = 150  # bright enough and nearest the centre (3.5, 3.5)
+    rec.images[0, 3, 3] = 40  # near the centre but background
+    assert stroke_pixel(rec, 0) == (4, 4)
+    rec.shell[: 64 - 1] = 0  # everything but the last pixel is seed: the sampled pixel wins
+    assert stroke_pixel(rec, 0) == tuple(int(v) for v in rec.order[-1])
+
+
+def test_tracing_lesson_starts_on_a_stroke_pixel(app):
+    app.run()
+    app.button(key="btn_lesson_trace-pixel").click().run()
+    _ok(app)
+    assert app.title[0].value == "Analysis & tracing"
+    banner = next(m.value for m in app.markdown if m.value.startswith("**Lesson:"))
+    assert "come from?**" in banner and "?." not in banner
+    rec = app.session_state["records"]["preset: digits"]
+    y, x = app.number_input(key="ana_y").value, app.number_input(key="ana_x").value
+    img = rec.images[0]
+    assert img[y, x] >= 0.5 * img.max() and img[y, x] > 0  # a stroke, not background
+    assert any("Candidate windows" in str(getattr(c, "proto", "")) for c in app.get("plotly_chart")) or \
+        any("keep" in str(getattr(x_, "value", "")) for x_ in app.get("latex"))  # it has a funnel (not seed)
+
+
+def test_opening_a_record_starts_on_a_stroke_pixel(app):
+    from nps.app_state import stroke_pixel
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    rec = app.session_state["records"]["preset: digits"]
+    assert (app.number_input(key="ana_y").value, app.number_input(key="ana_x").value) == stroke_pixel(rec, 0)
+    app.number_input(key="ana_sample").set_value(2).run()
+    assert (app.number_input(key="ana_y").value, app.number_input(key="ana_x").value) == stroke_pixel(rec, 2)
+
+
+def test_cold_welcome_shows_a_picture(app):
+    app.run()
+    _ok(app)
+    assert len(app.image) >= 1  # the shipped grid, with nothing built yet
