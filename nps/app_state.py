@@ -375,6 +375,23 @@ def masked_preview(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
+FILLED_TINT = (40, 110, 230)  # blue: a pixel the sampler filled (red marks the hidden region before)
+
+
+def given_filled_picture(image: np.ndarray, given: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """(H,W,3) uint8: a completion with its filled pixels tinted blue and its given pixels as they are.
+
+    Args:
+        image: (H,W[,C]) uint8, the completed image.
+        given: (H,W) bool, True where the pixel was given (source -1), not sampled.
+    """
+    from nps.plots import to_rgb
+    rgb = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
+    filled = ~np.asarray(given, bool)
+    rgb[filled] = (1 - alpha) * rgb[filled] + alpha * np.array(FILLED_TINT, np.float64)
+    return rgb.astype(np.uint8)
+
+
 # --------------------------------------------------------------------------- overlays
 # The overlays and their keys live in nps.overlays; these names stay importable from here.
 from nps.overlays import LAYERS, colourise, compose_overlay, island_size_map, overlay_layers  # noqa: E402, F401

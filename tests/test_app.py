@@ -457,6 +457,8 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
     app.run()
+    app.button(key="btn_lesson_ssd-only").click().run()  # a lesson left running on Generate: SSD only
+    assert not app.toggle(key="gen_loc").value
     app.switch_page("pages/5_complete.py").run()
     app.number_input(key="cmp_test_id").set_value(3)
     app.selectbox(key="cmp_mask").set_value("left half").run()
@@ -464,6 +466,7 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
     _ok(app)
     config, image, known = calls[-1]
     assert config.corpus == "digits" and config.n == 1
+    assert config.constraints == ("ssd", "loc", "ssl")  # its own toggles, not the Generate page's lesson
     assert np.array_equal(image, digits.test[3])
     assert known[:, 4:].all() and not known[:, :4].any()
     rec = app.session_state["records"][_view(app, "complete")["label"]]
@@ -634,3 +637,58 @@ def test_cold_welcome_shows_a_picture(app):
     app.run()
     _ok(app)
     assert len(app.image) >= 1  # the shipped grid, with nothing built yet
+
+
+def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):
+    import sys
+    import types
+
+    from nps.app_state import FILLED_TINT, given_filled_picture
+    calls = []
+
+    def fake_complete(config, corpus, image, known, progress=None):
+        calls.append(config)
+        src = np.where(known, -1, 0)[None]
+        h, w = known.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.where(known, image, corpus.train[0])[None].astype(np.uint8)
+        order = np.concatenate([np.argwhere(known), np.argwhere(~known)]).astype(np.int64)
+        return ProvenanceRecord(images=img, source_index=src, source_y=np.where(known, -1, yy)[None],
+                                source_x=np.where(known, -1, xx)[None], source_label=np.where(known, -1, 0)[None],
+                                pool_size=np.ones((1, h, w), np.int64), relaxed=np.zeros((1, h, w), bool),
+                                reference=np.array([-1]), order=order, config=config.to_dict(),
+                                sample_id=np.array([0]), shell=np.r_[np.zeros(known.sum()), np.ones((~known).sum())]
+                                .astype(np.int64))
+
+    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.toggle(key="cmp_loc").set_value(False)
+    app.slider(key="cmp_eps").set_value(0.3)
+    app.button(key="btn_complete").click().run()
+    _ok(app)
+    assert calls[-1].constraints == ("ssd", "ssl") and calls[-1].eps == 0.3
+    captions = [c for i in app.image for c in i.captions]
+    assert any(c.startswith("the original") for c in captions)
+    assert any(c.startswith("given: 32 px") for c in captions)
+    assert any("the 32 filled pixels tinted blue" in c for c in captions)
+    assert any("differs from the original by" in c.value for c in app.caption)
+    # The marking itself: filled pixels tinted, given ones untouched.
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
+    given = np.zeros((4, 4), bool)
+    given[:2] = True
+    pic = given_filled_picture(img, given)
+    assert np.array_equal(pic[:2, :, 0], img[:2]) and (pic[2:, :, 2] > img[2:]).all()
+    assert FILLED_TINT[2] > FILLED_TINT[0]
+
+
+def test_complete_draw_option_names_the_optional_component(app):
+    import importlib.util
+    if importlib.util.find_spec("streamlit_drawable_canvas") is not None:
+        pytest.skip("streamlit-drawable-canvas is installed here: the browser test covers drawing")
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.radio(key="cmp_source").set_value("draw").run()
+    _ok(app)
+    assert any("streamlit-drawable-canvas" in i.value for i in app.info)
+    assert not any(b.key == "btn_complete" for b in app.button)  # nothing to fill yet

@@ -267,3 +267,30 @@ def test_phone_layout_folds_the_sidebar_after_navigation(server, browser):
         _no_errors(pg)
     finally:
         ctx.close()
+
+
+@pytest.mark.slow
+def test_drawing_on_complete(server, page):
+    """Draw a stroke on Complete and fill half of it back (needs the optional drawing component)."""
+    pytest.importorskip("streamlit_drawable_canvas", reason="the optional streamlit-drawable-canvas is not installed")
+    page.goto(f"{server}/complete?corpus=digits&subset=all&encoder=pca&seed=0")
+    page.get_by_role("heading", name="Complete", exact=True).wait_for()
+    _settle(page)
+    page.get_by_text("draw", exact=True).click()
+    _settle(page)
+    canvas = page.locator("canvas").last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    for i in range(20):  # a diagonal stroke (Fabric drops a perfectly straight vertical path)
+        page.mouse.move(box["x"] + 40 + i * 5, box["y"] + 40 + i * 5)
+    page.mouse.up()
+    page.get_by_text("the image", exact=True).wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Fill the unknown region").click()
+    page.get_by_text("filled pixels tinted blue", exact=False).wait_for()
+    _settle(page)
+    _no_errors(page)
+    _shot(page, "complete-drawing")
