@@ -345,6 +345,12 @@ def test_ablations_share_references_and_show_metrics(app, spy):
     assert len(recs) == 3 and all(np.array_equal(r.reference, recs[0].reference) for r in recs)
     labels = [m.label for m in app.metric]
     assert labels.count("class entropy") == 3 and labels.count("time per image") == 3
+    table = app.dataframe[-1].value
+    assert list(table["n"]) == [4, 4, 4] and list(table["encoder"])[:2] == ["no representation"] * 2
+    assert list(table["encoder"])[2].startswith("pca (k=")
+    assert all(lab.split(":")[1].strip().startswith("digits all images") for lab in table["record"])
+    assert {d.label for d in app.get("download_button")} >= {"Download the table (.csv)", "Download the table (.md)"}
+    assert any("no representation · n = 4" in c.value for c in app.caption)
     spy.clear()
     app.button(key="btn_abl_run_2").click().run()  # re-running a column hits the results cache
     assert spy == []
@@ -414,12 +420,22 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
     app.slider(key="abl_n").set_value(16)
     app.button(key="btn_abl_run_all").click().run()
     _ok(app)
+    # n = 16: one IS split, so the score is greyed out with its reason instead of "± 0.00".
+    assert "Inception Score (n = 16)" not in {m.label for m in app.metric}
+    text = " ".join(m.value for m in app.markdown)
+    assert "Inception Score (n = 16)" in text and "not comparable: one split of 16 samples" in text
+    assert "classifier FID (n = 16)" in text
+    app.slider(key="abl_n").set_value(32)
+    app.button(key="btn_abl_run_all").click().run()
+    _ok(app)
     metrics = {m.label: m for m in app.metric}
-    score = metrics["Inception Score"]
+    score = metrics["Inception Score (n = 32)"]
     assert 1.0 <= float(score.value.split(" ± ")[0]) <= 10.0
     assert score.delta.startswith("real ceiling ")
-    assert 1.0 <= float(score.delta.split()[-1]) <= 10.0
-    assert "classifier FID" in metrics
+    assert 1.0 <= float(score.delta.split()[2]) <= 10.0
+    assert "classifier FID (n = 32)" not in metrics  # FID needs n >= 64
+    row = app.dataframe[-1].value.iloc[0]
+    assert row["n"] == 32 and row["IS"] and not row["FID (classifier)"] and "FID:" in row["notes"]
 
 
 def test_nearest_candidates_match_brute_force(digits):
@@ -692,3 +708,22 @@ def test_complete_draw_option_names_the_optional_component(app):
     _ok(app)
     assert any("streamlit-drawable-canvas" in i.value for i in app.info)
     assert not any(b.key == "btn_complete" for b in app.button)  # nothing to fill yet
+
+
+def test_ablation_table_exports_and_minimum_n():
+    from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
+    assert unreliable("is", 16) and unreliable("is", 32) is None and unreliable("fid", 63) and not unreliable("fid", 64)
+    cfg = GenerationConfig(corpus="digits", n=16, constraints=("ssd", "loc"), subset=500).to_dict()
+    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "id_entropy": 2.0, "id_entropy_std": 0.2}
+    sc = {"samples": {"is_mean": 4.0, "is_std": 0.0, "fid": 100.0}, "real": {"is_mean": 5.0, "is_std": 0.0,
+                                                                            "fid": 50.0}}
+    row = ablation_row(1, "x", cfg, 16, 1.6, ent, sc)
+    assert row["encoder"] == "no representation" and row["training images"] == "subset 500"
+    assert row["IS"] == "" and row["FID (classifier)"] == "" and "IS: one split" in row["notes"]
+    assert row["class entropy (bits)"] == "1.000 ± 0.100" and row["ms/image"] == 100.0
+    big = ablation_row(2, "a|b", cfg, 64, 6.4, None, sc)
+    assert big["IS"] == "4.00 ± 0.00" and big["FID (classifier)"] == "100.0" and big["notes"] == ""
+    csv_text = to_csv([row, big])
+    assert csv_text.splitlines()[0].startswith("column,record,corpus") and len(csv_text.splitlines()) == 3
+    md = to_markdown([row, big]).splitlines()
+    assert md[0].startswith("| column | record") and md[1].startswith("|---") and "a\\|b" in md[3]
