@@ -17,7 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_support.sidebar import sidebar
-from app_support.ui import close_sidebar_on_phone, persist_page_state
+from app_support.ui import close_sidebar_on_phone, persist_page_state, remember_link
 
 # A bundled PNG, served by this server: a ":material/...:" favicon is fetched from an external font
 # host on every page load, which an offline classroom cannot reach (page icons in the menu are fine:
@@ -56,6 +56,7 @@ PAGES = [
 page = st.navigation(PAGES)
 _warm_up()
 persist_page_state()
+remember_link(page.url_path)  # before the sidebar rewrites the address bar
 st.session_state["settings"] = sidebar()
 close_sidebar_on_phone(page.url_path)
 page.run()

@@ -234,6 +234,39 @@ def set_pinned(label: str, pinned: bool) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- permalinks
+def remember_link(page: str) -> None:
+    """On a session's first run, keep the URL's query and the page it opened (a permalink to apply once)."""
+    ss = st.session_state
+    if "_link_page" not in ss:
+        ss["_link_page"] = page
+        ss["_link"] = st.query_params.to_dict()
+
+
+def take_link(page: str) -> dict | None:
+    """The permalink's query if the session opened on ``page`` and it was not applied yet (then never again)."""
+    ss = st.session_state
+    if ss.get("_link_page") != page or ss.get("_link") is None:
+        return None
+    link = ss["_link"]
+    ss["_link"] = None
+    return link
+
+
+def mirror_query(params: dict[str, str]) -> None:
+    """Write a page's own parameters into the address bar, dropping those of other pages.
+
+    The sidebar's keys (corpus, subset, encoder, seed) are left to the sidebar.
+    """
+    from nps.app_state import SIDEBAR_KEYS
+    for key in list(st.query_params.keys()):
+        if key not in SIDEBAR_KEYS and key not in params:
+            del st.query_params[key]
+    for key, value in params.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
 # --------------------------------------------------------------------------- results of a view
 def view_result(page: str, settings: dict) -> dict:
     """The results a page produced for the sidebar's corpus and subset (a mutable dict).

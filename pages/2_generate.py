@@ -13,6 +13,7 @@ from app_support.ui import (
     config_caption,
     download_buttons,
     lesson_banner,
+    mirror_query,
     open_in_analysis,
     records,
     show_error,
@@ -20,9 +21,11 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    take_link,
     view_result,
     warn_if_slow,
 )
+from nps.app_links import params_from_query, params_to_query
 from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
 from nps.config import DEFAULTS
 
@@ -42,6 +45,29 @@ for k, v in {"n": 16, "batch_size": 16, "ssd": True, "loc": True, "ssl": True, "
              "sigma": round(DEFAULTS["window"] / 6.4, 3), "ssl_mode": DEFAULTS["ssl_mode"], "label": -1,
              "ref_mode": "random", "reference": 0}.items():
     ss_default(f"gen_{k}", v)
+
+
+link = take_link("generate")
+if link:  # a permalink: its parameters replace the page's (each checked; a bad one keeps the default)
+    fields, notes = params_from_query(link, bounds=BOUNDS)
+    ss = st.session_state
+    for name, value in fields.items():
+        if name == "constraints":
+            for c in ("ssd", "loc", "ssl"):
+                ss[f"gen_{c}"] = c in value
+        elif name == "label":
+            ss["gen_label"] = -1 if value is None else int(value)
+        elif name == "reference":
+            ss["gen_ref_mode"] = "random" if value is None else "pick"
+            ss["gen_reference"] = 0 if value is None else int(value)
+        elif name == "sigma":
+            ss["gen_sigma_auto"] = value is None
+            if value is not None:
+                ss["gen_sigma"] = float(value)
+        else:
+            ss[f"gen_{name}"] = value
+    for note in notes:
+        st.caption(f":orange[{note}]")
 
 
 def clamp(key: str, lo: float, hi: float) -> None:
@@ -139,6 +165,7 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
     show_error(exc, "checking the parameters")
     config = None
 
+mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
     warn_if_slow(config, corpus)
     with st.expander("The same run from the command line"):

@@ -13,12 +13,15 @@ from app_support.ui import (
     config_caption,
     download_buttons,
     lesson_banner,
+    mirror_query,
     pinned_records,
     records,
     set_pinned,
     show_grid,
     ss_default,
+    take_link,
 )
+from nps.app_links import record_query
 from nps.app_state import record_from_npz_bytes, record_id
 from nps.corpora import CORPUS_NAMES
 from nps.presets import PRESETS, load_preset
@@ -42,7 +45,59 @@ with st.expander("Open a record file (.npz)"):
                 add_record(f"upload: {up.name}", rec)
                 st.session_state["_uploaded_name"] = (up.name, up.size)
 
+
+
+def open_link(link: dict) -> None:
+    """Rebuild the record a permalink names (a preset, or a generation from its config) and select its view."""
+    from nps.app_links import config_from_query
+    from nps.app_state import BOUNDS, check_against, record_label
+    rec_kind = str(link.get("rec", ""))
+    label = rec = None
+    if rec_kind.startswith("preset:"):
+        name = rec_kind.removeprefix("preset:")
+        if name not in PRESETS:
+            st.caption(f":orange[the link names preset '{name}', which this lab does not have.]")
+            return
+        cfg = PRESETS[name].config
+        c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading {cfg.corpus}")
+        rec = attempt(load_preset, name, c, what=f"building preset {name}") if c is not None else None
+        label = f"preset: {name}"
+    elif rec_kind == "gen":
+        built = attempt(config_from_query, link, BOUNDS, what="reading the link")
+        if built is None:
+            return
+        config, notes = built
+        for note in notes:
+            st.caption(f":orange[{note}]")
+        c = attempt(resources.corpus, config.corpus, config.subset, what=f"loading {config.corpus}")
+        if c is None or attempt(lambda: check_against(config, c) or True, what="checking the link's settings") is None:
+            return
+        with st.spinner("Rebuilding the linked record (deterministic: the same config gives the same samples)…"):
+            out = attempt(resources.generate, config, what="rebuilding the linked record")
+        if out is not None:
+            rec, label = out[0], record_label(config.to_dict(), "generate")
+    else:
+        return
+    if rec is None:
+        return
+    add_record(label, rec)
+    ss = st.session_state
+    try:
+        ss["ana_sample"] = min(max(int(str(link.get("sample", 0))), 0), len(rec) - 1)
+        y, x = int(str(link.get("y"))), int(str(link.get("x")))
+        h, w = rec.canvas_shape
+        if 0 <= y < h and 0 <= x < w:
+            ss["ana_y"], ss["ana_x"], ss["_ana_pixel_given"] = y, x, True
+    except (TypeError, ValueError):
+        st.caption(":orange[the link's sample or pixel is not a number; showing sample 0.]")
+
+
+link = take_link("analysis")
+if link:
+    open_link(link)
+
 if not records():
+    mirror_query({})
     st.info("No record yet: generate one on the Generate page, or open a preset.")
     pc = st.columns(len(PRESETS))
     for col, preset in zip(pc, PRESETS.values()):
@@ -82,6 +137,9 @@ st.caption(f"This session keeps its newest {MAX_RECORDS} records ({len(labels)} 
                                                               else "") + "." if evicted else ""))
 record = records()[current]
 cfg = record.config
+if not record_query(current, cfg):
+    st.caption("The address bar cannot rebuild this record (an upload or a completion); download it below to "
+               "share it.")
 st.caption(config_caption(cfg) + f" · {len(record)} samples")
 corpus = attempt(resources.corpus, cfg.get("corpus"), cfg.get("subset"), what="loading the record's corpus")
 if corpus is None:
@@ -117,6 +175,7 @@ with tab_sample:
         sampled = views.trace_source(record, n, y, x, corpus)
     if sampled:
         views.funnel_section(record, n, y, x, rid)
+    mirror_query({**record_query(current, record.config), "sample": str(n), "y": str(y), "x": str(x)})
     with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)",
                      expanded=True):
         from nps.plots import trace_figure

@@ -727,3 +727,76 @@ def test_ablation_table_exports_and_minimum_n():
     assert csv_text.splitlines()[0].startswith("column,record,corpus") and len(csv_text.splitlines()) == 3
     md = to_markdown([row, big]).splitlines()
     assert md[0].startswith("| column | record") and md[1].startswith("|---") and "a\\|b" in md[3]
+
+
+# --------------------------------------------------------------------------- permalinks (issue 13)
+def test_link_codec_round_trip_and_bad_values():
+    from nps.app_links import config_from_query, params_from_query, params_to_query, record_query
+    from nps.app_state import BOUNDS
+    cfg = GenerationConfig(corpus="digits", n=9, window=3, eps=0.2, radius=1, k=16, seed_size=2, seed=5,
+                           constraints=("ssd", "loc"), reference=7, encoder="pca").to_dict()
+    q = record_query("generate: x", cfg)
+    assert q["rec"] == "gen" and q["r.cons"] == "ssd.loc" and q["r.corpus"] == "digits"
+    back, notes = config_from_query(q, BOUNDS)
+    assert notes == [] and back == GenerationConfig.from_dict(cfg)
+    assert record_query("preset: digits", cfg) == {"rec": "preset:digits"}
+    assert record_query("upload: a.npz", cfg) == {}
+    assert record_query("generate: y", {**cfg, "max_ssd": 0.5}) == {}  # a link cannot carry max_ssd
+    fields, notes = params_from_query({"w": "x", "eps": "9", "cons": "ssd.bogus", "n": "4", "label": "none"},
+                                      bounds=BOUNDS)
+    assert fields == {"n": 4, "label": None} and len(notes) == 3
+    assert params_to_query({"constraints": ("ssd",), "label": None}) == {"cons": "ssd", "label": "none"}
+    with pytest.raises(NPSError, match="no corpus"):
+        config_from_query({"rec": "gen", "r.n": "4"}, BOUNDS)
+
+
+def test_generate_link_sets_the_page_and_the_address_bar(app):
+    for k, v in {"w": "3", "eps": "0.25", "cons": "ssd.loc", "n": "4", "R": "2", "ref": "11", "k": "999"}.items():
+        app.query_params[k] = v
+    app.switch_page("pages/2_generate.py").run()
+    _ok(app)
+    assert app.title[0].value == "Generate"
+    assert app.toggle(key="gen_ssd").value and app.toggle(key="gen_loc").value and not app.toggle(key="gen_ssl").value
+    assert app.slider(key="gen_eps").value == 0.25 and app.slider(key="gen_n").value == 4
+    assert app.radio(key="gen_ref_mode").value == "pick" and app.number_input(key="gen_reference").value == 11
+    assert any("'k=999'" in c.value for c in app.caption)  # out of range: a note, the default kept
+    assert app.query_params["cons"] == "ssd.loc" and app.query_params["eps"] == "0.25"
+    app.slider(key="gen_radius").set_value(1).run()
+    assert app.query_params["R"] == "1"  # the address bar follows the controls
+
+
+def test_analysis_link_reopens_the_same_trace(monkeypatch):
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+    init = PagesManager.__init__
+
+    def v2_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", v2_init)
+    first = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    first.query_params.update({"corpus": "digits", "seed": "3", "encoder": "pca"})
+    first.switch_page("pages/2_generate.py").run()
+    first.slider(key="gen_n").set_value(4)
+    first.toggle(key="gen_ssl").set_value(False)
+    first.button(key="btn_generate").click().run()
+    first.number_input(key="gen_pick").set_value(2)
+    first.button(key="btn_open_analysis").click().run()
+    _ok(first)
+    first.switch_page("pages/4_analysis.py")  # AppTest keeps rerunning the page it last switched to
+    first.number_input(key="ana_y").set_value(5).run()
+    first.number_input(key="ana_x").set_value(6).run()
+    link = {k: first.query_params[k] for k in first.query_params}
+    assert link["rec"] == "gen" and link["sample"] == "2" and (link["y"], link["x"]) == ("5", "6")
+    rec = first.session_state["records"][first.session_state["ana_record"]]
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # another visitor, no session state
+    fresh.query_params.update(link)
+    fresh.switch_page("pages/4_analysis.py").run()
+    _ok(fresh)
+    again = fresh.session_state["records"][fresh.session_state["ana_record"]]
+    assert np.array_equal(again.images, rec.images) and np.array_equal(again.source_index, rec.source_index)
+    assert fresh.number_input(key="ana_sample").value == 2
+    assert (fresh.number_input(key="ana_y").value, fresh.number_input(key="ana_x").value) == (5, 6)
+    assert any(m.value.startswith("**Pixel (5, 6)** of sample 2") for m in fresh.markdown)
