@@ -70,6 +70,30 @@ def replay(record: ProvenanceRecord, n: int, key: str) -> None:
               caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
 
 
+# --------------------------------------------------------------------------- a grid to click
+def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
+    from nps.plots_maps import grid_index_from_points
+    try:
+        points = st.session_state[chart_key]["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return
+    i = grid_index_from_points(points, n)
+    if i is not None:
+        st.session_state[state_key] = i
+
+
+def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | None = None,
+              tile_px: int | None = None) -> None:
+    """A sample grid: click a digit to select it (``state_key`` gets its index); the chosen one is outlined."""
+    from nps.plots_maps import grid_figure
+    n = len(images)
+    sel = int(st.session_state.get(state_key, 0))
+    tile = tile_px or max(40, min(96, 3 * max(images.shape[1:3])))
+    fig = grid_figure(images, ncol, sel, tile)
+    st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_grid_pick(chart_key, state_key, n),
+                    selection_mode="points", config={"displayModeBar": False}, width="content")
+
+
 # --------------------------------------------------------------------------- overlay canvas with pixel picking
 def _on_pick(chart_key: str, h: int, w: int) -> None:
     from nps.app_state import pixel_from_points

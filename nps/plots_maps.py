@@ -137,3 +137,52 @@ def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows s
                       xaxis=dict(type="log", title_text="candidate windows (log scale)"),
                       yaxis=dict(autorange="reversed", automargin=True, title_text=None, ticksuffix="  "))
     return fig
+
+
+def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | None = None,
+                tile_px: int = 56):  # noqa: ANN201
+    """A grid of samples in which a click on a tile selects it (selection events carry the index).
+
+    Args:
+        images: (N,H,W[,C]) uint8.
+        selected: index to outline in red.
+        tile_px: displayed size of one tile; the figure is exactly ncol x nrow tiles, so a
+            square marker of that size covers each tile and any click on it hits its point.
+    """
+    import plotly.graph_objects as go
+
+    from nps.plots import grid_array
+    n, h, w = np.asarray(images).shape[:3]
+    ncol = ncol or int(np.ceil(np.sqrt(max(n, 1))))
+    nrow = int(np.ceil(n / ncol)) if n else 1
+    pic = grid_array(images, ncol)
+    idx = np.arange(n)
+    r, c = np.divmod(idx, ncol)
+    cx, cy = 1 + c * (w + 1) + (w - 1) / 2, 1 + r * (h + 1) + (h - 1) / 2  # tile centres (1-px gaps)
+    fig = go.Figure(go.Image(z=pic, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=cx, y=cy, mode="markers", customdata=idx, name="samples", showlegend=False,
+                             marker=dict(symbol="square", size=tile_px * 0.95, opacity=0.01, color="white"),
+                             hovertemplate="sample %{customdata}: click to select<extra></extra>"))
+    if selected is not None and 0 <= selected < n:
+        sr, sc = divmod(int(selected), ncol)
+        x0, y0 = sc * (w + 1) + 0.5, sr * (h + 1) + 0.5
+        fig.add_shape(type="rect", x0=x0 - 0.5, x1=x0 + w + 0.5, y0=y0 - 0.5, y1=y0 + h + 0.5,
+                      line=dict(color="#ff3b3b", width=3))
+    gh, gw = pic.shape[:2]
+    fig.update_xaxes(visible=False, range=[-0.5, gw - 0.5])
+    fig.update_yaxes(visible=False, range=[gh - 0.5, -0.5], scaleanchor="x")
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), width=ncol * tile_px, height=nrow * tile_px,
+                      dragmode=False, clickmode="event+select", plot_bgcolor="white")
+    return fig
+
+
+def grid_index_from_points(points: list, n: int) -> int | None:
+    """The sample index of the last clicked tile of a :func:`grid_figure` selection event, if valid."""
+    for p in reversed(list(points or [])):
+        try:
+            i = int(p["customdata"] if not isinstance(p["customdata"], list) else p["customdata"][0])
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+        if 0 <= i < n:
+            return i
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources
+from app_support import resources, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
@@ -17,7 +17,6 @@ from app_support.ui import (
     open_in_analysis,
     records,
     show_error,
-    show_grid,
     sidebar_corpus,
     ss_default,
     stop_notice,
@@ -197,10 +196,11 @@ if last and last in records():
     st.subheader("Result")
     st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} ms/image)"
                + (" · from the results cache" if cached else ""))
-    show_grid(rec.images, ncol=int(np.ceil(np.sqrt(len(rec)))))
-    oc = st.columns([1, 1, 3])
     ss_default("gen_pick", 0)
     clamp("gen_pick", 0, len(rec) - 1)
+    views.pick_grid(rec.images, "gen_pick", "sel_gen_grid", ncol=int(np.ceil(np.sqrt(len(rec)))))
+    st.caption("Click a digit to select it (outlined in red), then open it in Analysis.")
+    oc = st.columns([1, 1, 3])
     oc[0].number_input("sample (row-major in the grid)", 0, len(rec) - 1, step=1, key="gen_pick")
     if oc[1].button("Open in Analysis", key="btn_open_analysis", icon=":material/troubleshoot:"):
         open_in_analysis(last, int(st.session_state["gen_pick"]))

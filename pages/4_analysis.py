@@ -17,7 +17,6 @@ from app_support.ui import (
     pinned_records,
     records,
     set_pinned,
-    show_grid,
     ss_default,
     take_link,
 )
@@ -158,7 +157,9 @@ with tab_sample:
     sc = st.columns([1, 3])
     sc[0].number_input("sample", 0, len(record) - 1, step=1, key="ana_sample")
     with sc[0]:
-        show_grid(record.images, scale=2 if record.canvas_shape[0] > 12 else 5)
+        views.pick_grid(record.images, "ana_sample", f"sel_ana_grid_{rid[:8]}",
+                        tile_px=56 if record.canvas_shape[0] > 12 else 40)
+        st.caption("Click a digit to analyse it.")
     n = int(st.session_state["ana_sample"])
     with sc[1]:
         st.markdown("**Replay the fill.** Rebuilt from the record: a pixel never changes once filled, so step *t* "

@@ -177,3 +177,18 @@ def test_charts_have_titled_axes(record):
     keys = [t.name for t in tr.data if t.type == "scatter"]
     present = sorted(set(rec.source_label[0][rec.source_index[0] >= 0].tolist()))
     assert keys == [f"class {i}" for i in present]
+
+
+def test_grid_figure_points_cover_the_tiles_and_map_back():
+    from nps.plots_maps import grid_figure, grid_index_from_points
+    imgs = np.zeros((6, 8, 8), np.uint8)
+    fig = grid_figure(imgs, ncol=3, selected=4, tile_px=50)
+    pts = fig.data[1]
+    assert list(pts.customdata) == list(range(6))
+    assert (pts.x[4], pts.y[4]) == (1 + 1 * 9 + 3.5, 1 + 1 * 9 + 3.5)  # tile (row 1, col 1) centre
+    assert fig.layout.width == 150 and fig.layout.height == 100  # exactly the tiles: markers cover them
+    rect = fig.layout.shapes[0]
+    assert rect.x0 < pts.x[4] < rect.x1 and rect.y0 < pts.y[4] < rect.y1
+    assert grid_index_from_points([{"customdata": 1}, {"customdata": 5}], 6) == 5
+    assert grid_index_from_points([{"customdata": [2]}], 6) == 2
+    assert grid_index_from_points([{"customdata": 9}], 6) is None and grid_index_from_points([], 6) is None
