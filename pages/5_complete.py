@@ -13,13 +13,16 @@ from app_support.ui import (
     attempt,
     config_caption,
     download_buttons,
+    mirror_query,
     open_in_analysis,
     show_error,
     sidebar_corpus,
     ss_default,
     stop_notice,
+    take_link,
     view_result,
 )
+from nps.app_links import params_from_query, params_to_query
 from nps.app_state import (
     BOUNDS,
     MASKS,
@@ -52,6 +55,16 @@ scale = display_scale(corpus.image_shape, 196)
 ss_default("cmp_source", "test image")
 ss_default("cmp_test_id", 0)
 ss_default("cmp_mask", "bottom half")
+link = take_link("complete")  # a permalink: the test image, the mask and (below) the constraints
+if link:
+    try:
+        if "test" in link:
+            st.session_state["cmp_source"] = "test image"
+            st.session_state["cmp_test_id"] = int(str(link["test"]))
+    except ValueError:
+        st.caption(f":orange[the link's test image '{link['test']}' is not a number; showing test image 0.]")
+    if str(link.get("mask", "")) in MASKS:
+        st.session_state["cmp_mask"] = str(link["mask"])
 st.radio("image", ["test image", "upload", "draw"], key="cmp_source", horizontal=True,
          help="a held-out test image (not in the training corpus), your own picture, or one you draw")
 image = None
@@ -111,6 +124,16 @@ if st.session_state.get("cmp_shape") != [h, w]:
     st.session_state["cmp_shape"] = [h, w]
 for c in ("ssd", "loc", "ssl"):
     ss_default(f"cmp_{c}", True)
+if link:
+    fields, notes = params_from_query(link, bounds=BOUNDS)
+    for name, value in fields.items():
+        if name == "constraints":
+            for c in ("ssd", "loc", "ssl"):
+                st.session_state[f"cmp_{c}"] = c in value
+        elif name in ("window", "eps", "radius", "k"):
+            st.session_state[f"cmp_{name}"] = value
+    for note in notes:
+        st.caption(f":orange[{note}]")
 st.markdown("**Constraints for the fill**")
 t = st.columns(3)
 t[0].toggle("appearance (ssd)", key="cmp_ssd", help="Gaussian-weighted SSD of the known context")
@@ -131,6 +154,11 @@ with st.expander("Parameters"):
     pc[3].number_input("k (semantic pool)", 1, int(min(BOUNDS["k"][1], len(corpus) - 1)), step=8, key="cmp_k",
                        disabled=not st.session_state["cmp_ssl"])
 cons = tuple(c for c in ("ssd", "loc", "ssl") if st.session_state[f"cmp_{c}"])
+query = params_to_query({"constraints": cons, **{f: st.session_state[f"cmp_{f}"] for f in ("window", "eps", "radius",
+                                                                                          "k")}})
+if st.session_state["cmp_source"] == "test image":
+    query.update(test=str(int(st.session_state["cmp_test_id"])), mask=str(st.session_state["cmp_mask"]))
+mirror_query(query)
 params = {k: st.session_state[f"cmp_{k}"] for k in ("window", "eps", "radius", "k", "seed_size")}
 config = None
 try:

@@ -296,8 +296,8 @@ def test_small_generation_completes_and_shows_its_grid(app, digits):
     rec = app.session_state["records"][label]
     assert rec.images.shape == (9, 8, 8)
     assert check_provenance(rec, digits.train) == 0
-    grid = app.image[-1].value if hasattr(app.image[-1], "value") else None
-    assert len(app.image) >= 1 and grid is not None
+    charts = [c for c in app.get("plotly_chart") if c.proto.id and "sel_gen_grid" in str(c.proto)]
+    assert charts, "the result grid (clickable) is shown"
     assert len(app.get("download_button")) == 2
     assert "ms/image" in " ".join(c.value for c in app.caption)
     app.button(key="btn_generate").click().run()  # identical config: served by the results cache
@@ -800,3 +800,12 @@ def test_analysis_link_reopens_the_same_trace(monkeypatch):
     assert fresh.number_input(key="ana_sample").value == 2
     assert (fresh.number_input(key="ana_y").value, fresh.number_input(key="ana_x").value) == (5, 6)
     assert any(m.value.startswith("**Pixel (5, 6)** of sample 2") for m in fresh.markdown)
+
+
+def test_complete_link_sets_image_mask_and_constraints(app):
+    app.query_params.update({"test": "5", "mask": "left half", "cons": "ssd.ssl", "eps": "0.3"})
+    app.switch_page("pages/5_complete.py").run()
+    _ok(app)
+    assert app.number_input(key="cmp_test_id").value == 5 and app.selectbox(key="cmp_mask").value == "left half"
+    assert not app.toggle(key="cmp_loc").value and app.slider(key="cmp_eps").value == 0.3
+    assert app.query_params["mask"] == "left half" and app.query_params["cons"] == "ssd.ssl"

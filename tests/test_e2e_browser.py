@@ -180,6 +180,22 @@ def test_lab_in_a_browser(server, page):
     assert check_provenance(rec, load_corpus("digits").train) == 0
     page.get_by_text("ms/image").wait_for()  # the download kept the page state
 
+    # Click a digit in the result grid: it becomes the selected sample (row 1, column 2 of 4x4 -> 6).
+    grid = page.locator('[class*="st-key-sel_gen_grid"] [data-testid="stPlotlyChart"] .nsewdrag').first
+    grid.scroll_into_view_if_needed()
+    gbox = grid.bounding_box()
+    assert gbox is not None
+    page.mouse.click(gbox["x"] + gbox["width"] * 2.5 / 4, gbox["y"] + gbox["height"] * 1.5 / 4)
+    pick = page.get_by_label("sample (row-major in the grid)")
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '6')",
+                           timeout=30_000)
+    _settle(page)
+    assert pick.input_value() == "6"
+    _shot(page, "generate-grid-click")
+    pick.fill("0")
+    pick.press("Enter")
+    _settle(page)
+
     # Open a sample in Analysis and trace one pixel, by clicking the canvas and by coordinates.
     page.get_by_role("button", name="Open in Analysis", exact=True).click()
     page.get_by_role("heading", name="Analysis & tracing", exact=True).wait_for()
@@ -192,7 +208,8 @@ def test_lab_in_a_browser(server, page):
     before = page.get_by_text("Pixel (").first.inner_text()
     assert before.startswith(f"Pixel ({sy}, {sx})")  # the default: a stroke pixel, not background
     ty, tx = (1, 6) if (sy, sx) != (1, 6) else (6, 1)  # click a pixel other than the default
-    plot_area = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first
+    # The overlay canvas (keyed sel_canvas_*), not the sample grid beside the replay.
+    plot_area = page.locator('[class*="st-key-sel_canvas"] [data-testid="stPlotlyChart"] .nsewdrag').first
     plot_area.scroll_into_view_if_needed()
     box = plot_area.bounding_box()
     assert box is not None
@@ -214,6 +231,21 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("provenance is exact, not a similarity guess", exact=False).count() == 1
     _shot(page, "analysis-traced-pixel")
+
+    # The address bar is a permalink: a fresh browser (no session) opens the same record, sample and pixel.
+    link = page.url
+    assert "rec=gen" in link and "sample=0" in link and "y=6" in link and "x=1" in link
+    ctx2, fresh = _new_page(page.context.browser, server, viewport={"width": 1400, "height": 1500})
+    try:
+        fresh.goto(link)
+        fresh.get_by_text("Pixel (6, 1)").first.wait_for()
+        _settle(fresh)
+        _no_errors(fresh)
+        assert fresh.get_by_text("Copied from").count() >= 1
+        assert fresh.get_by_text(f"training image #{int(rec.source_index[0, 6, 1])}").count() >= 1  # the same trace
+        _shot(fresh, "analysis-permalink-fresh-browser")
+    finally:
+        ctx2.close()
     page.get_by_text("Candidate windows surviving each constraint").first.scroll_into_view_if_needed()
     page.get_by_text("g: Gaussian weights", exact=False).first.wait_for()
     _shot(page, "analysis-funnel")
@@ -255,7 +287,8 @@ def test_phone_layout_folds_the_sidebar_after_navigation(server, browser):
         bar = pg.locator('[data-testid="stSidebar"]')
         assert bar.get_attribute("data-collapsed") == "true"  # starts folded
         assert "pages on the left" not in pg.inner_text("body")  # wording that fits a phone too
-        pg.locator('[data-testid="stExpandSidebarButton"]').first.click()
+        opener = '[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button'
+        pg.locator(opener).first.click()
         pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
                              ".getAttribute('data-collapsed') === 'false'")
         pg.locator('[data-testid="stSidebarNav"] a', has_text="Generate").click()
