@@ -12,6 +12,7 @@ from app_support.ui import (
     add_record,
     attempt,
     lesson_banner,
+    mirror_query,
     open_in_analysis,
     records,
     show_error,
@@ -19,6 +20,7 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    take_link,
     view_result,
     warn_if_slow,
 )
@@ -44,6 +46,22 @@ lesson_banner("abl_lesson", "Then press Run all and look:")
 ss_default("abl_ncols", 3)
 ss_default("abl_n", 16)
 ss_default("abl_metrics", True)
+link = take_link("ablations")  # a permalink: ?n=32&cols=ssd|ssd.loc|ssd.loc.ssl&enc3=pixels
+if link:
+    try:
+        if "n" in link:
+            st.session_state["abl_n"] = min(max(int(str(link["n"])), 2), 64)
+        cols_spec = [c for c in str(link.get("cols", "")).split("|") if c][:MAX_COLUMNS]
+        if cols_spec:
+            st.session_state["abl_ncols"] = len(cols_spec)
+            for i, spec in enumerate(cols_spec):
+                for c in ("ssd", "loc", "ssl"):
+                    st.session_state[f"abl_{i}_{c}"] = c in spec.split(".")
+        for i in range(MAX_COLUMNS):
+            if f"enc{i + 1}" in link and str(link[f"enc{i + 1}"]) in encoder_names():
+                st.session_state[f"abl_{i}_encoder"] = str(link[f"enc{i + 1}"])
+    except ValueError:
+        st.caption(":orange[the link's sample count is not a number; the default is used.]")
 top = st.columns([1, 1, 2, 1], vertical_alignment="bottom")
 top[0].slider("columns", 1, MAX_COLUMNS, key="abl_ncols")
 top[1].slider("samples per column", 2, 64, key="abl_n")
@@ -96,6 +114,12 @@ for i, col in enumerate(cols):
             show_error(exc, f"checking column {i + 1}")
             cfg = None
         configs.append(cfg)
+
+ss = st.session_state
+mirror_query({"n": str(int(ss["abl_n"])),
+              "cols": "|".join(".".join(c for c in ("ssd", "loc", "ssl") if ss[f"abl_{i}_{c}"]) or "none"
+                               for i in range(ncols)),
+              **{f"enc{i + 1}": str(ss[f"abl_{i}_encoder"]) for i in range(ncols) if ss[f"abl_{i}_ssl"]}})
 
 stop_notice()
 results: dict = view_result("ablations", settings)  # column -> its last run, for this corpus and subset

@@ -809,3 +809,13 @@ def test_complete_link_sets_image_mask_and_constraints(app):
     assert app.number_input(key="cmp_test_id").value == 5 and app.selectbox(key="cmp_mask").value == "left half"
     assert not app.toggle(key="cmp_loc").value and app.slider(key="cmp_eps").value == 0.3
     assert app.query_params["mask"] == "left half" and app.query_params["cons"] == "ssd.ssl"
+
+
+def test_ablations_link_sets_columns_and_n(app):
+    app.query_params.update({"n": "8", "cols": "ssd.loc|ssd.loc.ssl", "enc2": "pixels"})
+    app.switch_page("pages/3_ablations.py").run()
+    _ok(app)
+    assert app.slider(key="abl_ncols").value == 2 and app.slider(key="abl_n").value == 8
+    assert not app.checkbox(key="abl_0_ssl").value and app.checkbox(key="abl_1_ssl").value
+    assert app.selectbox(key="abl_1_encoder").value == "pixels"
+    assert app.query_params["cols"] == "ssd.loc|ssd.loc.ssl" and app.query_params["enc2"] == "pixels"
