@@ -16,6 +16,7 @@ from nps.record import ProvenanceRecord
 
 UNFILLED = np.array([38, 44, 92], np.uint8)  # dark blue: not yet filled (black is a real pixel value)
 NEXT = np.array([255, 60, 60], np.uint8)
+REPLAY_FRAMES = {"slow": 160, "normal": 60, "fast": 20}  # frames shown by Play, whatever the canvas size
 
 
 # --------------------------------------------------------------------------- replay
@@ -53,18 +54,25 @@ def replay(record: ProvenanceRecord, n: int, key: str) -> None:
     c[2].button("Step", icon=":material/chevron_right:", key=f"btn_step_{key}", help="one pixel forward",
                 on_click=_nudge, args=(skey, 1, total))
     play = c[3].button("Play", icon=":material/play_arrow:", key=f"btn_play_{key}", help="play to the end")
+    ss_default("ana_replay_speed", "normal")
+    row.select_slider("speed", list(REPLAY_FRAMES), key="ana_replay_speed", label_visibility="collapsed",
+                      help="How many frames Play shows: slow shows every pixel on small canvases.")
     step = st.slider("Fill step", 0, total, key=skey,
                      help="The canvas after this many pixels (the seed pixels come first).")
     scale = display_scale(record.canvas_shape, 224)
     pic = st.empty()
     if play:
         start = 0 if step >= total else step
-        stride = max(1, total // 60)
+        stride = max(1, total // REPLAY_FRAMES[st.session_state["ana_replay_speed"]])
         for s in range(start, total + 1, stride):
             pic.image(upscale(replay_frame(record, n, s), scale), caption=f"step {s}/{total}")
             time.sleep(0.04)
         st.session_state[f"_{skey}_pending"] = total
-        st.rerun(scope="fragment")
+        from streamlit.errors import StreamlitAPIException
+        try:
+            st.rerun(scope="fragment")
+        except StreamlitAPIException:  # Play ran in a full run (not a fragment rerun): rerun the page
+            st.rerun()
     shell = int(record.shell[step - 1]) if step else 0
     pic.image(upscale(replay_frame(record, n, step), scale),
               caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")

@@ -819,3 +819,17 @@ def test_ablations_link_sets_columns_and_n(app):
     assert not app.checkbox(key="abl_0_ssl").value and app.checkbox(key="abl_1_ssl").value
     assert app.selectbox(key="abl_1_encoder").value == "pixels"
     assert app.query_params["cols"] == "ssd.loc|ssd.loc.ssl" and app.query_params["enc2"] == "pixels"
+
+
+def test_replay_has_a_speed_control(app):
+    from app_support.views import REPLAY_FRAMES
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    speed = app.select_slider(key="ana_replay_speed")
+    assert speed.value == "normal" and list(speed.options) == list(REPLAY_FRAMES)
+    speed.set_value("fast").run()
+    play = next(b for b in app.button if b.key and b.key.startswith("btn_play_"))
+    play.click().run()
+    _ok(app)
+    step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
+    assert app.slider(key=step_key).value == 64  # played to the end
