@@ -12,12 +12,18 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")  # a shared demo host: keep BLAS from grabbing every core
 
+from pathlib import Path
+
 import streamlit as st
 
 from app_support.sidebar import sidebar
-from app_support.ui import persist_page_state
+from app_support.ui import close_sidebar_on_phone, persist_page_state, remember_link
 
-st.set_page_config(page_title="NPS lab", page_icon=":material/grid_on:", layout="wide")
+# A bundled PNG, served by this server: a ":material/...:" favicon is fetched from an external font
+# host on every page load, which an offline classroom cannot reach (page icons in the menu are fine:
+# Streamlit ships that font).
+FAVICON = Path(__file__).resolve().parent / "app_support" / "favicon.png"
+st.set_page_config(page_title="NPS lab", page_icon=str(FAVICON), layout="wide", initial_sidebar_state="auto")
 
 
 def _import_engine() -> None:
@@ -50,5 +56,7 @@ PAGES = [
 page = st.navigation(PAGES)
 _warm_up()
 persist_page_state()
+remember_link(page.url_path)  # before the sidebar rewrites the address bar
 st.session_state["settings"] = sidebar()
+close_sidebar_on_phone(page.url_path)
 page.run()

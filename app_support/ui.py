@@ -17,22 +17,27 @@ T = TypeVar("T")
 
 #: Page widget keys with these prefixes keep their values when the visitor switches pages.
 PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_")
-MAX_RECORDS = 8
+MAX_RECORDS = 8  # records kept per session (each holds its images and provenance maps)
 
 
 # --------------------------------------------------------------------------- errors
 def show_error(exc: BaseException, what: str) -> None:
-    """One ``st.error`` line for a failure, never a traceback (the server log keeps it)."""
+    """One ``st.error`` line for a failure, never a traceback (the server log keeps it).
+
+    Absolute server paths in the message are shortened to their last part: a visitor
+    learns which file is missing, not where the server keeps it.
+    """
+    from nps.app_state import redact_paths
     from nps.sampler import Stopped
     if isinstance(exc, Stopped):
         st.warning(f"Stopped: {exc}")
     elif isinstance(exc, DataMissingError):
-        st.error(f"{exc}", icon=":material/folder_off:")
+        st.error(redact_paths(f"{exc}"), icon=":material/folder_off:")
     elif isinstance(exc, NPSError):
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(redact_paths(f"{exc}"), icon=":material/error:")
     else:
         log.exception("unexpected error while %s", what)
-        st.error(f"Something went wrong while {what} ({type(exc).__name__}: {str(exc)[:200]}). "
+        st.error(f"Something went wrong while {what} ({type(exc).__name__}: {redact_paths(str(exc)[:200])}). "
                  "Try smaller settings or another corpus; the full report is in the server log.",
                  icon=":material/bug_report:")
 
@@ -73,10 +78,59 @@ def warn_if_slow(config: Any, corpus: Any) -> None:
                    icon=":material/hourglass_top:")
 
 
+def lesson_banner(state_key: str, then: str) -> None:
+    """The running lesson's question (if any) with an End button; ``then`` says what to do next."""
+    from nps.app_state import sentence
+    from nps.presets import get_lesson
+    key = st.session_state.get(state_key)
+    if not key:
+        return
+    lesson = get_lesson(key)
+    with st.container(border=True):
+        st.markdown(f"**Lesson: {sentence(lesson.title)}** {lesson.predict}")
+        st.caption(f"{then} {lesson.look}")
+        if st.button("End lesson", key=f"btn_end_{state_key}"):
+            st.session_state[state_key] = None
+            st.rerun()
+
+
 def ss_default(key: str, value: Any) -> None:
     """Give a widget key its starting value once (widgets are then created without ``value=``)."""
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+def close_sidebar_on_phone(page: str) -> None:
+    """After a page switch on a narrow screen, fold the sidebar away so the new page is visible.
+
+    Streamlit folds it only for a sidebar link clicked on a phone it recognises by its user
+    agent; a narrow window, a tablet or an in-page button (a lesson, "Open in Analysis") left
+    it open over the page.  The script is ours and constant (no visitor input in it); it runs
+    once per page switch, never on the first load (Streamlit's "auto" starts folded there).
+    """
+    ss = st.session_state
+    if ss.get("_shown_page") == page:
+        return
+    first = "_shown_page" not in ss
+    ss["_shown_page"] = page
+    if first:
+        return
+    ss["_page_switches"] = switches = ss.get("_page_switches", 0) + 1
+    st.html(f"""<script>/* page switch {switches} */
+(() => {{
+  const fold = (tries) => {{
+    if (!window.matchMedia("(max-width: 768px)").matches) return;
+    const bar = document.querySelector('[data-testid="stSidebar"]');
+    if (bar && bar.getAttribute("aria-expanded") !== "false" && bar.getAttribute("data-collapsed") !== "true") {{
+      const btn = document.querySelector('[data-testid="stSidebarCollapseButton"] button, '
+                                         + 'button[aria-label="Collapse sidebar"]');
+      if (btn) {{ btn.click(); return; }}
+    }}
+    if (tries > 0) setTimeout(() => fold(tries - 1), 150);
+  }};
+  fold(6);
+}})();
+</script>""", unsafe_allow_javascript=True)
 
 
 def persist_page_state() -> None:
@@ -140,12 +194,21 @@ class LiveProgress:
 
 # --------------------------------------------------------------------------- records in this session
 def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) -> None:
-    """Remember a record for the Analysis page (the newest :data:`MAX_RECORDS` are kept)."""
+    """Remember a record for the Analysis page.
+
+    The newest :data:`MAX_RECORDS` are kept, plus any the visitor pinned.  A record that
+    has to go is named in a toast and in the Analysis page's record list, never dropped
+    silently.
+    """
+    from nps.app_state import records_to_evict
     recs: dict = st.session_state.setdefault("records", {})
     recs.pop(label, None)
     recs[label] = record
-    while len(recs) > MAX_RECORDS:
-        recs.pop(next(iter(recs)))
+    for old in records_to_evict(list(recs), pinned_records(), MAX_RECORDS):
+        recs.pop(old, None)
+        st.session_state.setdefault("evicted_records", []).append(old)
+        st.toast(f"Removed the oldest record '{old}': a session keeps {MAX_RECORDS}. "
+                 "Pin a record on the Analysis page to keep it.", icon=":material/delete_sweep:")
     if make_current:
         st.session_state["ana_record"] = label
 
@@ -154,12 +217,75 @@ def records() -> dict[str, ProvenanceRecord]:
     return st.session_state.get("records", {})
 
 
+def pinned_records() -> set[str]:
+    """Labels the visitor pinned: never evicted (at most MAX_RECORDS - 1, so a new record always fits)."""
+    return st.session_state.setdefault("pinned_records", set())
+
+
+def set_pinned(label: str, pinned: bool) -> bool:
+    """Pin or unpin a record; returns False when the pin was refused (too many pinned)."""
+    pins = pinned_records()
+    if not pinned:
+        pins.discard(label)
+        return True
+    if label not in pins and len(pins) >= MAX_RECORDS - 1:
+        return False
+    pins.add(label)
+    return True
+
+
+# --------------------------------------------------------------------------- permalinks
+def remember_link(page: str) -> None:
+    """On a session's first run, keep the URL's query and the page it opened (a permalink to apply once)."""
+    ss = st.session_state
+    if "_link_page" not in ss:
+        ss["_link_page"] = page
+        ss["_link"] = st.query_params.to_dict()
+
+
+def take_link(page: str) -> dict | None:
+    """The permalink's query if the session opened on ``page`` and it was not applied yet (then never again)."""
+    ss = st.session_state
+    if ss.get("_link_page") != page or ss.get("_link") is None:
+        return None
+    link = ss["_link"]
+    ss["_link"] = None
+    return link
+
+
+def mirror_query(params: dict[str, str]) -> None:
+    """Write a page's own parameters into the address bar, dropping those of other pages.
+
+    The sidebar's keys (corpus, subset, encoder, seed) are left to the sidebar.
+    """
+    from nps.app_state import SIDEBAR_KEYS
+    for key in list(st.query_params.keys()):
+        if key not in SIDEBAR_KEYS and key not in params:
+            del st.query_params[key]
+    for key, value in params.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+# --------------------------------------------------------------------------- results of a view
+def view_result(page: str, settings: dict) -> dict:
+    """The results a page produced for the sidebar's corpus and subset (a mutable dict).
+
+    Keyed by (page, corpus, subset), so a digits grid never shows under "Result" on the
+    MNIST page, and switching back finds the digits one again.
+    """
+    from nps.app_state import view_key
+    store: dict = st.session_state.setdefault("view_results", {})
+    return store.setdefault(view_key(page, settings), {})
+
+
 def open_in_analysis(label: str, sample: int = 0, pixel: tuple[int, int] | None = None) -> None:
     """Select a record and sample for the Analysis page and go there."""
     st.session_state["ana_record"] = label
     st.session_state["ana_sample"] = int(sample)
     if pixel is not None:
         st.session_state["ana_y"], st.session_state["ana_x"] = int(pixel[0]), int(pixel[1])
+        st.session_state["_ana_pixel_given"] = True
     st.switch_page("pages/4_analysis.py")
 
 

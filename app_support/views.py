@@ -9,12 +9,14 @@ import streamlit as st
 
 from app_support import resources
 from app_support.ui import ss_default
-from nps.app_state import LAYERS, compose_overlay, display_scale, fill_step, source_window
+from nps.app_state import display_scale, fill_step, source_window, stroke_pixel
+from nps.overlays import LAYERS
 from nps.plots import to_rgb, upscale
 from nps.record import ProvenanceRecord
 
 UNFILLED = np.array([38, 44, 92], np.uint8)  # dark blue: not yet filled (black is a real pixel value)
 NEXT = np.array([255, 60, 60], np.uint8)
+REPLAY_FRAMES = {"slow": 160, "normal": 60, "fast": 20}  # frames shown by Play, whatever the canvas size
 
 
 # --------------------------------------------------------------------------- replay
@@ -52,21 +54,52 @@ def replay(record: ProvenanceRecord, n: int, key: str) -> None:
     c[2].button("Step", icon=":material/chevron_right:", key=f"btn_step_{key}", help="one pixel forward",
                 on_click=_nudge, args=(skey, 1, total))
     play = c[3].button("Play", icon=":material/play_arrow:", key=f"btn_play_{key}", help="play to the end")
+    ss_default("ana_replay_speed", "normal")
+    row.select_slider("speed", list(REPLAY_FRAMES), key="ana_replay_speed", label_visibility="collapsed",
+                      help="How many frames Play shows: slow shows every pixel on small canvases.")
     step = st.slider("Fill step", 0, total, key=skey,
                      help="The canvas after this many pixels (the seed pixels come first).")
     scale = display_scale(record.canvas_shape, 224)
     pic = st.empty()
     if play:
         start = 0 if step >= total else step
-        stride = max(1, total // 60)
+        stride = max(1, total // REPLAY_FRAMES[st.session_state["ana_replay_speed"]])
         for s in range(start, total + 1, stride):
             pic.image(upscale(replay_frame(record, n, s), scale), caption=f"step {s}/{total}")
             time.sleep(0.04)
         st.session_state[f"_{skey}_pending"] = total
-        st.rerun(scope="fragment")
+        from streamlit.errors import StreamlitAPIException
+        try:
+            st.rerun(scope="fragment")
+        except StreamlitAPIException:  # Play ran in a full run (not a fragment rerun): rerun the page
+            st.rerun()
     shell = int(record.shell[step - 1]) if step else 0
     pic.image(upscale(replay_frame(record, n, step), scale),
               caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
+
+
+# --------------------------------------------------------------------------- a grid to click
+def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
+    from nps.plots_maps import grid_index_from_points
+    try:
+        points = st.session_state[chart_key]["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return
+    i = grid_index_from_points(points, n)
+    if i is not None:
+        st.session_state[state_key] = i
+
+
+def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | None = None,
+              tile_px: int | None = None) -> None:
+    """A sample grid: click a digit to select it (``state_key`` gets its index); the chosen one is outlined."""
+    from nps.plots_maps import grid_figure
+    n = len(images)
+    sel = int(st.session_state.get(state_key, 0))
+    tile = tile_px or max(40, min(96, 3 * max(images.shape[1:3])))
+    fig = grid_figure(images, ncol, sel, tile)
+    st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_grid_pick(chart_key, state_key, n),
+                    selection_mode="points", config={"displayModeBar": False}, width="content")
 
 
 # --------------------------------------------------------------------------- overlay canvas with pixel picking
@@ -83,48 +116,61 @@ def _on_pick(chart_key: str, h: int, w: int) -> None:
         st.session_state["ana_y"], st.session_state["ana_x"] = yx
 
 
-def overlay_choice() -> list[str]:
-    """One checkbox per overlay layer (image-ID on by default); returns the chosen layers."""
-    cols = st.columns(len(LAYERS))
-    chosen = []
-    for col, name in zip(cols, LAYERS):
-        k = f"ana_layer_{name.replace(' ', '_').replace('-', '_')}"
-        ss_default(k, name == "image-ID")
-        if col.checkbox(name, key=k):
-            chosen.append(name)
-    return chosen
+def overlay_choice() -> tuple[str, float]:
+    """One overlay at a time (or none), and how strongly it is blended over the sample.
+
+    Returns:
+        (layer name or "none", opacity in [0.2, 1]).
+    """
+    ss_default("ana_overlay", "image-ID")
+    ss_default("ana_overlay_alpha", 0.8)
+    if st.session_state["ana_overlay"] not in ("none", *LAYERS):
+        st.session_state["ana_overlay"] = "image-ID"
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    c[0].radio("overlay", ["none", *LAYERS], key="ana_overlay", horizontal=True,
+               help="One provenance layer at a time, drawn over the sample with its key beside the canvas.")
+    c[1].slider("blend", 0.2, 1.0, step=0.1, key="ana_overlay_alpha",
+                disabled=st.session_state["ana_overlay"] == "none",
+                help="How much of the overlay covers the sample: 1 shows the layer alone.")
+    return st.session_state["ana_overlay"], float(st.session_state["ana_overlay_alpha"])
 
 
-def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, chosen: list[str]) -> tuple[int, int]:
-    """The sample under the chosen overlays; click a pixel (or type its coordinates) to select it.
+@st.cache_data(show_spinner=False, max_entries=64)
+def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record: ProvenanceRecord):  # noqa: ANN202
+    from nps.overlays import overlay_key, overlay_layers
+    return overlay_layers(_record, n), overlay_key(_record, n, name, class_names) if name != "none" else None
+
+
+def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice: tuple[str, float],
+                   class_names: tuple[str, ...] = ()) -> tuple[int, int]:
+    """The sample under the chosen overlay, with its key; click a pixel (or type its coordinates) to select it.
 
     Returns:
         the selected (y, x).
     """
-    import plotly.graph_objects as go
+    from nps.overlays import compose_overlay
+    from nps.plots_maps import canvas_figure
+    name, alpha = choice
     h, w = record.canvas_shape
-    layers = resources.overlay_layers(rid, n, record)
-    pic = compose_overlay(record.images[n], layers, chosen)
-    ss_default("ana_y", h // 2)
-    ss_default("ana_x", max(0, w // 2 - 2))
+    layers, okey = _overlay(rid, n, name, tuple(class_names), record)
+    pic = compose_overlay(record.images[n], layers, [] if name == "none" else [name], alpha)
+    # A new record or sample starts on a stroke pixel (a background pixel has a dull funnel), unless
+    # the visitor arrived with a pixel of their own (a link, a lesson, "Open in Analysis").
+    ss = st.session_state
+    if ss.get("_ana_pixel_for") != (rid, n):
+        if not ss.pop("_ana_pixel_given", False) or "ana_y" not in ss:
+            ss["ana_y"], ss["ana_x"] = stroke_pixel(record, n)
+        ss["_ana_pixel_for"] = (rid, n)
     st.session_state["ana_y"] = int(min(max(st.session_state["ana_y"], 0), h - 1))
     st.session_state["ana_x"] = int(min(max(st.session_state["ana_x"], 0), w - 1))
     y, x = st.session_state["ana_y"], st.session_state["ana_x"]
-    yy, xx = np.mgrid[0:h, 0:w]
-    fig = go.Figure(go.Image(z=pic, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=xx.ravel(), y=yy.ravel(), mode="markers", marker=dict(size=max(4, 300 // max(h, w)), opacity=0.01,
-                                                                color="white"),
-        hovertemplate="y=%{y}, x=%{x}<extra></extra>", showlegend=False))
-    fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line=dict(color="#ff3b3b", width=3))
-    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5])
-    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x")
-    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=360, dragmode=False, clickmode="event+select")
+    fig = canvas_figure(pic, okey, (y, x), height=360)
     chart_key = f"sel_canvas_{key}"
     st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_pick(chart_key, h, w), selection_mode="points",
                     config={"displayModeBar": False})
-    st.caption("Overlays: " + (", ".join(chosen) if chosen else "none (the sample itself)")
-               + ". Click a pixel to trace it, or type its coordinates.")
+    if okey is not None:
+        st.caption(f"**{name}** ({alpha:.0%} over the sample): {okey.note}")
+    st.caption("Click a pixel to trace it, or type its coordinates. Red square: the traced pixel.")
     c1, c2 = st.columns(2)
     c1.number_input("pixel row y", 0, h - 1, step=1, key="ana_y")
     c2.number_input("pixel column x", 0, w - 1, step=1, key="ana_x")
@@ -202,6 +248,8 @@ def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -
 def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
     """Counts through the constraints, the SSD rule with live values, and the pool's centre values."""
     import plotly.graph_objects as go
+
+    from nps.plots_maps import funnel_figure
     rows = [("every window", fun.total)]
     if fun.loc is not None:
         rows.append((f"locality (R={cfg.get('radius')})", fun.loc))
@@ -212,10 +260,7 @@ def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
     if fun.ssd_alone is not None:
         rows.append(("appearance alone (SSD)", fun.ssd_alone))
     rows.append(("all enabled (the pool)", fun.final))
-    fig = go.Figure(go.Bar(x=[v for _, v in rows], y=[k for k, _ in rows], orientation="h",
-                           text=[f"{v:,}" for _, v in rows], textposition="auto", marker_color="#4c78a8"))
-    fig.update_layout(xaxis_type="log", yaxis_autorange="reversed", height=280, margin=dict(l=0, r=0, t=30, b=0),
-                      title="Candidate windows surviving each constraint")
+    fig = funnel_figure(rows)
     left, right = st.columns([1, 1])
     left.plotly_chart(fig, key="funnel_bars", config={"displayModeBar": False})
     with right:

@@ -105,12 +105,6 @@ def check_against(config: GenerationConfig, corpus) -> None:  # noqa: ANN001
     config.check(len(corpus), corpus.image_shape, set(np.unique(corpus.train_labels).tolist()))
 
 
-def constraint_label(constraints: Iterable[str]) -> str:
-    """'ssd+loc+ssl' style label ('none' for the empty set)."""
-    cons = [c for c in CONSTRAINTS if c in set(constraints)]
-    return "+".join(cons) if cons else "none"
-
-
 # --------------------------------------------------------------------------- query string
 def sidebar_from_query(query: Mapping[str, object], corpora: Iterable[str], encoders: Iterable[str],
                        defaults: Mapping[str, object]) -> tuple[dict, list[str]]:
@@ -162,6 +156,22 @@ def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
     sub = settings.get("subset")
     return {"corpus": str(settings["corpus"]), "subset": "all" if sub is None else str(sub),
             "encoder": str(settings["encoder"]), "seed": str(int(settings["seed"]))}  # type: ignore[call-overload]
+
+
+# --------------------------------------------------------------------------- what a visitor sees
+# Display helpers (paths, labels, the record list, the default pixel, completion marking) live in
+# nps.app_display; these names stay importable from here.
+from nps.app_display import (  # noqa: E402, F401
+    FILLED_TINT,
+    constraint_label,
+    given_filled_picture,
+    record_label,
+    records_to_evict,
+    redact_paths,
+    sentence,
+    stroke_pixel,
+    view_key,
+)
 
 
 # --------------------------------------------------------------------------- bytes in and out
@@ -296,70 +306,8 @@ def masked_preview(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- overlays
-LAYERS = ("image-ID", "class", "copy islands", "pool size", "entropy")
-
-
-def colourise(values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
-              cmap: str = "viridis") -> np.ndarray:
-    """(H,W) float -> (H,W,3) uint8 through a matplotlib colour map; NaN -> black."""
-    import matplotlib
-    v = np.asarray(values, np.float64)
-    finite = np.isfinite(v)
-    lo = float(np.nanmin(v)) if vmin is None and finite.any() else (vmin or 0.0)
-    hi = float(np.nanmax(v)) if vmax is None and finite.any() else (vmax if vmax is not None else 1.0)
-    t = np.clip((np.where(finite, v, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
-    rgb = (matplotlib.colormaps[cmap](t)[..., :3] * 255).astype(np.uint8)
-    rgb[~finite] = 0
-    return rgb
-
-
-def island_size_map(source_index: np.ndarray) -> np.ndarray:
-    """(H,W) int64: size of the 4-connected single-source region each pixel belongs to (0: given)."""
-    from scipy import ndimage
-    src = np.asarray(source_index)
-    out = np.zeros(src.shape, np.int64)
-    for sid in np.unique(src[src >= 0]):
-        lab, _ = ndimage.label(src == sid)  # default structure: 4-connectivity
-        sizes = np.bincount(lab.ravel())
-        sel = lab > 0
-        out[sel] = sizes[lab[sel]]
-    return out
-
-
-def overlay_layers(record: ProvenanceRecord, n: int, entropy_window: int = 5) -> dict[str, np.ndarray]:
-    """Each overlay of sample n as (H,W,3) uint8, keyed by :data:`LAYERS`."""
-    from nps.analysis.entropy import entropy_map
-    from nps.plots import class_map_rgb, id_map_rgb
-    src = record.source_index[n]
-    valid = src >= 0
-    win = min(entropy_window, *record.canvas_shape)
-    ent = entropy_map(src[None], win, valid[None])[0]
-    pool = np.where(valid, np.log10(np.maximum(record.pool_size[n], 1).astype(np.float64)), np.nan)
-    islands = island_size_map(src).astype(np.float64)
-    return {
-        "image-ID": id_map_rgb(src)[0],
-        "class": class_map_rgb(record.source_label[n]),
-        "copy islands": colourise(np.where(valid, islands, np.nan), 1, max(float(islands.max()), 2.0), "magma"),
-        "pool size": colourise(pool, 0, max(float(np.nanmax(pool)) if valid.any() else 1.0, 1.0)),
-        "entropy": colourise(ent, 0, np.log2(win * win)),
-    }
-
-
-def compose_overlay(image: np.ndarray, layers: Mapping[str, np.ndarray], chosen: Iterable[str],
-                    alpha: float = 0.6) -> np.ndarray:
-    """Blend the chosen layers over the sample, in :data:`LAYERS` order.
-
-    Args:
-        image: (H,W[,C]) uint8 sample.
-    Returns:
-        (H,W,3) uint8; with nothing chosen, the sample itself in RGB.
-    """
-    from nps.plots import to_rgb
-    out = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
-    chosen = [c for c in LAYERS if c in set(chosen)]
-    for name in chosen:
-        out = (1 - alpha) * out + alpha * layers[name].astype(np.float64)
-    return np.clip(out, 0, 255).astype(np.uint8)
+# The overlays and their keys live in nps.overlays; these names stay importable from here.
+from nps.overlays import LAYERS, colourise, compose_overlay, island_size_map, overlay_layers  # noqa: E402, F401
 
 
 # --------------------------------------------------------------------------- tracing

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nps.plots_maps import canvas_figure, funnel_figure, heatmaps_figure  # noqa: F401 - part of this API
+
 TOP_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180]], np.uint8)
 TAB10 = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
                   [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], np.uint8)
@@ -155,8 +157,9 @@ def trace_panels(record, n: int, train: np.ndarray, k: int = 5) -> tuple[list, l
     return top, bottom
 
 
-def trace_figure(record, n: int, train: np.ndarray, k: int = 5):  # noqa: ANN001, ANN201
-    """Sample, its image-ID and class maps, and its top-k sources with the copied pixels tinted."""
+def trace_figure(record, n: int, train: np.ndarray, k: int = 5,  # noqa: ANN001, ANN201
+                 class_names: tuple[str, ...] = ()):
+    """Sample, its image-ID and class maps (with the class key), and its top-k sources, copied pixels tinted."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     top, bottom = trace_panels(record, n, train, k)
@@ -166,9 +169,16 @@ def trace_figure(record, n: int, train: np.ndarray, k: int = 5):  # noqa: ANN001
     for row, panels in ((1, top), (2, bottom)):
         for c, (_, pic) in enumerate(panels):
             fig.add_trace(go.Image(z=pic), row=row, col=c + 1)
+    # The class map's key: one square per label present (a legend entry with no data drawn).
+    labels = record.source_label[n]
+    for lab in np.unique(labels[labels >= 0]):
+        name = class_names[lab] if lab < len(class_names) else str(lab)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"class {name}", hoverinfo="skip",
+                                 marker=dict(symbol="square", size=12, color="rgb({},{},{})".format(*TAB10[lab % 10]))))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), height=420)
+    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), height=420, showlegend=True,
+                      legend=dict(title=dict(text="class map"), itemclick=False, itemdoubleclick=False))
     return fig
 
 
@@ -217,18 +227,6 @@ def _save_mpl(fig, path: str | Path) -> Path:  # noqa: ANN001
     return path
 
 
-def heatmaps_figure(maps: dict[str, np.ndarray], colorbar: str = "bits"):  # noqa: ANN201
-    """Side-by-side heat maps of (H,W) float maps (e.g. mean window entropy, log10 pool size)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=max(len(maps), 1), subplot_titles=list(maps))
-    for c, m in enumerate(maps.values()):
-        fig.add_trace(go.Heatmap(z=m, colorscale="Viridis", colorbar=dict(title=colorbar, x=1.0 + 0.08 * c)),
-                      row=1, col=c + 1)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x")
-    return fig
-
-
 def save_heatmaps(maps: dict[str, np.ndarray], path: str | Path, colorbar: str = "bits") -> Path:
     plt = _mpl()
     fig, axes = plt.subplots(1, max(len(maps), 1), figsize=(3.2 * max(len(maps), 1), 3), squeeze=False)
@@ -263,7 +261,9 @@ def composition_figure(source_index: np.ndarray):  # noqa: ANN201
     import plotly.graph_objects as go
     shares = _composition_shares(source_index)
     fig = go.Figure([go.Bar(y=shares[:, j], name=name) for j, name in enumerate(COMPOSITION_PARTS)])
-    fig.update_layout(barmode="stack", xaxis_title="sample (sorted by top-1 share)", yaxis_title="share of pixels")
+    fig.update_layout(barmode="stack", xaxis_title="sample (sorted by top-1 share)", yaxis_title="share of pixels",
+                      title=f"Where each sample's pixels come from (n = {len(shares)})",
+                      legend_title_text="pixels copied from")
     return fig
 
 
@@ -285,7 +285,8 @@ def compare_figure(table: dict[str, dict[str, float]], metrics: list[str]):  # n
     import plotly.graph_objects as go
     fig = go.Figure([go.Bar(name=cfg, x=metrics, y=[row.get(m, np.nan) for m in metrics])
                      for cfg, row in table.items()])
-    fig.update_layout(barmode="group")
+    fig.update_layout(barmode="group", xaxis_title="metric", yaxis_title="value (units as named)",
+                      legend_title_text="configuration", title="Metrics by configuration")
     return fig
 
 
@@ -312,7 +313,10 @@ def memorisation_figure(report):  # noqa: ANN001, ANN201
             fig.add_trace(go.Histogram(x=r, name=who, histnorm="probability", xbins=dict(start=0, end=1, size=0.04),
                                        marker_color=colour, opacity=0.6, showlegend=c == 0), row=1, col=c + 1)
         fig.add_vline(x=report.threshold, line_dash="dash", row=1, col=c + 1)
-    fig.update_layout(barmode="overlay", xaxis_title="d(nearest) / d(second nearest)")
+    fig.update_layout(barmode="overlay", title="Nearest / second-nearest training distance (dashed: 1/3)",
+                      legend_title_text="images")
+    fig.update_xaxes(title_text="d(nearest) / d(second nearest)")
+    fig.update_yaxes(title_text="share of images", col=1)
     return fig
 
 
@@ -343,6 +347,7 @@ def sweep_figure(rows: list[dict], x: str, metrics: list[str], group: str | None
             fig.add_trace(go.Scatter(x=[r[x] for r in sel], y=[r.get(m) for r in sel], mode="lines+markers",
                                      name=g, legendgroup=g, showlegend=c == 0), row=1, col=c + 1)
         fig.update_xaxes(title_text=x, row=1, col=c + 1)
+        fig.update_yaxes(title_text=m, row=1, col=c + 1)
     return fig
 
 

@@ -138,7 +138,8 @@ class Lesson:
         page: ``generate``, ``ablations`` or ``analysis``.
         controls: settings the app applies, by :class:`GenerationConfig` field name
             (``constraints`` a tuple), plus ``columns`` (a list of constraint tuples) on
-            the ablations page, or ``preset``/``pixel`` on the analysis page.
+            the ablations page, or ``preset``/``pixel`` on the analysis page (``pixel`` is (y, x),
+            or ``"stroke"``: a bright sampled pixel near the centre of sample 0).
     """
 
     key: str
@@ -173,7 +174,7 @@ LESSONS: tuple[Lesson, ...] = (
            "representation, and how many images the pool spans.",
            "The funnel shows each constraint cutting the candidates; the pixel was drawn uniformly from the "
            "final pool, and its source window is outlined in the training image.",
-           "analysis", {"preset": "digits", "pixel": (4, 2)}),
+           "analysis", {"preset": "digits", "pixel": "stroke"}),
 )
 
 

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app_support import resources
 from app_support.boot import entry_guard
 from app_support.ui import add_record, attempt, open_in_analysis, show_grid
+from nps.app_state import stroke_pixel
 from nps.presets import LESSONS, PRESETS, Lesson, is_built, load_preset, read_built
+
+FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
 
 entry_guard()
 st.title("NPS lab")
-st.markdown(
+intro, picture = st.columns([3, 1])
+if FIRST_PICTURE.is_file():  # a picture on the very first screen, before anything is computed
+    picture.image(str(FIRST_PICTURE), width="stretch",
+                  caption="64 unselected MNIST samples, full model (pre-rendered; the presets below are live "
+                          "records you can trace).")
+intro.markdown(
     "A white-box image generator that trains nothing and models nothing: every pixel is "
     "**copied** from the centre of a training-image window that passes three constraints — "
     "**appearance** (Gaussian-weighted SSD of the context, Efros & Leung), **locality** (the source window "
     "sits within *R* pixels of the target) and **representation** (the source image is among the *k* nearest "
     "neighbours of a reference in an encoder's embedding). Because every pixel is copied, every pixel's "
     "source is *known exactly*: you can trace it, replay the fill, and see which constraint did what.")
-st.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representation* (arXiv 2510.22196). "
-           "Pick a corpus in the sidebar; the pages on the left are the bench.")
+intro.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representation* (arXiv 2510.22196). "
+              "Pick a corpus in the sidebar; its menu lists the pages of the bench (on a phone, open it with "
+              "the » at the top).")
 
 st.subheader("Presets")
-st.caption("Small records built once and kept in cache/. Opening one that is not built yet generates it "
-           "(about a second on digits; a few seconds on MNIST).")
+st.caption("Small records built once and kept in the server's cache. Opening one that is not built yet "
+           "generates it: about a second on digits; on MNIST a few seconds once its SimCLR embeddings are cached, "
+           "but the first time on a fresh server it embeds all 70,000 images first (about half a minute to two "
+           "minutes on 2 CPU cores).")
 cols = st.columns(len(PRESETS))
 for col, preset in zip(cols, PRESETS.values()):
     with col.container(border=True):
@@ -76,7 +89,8 @@ def start_lesson(lesson: Lesson) -> None:
         if rec is not None:
             add_record(f"preset: {name}", rec)
             ss["ana_lesson"] = lesson.key
-            open_in_analysis(f"preset: {name}", 0, tuple(ctl.get("pixel", (0, 0))))
+            pixel = ctl.get("pixel", "stroke")
+            open_in_analysis(f"preset: {name}", 0, stroke_pixel(rec, 0) if pixel == "stroke" else tuple(pixel))
 
 
 st.subheader("Guided lessons")

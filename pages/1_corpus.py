@@ -9,7 +9,8 @@ from app_support import resources
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names, read_only
 from app_support.ui import attempt, show_grid, sidebar_corpus, ss_default
-from nps.app_state import display_scale, grid_picture
+from nps.app_state import display_scale, grid_picture, redact_paths
+from nps.config import resolve_encoder
 
 entry_guard()
 st.title("Corpus & encoder")
@@ -19,7 +20,7 @@ st.subheader("Corpora on this machine")
 rows = resources.corpus_table()
 st.dataframe([{"corpus": r.name,
                "available": ("CLI only" if r.name.startswith("folder:") else "yes") if r.available else "no",
-               "details / how to get it": r.detail} for r in rows], hide_index=True, width="stretch")
+               "details / how to get it": redact_paths(r.detail)} for r in rows], hide_index=True, width="stretch")
 st.caption("The app never reads a folder path from a visitor; image folders are for the command line.")
 
 corpus = sidebar_corpus(settings)
@@ -38,9 +39,10 @@ with c2:
     import plotly.graph_objects as go
     counts = info["class_counts"]
     fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color="#4c78a8"))
-    fig.update_layout(height=300, margin=dict(l=0, r=0, t=24, b=0), title="train images per class")
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=24, b=0), title="train images per class",
+                      xaxis_title="class (label)", yaxis_title="train images", xaxis_type="category")
     st.plotly_chart(fig, key="cor_class_counts")
-    st.caption(f"Source: {info['source']}")
+    st.caption(f"Source: {redact_paths(info['source'])}")
 
 # --------------------------------------------------------------------------- encoders
 st.subheader("Encoders")
@@ -53,7 +55,11 @@ def encoder_status(name: str) -> tuple[str, str]:
     if name == "simclr":
         from nps.encoders.simclr import weights_status  # shipped (manifest-verified), trained, absent or invalid
         return weights_status(corpus.name)
-    return "registered", "a custom encoder"
+    if name == "auto":
+        concrete = resolve_encoder("auto", corpus.name)
+        return "default", (f"uses {concrete} for {corpus.name}: the encoder that measured best on this corpus "
+                           "(the README's encoder table); records always name the concrete encoder")
+    return "registered", "an encoder added to the registry by this installation"
 
 
 st.dataframe([{"encoder": e, "status": s, "details": d} for e in encoder_names() for s, d in [encoder_status(e)]],
@@ -125,7 +131,9 @@ if emb is not None:
                                    name=names[int(lab)] if lab < len(names) else str(lab),
                                    customdata=emb["ids"][sel], marker=dict(size=6, opacity=0.8),
                                    hovertemplate="train #%{customdata}<extra>%{fullData.name}</extra>"))
-    fig.update_layout(height=460, margin=dict(l=0, r=0, t=10, b=0), legend_title_text="label")
+    axis = "PC" if st.session_state["cor_method"] == "PCA" else "t-SNE "
+    fig.update_layout(height=460, margin=dict(l=0, r=0, t=10, b=0), legend_title_text="label (class)",
+                      xaxis_title=f"{axis}1 (no unit)", yaxis_title=f"{axis}2 (no unit)")
     event = st.plotly_chart(fig, key="sel_embedding", on_select="rerun", selection_mode=("points", "box", "lasso"))
     picked = [int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p][:16]
     if picked:
@@ -139,7 +147,8 @@ st.subheader("Cache (indexes and other derived files)")
 from nps.cache import cache_root, clear, list_entries  # noqa: E402
 
 entries = list_entries()
-st.caption(f"{cache_root()} · {len(entries)} entries · {sum(e.size for e in entries) / 1e6:.1f} MB")
+st.caption(f"the server's {cache_root().name}/ folder · {len(entries)} entries · "
+           f"{sum(e.size for e in entries) / 1e6:.1f} MB")
 st.dataframe([{"kind": e.kind, "key": e.key, "MB": round(e.size / 1e6, 2),
                "built (s)": e.meta.get("built_s"), "created": e.meta.get("created")} for e in entries],
              hide_index=True, width="stretch")

@@ -5,25 +5,28 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources
+from app_support import resources, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
     add_record,
     config_caption,
     download_buttons,
+    lesson_banner,
+    mirror_query,
     open_in_analysis,
     records,
     show_error,
-    show_grid,
     sidebar_corpus,
     ss_default,
     stop_notice,
+    take_link,
+    view_result,
     warn_if_slow,
 )
-from nps.app_state import BOUNDS, build_config, cli_command, constraint_label, grid_picture, suggested_params
+from nps.app_links import params_from_query, params_to_query
+from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
 from nps.config import DEFAULTS
-from nps.presets import get_lesson
 
 entry_guard()
 st.title("Generate")
@@ -43,20 +46,35 @@ for k, v in {"n": 16, "batch_size": 16, "ssd": True, "loc": True, "ssl": True, "
     ss_default(f"gen_{k}", v)
 
 
+link = take_link("generate")
+if link:  # a permalink: its parameters replace the page's (each checked; a bad one keeps the default)
+    fields, notes = params_from_query(link, bounds=BOUNDS)
+    ss = st.session_state
+    for name, value in fields.items():
+        if name == "constraints":
+            for c in ("ssd", "loc", "ssl"):
+                ss[f"gen_{c}"] = c in value
+        elif name == "label":
+            ss["gen_label"] = -1 if value is None else int(value)
+        elif name == "reference":
+            ss["gen_ref_mode"] = "random" if value is None else "pick"
+            ss["gen_reference"] = 0 if value is None else int(value)
+        elif name == "sigma":
+            ss["gen_sigma_auto"] = value is None
+            if value is not None:
+                ss["gen_sigma"] = float(value)
+        else:
+            ss[f"gen_{name}"] = value
+    for note in notes:
+        st.caption(f":orange[{note}]")
+
+
 def clamp(key: str, lo: float, hi: float) -> None:
     """Keep a value set from outside (lesson, old session) inside the widget's range."""
     st.session_state[key] = type(st.session_state[key])(min(max(st.session_state[key], lo), hi))
 
 
-lesson_key = st.session_state.get("gen_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then press Generate and look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_lesson"):
-            st.session_state["gen_lesson"] = None
-            st.rerun()
+lesson_banner("gen_lesson", "Then press Generate and look:")
 
 st.subheader("Constraints")
 t = st.columns(3)
@@ -146,6 +164,7 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
     show_error(exc, "checking the parameters")
     config = None
 
+mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
     warn_if_slow(config, corpus)
     with st.expander("The same run from the command line"):
@@ -162,23 +181,26 @@ if go and config is not None:
         show_error(exc, "generating")
     else:
         live.done()
-        label = (f"generate: {config.corpus} {constraint_label(config.constraints)} {config.encoder} "
-                 f"seed {config.seed} n={config.n}")
+        label = record_label(config.to_dict(), "generate")
         add_record(label, rec)
-        st.session_state["gen_last"] = label
-        st.session_state["gen_last_time"] = (seconds, cached)
+        view_result("generate", settings).update(label=label, seconds=seconds, cached=cached)
 
-last = st.session_state.get("gen_last")
+result = view_result("generate", settings)
+last = result.get("label")
+if last and last not in records():
+    st.caption(f":orange[Your last result here ({last}) was removed from this session's records; "
+               "generate it again (identical settings are served from the results cache).]")
 if last and last in records():
     rec = records()[last]
-    seconds, cached = st.session_state.get("gen_last_time", (float("nan"), False))
+    seconds, cached = result.get("seconds", float("nan")), result.get("cached", False)
     st.subheader("Result")
     st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} ms/image)"
                + (" · from the results cache" if cached else ""))
-    show_grid(rec.images, ncol=int(np.ceil(np.sqrt(len(rec)))))
-    oc = st.columns([1, 1, 3])
     ss_default("gen_pick", 0)
     clamp("gen_pick", 0, len(rec) - 1)
+    views.pick_grid(rec.images, "gen_pick", "sel_gen_grid", ncol=int(np.ceil(np.sqrt(len(rec)))))
+    st.caption("Click a digit to select it (outlined in red), then open it in Analysis.")
+    oc = st.columns([1, 1, 3])
     oc[0].number_input("sample (row-major in the grid)", 0, len(rec) - 1, step=1, key="gen_pick")
     if oc[1].button("Open in Analysis", key="btn_open_analysis", icon=":material/troubleshoot:"):
         open_in_analysis(last, int(st.session_state["gen_pick"]))

@@ -11,6 +11,8 @@ from app_support.ui import (
     LiveProgress,
     add_record,
     attempt,
+    lesson_banner,
+    mirror_query,
     open_in_analysis,
     records,
     show_error,
@@ -18,30 +20,48 @@ from app_support.ui import (
     sidebar_corpus,
     ss_default,
     stop_notice,
+    take_link,
+    view_result,
     warn_if_slow,
 )
-from nps.app_state import ABLATION_SETS, MAX_COLUMNS, build_config, check_against, constraint_label, record_id
+from nps.app_state import (
+    ABLATION_SETS,
+    MAX_COLUMNS,
+    build_config,
+    check_against,
+    is_splits,
+    record_id,
+    record_label,
+)
 from nps.app_state import suggested_params as suggested
-from nps.presets import get_lesson
+from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
 
 entry_guard()
 st.title("Ablations side by side")
 settings = st.session_state["settings"]
 corpus = sidebar_corpus(settings)
 
-lesson_key = st.session_state.get("abl_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then press Run all and look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_abl_lesson"):
-            st.session_state["abl_lesson"] = None
-            st.rerun()
+lesson_banner("abl_lesson", "Then press Run all and look:")
 
 ss_default("abl_ncols", 3)
 ss_default("abl_n", 16)
 ss_default("abl_metrics", True)
+link = take_link("ablations")  # a permalink: ?n=32&cols=ssd|ssd.loc|ssd.loc.ssl&enc3=pixels
+if link:
+    try:
+        if "n" in link:
+            st.session_state["abl_n"] = min(max(int(str(link["n"])), 2), 64)
+        cols_spec = [c for c in str(link.get("cols", "")).split("|") if c][:MAX_COLUMNS]
+        if cols_spec:
+            st.session_state["abl_ncols"] = len(cols_spec)
+            for i, spec in enumerate(cols_spec):
+                for c in ("ssd", "loc", "ssl"):
+                    st.session_state[f"abl_{i}_{c}"] = c in spec.split(".")
+        for i in range(MAX_COLUMNS):
+            if f"enc{i + 1}" in link and str(link[f"enc{i + 1}"]) in encoder_names():
+                st.session_state[f"abl_{i}_encoder"] = str(link[f"enc{i + 1}"])
+    except ValueError:
+        st.caption(":orange[the link's sample count is not a number; the default is used.]")
 top = st.columns([1, 1, 2, 1], vertical_alignment="bottom")
 top[0].slider("columns", 1, MAX_COLUMNS, key="abl_ncols")
 top[1].slider("samples per column", 2, 64, key="abl_n")
@@ -59,6 +79,15 @@ shared.update(n=int(st.session_state["abl_n"]), batch_size=min(64, int(st.sessio
 st.caption(f"Shared by every column: seed {settings['seed']} (so the same references and per-pixel draws), "
            + ", ".join(f"{k}={v}" for k, v in shared.items() if k not in ("n", "batch_size"))
            + ". Change them on the Generate page.")
+
+def column_caption(config: dict, n: int) -> str:
+    """What a column is: training images (all or a subset), constraints, encoder and k (or none), n."""
+    cons = list(config.get("constraints", ()))
+    sub = config.get("subset")
+    rep = f"{config.get('encoder')}, k = {config.get('k')}" if "ssl" in cons else "no representation"
+    return (f"{config.get('corpus')} · {'subset of ' + format(sub, ',') if sub else 'all'} training images · "
+            f"{'+'.join(cons)} · {rep} · n = {n} · seed {config.get('seed')}")
+
 
 ncols = int(st.session_state["abl_ncols"])
 configs: list = []
@@ -86,8 +115,14 @@ for i, col in enumerate(cols):
             cfg = None
         configs.append(cfg)
 
+ss = st.session_state
+mirror_query({"n": str(int(ss["abl_n"])),
+              "cols": "|".join(".".join(c for c in ("ssd", "loc", "ssl") if ss[f"abl_{i}_{c}"]) or "none"
+                               for i in range(ncols)),
+              **{f"enc{i + 1}": str(ss[f"abl_{i}_encoder"]) for i in range(ncols) if ss[f"abl_{i}_ssl"]}})
+
 stop_notice()
-results: dict = st.session_state.setdefault("abl_results", {})
+results: dict = view_result("ablations", settings)  # column -> its last run, for this corpus and subset
 run_one = [cols[i].button("Run", key=f"btn_abl_run_{i}") for i in range(ncols)]
 for i, cfg in enumerate(configs):
     if cfg is None or not (run_all or run_one[i]):
@@ -103,35 +138,62 @@ for i, cfg in enumerate(configs):
                 break
             continue
         live.done()
-    label = f"ablation {i + 1}: {cfg.corpus} {constraint_label(cfg.constraints)} {cfg.encoder} seed {cfg.seed}"
+    label = record_label(cfg.to_dict(), f"ablation {i + 1}")
     add_record(label, rec, make_current=False)
     results[i] = {"label": label, "seconds": seconds, "cached": cached, "config": cfg}
 
+table: list[dict] = []
 for i, col in enumerate(cols):
     res = results.get(i)
     if res is None or res["label"] not in records():
         continue
     rec = records()[res["label"]]
+    n = len(rec)
     with col:
         if configs[i] is not None and res["config"] != configs[i]:
             st.caption(":orange[settings changed since this run; press Run to update]")
         show_grid(rec.images, ncol=4, scale=2 if rec.canvas_shape[0] > 12 else 5)
+        st.caption(column_caption(rec.config, n))
         rid = record_id(rec)
         ent = attempt(resources.entropy_metrics, rid, rec, what="computing entropies")
-        st.metric("time per image", f"{res['seconds'] / len(rec) * 1000:.0f} ms",
+        st.metric("time per image", f"{res['seconds'] / n * 1000:.0f} ms",
                   "from the results cache" if res["cached"] else None, delta_color="off", delta_arrow="off")
         if ent is not None:
             st.metric("class entropy", f"{ent['class_entropy']:.3f} bits", f"± {ent['class_entropy_std']:.3f}",
-                      delta_color="off", delta_arrow="off")
+                      delta_color="off", delta_arrow="off", help=f"mean ± std over the n = {n} samples")
             st.metric("image-ID entropy", f"{ent['id_entropy']:.3f} bits", f"± {ent['id_entropy_std']:.3f}",
-                      delta_color="off", delta_arrow="off")
+                      delta_color="off", delta_arrow="off", help=f"mean ± std over the n = {n} samples")
+        sc = None
         if st.session_state["abl_metrics"]:
             sc = attempt(resources.classifier_scores, rid, rec.config["corpus"], rec, what="scoring the samples")
             if sc is not None:
                 s, r = sc["samples"], sc["real"]
-                st.metric("Inception Score", f"{s['is_mean']:.2f} ± {s['is_std']:.2f}",
-                          f"real ceiling {r['is_mean']:.2f}", delta_color="off", delta_arrow="off")
-                st.metric("classifier FID", f"{s['fid']:.1f}", f"real {r['fid']:.1f}", delta_color="off",
-                          delta_arrow="off")
+                why = unreliable("is", n)
+                if why:  # greyed out, with the reason, instead of a misleading "± 0.00"
+                    st.markdown(f"Inception Score (n = {n})  \n:gray[{s['is_mean']:.2f}, not comparable: {why}]")
+                else:
+                    st.metric(f"Inception Score (n = {n})", f"{s['is_mean']:.2f} ± {s['is_std']:.2f}",
+                              f"real ceiling {r['is_mean']:.2f} (same n)", delta_color="off", delta_arrow="off",
+                              help=f"mean ± std over {is_splits(n)} splits; real: as many test images, scored alike")
+                why = unreliable("fid", n)
+                if why:
+                    st.markdown(f"classifier FID (n = {n})  \n:gray[{s['fid']:.1f}, not comparable: {why}]")
+                else:
+                    st.metric(f"classifier FID (n = {n})", f"{s['fid']:.1f}", f"real {r['fid']:.1f} (same n)",
+                              delta_color="off", delta_arrow="off")
         if st.button("Open in Analysis", key=f"btn_abl_open_{i}"):
             open_in_analysis(res["label"], 0)
+    table.append(ablation_row(i + 1, res["label"], rec.config, n, res["seconds"], ent, sc))
+
+if table:
+    st.subheader("Metrics of every column")
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("One row per column, the same numbers as above. A blank metric was computed from too few samples "
+               "to compare; the notes column says why (raise 'samples per column'). Entropies in bits over "
+               "5×5 windows; IS and FID from the project's classifier, with as many real test images scored the "
+               "same way.")
+    dc = st.columns(2)
+    dc[0].download_button("Download the table (.csv)", to_csv(table), file_name="nps-ablation.csv",
+                          mime="text/csv", key="dl_abl_csv", on_click="ignore", icon=":material/table:")
+    dc[1].download_button("Download the table (.md)", to_markdown(table), file_name="nps-ablation.md",
+                          mime="text/markdown", key="dl_abl_md", on_click="ignore", icon=":material/description:")

@@ -6,24 +6,30 @@ import streamlit as st
 
 from app_support import resources, views
 from app_support.boot import entry_guard
-from app_support.ui import add_record, attempt, config_caption, download_buttons, records, show_grid, ss_default
+from app_support.ui import (
+    MAX_RECORDS,
+    add_record,
+    attempt,
+    config_caption,
+    download_buttons,
+    lesson_banner,
+    mirror_query,
+    pinned_records,
+    records,
+    set_pinned,
+    ss_default,
+    take_link,
+)
+from nps.app_links import record_query
 from nps.app_state import record_id
 from nps.corpora import CORPUS_NAMES
-from nps.presets import PRESETS, get_lesson, load_preset
+from nps.presets import PRESETS, load_preset
 
 RECORD_MB = 50
 entry_guard()
 st.title("Analysis & tracing")
 
-lesson_key = st.session_state.get("ana_lesson")
-if lesson_key:
-    lesson = get_lesson(lesson_key)
-    with st.container(border=True):
-        st.markdown(f"**Lesson: {lesson.title}.** {lesson.predict}")
-        st.caption(f"Then look: {lesson.look}")
-        if st.button("End lesson", key="btn_end_ana_lesson"):
-            st.session_state["ana_lesson"] = None
-            st.rerun()
+lesson_banner("ana_lesson", "Then look:")
 
 with st.expander("Open a record file (.npz)"):
     up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
@@ -38,7 +44,59 @@ with st.expander("Open a record file (.npz)"):
                 add_record(f"upload: {up.name}", rec)
                 st.session_state["_uploaded_name"] = (up.name, up.size)
 
+
+
+def open_link(link: dict) -> None:
+    """Rebuild the record a permalink names (a preset, or a generation from its config) and select its view."""
+    from nps.app_links import config_from_query
+    from nps.app_state import BOUNDS, check_against, record_label
+    rec_kind = str(link.get("rec", ""))
+    label = rec = None
+    if rec_kind.startswith("preset:"):
+        name = rec_kind.removeprefix("preset:")
+        if name not in PRESETS:
+            st.caption(f":orange[the link names preset '{name}', which this lab does not have.]")
+            return
+        cfg = PRESETS[name].config
+        c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading {cfg.corpus}")
+        rec = attempt(load_preset, name, c, what=f"building preset {name}") if c is not None else None
+        label = f"preset: {name}"
+    elif rec_kind == "gen":
+        built = attempt(config_from_query, link, BOUNDS, what="reading the link")
+        if built is None:
+            return
+        config, notes = built
+        for note in notes:
+            st.caption(f":orange[{note}]")
+        c = attempt(resources.corpus, config.corpus, config.subset, what=f"loading {config.corpus}")
+        if c is None or attempt(lambda: check_against(config, c) or True, what="checking the link's settings") is None:
+            return
+        with st.spinner("Rebuilding the linked record (deterministic: the same config gives the same samples)…"):
+            out = attempt(resources.generate, config, what="rebuilding the linked record")
+        if out is not None:
+            rec, label = out[0], record_label(config.to_dict(), "generate")
+    else:
+        return
+    if rec is None:
+        return
+    add_record(label, rec)
+    ss = st.session_state
+    try:
+        ss["ana_sample"] = min(max(int(str(link.get("sample", 0))), 0), len(rec) - 1)
+        y, x = int(str(link.get("y"))), int(str(link.get("x")))
+        h, w = rec.canvas_shape
+        if 0 <= y < h and 0 <= x < w:
+            ss["ana_y"], ss["ana_x"], ss["_ana_pixel_given"] = y, x, True
+    except (TypeError, ValueError):
+        st.caption(":orange[the link's sample or pixel is not a number; showing sample 0.]")
+
+
+link = take_link("analysis")
+if link:
+    open_link(link)
+
 if not records():
+    mirror_query({})
     st.info("No record yet: generate one on the Generate page, or open a preset.")
     pc = st.columns(len(PRESETS))
     for col, preset in zip(pc, PRESETS.values()):
@@ -54,9 +112,33 @@ if not records():
 labels = list(records())
 if st.session_state.get("ana_record") not in labels:
     st.session_state["ana_record"] = labels[-1]
-st.selectbox("Record", labels, key="ana_record")
-record = records()[st.session_state["ana_record"]]
+pins = pinned_records()
+rc = st.columns([4, 1], vertical_alignment="bottom")
+rc[0].selectbox("Record", labels, key="ana_record",
+                format_func=lambda lab: ("📌 " if lab in pins else "") + lab)
+current = st.session_state["ana_record"]
+
+
+def _toggle_pin(label: str, key: str) -> None:
+    if not set_pinned(label, bool(st.session_state.get(key))):
+        st.session_state[key] = False
+        st.toast(f"At most {MAX_RECORDS - 1} records can be pinned; unpin one first.", icon=":material/push_pin:")
+
+
+pin_key = f"pin_{record_id(records()[current])[:10]}"
+st.session_state[pin_key] = current in pins
+rc[1].toggle("Pin", key=pin_key, on_change=_toggle_pin, args=(current, pin_key),
+             help=f"A session keeps its newest {MAX_RECORDS} records; a pinned one is never removed.")
+evicted = st.session_state.get("evicted_records", [])
+st.caption(f"This session keeps its newest {MAX_RECORDS} records ({len(labels)} now, {len(pins)} pinned); "
+           "the oldest unpinned one is removed when a new one arrives."
+           + (f" Removed so far: {', '.join(evicted[-3:])}" + (f" and {len(evicted) - 3} more" if len(evicted) > 3
+                                                              else "") + "." if evicted else ""))
+record = records()[current]
 cfg = record.config
+if not record_query(current, cfg):
+    st.caption("The address bar cannot rebuild this record (an upload or a completion); download it below to "
+               "share it.")
 st.caption(config_caption(cfg) + f" · {len(record)} samples")
 corpus = attempt(resources.corpus, cfg.get("corpus"), cfg.get("subset"), what="loading the record's corpus")
 if corpus is None:
@@ -75,26 +157,31 @@ with tab_sample:
     sc = st.columns([1, 3])
     sc[0].number_input("sample", 0, len(record) - 1, step=1, key="ana_sample")
     with sc[0]:
-        show_grid(record.images, scale=2 if record.canvas_shape[0] > 12 else 5)
+        views.pick_grid(record.images, "ana_sample", f"sel_ana_grid_{rid[:8]}",
+                        tile_px=56 if record.canvas_shape[0] > 12 else 40)
+        st.caption("Click a digit to analyse it.")
     n = int(st.session_state["ana_sample"])
     with sc[1]:
         st.markdown("**Replay the fill.** Rebuilt from the record: a pixel never changes once filled, so step *t* "
                     "is the final image masked by the first *t* entries of the fill order.")
         views.replay(record, n, rid[:8])
     st.divider()
-    st.markdown("**Overlays and pixel tracing.** Tick overlays to colour the canvas by provenance; click a pixel "
+    st.markdown("**Overlays and pixel tracing.** Colour the canvas by one provenance layer; click a pixel "
                 "to see where it came from and which constraints let it through.")
-    chosen = views.overlay_choice()
+    choice = views.overlay_choice()
     oc = st.columns([1, 1])
     with oc[0]:
-        y, x = views.overlay_canvas(record, n, rid, rid[:8], chosen)
+        y, x = views.overlay_canvas(record, n, rid, rid[:8], choice, tuple(corpus.class_names))
     with oc[1]:
         sampled = views.trace_source(record, n, y, x, corpus)
     if sampled:
         views.funnel_section(record, n, y, x, rid)
-    with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)"):
+    mirror_query({**record_query(current, record.config), "sample": str(n), "y": str(y), "x": str(x)})
+    with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)",
+                     expanded=True):
         from nps.plots import trace_figure
-        st.plotly_chart(trace_figure(record, n, corpus.train), key="ana_trace_figure")
+        st.plotly_chart(trace_figure(record, n, corpus.train, class_names=tuple(corpus.class_names)),
+                        key="ana_trace_figure")
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
                    "map colour, at the positions they were copied from.")
     st.divider()
@@ -121,9 +208,16 @@ with tab_batch:
     ps = attempt(resources.pool_summary, rid, record, what="summarising pool sizes")
     if maps is not None and ps is not None:
         maps = dict(maps)
-        st.plotly_chart(heatmaps_figure(maps), key="ana_entropy_maps")
-        st.plotly_chart(heatmaps_figure({"log10 pool size (mean over samples)": ps["log10_map"]}, "log10"),
-                        key="ana_pool_map")
+        st.plotly_chart(heatmaps_figure(maps, "bits"), key="ana_entropy_maps")
+        st.caption(f"Mean over the {len(record)} samples of the window entropy at each position (a window of "
+                   f"{ent['entropy_window'] if ent else 5}×{ent['entropy_window'] if ent else 5} pixels around it, "
+                   "so only positions whose window fits the canvas have a value). Class entropy low: each region "
+                   "is one class; image-ID entropy high: regions mix many images.")
+        st.plotly_chart(heatmaps_figure({"pool size (mean of log10 over samples)": ps["log10_map"]},
+                                        "pool size (windows, log scale)", log10=True).update_layout(width=560),
+                        key="ana_pool_map", width="content")
+        st.caption("Pool size: how many candidate windows passed every constraint at that position (geometric "
+                   "mean over samples). Blank: the seed, copied whole from the reference, with no pool.")
     st.plotly_chart(composition_figure(record.source_index), key="ana_composition")
     comp = attempt(resources.composition, rid, record, what="computing composition")
     if comp is not None:

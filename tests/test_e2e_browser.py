@@ -3,7 +3,9 @@
 The server runs as a subprocess on a free localhost port with its own cache folder.
 The test opens every page, generates on ``digits``, traces a pixel by clicking the
 canvas and by coordinates, downloads the record and checks its provenance, and runs
-the ablation columns.  Screenshots go to ``test-output/e2e/``.
+the ablation columns.  Every request the browser makes must go to the app's own host
+(an offline classroom has nothing else), and on a phone-sized window the sidebar folds
+away after a page switch.  Screenshots go to ``test-output/e2e/``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -83,11 +86,29 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+FOREIGN: list[str] = []  # requests that left the app's host, in this test
+
+
+def _new_page(browser, server: str, **context):  # noqa: ANN001, ANN202
+    """A page in a fresh context that records every request not addressed to ``server``'s host."""
+    host = urlparse(server).netloc
+    ctx = browser.new_context(**context)
     pg = ctx.new_page()
     pg.set_default_timeout(PAGE_TIMEOUT)
+
+    def check(request) -> None:  # noqa: ANN001
+        url = urlparse(request.url)
+        if url.scheme not in ("data", "blob", "about") and url.netloc != host:
+            FOREIGN.append(request.url)
+
+    pg.on("request", check)
+    return ctx, pg
+
+
+@pytest.fixture
+def page(browser, server):
+    FOREIGN.clear()
+    ctx, pg = _new_page(browser, server, viewport={"width": 1400, "height": 1500}, accept_downloads=True)
     yield pg
     ctx.close()
 
@@ -115,6 +136,7 @@ def _shot(page, name: str) -> Path:  # noqa: ANN001
 
 
 def _no_errors(page) -> None:  # noqa: ANN001
+    assert not FOREIGN, f"the browser requested {len(FOREIGN)} URL(s) outside the app's host: {FOREIGN[:5]}"
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, f"a page shows an exception: {exc.first.inner_text()[:2000]}"
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0, \
@@ -130,14 +152,15 @@ def test_lab_in_a_browser(server, page):
         shutil.rmtree(SHOTS)
     q = "?corpus=digits&subset=all&encoder=pca&seed=0"
     # Every page renders.
-    for path, title in (("welcome", "NPS lab"), ("corpus", "Corpus & encoder"), ("generate", "Generate"),
+    for path, title in (("", "NPS lab"), ("corpus", "Corpus & encoder"), ("generate", "Generate"),
                         ("ablations", "Ablations side by side"), ("analysis", "Analysis & tracing"),
                         ("complete", "Complete")):
         page.goto(f"{server}/{path}{q}")
         page.get_by_role("heading", name=title, exact=True).wait_for()
         _settle(page)
         _no_errors(page)
-        _shot(page, f"page-{path}")
+        _shot(page, f"page-{path or 'welcome'}")
+        assert page.locator('[data-testid="stDialog"]').count() == 0  # e.g. "Page not found"
 
     # A tiny generation on digits, then download its record and grid.
     page.goto(f"{server}/generate{q}")
@@ -157,6 +180,22 @@ def test_lab_in_a_browser(server, page):
     assert check_provenance(rec, load_corpus("digits").train) == 0
     page.get_by_text("ms/image").wait_for()  # the download kept the page state
 
+    # Click a digit in the result grid: it becomes the selected sample (row 1, column 2 of 4x4 -> 6).
+    grid = page.locator('[class*="st-key-sel_gen_grid"] [data-testid="stPlotlyChart"] .nsewdrag').first
+    grid.scroll_into_view_if_needed()
+    gbox = grid.bounding_box()
+    assert gbox is not None
+    page.mouse.click(gbox["x"] + gbox["width"] * 2.5 / 4, gbox["y"] + gbox["height"] * 1.5 / 4)
+    pick = page.get_by_label("sample (row-major in the grid)")
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '6')",
+                           timeout=30_000)
+    _settle(page)
+    assert pick.input_value() == "6"
+    _shot(page, "generate-grid-click")
+    pick.fill("0")
+    pick.press("Enter")
+    _settle(page)
+
     # Open a sample in Analysis and trace one pixel, by clicking the canvas and by coordinates.
     page.get_by_role("button", name="Open in Analysis", exact=True).click()
     page.get_by_role("heading", name="Analysis & tracing", exact=True).wait_for()
@@ -164,17 +203,21 @@ def test_lab_in_a_browser(server, page):
     _settle(page)
     _no_errors(page)
     assert "corpus=digits" in page.url  # the shared settings survived the page switch
+    from nps.app_state import stroke_pixel
+    sy, sx = stroke_pixel(rec, 0)
     before = page.get_by_text("Pixel (").first.inner_text()
-    assert before.startswith("Pixel (4, 2)")  # the default pixel
-    plot_area = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first
+    assert before.startswith(f"Pixel ({sy}, {sx})")  # the default: a stroke pixel, not background
+    ty, tx = (1, 6) if (sy, sx) != (1, 6) else (6, 1)  # click a pixel other than the default
+    # The overlay canvas (keyed sel_canvas_*), not the sample grid beside the replay.
+    plot_area = page.locator('[class*="st-key-sel_canvas"] [data-testid="stPlotlyChart"] .nsewdrag').first
     plot_area.scroll_into_view_if_needed()
     box = plot_area.bounding_box()
     assert box is not None
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)  # the canvas centre
-    page.wait_for_function("() => !document.body.innerText.includes('Pixel (4, 2)')", timeout=30_000)
+    page.mouse.click(box["x"] + box["width"] * (tx + 0.5) / 8, box["y"] + box["height"] * (ty + 0.5) / 8)
+    page.wait_for_function(f"() => !document.body.innerText.includes('Pixel ({sy}, {sx})')", timeout=30_000)
     _settle(page)
     clicked = page.get_by_text("Pixel (").first.inner_text()
-    assert clicked.split(")")[0] in ("Pixel (3, 3", "Pixel (3, 4", "Pixel (4, 3", "Pixel (4, 4")
+    assert clicked.startswith(f"Pixel ({ty}, {tx})"), clicked
     _shot(page, "analysis-clicked-pixel")
     row = page.get_by_label("pixel row y")
     row.fill("6")
@@ -188,6 +231,21 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("provenance is exact, not a similarity guess", exact=False).count() == 1
     _shot(page, "analysis-traced-pixel")
+
+    # The address bar is a permalink: a fresh browser (no session) opens the same record, sample and pixel.
+    link = page.url
+    assert "rec=gen" in link and "sample=0" in link and "y=6" in link and "x=1" in link
+    ctx2, fresh = _new_page(page.context.browser, server, viewport={"width": 1400, "height": 1500})
+    try:
+        fresh.goto(link)
+        fresh.get_by_text("Pixel (6, 1)").first.wait_for()
+        _settle(fresh)
+        _no_errors(fresh)
+        assert fresh.get_by_text("Copied from").count() >= 1
+        assert fresh.get_by_text(f"training image #{int(rec.source_index[0, 6, 1])}").count() >= 1  # the same trace
+        _shot(fresh, "analysis-permalink-fresh-browser")
+    finally:
+        ctx2.close()
     page.get_by_text("Candidate windows surviving each constraint").first.scroll_into_view_if_needed()
     page.get_by_text("g: Gaussian weights", exact=False).first.wait_for()
     _shot(page, "analysis-funnel")
@@ -214,3 +272,60 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("class entropy").count() == 3
     _shot(page, "ablations")
+    _no_errors(page)  # includes: no request left the app's host during the whole visit
+
+
+@pytest.mark.slow
+def test_phone_layout_folds_the_sidebar_after_navigation(server, browser):
+    """A 390 px window (a phone Streamlit does not recognise by its user agent, or a narrow tablet)."""
+    FOREIGN.clear()
+    ctx, pg = _new_page(browser, server, viewport={"width": 390, "height": 844})
+    try:
+        pg.goto(f"{server}/?corpus=digits&subset=all&encoder=pca&seed=0")
+        pg.get_by_role("heading", name="NPS lab", exact=True).wait_for()
+        _settle(pg)
+        bar = pg.locator('[data-testid="stSidebar"]')
+        assert bar.get_attribute("data-collapsed") == "true"  # starts folded
+        assert "pages on the left" not in pg.inner_text("body")  # wording that fits a phone too
+        opener = '[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button'
+        pg.locator(opener).first.click()
+        pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
+                             ".getAttribute('data-collapsed') === 'false'")
+        pg.locator('[data-testid="stSidebarNav"] a', has_text="Generate").click()
+        pg.get_by_role("heading", name="Generate", exact=True).wait_for()
+        _settle(pg)
+        pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
+                             ".getAttribute('data-collapsed') === 'true'", timeout=10_000)
+        _shot(pg, "phone-generate")
+        _no_errors(pg)
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+def test_drawing_on_complete(server, page):
+    """Draw a stroke on Complete and fill half of it back (needs the optional drawing component)."""
+    import importlib.util
+    if importlib.util.find_spec("streamlit_drawable_canvas") is None:  # importing it outside a server fails
+        pytest.skip("the optional streamlit-drawable-canvas is not installed")
+    page.goto(f"{server}/complete?corpus=digits&subset=all&encoder=pca&seed=0")
+    page.get_by_role("heading", name="Complete", exact=True).wait_for()
+    _settle(page)
+    page.get_by_text("draw", exact=True).click()
+    _settle(page)
+    canvas = page.locator("canvas").last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    for i in range(20):  # a diagonal stroke (Fabric drops a perfectly straight vertical path)
+        page.mouse.move(box["x"] + 40 + i * 5, box["y"] + 40 + i * 5)
+    page.mouse.up()
+    page.get_by_text("the image", exact=True).wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Fill the unknown region").click()
+    page.get_by_text("filled pixels tinted blue", exact=False).wait_for()
+    _settle(page)
+    _no_errors(page)
+    _shot(page, "complete-drawing")
