@@ -83,7 +83,7 @@ def load_model(path: str | Path):  # noqa: ANN201
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
         if md.get("format") != FORMAT:
             raise NPSError(f"'{path}' is not an NPS baseline weights file (format {md.get('format')!r}); "
                            "train one with `python -m nps baselines train`.")
