@@ -30,7 +30,8 @@ DEFAULTS: dict[str, dict] = {
     # DCGAN (Radford et al. 2016), non-saturating loss; width = generator/discriminator base channels.
     "gan": {"epochs": 5, "batch_size": 64, "lr": 2e-4, "latent": 32, "width": 32},
     # Rectified flow (Liu et al. 2023) with a small U-Net velocity net, Euler sampler.
-    "flow": {"epochs": 10, "batch_size": 128, "lr": 2e-3, "width": 16, "sample_steps": 32},
+    # Batch 64: on a shared CPU the number of steps, not the batch, limits a short flow-matching run.
+    "flow": {"epochs": 10, "batch_size": 64, "lr": 2e-3, "width": 16, "sample_steps": 32},
 }
 MODELS = {"vae": "nps.baselines.vae", "gan": "nps.baselines.gan", "flow": "nps.baselines.flow"}
 # Ranges of the model-specific hyper-parameters: (lo, hi, why).

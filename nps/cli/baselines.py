@@ -68,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads, 1..256 (default: %(default)s)")
     s.add_argument("--out", required=True, help="output .npz")
     s.set_defaults(func=run_sample)
+    r = bsub.add_parser("report", help="a markdown table of baselines beside NPS on the same metrics",
+                        description="Read the metrics.json that `nps evaluate` wrote for each sample file or record "
+                                    "and print (or write) one markdown table with the baselines' training and "
+                                    "sampling cost from their weights cards.")
+    r.add_argument("--metrics", action="append", required=True, metavar="LABEL=PATH",
+                   help="a row: its label and an evaluate output folder or metrics.json (repeatable)")
+    r.add_argument("--out", default=None, help="markdown file to write (default: print)")
+    r.set_defaults(func=run_report)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -183,7 +191,27 @@ def run_sample(args: argparse.Namespace) -> int:
     ms = (time.perf_counter() - t0) * 1000 / args.n
     config = {"model": args.model, "corpus": model.meta_["corpus"], "weights": path.name,
               "weights_sha256": model.sha256_, "seed": args.seed, "n": args.n,
-              "hparams": model.meta_["hparams"], "threads": args.threads}
+              "hparams": model.meta_["hparams"], "threads": args.threads,
+              "sampling_ms_per_image": round(ms, 3)}
     save_samples(out, images, config)
     print(f"wrote {out}: {args.n} {args.model} samples {images.shape[1:]} ({ms:.2f} ms/image)")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from nps.baselines.report import comparison_lines, read_metrics
+    rows = []
+    for item in args.metrics:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise NPSError(f"--metrics {item!r} must be LABEL=PATH, e.g. vae=/tmp/ev_vae.")
+        rows.append((label, read_metrics(path)))
+    out = writable_path(args.out, ".md") if args.out else None
+    text = "\n".join(comparison_lines(rows)) + "\n"
+    if out is None:
+        print(text, end="")
+        return 0
+    from nps.cache import atomic_write
+    atomic_write(out, lambda f: f.write(text.encode()))
+    print(f"wrote {out}")
     return 0
