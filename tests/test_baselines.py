@@ -228,3 +228,21 @@ def test_a_provenance_record_is_not_a_baseline_file(digits, tmp_path):
     record_from_maps(src, digits.train, digits.train_labels, seed_size=2,
                      config={"corpus": "digits"}).save(tmp_path / "r.npz")
     assert not is_baseline_file(tmp_path / "r.npz")
+
+
+def test_report_rows_read_metrics_and_shipped_cards(tmp_path, capsys):
+    from nps.baselines.report import table_row
+    from nps.shipped import WEIGHTS_DIR
+    card = json.loads((WEIGHTS_DIR / "baseline-gan-mnist.json").read_text())
+    met = {"kind": "baseline", "n": 256, "config": {"weights": "baseline-gan-mnist.safetensors"},
+           "scores": {"samples": {"is_mean": 5.0, "is_std": 0.5, "fid": 200.0}, "real": {"is_mean": 8.0, "fid": 40.0}},
+           "memorisation": {"exact_copies": 0, "pixels": {"fraction_below": 0.0, "real_fraction_below": 0.0}}}
+    row = table_row("gan", met)
+    assert row[:5] == ["gan", "256", "5.00 ± 0.50", "200.0", "8.00 / 40.0"]
+    assert row[7] == f"{card['train_seconds'] / 60:.1f} min, {card['epochs_completed']:g} epochs"
+    assert table_row("nps", {**met, "kind": None})[7] == "none (training-free)"
+    (tmp_path / "m.json").write_text(json.dumps(met))
+    assert main(["baselines", "report", "--metrics", f"gan={tmp_path / 'm.json'}"]) == 0
+    assert "| gan | 256 | 5.00 ± 0.50 |" in capsys.readouterr().out
+    assert main(["baselines", "report", "--metrics", "nolabel"]) == 2
+    assert "must be LABEL=PATH" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def table_row(label: str, metrics: dict) -> list[str]:
 def comparison_lines(rows: list[tuple[str, dict]]) -> list[str]:
     """The markdown table of ``(label, metrics)`` rows, with the protocol under it."""
     lines = _table(HEADER, [table_row(label, met) for label, met in rows])
-    protocol = next((met["scores"]["protocol"] for _, met in rows if met.get("scores")), None)
+    protocol = next((met["scores"].get("protocol") for _, met in rows if met.get("scores")), None)
     if protocol:
         lines += ["", f"Protocol: {protocol} Memorised: share of samples whose nearest / second-nearest "
                       "training-image pixel distance ratio is below 1/3 (real: the same for test images)."]
