@@ -120,6 +120,8 @@ def test_defaults_table_covers_every_model():
     ["baselines", "train", "--model", "vae", "--corpus", "digits", "--lr", "-1"],
     ["baselines", "train", "--model", "gan", "--corpus", "digits", "--max-minutes", "inf"],
     ["baselines", "train", "--model", "vae", "--corpus", "digits", "--out", "x.pt"],
+    ["baselines", "train", "--model", "vae", "--corpus", "digits", "--replace-shipped", "--out", "a.safetensors"],
+    ["baselines", "train", "--model", "flow", "--corpus", "digits", "--latent", "4"],
     ["baselines", "sample", "--model", "vae", "--n", "0", "--out", "s.npz"],
     ["baselines", "sample", "--model", "vae", "--out", "s.txt"],
     ["baselines", "sample", "--model", "flow", "--corpus", "digits", "--out", "s.npz"],
@@ -246,3 +248,19 @@ def test_report_rows_read_metrics_and_shipped_cards(tmp_path, capsys):
     assert "| gan | 256 | 5.00 ± 0.50 |" in capsys.readouterr().out
     assert main(["baselines", "report", "--metrics", "nolabel"]) == 2
     assert "must be LABEL=PATH" in capsys.readouterr().err
+
+
+def test_train_cli_writes_the_cache_by_default_and_leaves_shipped_files(tmp_path, monkeypatch, capsys):
+    from nps.baselines.io import load_model
+    from nps.shipped import WEIGHTS_DIR, read_manifest
+    monkeypatch.setenv("NPS_CACHE_DIR", str(tmp_path / "cache"))
+    before = read_manifest()
+    shipped = (WEIGHTS_DIR / "baseline-vae-mnist.safetensors").read_bytes()
+    assert main(["baselines", "train", "--corpus", "digits", "--model", "vae", "--max-steps", "2"]) == 0
+    out = tmp_path / "cache" / "weights" / "baseline-vae-digits.safetensors"
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 2 and card["stop_reason"] == "--max-steps 2" and card["corpus"] == "digits"
+    assert card["command"] == "python -m nps baselines train --corpus digits --model vae --max-steps 2"
+    assert card["weights_sha256"] == load_model(out).sha256_ and card["sampling_ms_per_image"] > 0
+    assert read_manifest() == before and (WEIGHTS_DIR / "baseline-vae-mnist.safetensors").read_bytes() == shipped
+    assert "wrote " in capsys.readouterr().out

@@ -51,6 +51,8 @@ def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,  
             notes.append("IS/FID skipped: they need at least 2 samples.")
     if memorisation:
         from nps.analysis.memorisation import memorisation as memo
+        if encoder is None:
+            notes.append("memorisation in pixel space only; pass --encoder NAME for the embedding space.")
         rep = memo(images, corpus, encoder=encoder)
         out["memorisation"] = rep.to_dict()
         out["_memorisation_report"] = rep
