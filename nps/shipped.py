@@ -117,8 +117,9 @@ def verify_shipped(path: Path) -> None:
         raise NPSError(f"'{_shown(path)}' is not listed in {manifest.name}, so it is not a shipped file; move it "
                        "to the cache's weights/ folder to use it as trained weights, or delete it.")
     if file_digest(path) != entry["sha256"]:
-        kind = path.name.split("-", 1)[0]
-        retrain = "train-encoder" if kind == "simclr" else "train-classifier"
+        kind, rest = ([*path.name.split("-", 1), ""])[:2]
+        retrain = {"simclr": "train-encoder", "baseline": f"baselines train --model {rest.split('-', 1)[0]}"}.get(
+            kind, "train-classifier")
         raise NPSError(f"shipped weights '{_shown(path)}' do not match their sha256 in {manifest.name} (changed or "
                        f"damaged); restore them with `git checkout -- {_shown(path)}` or retrain with "
                        f"`python -m nps {retrain} --replace-shipped`.")

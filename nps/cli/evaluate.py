@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate one provenance record: Inception Score and classifier FID with the real test "
                     "images' scores as the ceiling, sliding-window entropies of the class and image-ID maps, "
                     "source composition, pool sizes, memorisation ratios. Writes DIR/metrics.json and PNGs.")
-    p.add_argument("record", help="a provenance record (.npz) written by `nps generate`")
+    p.add_argument("record", help="a provenance record (.npz) written by `nps generate`, or baseline samples "
+                                  "from `nps baselines sample` (scored on the image metrics only)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--entropy-window", type=int, default=5, help="entropy window side (default: %(default)s)")
     p.add_argument("--traces", type=int, default=4,
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
 
+    from nps.baselines import is_baseline_file
+    if is_baseline_file(args.record):  # learned-baseline samples: image metrics only (no provenance)
+        from nps.baselines.evaluate import run_evaluate
+        return run_evaluate(args)
     record = ProvenanceRecord.load(args.record)
     h, w = record.canvas_shape
     positive(args.entropy_window, "--entropy-window", 1, min(h, w))
