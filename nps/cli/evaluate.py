@@ -71,11 +71,10 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
 
 def run(args: argparse.Namespace) -> int:
     from nps.analysis import analyse_record, jsonable
+    from nps.baselines import is_baseline_file
     from nps.encoders import get_encoder
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
-
-    from nps.baselines import is_baseline_file
     if is_baseline_file(args.record):  # learned-baseline samples: image metrics only (no provenance)
         from nps.baselines.evaluate import run_evaluate
         return run_evaluate(args)
