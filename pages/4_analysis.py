@@ -92,6 +92,7 @@ with tab_sample:
         sampled = views.trace_source(record, n, y, x, corpus)
     if sampled:
         views.funnel_section(record, n, y, x, rid)
+        st.page_link("pages/6_explainer.py", label="Animate this step by step", icon=":material/animation:")
     with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)"):
         from nps.plots import trace_figure
         st.plotly_chart(trace_figure(record, n, corpus.train), key="ana_trace_figure")
