@@ -277,7 +277,8 @@ def ranked_candidates(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     threshold = fun.threshold
     kept_sorted = np.ones(len(order), bool) if threshold is None else ssd_sorted <= np.float32(threshold)
     # Thin the curve on a log-spaced grid of ranks; keep the last kept and first rejected ranks.
-    at = np.unique(np.geomspace(1, max(len(order), 1), curve_points).astype(np.int64) - 1)
+    at = (np.arange(len(order)) if len(order) <= curve_points
+          else np.unique(np.geomspace(1, len(order), curve_points).astype(np.int64) - 1))
     edge = int(kept_sorted.sum())
     at = np.unique(np.concatenate([at, [0, len(order) - 1], [edge - 1, edge] if edge < len(order) else []]))
     at = at[(at >= 0) & (at < len(order))].astype(np.int64)
