@@ -18,14 +18,14 @@ from nps.explainer import StepFrame
 from nps.plots import to_rgb
 
 # Geometry of the figure, in screen pixels (fixed: the picture must not shrink during play).
-WIDTH, HEIGHT = 1180, 740
-MARGIN = dict(l=10, r=10, t=70, b=140)
+WIDTH, HEIGHT = 980, 750  # fits the main column of a 1440 px wide window with the sidebar open
+MARGIN = dict(l=10, r=10, t=118, b=92)  # top: player controls, the beat caption, panel titles
 TOP_H = 280  # the composed picture row
 PLOT_W = WIDTH - MARGIN["l"] - MARGIN["r"]
 PLOT_H = HEIGHT - MARGIN["t"] - MARGIN["b"]
 PICTURE_DOMAIN = (1 - TOP_H / PLOT_H, 1.0)
 CHART_DOMAIN = (0.0, 1 - (TOP_H + 64) / PLOT_H)
-CTX_X, THUMB_X, CANVAS_X = (0, 270), (320, 810), (870, PLOT_W)  # panel spans inside the picture
+CTX_X, THUMB_X, CANVAS_X = (0, 230), (262, 686), (712, PLOT_W)  # panel spans inside the picture
 COLS, ROWS = 8, 6  # thumbnail grid (48 windows)
 PHASES = ("context", "rank", "draw", "fly 1", "fly 2", "land")
 
@@ -179,9 +179,10 @@ def fmt(v: float | None) -> str:
     return "–" if v is None else (f"{v:.3g}" if v == 0 or abs(v) >= 1e-3 else f"{v:.2e}")
 
 
-KEY = ("Key: <span style='color:#e62828'>■</span> the pixel being filled · <span style='color:#ffb000'>■</span> "
-       "its context window on the canvas, and the drawn window · hatched: unknown context pixels (not compared) · "
-       "dark blue: not yet filled · <span style='color:#2ca02c'>■</span> in the pool · faded: above the threshold")
+KEY = ("<span style='color:#e62828'>■</span> the pixel being filled · <span style='color:#ffb000'>■</span> its "
+       "context window on the canvas, and the drawn window · hatched: unknown context pixels (not compared)<br>"
+       "dark blue: not yet filled · <span style='color:#2ca02c'>■</span> candidate in the pool · faded: above the "
+       "threshold · ★ on the chart: the drawn window's rank")
 SSD_FLOOR = 1e-7  # a log axis cannot show 0: exact matches are drawn here (and said so)
 SPEEDS = (("0.5×", 1400), ("1×", 700), ("2×", 350), ("4×", 175))  # label, ms per animation frame
 
@@ -223,7 +224,7 @@ def _frame_data(f: StepFrame, lay: Layout, phase: str) -> list:
     drawn = phase not in ("context", "rank")
     names = [r[0] for r in f.funnel]
     return [
-        go.Image(source=png_uri(compose(f, lay, phase))),
+        go.Scatter(x=[], y=[]),  # holds the picture axes; the picture itself is a layout image
         # Plain lists: plotly.js decodes typed-array (base64) data in figures but not in frames.
         go.Scatter(x=ranks[kept].tolist(), y=ssd[kept].tolist()),
         go.Scatter(x=ranks[~kept].tolist(), y=ssd[~kept].tolist()),
@@ -233,6 +234,12 @@ def _frame_data(f: StepFrame, lay: Layout, phase: str) -> list:
         go.Bar(y=names, x=[r[1] for r in f.funnel], text=[f"{r[1]:,}" for r in f.funnel],
                marker_color=["#4c78a8"] * (len(names) - 1) + ["#2ca02c" if show_cut else "#4c78a8"]),
     ]
+
+
+def _picture(f: StepFrame, lay: Layout, phase: str) -> dict:
+    """The composed picture row as a layout image on the picture axes (one pixel per screen pixel)."""
+    return dict(source=png_uri(compose(f, lay, phase)), xref="x", yref="y", x=-0.5, y=-0.5, sizex=PLOT_W,
+                sizey=TOP_H, xanchor="left", yanchor="top", sizing="stretch", layer="below")
 
 
 def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[str, ...]) -> list[dict]:
@@ -246,7 +253,7 @@ def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[
     shown = min(len(f.windows), COLS * ROWS)
     more = f.n_candidates - shown
     return [
-        at(PLOT_W / 2, _phase_text(f, phase, cfg, names), y=top + 34 / PLOT_H, size=14),
+        at(0, _phase_text(f, phase, cfg, names), y=top + 30 / PLOT_H, size=13, xanchor="left"),
         at(sum(CTX_X) / 2, f"<b>Context</b> {w}×{w} around ({f.y}, {f.x})"),
         at(sum(THUMB_X) / 2, f"<b>Candidates ranked by SSD</b> (best {shown}"
                               + (f", + {more:,} more" if more > 0 else "") + ")"),
@@ -269,7 +276,7 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
     lay = layout_for(f0.known.shape[0], f0.canvas.shape[:2])
     data = _frame_data(f0, lay, start_phase)
     style = [
-        dict(xaxis="x", yaxis="y", hoverinfo="skip"),
+        dict(xaxis="x", yaxis="y", hoverinfo="skip", showlegend=False),
         dict(xaxis="x2", yaxis="y2", mode="markers+lines", name="in the pool", marker=dict(color="#2ca02c", size=5),
              line=dict(color="#2ca02c", width=1), hovertemplate="rank %{x:,}<br>SSD %{y:.3g}<extra>kept</extra>"),
         dict(xaxis="x2", yaxis="y2", mode="markers+lines", name="rejected", marker=dict(color="#9a9a9a", size=4),
@@ -290,7 +297,8 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
         for phase in PHASES:
             name = f"{f.step}:{phase}"
             anim_frames.append(go.Frame(name=name, data=_frame_data(f, lay, phase), traces=list(range(6)),
-                                        layout=dict(annotations=_annotations(f, lay, phase, cfg, names))))
+                                        layout=dict(annotations=_annotations(f, lay, phase, cfg, names),
+                                                    images=[_picture(f, lay, phase)])))
             steps.append(dict(method="animate", label=str(f.step) if phase == "context" else "",
                               args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))]))
@@ -302,23 +310,24 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
     fig.update_layout(
         width=WIDTH, height=HEIGHT, margin=MARGIN | {"autoexpand": False}, plot_bgcolor="white", paper_bgcolor="white",
         annotations=_annotations(f0, lay, start_phase, cfg, names), bargap=0.25,
+        images=[_picture(f0, lay, start_phase)],
         legend=dict(x=0.0, y=CHART_DOMAIN[1] + 0.01, xanchor="left", yanchor="bottom", orientation="h",
                     font=dict(size=11)),
         xaxis=dict(domain=[0, 1], range=[-0.5, PLOT_W - 0.5], visible=False, fixedrange=True),
         yaxis=dict(domain=list(PICTURE_DOMAIN), range=[TOP_H - 0.5, -0.5], visible=False, fixedrange=True),
-        xaxis2=dict(domain=[0.075, 0.50], type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
+        xaxis2=dict(domain=[0.1, 0.52], type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
                     title=dict(text="rank of the candidate window (1 = most similar, log scale)", font=dict(size=12)),
                     showgrid=True, gridcolor="#eee", fixedrange=True),
         yaxis2=dict(domain=list(CHART_DOMAIN), type="log", anchor="x2",
-                    range=[np.log10(lo) - 0.3, np.log10(hi) + 0.3], fixedrange=True,
+                    range=[np.log10(lo) - 0.3, np.log10(hi) + 0.3], fixedrange=True, exponentformat="power",
                     title=dict(text="SSD (mean sq. diff., intensity 0–1)", font=dict(size=11)),
                     showgrid=True, gridcolor="#eee"),
-        xaxis3=dict(domain=[0.68, 1.0], type="log", anchor="y3", fixedrange=True, showgrid=True, gridcolor="#eee",
+        xaxis3=dict(domain=[0.72, 1.0], type="log", anchor="y3", fixedrange=True, showgrid=True, gridcolor="#eee",
                     title=dict(text="candidate windows surviving (log scale)", font=dict(size=12))),
         yaxis3=dict(domain=list(CHART_DOMAIN), anchor="x3", autorange="reversed", fixedrange=True,
                     tickfont=dict(size=11)),
         updatemenus=[dict(
-            type="buttons", direction="left", x=0.0, y=-0.02 - 62 / PLOT_H, xanchor="left", yanchor="top",
+            type="buttons", direction="left", x=0.0, y=1 + (MARGIN["t"] - 4) / PLOT_H, xanchor="left", yanchor="top",
             pad=dict(t=0, r=6), showactive=False,
             buttons=[dict(label=f"▶ Play {lab}", method="animate",
                           args=[None, dict(frame=dict(duration=ms, redraw=True), transition=dict(duration=0),
@@ -326,17 +335,17 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
             + [dict(label="❚❚ Pause", method="animate",
                     args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate",
                                        transition=dict(duration=0))])])],
-        sliders=[dict(active=PHASES.index(start_phase), steps=steps, x=0.5, len=0.5, xanchor="left",
-                      y=-0.02 - 50 / PLOT_H, yanchor="top", pad=dict(t=0, b=0),
+        sliders=[dict(active=PHASES.index(start_phase), steps=steps, x=0.47, len=0.53, xanchor="left",
+                      y=1 + (MARGIN["t"] + 4) / PLOT_H, yanchor="top", pad=dict(t=0, b=0),
                       currentvalue=dict(visible=False), transition=dict(duration=0), ticklen=3,
                       font=dict(size=10))],
     )
-    fig.add_annotation(x=0.5, y=-(MARGIN["b"] - 8) / PLOT_H, xref="paper", yref="paper", xanchor="center",
+    fig.add_annotation(x=0.5, y=-(MARGIN["b"] - 4) / PLOT_H, xref="paper", yref="paper", xanchor="center",
                        yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"), text=KEY)
     fig.add_annotation(x=0.0, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                        showarrow=False, text="<b>Every candidate ranked by SSD</b> (exact matches, SSD 0, "
                        f"drawn at {SSD_FLOOR:g})", font=dict(size=13))
-    fig.add_annotation(x=0.68, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left",
+    fig.add_annotation(x=0.72, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left",
                        yanchor="bottom", showarrow=False, text="<b>Constraint funnel</b> at this pixel",
                        font=dict(size=13))
     return fig

@@ -78,9 +78,9 @@ def explainer_page() -> None:
     labels = list(records())
     if st.session_state.get("ana_record") not in labels:
         st.session_state["ana_record"] = labels[-1]
-    top = st.columns([3, 1, 1])
+    top = st.columns([2.3, 0.9, 0.9, 3.6], vertical_alignment="bottom")
     # The Analysis page's current record (the same key), so both pages talk about the same run.
-    top[0].selectbox("Record", labels, key="ana_record", label_visibility="collapsed")
+    top[0].selectbox("Record", labels, key="ana_record")
     record = records()[st.session_state["ana_record"]]
     cfg = record.config
     corpus = attempt(resources.corpus, cfg.get("corpus"), cfg.get("subset"), what="loading the record's corpus")
@@ -96,20 +96,20 @@ def explainer_page() -> None:
         st.info(f"Sample {n} has no sampled pixel (every pixel was given or seeded): pick another sample.")
         st.stop()
     # A new record or sample starts on a stroke pixel (not background).
+    stroke = default_step(record, n)
     if st.session_state.get("_exp_for") != (rid, n):
         st.session_state["_exp_for"] = (rid, n)
-        st.session_state["exp_step"] = default_step(record, n)
-    stroke = default_step(record, n)
+        st.session_state["exp_step"] = stroke
     total = len(record.order)
     st.session_state["exp_step"] = int(min(max(int(st.session_state.get("exp_step", stroke)), 0), total - 1))
     top[2].number_input("fill step", 0, total - 1, step=1, key="exp_step",
                         help="index in the fill order; seed pixels (copied whole) are skipped")
-    row = st.container(horizontal=True)
-    row.button("Previous step", icon=":material/chevron_left:", key="btn_exp_back", on_click=_move,
+    row = top[3].container(horizontal=True)
+    row.button("Back", icon=":material/chevron_left:", key="btn_exp_back", on_click=_move,
                args=("exp_step", steps, -1), help="one sampled pixel back")
-    row.button("Next step", icon=":material/chevron_right:", key="btn_exp_next", on_click=_move,
+    row.button("Next", icon=":material/chevron_right:", key="btn_exp_next", on_click=_move,
                args=("exp_step", steps, +1), help="one sampled pixel forward")
-    row.button("First stroke pixel", icon=":material/gesture:", key="btn_exp_stroke", on_click=_reset,
+    row.button("Stroke pixel", icon=":material/gesture:", key="btn_exp_stroke", on_click=_reset,
                args=("exp_step", stroke), help="back to the first bright pixel that had a real choice")
     start = int(st.session_state["exp_step"])
     start = int(steps[steps >= start][0]) if (steps >= start).any() else int(steps[-1])
@@ -118,14 +118,15 @@ def explainer_page() -> None:
     if not frames:
         st.stop()
     f = frames[0]
-    row.markdown(f"**Step {f.step}** of {total} · pixel ({f.y}, {f.x}) · pool **{f.pool_size:,}** of "
-                 f"{f.n_candidates:,} candidates · then steps {', '.join(str(g.step) for g in frames[1:])}")
     fig = attempt(_figure, rid, n, start, STEPS_PER_FIGURE, cfg.get("corpus"), cfg.get("subset"), record,
                   what="drawing the animation")
     if fig is None:
         st.stop()
     st.plotly_chart(fig, key=f"exp_fig_{rid[:8]}_{n}_{start}", width="content",
-                    config={"displayModeBar": False, "responsive": False})
+                    theme=None, config={"displayModeBar": False, "responsive": False})
+    st.markdown(f"**Step {f.step}** of {total} · pixel ({f.y}, {f.x}) · pool **{f.pool_size:,}** of "
+                f"{f.n_candidates:,} candidates · the figure plays steps "
+                f"{', '.join(str(g.step) for g in frames)}")
     st.caption(config_caption(cfg) + f" · sample {n}. Press ▶ Play (four speeds) in the figure to run each step "
                "in four beats: context, rank and cut, draw, land; ❚❚ Pause stops it and the slider scrubs. "
                "Previous/Next step move the first step shown.")
