@@ -22,21 +22,31 @@ from nps.record import ProvenanceRecord
 STEPS_PER_FIGURE = 6  # fill steps animated per figure (6 phases each); more makes the page slow to load
 
 
-@st.cache_data(show_spinner="Replaying the candidate pools of these steps…", max_entries=32)
-def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: int | None,
-            _record: ProvenanceRecord) -> list:
+@st.cache_data(show_spinner=False, max_entries=256)
+def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord):  # noqa: ANN202
+    """One step's frame (cached per step, so Next recomputes only the step that is new)."""
     from nps.explainer import step_frames
     cfg = GenerationConfig.from_dict(_record.config)
-    return step_frames(_record, resources.corpus(corpus_name, subset), n, start, count, pools=resources.pools(cfg))
+    frames = step_frames(_record, resources.corpus(corpus_name, subset), n, step, 1, pools=resources.pools(cfg))
+    return frames[0] if frames else None
+
+
+def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: int | None,
+            _record: ProvenanceRecord) -> list:
+    """Frames for ``count`` sampled steps of sample n from fill step ``start``."""
+    from nps.explainer import sampled_steps
+    steps = sampled_steps(_record, n)
+    with st.spinner("Replaying the candidate pools of these steps…"):
+        return [_frame(rid, n, int(s), corpus_name, subset, _record) for s in steps[steps >= start][:count]]
 
 
 @st.cache_data(show_spinner="Drawing the animation…", max_entries=32)
-def _figure(rid: str, n: int, start: int, count: int, corpus_name: str, subset: int | None,
-            _record: ProvenanceRecord):  # noqa: ANN202
+def _figure(rid: str, n: int, steps: tuple[int, ...], corpus_name: str, subset: int | None,
+            _record: ProvenanceRecord, _frames: list):  # noqa: ANN202
+    """The animated figure of ``_frames`` (the frames of ``steps``; keyed by the steps, not the arrays)."""
     from app_support.explainer_figure import step_figure
-    frames = _frames(rid, n, start, count, corpus_name, subset, _record)
     names = resources.corpus(corpus_name, subset).class_names
-    return step_figure(frames, _record.config, tuple(names))
+    return step_figure(_frames, _record.config, tuple(names))
 
 
 def _move(key: str, steps: np.ndarray, delta: int) -> None:
@@ -52,6 +62,18 @@ def _move(key: str, steps: np.ndarray, delta: int) -> None:
 
 def _reset(key: str, value: int) -> None:
     st.session_state[key] = int(value)
+
+
+def _traced_step(record: ProvenanceRecord, n: int) -> int | None:
+    """The fill step of the pixel traced on the Analysis page, if it is a sampled pixel of this sample."""
+    from nps.explainer import sampled_steps
+    y, x = st.session_state.get("ana_y"), st.session_state.get("ana_x")
+    if y is None or x is None or int(st.session_state.get("ana_sample", 0)) != n:
+        return None
+    hit = np.flatnonzero((record.order[:, 0] == int(y)) & (record.order[:, 1] == int(x)))
+    if len(hit) == 0 or int(hit[0]) not in set(sampled_steps(record, n).tolist()):
+        return None
+    return int(hit[0])
 
 
 def _no_record() -> None:
@@ -111,6 +133,10 @@ def explainer_page() -> None:
                args=("exp_step", steps, +1), help="one sampled pixel forward")
     row.button("Stroke pixel", icon=":material/gesture:", key="btn_exp_stroke", on_click=_reset,
                args=("exp_step", stroke), help="back to the first bright pixel that had a real choice")
+    traced = _traced_step(record, n)
+    if traced is not None:
+        row.button("Traced pixel", icon=":material/troubleshoot:", key="btn_exp_traced", on_click=_reset,
+                   args=("exp_step", traced), help="the pixel selected on the Analysis page")
     start = int(st.session_state["exp_step"])
     start = int(steps[steps >= start][0]) if (steps >= start).any() else int(steps[-1])
     frames = attempt(_frames, rid, n, start, STEPS_PER_FIGURE, cfg.get("corpus"), cfg.get("subset"), record,
@@ -118,8 +144,8 @@ def explainer_page() -> None:
     if not frames:
         st.stop()
     f = frames[0]
-    fig = attempt(_figure, rid, n, start, STEPS_PER_FIGURE, cfg.get("corpus"), cfg.get("subset"), record,
-                  what="drawing the animation")
+    fig = attempt(_figure, rid, n, tuple(g.step for g in frames), cfg.get("corpus"), cfg.get("subset"), record,
+                  frames, what="drawing the animation")
     if fig is None:
         st.stop()
     st.plotly_chart(fig, key=f"exp_fig_{rid[:8]}_{n}_{start}", width="content",
@@ -129,7 +155,7 @@ def explainer_page() -> None:
                 f"{', '.join(str(g.step) for g in frames)}")
     st.caption(config_caption(cfg) + f" · sample {n}. Press ▶ Play (four speeds) in the figure to run each step "
                "in four beats: context, rank and cut, draw, land; ❚❚ Pause stops it and the slider scrubs. "
-               "Previous/Next step move the first step shown.")
+               "Back/Next move the first step shown by one sampled pixel.")
     with st.expander("The rule, exactly (what each frame shows)"):
         st.markdown(
             "- **Context**: the w×w window around the pixel on the canvas as it was before this step; only "

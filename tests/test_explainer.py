@@ -167,3 +167,11 @@ def test_explainer_page_steps(app, digits):
     app.number_input(key="exp_sample").set_value(1).run()
     assert app.session_state["exp_step"] == default_step(rec, 1)
     assert not app.exception and not app.error
+    # The pixel traced on the Analysis page is one click away.
+    late = int(sampled_steps(rec, 1)[-3])
+    app.session_state["ana_sample"] = 1
+    app.session_state["ana_y"], app.session_state["ana_x"] = (int(v) for v in rec.order[late])
+    app.run()
+    app.button(key="btn_exp_traced").click().run()
+    assert app.session_state["exp_step"] == late
+    assert f"**Step {late}**" in " ".join(m.value for m in app.markdown)
