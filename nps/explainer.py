@@ -20,6 +20,9 @@ from nps.funnel import Funnel, ranked_candidates, replay_sampler
 from nps.record import ProvenanceRecord
 from nps.sampler_pool import SemanticPools
 
+#: "Appearance alone" scores every window of the corpus once more per step: only up to this many.
+EXHAUSTIVE_WINDOWS = 500_000  # digits (92k windows) yes; a 2,000-image MNIST subset (1.6M) took 1.4 s a step
+
 
 @dataclass
 class StepFrame:
@@ -130,6 +133,8 @@ def step_frames(record: ProvenanceRecord, corpus: Corpus, n: int, start: int, co
     Args:
         start: an index into ``record.order``; seed and given steps are skipped.
         top: candidate thumbnails per frame (the drawn window is added if it ranks lower).
+        exhaustive: also count windows passing SSD alone over the whole corpus (a funnel
+            row); default: when the corpus has at most :data:`EXHAUSTIVE_WINDOWS` windows.
     Raises:
         NPSError: an out-of-range sample or step, or a corpus that does not match the record.
     """
@@ -138,6 +143,8 @@ def step_frames(record: ProvenanceRecord, corpus: Corpus, n: int, start: int, co
     if not 0 <= start < len(record.order):
         raise NPSError(f"step {start} is out of range; the fill order has {len(record.order)} steps.")
     sampler = replay_sampler(record, corpus, pools)
+    if exhaustive is None:
+        exhaustive = len(corpus) * int(np.prod(record.canvas_shape)) <= EXHAUSTIVE_WINDOWS
     steps = sampled_steps(record, n)
     steps = steps[steps >= start][:max(count, 0)]
     w, half = sampler.config.window, sampler.half
