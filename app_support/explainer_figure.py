@@ -242,6 +242,20 @@ def _picture(f: StepFrame, lay: Layout, phase: str) -> dict:
                 sizey=TOP_H, xanchor="left", yanchor="top", sizing="stretch", layer="below")
 
 
+def _static_annotations() -> list[dict]:
+    """Chart titles and the colour key (repeated in every frame: a frame's annotations replace the figure's)."""
+    def title(x: float, text: str) -> dict:
+        return dict(x=x, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                    showarrow=False, text=text, font=dict(size=13))
+    return [
+        dict(x=0.5, y=-(MARGIN["b"] - 4) / PLOT_H, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+             showarrow=False, font=dict(size=12, color="#444"), text=KEY),
+        title(0.0, "<b>Every candidate ranked by SSD</b> (Gaussian-weighted mean squared difference over the known "
+                   f"pixels; 0 drawn at {SSD_FLOOR:g})"),
+        title(0.72, "<b>Constraint funnel</b> at this pixel"),
+    ]
+
+
 def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[str, ...]) -> list[dict]:
     top = PICTURE_DOMAIN[1]
     w = f.known.shape[0]
@@ -259,6 +273,7 @@ def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[
                               + (f", + {more:,} more" if more > 0 else "") + ")"),
         at(sum(CANVAS_X) / 2, f"<b>Canvas</b> before step {f.step}" if phase != "land"
            else f"<b>Canvas</b> after step {f.step}"),
+        *_static_annotations(),
     ]
 
 
@@ -315,12 +330,12 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
                     font=dict(size=11)),
         xaxis=dict(domain=[0, 1], range=[-0.5, PLOT_W - 0.5], visible=False, fixedrange=True),
         yaxis=dict(domain=list(PICTURE_DOMAIN), range=[TOP_H - 0.5, -0.5], visible=False, fixedrange=True),
-        xaxis2=dict(domain=[0.1, 0.52], type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
+        xaxis2=dict(domain=[0.11, 0.52], type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
                     title=dict(text="rank of the candidate window (1 = most similar, log scale)", font=dict(size=12)),
                     showgrid=True, gridcolor="#eee", fixedrange=True),
         yaxis2=dict(domain=list(CHART_DOMAIN), type="log", anchor="x2",
                     range=[np.log10(lo) - 0.3, np.log10(hi) + 0.3], fixedrange=True, exponentformat="power",
-                    title=dict(text="SSD (mean sq. diff., intensity 0–1)", font=dict(size=11)),
+                    title=dict(text="SSD (intensities 0–1)", font=dict(size=11), standoff=4),
                     showgrid=True, gridcolor="#eee"),
         xaxis3=dict(domain=[0.72, 1.0], type="log", anchor="y3", fixedrange=True, showgrid=True, gridcolor="#eee",
                     title=dict(text="candidate windows surviving (log scale)", font=dict(size=12))),
@@ -340,12 +355,4 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
                       currentvalue=dict(visible=False), transition=dict(duration=0), ticklen=3,
                       font=dict(size=10))],
     )
-    fig.add_annotation(x=0.5, y=-(MARGIN["b"] - 4) / PLOT_H, xref="paper", yref="paper", xanchor="center",
-                       yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"), text=KEY)
-    fig.add_annotation(x=0.0, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                       showarrow=False, text="<b>Every candidate ranked by SSD</b> (exact matches, SSD 0, "
-                       f"drawn at {SSD_FLOOR:g})", font=dict(size=13))
-    fig.add_annotation(x=0.72, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left",
-                       yanchor="bottom", showarrow=False, text="<b>Constraint funnel</b> at this pixel",
-                       font=dict(size=13))
     return fig

@@ -114,6 +114,8 @@ def test_figure_has_fixed_size_and_all_frames(records, digits):
     # The threshold line drawn is the funnel's threshold.
     thr = next(fr for fr in fig.frames if fr.name == f"{frames[0].step}:rank").data[3]
     assert max(frames[0].threshold, 1e-7) == pytest.approx(thr.y[0])
+    # A frame's annotations replace the figure's: the key and chart titles must be in every frame.
+    assert all(any("Constraint funnel" in a.text for a in fr.layout.annotations) for fr in fig.frames)
     lay = layout_for(3, (8, 8))
     pics = [compose(frames[0], lay, p) for p in PHASES]
     assert len({p.shape for p in pics}) == 1  # same size every phase: nothing shrinks during play
