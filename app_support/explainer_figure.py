@@ -136,7 +136,7 @@ def compose(f: StepFrame, lay: Layout, phase: str) -> np.ndarray:
         if phase != "context":
             colour = KEPT if f.kept[i] else REJECTED
             if not f.kept[i]:
-                thumb = (thumb.astype(np.int16) // 3 + 160).astype(np.uint8)  # faded: above the threshold
+                thumb = (thumb.astype(np.int16) // 2 + 110).astype(np.uint8)  # faded: above the threshold
         pic[ty:ty + thumb.shape[0], tx:tx + thumb.shape[1]] = thumb
         drawn = i == f.drawn and phase not in ("context", "rank")
         _box(pic, ty, tx, thumb.shape[0], thumb.shape[1], DRAWN if drawn else colour, 4 if drawn else 2)
@@ -250,8 +250,7 @@ def _static_annotations() -> list[dict]:
     return [
         dict(x=0.5, y=-(MARGIN["b"] - 4) / PLOT_H, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
              showarrow=False, font=dict(size=12, color="#444"), text=KEY),
-        title(0.0, "<b>Every candidate ranked by SSD</b> (Gaussian-weighted mean squared difference over the known "
-                   f"pixels; 0 drawn at {SSD_FLOOR:g})"),
+        title(0.0, f"<b>Every candidate ranked by SSD</b> (weighted mean sq. difference; 0 drawn at {SSD_FLOOR:g})"),
         title(0.72, "<b>Constraint funnel</b> at this pixel"),
     ]
 
