@@ -177,3 +177,42 @@ def test_explainer_page_steps(app, digits):
     app.button(key="btn_exp_traced").click().run()
     assert app.session_state["exp_step"] == late
     assert f"**Step {late}**" in " ".join(m.value for m in app.markdown)
+
+
+def _rgb_corpus(n: int = 40):
+    from nps.corpora import Corpus
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (4, 10, 10, 3), dtype=np.uint8)
+    labels = np.arange(n) % 4
+    train = np.clip(base[labels].astype(int) + rng.integers(-20, 21, (n, 10, 10, 3)), 0, 255).astype(np.uint8)
+    return Corpus("rgb-synthetic", train, labels.astype(np.int64), train[:8], labels[:8].astype(np.int64),
+                  ("a", "b", "c", "d"))
+
+
+def test_colour_corpus_frames_and_pictures():
+    from app_support.explainer_figure import PHASES, compose, layout_for
+    corpus = _rgb_corpus()
+    rec = generate(GenerationConfig(corpus="rgb-synthetic", n=2, seed=0, window=3, seed_size=2, k=6,
+                                    constraints=("ssd", "loc", "ssl"), encoder="pixels"), corpus)
+    frames = step_frames(rec, corpus, 1, 0, count=2)
+    for f in frames:
+        assert f.windows.shape[1:] == (3, 3, 3) and f.value.shape == (3,)
+        assert f.windows[f.drawn][1, 1].tolist() == rec.images[1, f.y, f.x].tolist()
+        assert f.pool_size == rec.pool_size[1, f.y, f.x] and f.kept[f.drawn]
+        lay = layout_for(3, rec.canvas_shape)
+        assert {compose(f, lay, p).shape for p in PHASES} == {compose(f, lay, "land").shape}
+
+
+def test_completion_record_skips_given_pixels(digits):
+    from nps.sampler import complete
+    image = digits.test[0]
+    known = np.zeros(image.shape, bool)
+    known[:4] = True
+    rec = complete(GenerationConfig(corpus="digits", n=1, seed=0, window=3, seed_size=2, k=12,
+                                    constraints=("ssd", "loc", "ssl")),
+                   digits, image, known)
+    steps = sampled_steps(rec, 0)
+    assert len(steps) == (~known).sum()
+    f = step_frames(rec, digits, 0, 0, count=1)[0]
+    assert f.step == steps[0] and f.pool_size == rec.pool_size[0, f.y, f.x] and f.kept[f.drawn]
+    assert rec.source_index[0, f.y, f.x] >= 0
