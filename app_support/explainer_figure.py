@@ -163,7 +163,7 @@ def _fly(pic: np.ndarray, f: StepFrame, lay: Layout, show: list[int], t: float) 
     cy, cx = lay.canvas_origin
     cc = lay.canvas_cell
     b = np.array([cy + f.y * cc + cc / 2, cx + f.x * cc + cc / 2])
-    size = round(float(s + (cc - s) * t)) + 6
+    size = round(float(2 * s + (2 * cc - 2 * s) * t)) + 6  # drawn twice life size, so the eye can follow it
     py, px = (a + (b - a) * t - size / 2).astype(int)
     py, px = int(np.clip(py, 0, TOP_H - size)), int(np.clip(px, 0, PLOT_W - size))
     pic[py:py + size, px:px + size] = to_rgb(f.value.reshape(1, 1, 1, -1))[0, 0, 0]
