@@ -104,16 +104,20 @@ def test_bad_requests_are_one_line_errors(records, digits):
         step_frames(rec, digits, 0, 10_000)
 
 
-def test_figure_has_fixed_size_and_all_frames(records, digits):
+@pytest.mark.parametrize("cons", ["ssd,loc,ssl", "ssd", "loc,ssl"])
+def test_figure_has_fixed_size_and_all_frames(records, digits, cons):
     from app_support.explainer_figure import HEIGHT, PHASES, WIDTH, compose, layout_for, step_figure
-    rec = records["ssd,loc,ssl"]
+    rec = records[cons]
     frames = step_frames(rec, digits, 0, 0, count=2)
     fig = step_figure(frames, rec.config, digits.class_names)
     assert (fig.layout.width, fig.layout.height) == (WIDTH, HEIGHT)
     assert [fr.name for fr in fig.frames] == [f"{f.step}:{p}" for f in frames for p in PHASES]
-    # The threshold line drawn is the funnel's threshold.
+    # The threshold line drawn is the funnel's threshold (no line when appearance is off).
     thr = next(fr for fr in fig.frames if fr.name == f"{frames[0].step}:rank").data[3]
-    assert max(frames[0].threshold, 1e-7) == pytest.approx(thr.y[0])
+    if frames[0].threshold is None:
+        assert len(thr.y) == 0 and "Appearance is off" in fig.frames[1].layout.annotations[0].text
+    else:
+        assert max(frames[0].threshold, 1e-7) == pytest.approx(thr.y[0])
     # A frame's annotations replace the figure's: the key and chart titles must be in every frame.
     assert all(any("Constraint funnel" in a.text for a in fr.layout.annotations) for fr in fig.frames)
     lay = layout_for(3, (8, 8))
