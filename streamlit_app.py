@@ -51,6 +51,7 @@ PAGES = [
     st.Page("pages/3_ablations.py", title="Ablations", icon=":material/view_column:", url_path="ablations"),
     st.Page("pages/4_analysis.py", title="Analysis & tracing", icon=":material/troubleshoot:", url_path="analysis"),
     st.Page("pages/5_complete.py", title="Complete", icon=":material/auto_fix_high:", url_path="complete"),
+    st.Page("pages/6_explainer.py", title="Step explainer", icon=":material/animation:", url_path="explainer"),
 ]
 
 page = st.navigation(PAGES)

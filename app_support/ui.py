@@ -16,7 +16,7 @@ log = logging.getLogger("nps.app")
 T = TypeVar("T")
 
 #: Page widget keys with these prefixes keep their values when the visitor switches pages.
-PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_")
+PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_", "exp_")
 MAX_RECORDS = 8  # records kept per session (each holds its images and provenance maps)
 
 

@@ -20,6 +20,7 @@ from nps.errors import NPSError
 from nps.record import ProvenanceRecord, check_fits
 from nps.sampler import Sampler
 from nps.sampler_pool import SemanticPools
+from nps.sampler_setup import StepGeometry
 from nps.selection import thresholds
 
 EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
@@ -81,16 +82,12 @@ def _pools_at(record: ProvenanceRecord, sampler: Sampler, n: int, step: int) -> 
     return pools.for_references(ref)
 
 
-def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
-                      pools: SemanticPools | None = None, exhaustive: bool | None = None) -> Funnel:
-    """Recompute the candidate sets at pixel (y, x) of sample n.
 
-    Args:
-        exhaustive: also count windows passing SSD alone over the whole corpus;
-            default: only when the corpus has at most 10k images.
+def replay_sampler(record: ProvenanceRecord, corpus: Corpus, pools: SemanticPools | None = None) -> Sampler:
+    """A one-sample CPU sampler with the record's config, to replay its steps (build once, reuse).
+
     Raises:
-        NPSError: out-of-range sample or pixel, a given/seed pixel, or a corpus that
-            does not match the record.
+        NPSError: the corpus does not match the record, or the record's config cannot be replayed.
     """
     # A record never decides where data is read from: its data_root is dropped.
     cfg = GenerationConfig.from_dict({**record.config, "data_root": None})
@@ -98,6 +95,48 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
         raise NPSError(f"the record was made on a corpus of {record.config['corpus_size']} images, "
                        f"this one has {len(corpus)}; load the same corpus and subset.")
     check_fits(record, len(corpus), corpus.image_shape)
+    try:
+        return Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
+    except NPSError as exc:  # the flags named are the record's config, not the user's
+        raise NPSError(f"the record's config cannot be replayed: {exc}") from None
+
+
+@dataclass
+class _Replay:
+    """One step of one sample, replayed: the canvas, the candidate set and every SSD.
+
+    Attributes:
+        d: (O,P) float32 distances in the canonical candidate order, +inf for excluded slots.
+        cpad: (1,C,H+2h,W+2h) float32 padded canvas in [0,1] before the step.
+        img, known: the canvas before the step, (H,W[,C]) uint8 and (H,W) bool.
+        pool_ids: the semantic pool (see :meth:`Sampler.candidate_pool`), None: the whole corpus.
+    """
+
+    sampler: Sampler
+    step: int
+    pool_ids: np.ndarray | None
+    geo: StepGeometry
+    cpad: torch.Tensor
+    d: torch.Tensor
+    img: np.ndarray
+    known: np.ndarray
+
+    def sources(self, flat_index: np.ndarray) -> np.ndarray:
+        """(M,3) int64 (train id, y, x) of candidates given by their flat (O*P) index."""
+        cy0, _, cx0, cx1 = self.geo.centres
+        offset, slot = np.divmod(np.asarray(flat_index, np.int64), self.d.shape[1])
+        oy, ox = np.divmod(offset, cx1 - cx0)
+        if self.pool_ids is None:
+            sid = slot
+        else:
+            sid = self.pool_ids[0, slot] if self.pool_ids.shape[0] == 1 else self.pool_ids[0][slot]
+        return np.stack([sid, cy0 + oy, cx0 + ox], 1).astype(np.int64).reshape(-1, 3)
+
+
+def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
+            pools: SemanticPools | None, sampler: Sampler | None) -> _Replay:
+    """Re-run the sampler's candidate machinery for the step that filled (y, x) of sample n."""
+    sampler = sampler if sampler is not None else replay_sampler(record, corpus, pools)
     if not 0 <= n < len(record):
         raise NPSError(f"sample {n} is out of range; the record has {len(record)} samples.")
     h, w = record.canvas_shape
@@ -106,38 +145,53 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
     if record.shell[step] == 0 or record.source_index[n, y, x] < 0:
         raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
-    try:
-        sampler = Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
-    except NPSError as exc:  # the flags named are the record's config, not the user's
-        raise NPSError(f"the record's config cannot be replayed: {exc}") from None
     pool_ids = _pools_at(record, sampler, n, step)
     img, known = record.canvas_at(n, step)
     C = corpus.channels
     half = sampler.half
     cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
-    refs = record.reference[n:n + 1]
-    pool = sampler.candidate_pool(pool_ids, refs, 1)
+    pool = sampler.candidate_pool(pool_ids, record.reference[n:n + 1], 1)
     geo = sampler.geometry(y, x, known)
-    cy0, _, cx0, cx1 = geo.centres
     d = sampler.distances(geo, cpad, pool)[0]  # (O,P)
-    flat = d.reshape(-1)
+    return _Replay(sampler, step, pool_ids, geo, cpad, d, img, known)
+
+
+def _cut(flat: torch.Tensor, cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
+    """The kept mask over ``flat`` distances, d_min and threshold, by the engine's one rule."""
     if cfg.uses("ssd"):
         # The engine's own rule (nps.selection.thresholds), ceiling and fall-back included.
         thr, _ = thresholds(flat.min().reshape(1), cfg)
-        d_min, threshold = float(flat.min()), float(thr[0])
-        keep = flat <= thr[0]
-    else:
-        d_min = threshold = None
-        keep = torch.isfinite(flat)
+        return flat <= thr[0], float(flat.min()), float(thr[0])
+    return torch.isfinite(flat), None, None
+
+
+def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
+                      pools: SemanticPools | None = None, exhaustive: bool | None = None,
+                      sampler: Sampler | None = None) -> Funnel:
+    """Recompute the candidate sets at pixel (y, x) of sample n.
+
+    Args:
+        exhaustive: also count windows passing SSD alone over the whole corpus;
+            default: only when the corpus has at most 10k images.
+        sampler: from :func:`replay_sampler`, to replay many steps without rebuilding it.
+    Raises:
+        NPSError: out-of-range sample or pixel, a given/seed pixel, or a corpus that
+            does not match the record.
+    """
+    return _funnel(_replay(record, corpus, n, y, x, pools, sampler), record, corpus, n, y, x, exhaustive)
+
+
+def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
+            exhaustive: bool | None) -> Funnel:
+    sampler, geo, cpad, pool_ids = rep.sampler, rep.geo, rep.cpad, rep.pool_ids
+    cfg = sampler.config
+    h, w = record.canvas_shape
+    refs = record.reference[n:n + 1]
+    flat = rep.d.reshape(-1)
+    keep, d_min, threshold = _cut(flat, cfg)
     kept = torch.nonzero(keep).squeeze(1).numpy()
-    offset, slot = np.divmod(kept, d.shape[1])
-    oy, ox = np.divmod(offset, cx1 - cx0)
-    if pool_ids is None:
-        sid = slot
-    else:
-        sid = pool_ids[0, slot] if pool_ids.shape[0] == 1 else pool_ids[0][slot]
-    sources = np.stack([sid, cy0 + oy, cx0 + ox], 1).astype(np.int64)
+    sources = rep.sources(kept)
     train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
     centre_values = train[sources[:, 0], sources[:, 1], sources[:, 2]]
     # The reference seeds the canvas and is never a candidate (unless include_reference).
@@ -153,11 +207,83 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
                + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
     return Funnel(
-        step=step, total=len(corpus) * h * w,
+        step=rep.step, total=len(corpus) * h * w,
         loc=(len(corpus) - n_excluded) * ball if cfg.uses("loc") else None,
         ssl=n_pool_images * h * w if cfg.uses("ssl") else None,
         loc_ssl=int(torch.isfinite(flat).sum()), ssd_alone=ssd_alone, final=len(kept),
         d_min=d_min, threshold=threshold, centre_values=centre_values, pool_sources=sources,
         chosen=(int(record.source_index[n, y, x]), int(record.source_y[n, y, x]), int(record.source_x[n, y, x])),
         formula=formula,
+    )
+
+
+@dataclass
+class RankedCandidates:
+    """The candidate windows of one step ranked by SSD, recomputed exactly (no new sampling).
+
+    Attributes:
+        funnel: the step's :class:`Funnel` (counts through the constraints).
+        sources: (M,3) int64 (train id, y, x) of the best M candidates, ascending SSD (ties
+            in canonical candidate order), then the drawn window if it ranks below M.
+        ssd: (M,) float32 their SSDs.
+        kept: (M,) bool whether each passed the threshold (is in the pool).
+        rank: (M,) int64 each one's 0-based rank among every candidate.
+        drawn: index into ``sources`` of the drawn window (the record's source).
+        ranked_ssd: (K,) float32 every candidate's SSD in ascending order, thinned to at most
+            ``curve_points`` ranks (always keeping the first, the last and the kept/rejected edge).
+        ranked_at: (K,) int64 the 0-based ranks of ``ranked_ssd``.
+        n_candidates: candidates the SSD ranks (= ``funnel.loc_ssl``).
+    """
+
+    funnel: Funnel
+    sources: np.ndarray
+    ssd: np.ndarray
+    kept: np.ndarray
+    rank: np.ndarray
+    drawn: int
+    ranked_ssd: np.ndarray
+    ranked_at: np.ndarray
+    n_candidates: int
+
+
+def ranked_candidates(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
+                      pools: SemanticPools | None = None, top: int = 48, curve_points: int = 400,
+                      exhaustive: bool | None = None, sampler: Sampler | None = None) -> RankedCandidates:
+    """The step that filled (y, x) of sample n: its candidates ranked by SSD and its funnel.
+
+    The distances and the cut are the engine's (:meth:`Sampler.distances`,
+    :func:`nps.selection.thresholds`), so ``kept.sum()`` over every candidate equals
+    ``record.pool_size[n, y, x]`` and the drawn window is always among the kept.
+
+    Raises:
+        NPSError: as :func:`constraint_funnel`.
+    """
+    rep = _replay(record, corpus, n, y, x, pools, sampler)
+    fun = _funnel(rep, record, corpus, n, y, x, exhaustive)
+    flat = rep.d.reshape(-1).numpy()
+    finite = np.flatnonzero(np.isfinite(flat))
+    order = finite[np.argsort(flat[finite], kind="stable")]  # ascending SSD, ties canonical
+    chosen = np.asarray(fun.chosen, np.int64)
+    all_sources = rep.sources(order)
+    hit = np.flatnonzero((all_sources == chosen).all(1))
+    if len(hit) == 0:
+        raise NPSError(f"the record's source of pixel ({y}, {x}) is not among the step's candidates: "
+                       "the record does not match this corpus or engine.")
+    chosen_rank = int(hit[0])
+    ranks = np.arange(min(top, len(order)), dtype=np.int64)
+    if chosen_rank >= len(ranks):
+        ranks = np.append(ranks, chosen_rank)
+    ssd_sorted = flat[order].astype(np.float32)
+    threshold = fun.threshold
+    kept_sorted = np.ones(len(order), bool) if threshold is None else ssd_sorted <= np.float32(threshold)
+    # Thin the curve on a log-spaced grid of ranks; keep the last kept and first rejected ranks.
+    at = (np.arange(len(order)) if len(order) <= curve_points
+          else np.unique(np.geomspace(1, len(order), curve_points).astype(np.int64) - 1))
+    edge = int(kept_sorted.sum())
+    at = np.unique(np.concatenate([at, [0, len(order) - 1], [edge - 1, edge] if edge < len(order) else []]))
+    at = at[(at >= 0) & (at < len(order))].astype(np.int64)
+    return RankedCandidates(
+        funnel=fun, sources=all_sources[ranks], ssd=ssd_sorted[ranks], kept=kept_sorted[ranks], rank=ranks,
+        drawn=int(np.flatnonzero(ranks == chosen_rank)[0]), ranked_ssd=ssd_sorted[at], ranked_at=at,
+        n_candidates=len(order),
     )

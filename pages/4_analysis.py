@@ -176,6 +176,7 @@ with tab_sample:
         sampled = views.trace_source(record, n, y, x, corpus)
     if sampled:
         views.funnel_section(record, n, y, x, rid)
+        st.page_link("pages/6_explainer.py", label="Animate this step by step", icon=":material/animation:")
     mirror_query({**record_query(current, record.config), "sample": str(n), "y": str(y), "x": str(x)})
     with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)",
                      expanded=True):

@@ -1,0 +1,107 @@
+"""The step explainer in a real browser: it plays client-side, never blanks, pauses, and steps.
+
+Debian's chromium driven by playwright against `streamlit run` on a free port with its
+own cache folder (as tests/test_e2e_browser.py).  Screenshots go to test-output/e2e/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-output" / "e2e"
+TIMEOUT_MS = 120_000
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no browser: {CHROMIUM} is absent"),
+]
+
+# The picture row of the figure: a layout image whose href changes each animation frame.
+PICTURE_HREF = """(() => { const im = document.querySelector('[data-testid="stPlotlyChart"] .imagelayer image');
+                   return im ? (im.getAttribute('href') || '').length : -1 })()"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    cache = tmp_path_factory.mktemp("e2e-explainer-cache")
+    log_path = tmp_path_factory.mktemp("e2e-explainer-log") / "server.log"
+    env = dict(os.environ, NPS_CACHE_DIR=str(cache), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        text = log_path.read_text(errors="replace")
+        assert "Traceback" not in text, f"the server logged a traceback:\n{text[-3000:]}"
+
+
+def test_explainer_plays_in_the_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            pg = b.new_page(viewport={"width": 1440, "height": 900})
+            pg.set_default_timeout(TIMEOUT_MS)
+            pg.goto(f"{server}/explainer?corpus=digits")
+            pg.get_by_role("button", name="Open preset: Digits, full model (8x8)").click()
+            pg.wait_for_selector('[data-testid="stPlotlyChart"] .imagelayer image', state="attached")
+            pg.wait_for_timeout(1000)
+            chart = pg.get_by_test_id("stPlotlyChart")
+            box = chart.bounding_box()
+            assert box is not None and box["width"] == pytest.approx(980, abs=2)
+            assert box["y"] + 420 < 900, "the picture row must be above the fold"
+            pg.screenshot(path=str(SHOTS / "explainer-start.png"))
+            chart.get_by_text("Play 4×").click()
+            seen = []
+            for _ in range(30):  # about 3 s at 175 ms a frame
+                seen.append(pg.evaluate(PICTURE_HREF))
+                pg.wait_for_timeout(100)
+            assert min(seen) > 0, f"the picture blanked during play: {seen}"
+            assert len(set(seen)) >= 4, f"the animation did not advance: {seen}"
+            assert chart.bounding_box()["height"] == box["height"], "the figure changed size during play"
+            chart.get_by_text("Pause").click()
+            pg.wait_for_timeout(600)
+            paused = pg.evaluate(PICTURE_HREF)
+            pg.wait_for_timeout(900)
+            assert pg.evaluate(PICTURE_HREF) == paused, "Pause did not stop the animation"
+            pg.screenshot(path=str(SHOTS / "explainer-paused.png"))
+            before = pg.get_by_text("the figure plays steps").inner_text()
+            pg.get_by_role("button", name="Next").click()
+            pg.wait_for_function("t => !document.body.innerText.includes(t)", arg=before)
+            assert pg.get_by_text("the figure plays steps").inner_text() != before
+        finally:
+            b.close()
