@@ -57,6 +57,8 @@ PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size"
 PER_SAMPLE = ("images", "reference", "sample_id", *PER_PIXEL)
 #: Arrays every record holds (``train_ids`` and ``record_version`` are optional).
 REQUIRED = (*PER_SAMPLE, "order", "config", "shell")
+#: Every member a reader looks at; other members of a file are never decompressed.
+KEYS = (*REQUIRED, "train_ids", "record_version")
 MAX_SIDE = 4096  # canvas side beyond any corpus; bounds what validation allocates
 
 
@@ -105,6 +107,7 @@ class ProvenanceRecord:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise NPSError(f"cannot write '{path}': folder '{folder}' does not exist; create it first.")
+        self.validate()  # nps never writes a record that its own readers would refuse
         from nps.cache import atomic_write  # the project's one writer: same mode as the cache, fsynced
         return atomic_write(path, lambda f: np.savez_compressed(f, **self.to_arrays()))
 
@@ -153,15 +156,11 @@ class ProvenanceRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> ProvenanceRecord:
+        """Read and validate a record file (bounded memory: :func:`read_record_arrays`)."""
         path = Path(path)
         if not path.is_file():
             raise NPSError(f"record '{path}' does not exist; make one with `python -m nps generate --out {path}`.")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise NPSError(f"'{path}' is not a readable .npz record ({type(exc).__name__}).") from None
-        return cls.from_arrays(arrays)
+        return cls.from_arrays(read_record_arrays(path, f"record '{path}'"))
 
     def validate(self, corpus_size: int | None = None) -> None:
         """Check the record against the contract; raise a one-line NPSError if broken.
@@ -217,6 +216,17 @@ class ProvenanceRecord:
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             fail(f"config corpus_size {size!r} must be a positive integer")
         shape = self.config.get("image_shape")
+        if shape is not None and not (isinstance(shape, list) and 2 <= len(shape) <= 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+            fail(f"config image_shape {shape!r:.60} must be a list of 2 or 3 positive integers")
+        for name, kind in (("engine", int), ("sigma_used", float), ("pool_key", str), ("version", str)):
+            v = self.config.get(name)  # facts a reader shows; a wrong type must not reach a format string
+            if v is not None and (isinstance(v, bool) or not isinstance(v, kind if kind is not float else int | float)):
+                fail(f"config {name} {v!r:.60} must be {'a number' if kind is float else kind.__name__}")
+        for name in (*PER_PIXEL[:-1], "reference", "sample_id", "order", "shell", "train_ids"):
+            a = getattr(self, name)  # uint64 past int64 would wrap to negative ids in the int64 contract
+            if a is not None and a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+                fail(f"{name} holds values past the int64 range")
         if shape is not None and list(shape) != list(images.shape[1:]) and list(shape) != [h, w, 1]:
             fail(f"config image_shape {shape} does not match the images {list(images.shape[1:])}")
         src = self.source_index.astype(np.int64, copy=False)
@@ -254,7 +264,7 @@ class ProvenanceRecord:
                 fail(f"train_ids has {len(ids)} rows but the corpus has {size}")
             if src.max() >= len(ids):
                 fail("source_index points past the rows of train_ids")
-        elif self.version >= 2 and self.config.get("subset") is not None:
+        elif self.version >= 2 and _is_subset(self.config):
             fail("a version-2 record of a --subset run must carry train_ids")
 
     def select(self, rows: np.ndarray | slice | list[int]) -> ProvenanceRecord:
@@ -276,6 +286,24 @@ class ProvenanceRecord:
         img = self.images[n].copy()
         img[~known] = 0
         return img, known
+
+
+def read_record_arrays(source: str | Path | bytes, what: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a record file or its bytes, read by :func:`nps.safe_npz.read_npz` (no pickles).
+
+    Only the record's own keys are read, and only within ``max_bytes`` unpacked (default:
+    half the memory available now), so a small crafted file cannot make the reader
+    allocate gigabytes (a zip bomb).
+
+    Raises:
+        NPSError: not an npz, a zip bomb, an object array, damaged data (one line).
+    """
+    from nps.safe_npz import read_npz
+    if max_bytes is None:
+        from nps.config import available_memory
+        have = available_memory()
+        max_bytes = have // 2 if have else 8 << 30
+    return read_npz(source, KEYS, max_bytes, what, "make records with `python -m nps generate`")
 
 
 def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
@@ -310,14 +338,37 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
                             version=min(r.version for r in records), **kw)
 
 
+def _is_subset(config: dict) -> bool:
+    """Whether a record's rows are a proper subset of its corpus (``--subset N`` below the corpus size).
+
+    ``--subset`` equal to the corpus size loads the whole corpus (identity rows), so such a
+    record has no row map and needs none.
+    """
+    sub = config.get("subset")
+    return sub is not None and sub != config.get("corpus_size")
+
+
 def _refuse_constant(name: str) -> float:
     """json parse_constant: NaN/Infinity are not JSON and no config field means anything at them."""
     raise ValueError(name)
 
 
-def check_fits(record: ProvenanceRecord, n_train: int, image_shape: tuple[int, ...]) -> None:
-    """Raise NPSError unless the record's ids and canvas fit a corpus of ``n_train`` images of ``image_shape``."""
+def check_fits(record: ProvenanceRecord, n_train: int, image_shape: tuple[int, ...],
+               train_ids: np.ndarray | bool | None = False) -> None:
+    """Raise NPSError unless the record's ids and canvas fit a corpus of ``n_train`` images of ``image_shape``.
+
+    Args:
+        train_ids: the corpus's own subset row map (``Corpus.train_ids``; None for a full
+            corpus), to check the record's ``train_ids`` against; False (default): not checked.
+            A record's row map is what makes it checkable against the full corpus, so one
+            that disagrees with the rows it was really read against is refused, not trusted.
+    """
     shape = tuple(image_shape)
+    if train_ids is not False and record.train_ids is not None:
+        expect = np.arange(n_train) if train_ids is None else np.asarray(train_ids)
+        if not np.array_equal(record.train_ids, expect):
+            raise NPSError("the record's train_ids (its subset's full-corpus ids) are not the rows of this "
+                           "corpus's subset; the record is damaged or was made on other corpus files.")
     if tuple(record.images.shape[1:]) != shape and (*record.images.shape[1:], 1) != shape:
         raise NPSError(f"the record's {'x'.join(map(str, record.images.shape[1:]))} images do not match this "
                        f"corpus's {'x'.join(map(str, shape))}; load the corpus the record was made from.")
@@ -354,7 +405,7 @@ def full_source_index(record: ProvenanceRecord) -> np.ndarray:
     """
     src = record.source_index
     if record.train_ids is None:
-        if record.config.get("subset") is not None:
+        if _is_subset(record.config):
             raise NPSError(f"this version-{record.version} record of a --subset run has no train_ids row map, "
                            "so it can only be checked against the subset; regenerate it with this nps.")
         return src

@@ -127,5 +127,5 @@ def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # no
     if size is not None and size != len(corpus):
         raise NPSError(f"the record was made on a corpus of {size} images but '{name:.200}' here has "
                        f"{len(corpus)}; use the same corpus files (and --data-root) it was made from.")
-    check_fits(record, len(corpus), corpus.image_shape)
+    check_fits(record, len(corpus), corpus.image_shape, corpus.train_ids)
     return corpus
