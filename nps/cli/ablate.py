@@ -129,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
     # Parameter errors before any loading (the corpus-dependent checks follow once it is loaded).
     GenerationConfig(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
                      k=args.k if args.k is not None else DEFAULTS["k"], encoder="pca", **sampler_kw).check()
+    if args.encoders is not None:  # a typo is refused here; an encoder that cannot load is skipped below
+        bad = [e.strip() for e in args.encoders.split(",") if e.strip() not in ENCODERS]
+        if bad or not args.encoders.strip():
+            raise NPSError(f"--encoders '{args.encoders}' names {f'an unknown encoder {bad[0]!r}' if bad else 'none'}; "
+                           f"give a comma list of {', '.join(sorted(ENCODERS))}.")
     out = writable_dir(args.out)
     (out / "records").mkdir(exist_ok=True)
     full_corpus = load_corpus(args.corpus, data_root=args.data_root)

@@ -70,10 +70,11 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
 
 def run(args: argparse.Namespace) -> int:
     from nps.analysis import analyse_record, jsonable
-    from nps.encoders import get_encoder
+    from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
-
+    if args.encoder is not None and args.encoder not in (*ENCODERS, "none"):  # a typo, not a note after the run
+        raise NPSError(f"--encoder '{args.encoder}' is unknown; use one of {', '.join(sorted(ENCODERS))} or none.")
     record = ProvenanceRecord.load(args.record)
     h, w = record.canvas_shape
     positive(args.entropy_window, "--entropy-window", 1, min(h, w))
