@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -351,6 +352,7 @@ class CacheEntry:
     key: str
     size: int
     meta: dict
+    mtime: float = 0.0  # last use (the quota's LRU clock), as listed
 
 
 def list_entries(root: Path | None = None) -> list[CacheEntry]:
@@ -364,11 +366,14 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
             continue
         kind, _, key = p.stem.rpartition("-")
         meta: dict = {}
+        if not stat.S_ISREG(st.st_mode):  # a FIFO named like an entry would block np.load (and `cache ls`) forever
+            out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, 0, meta, st.st_mtime)))
+            continue
         with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
             if _META in z.files:
                 loaded = json.loads(str(z[_META]))
                 meta = loaded if isinstance(loaded, dict) else {}
-        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta)))
+        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta, st.st_mtime)))
     out.sort(key=lambda t: (-t[0], t[1].path.name))
     return [e for _, e in out]
 
