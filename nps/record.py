@@ -264,7 +264,7 @@ class ProvenanceRecord:
                 fail(f"train_ids has {len(ids)} rows but the corpus has {size}")
             if src.max() >= len(ids):
                 fail("source_index points past the rows of train_ids")
-        elif self.version >= 2 and _is_subset(self.config):
+        elif self.version >= 2 and self.config.get("subset") is not None:
             fail("a version-2 record of a --subset run must carry train_ids")
 
     def select(self, rows: np.ndarray | slice | list[int]) -> ProvenanceRecord:
@@ -338,16 +338,6 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
                             version=min(r.version for r in records), **kw)
 
 
-def _is_subset(config: dict) -> bool:
-    """Whether a record's rows are a proper subset of its corpus (``--subset N`` below the corpus size).
-
-    ``--subset`` equal to the corpus size loads the whole corpus (identity rows), so such a
-    record has no row map and needs none.
-    """
-    sub = config.get("subset")
-    return sub is not None and sub != config.get("corpus_size")
-
-
 def _refuse_constant(name: str) -> float:
     """json parse_constant: NaN/Infinity are not JSON and no config field means anything at them."""
     raise ValueError(name)
@@ -405,7 +395,7 @@ def full_source_index(record: ProvenanceRecord) -> np.ndarray:
     """
     src = record.source_index
     if record.train_ids is None:
-        if _is_subset(record.config):
+        if record.config.get("subset") is not None:
             raise NPSError(f"this version-{record.version} record of a --subset run has no train_ids row map, "
                            "so it can only be checked against the subset; regenerate it with this nps.")
         return src

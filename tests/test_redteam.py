@@ -343,3 +343,31 @@ def test_app_page_survives_a_hostile_link() -> None:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.number_input(key="sb_seed").value == 0
+
+
+# --------------------------------------------------------------------------- data files
+def test_idx_file_is_read_no_further_than_its_header_declares(tmp_path) -> None:  # noqa: ANN001
+    """A .gz idx whose header declares 10 images but inflates to 320 MB was read whole (f.read()) before
+    its length was checked; one declaring an absurd shape is refused from the header."""
+    import gzip
+    import struct
+
+    from nps.corpora import _read_idx
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(p, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, 10, 28, 28))
+        chunk = bytes(16 * 2**20)
+        for _ in range(20):
+            f.write(chunk)
+    tracemalloc.start()
+    try:
+        with pytest.raises(NPSError, match="not an intact idx file"):
+            _read_idx(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"peak {peak / 2**20:.0f} MB"
+    q = tmp_path / "huge-idx3-ubyte"
+    q.write_bytes(struct.pack(">HBBIII", 0, 8, 3, 2**31, 2**16, 2**16))
+    with pytest.raises(NPSError, match="declares"):
+        _read_idx(q)
