@@ -156,6 +156,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) through :func:`atomic_write`: a full disk is one WriteError line, never half a file."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def cache_root() -> Path:
     """The cache folder: ``$NPS_CACHE_DIR`` or ``cache/`` at the project root."""
     env = os.environ.get("NPS_CACHE_DIR")

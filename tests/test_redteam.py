@@ -371,3 +371,31 @@ def test_idx_file_is_read_no_further_than_its_header_declares(tmp_path) -> None:
     q.write_bytes(struct.pack(">HBBIII", 0, 8, 3, 2**31, 2**16, 2**16))
     with pytest.raises(NPSError, match="declares"):
         _read_idx(q)
+
+
+# --------------------------------------------------------------------------- a full disk
+_FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+from nps.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_file(rec, tmp_path) -> None:  # noqa: ANN001
+    """evaluate (and ablate, sweep, report, plots) wrote metrics, tables and pictures with plain writes: a full
+    disk was 'internal error (OSError: ...)' (exit 1) and left a truncated file behind.  Now every output
+    goes through nps.cache.atomic_write."""
+    argv = ["evaluate", str(rec.save(tmp_path / "r.npz")), "--no-scores", "--no-memorisation"]
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, *argv, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    _one_line(done.returncode, done.stderr, "cannot write")
+    for f in out.iterdir():
+        assert not f.name.startswith("."), f"temp file left: {f.name}"
+        if f.suffix == ".png":
+            from PIL import Image
+            with Image.open(f) as im:
+                im.load()  # complete, not truncated at the limit

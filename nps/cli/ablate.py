@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nps import __version__, plots
     from nps.analysis import analyse_record, jsonable
+    from nps.cache import write_text
     from nps.cli.evaluate import write_pictures
     from nps.config import GenerationConfig, resolve_encoder, warn_fitted
     from nps.corpora import load_corpus
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         "protocol": protocol(args, base, corpus, full_corpus, memo["subset"], classifier),
     }
     write_report(jsonable(summary), out)
-    (out / "metrics.json").write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
+    write_text(out / "metrics.json", json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
     print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}")
     return 0
 

@@ -70,6 +70,7 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
 
 def run(args: argparse.Namespace) -> int:
     from nps.analysis import analyse_record, jsonable
+    from nps.cache import write_text
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                             memorisation=not args.no_memorisation, scores=not args.no_scores)
     result["pictures"] = write_pictures(record, corpus, result, out, args.traces)
     result["record"] = str(Path(args.record))
-    (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
+    write_text(out / "metrics.json", json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
     _print_summary(result)
     print(f"wrote {out / 'metrics.json'} and {len(result['pictures'])} PNGs in {out}")
     return 0
