@@ -39,6 +39,10 @@ SUBSET_CHOICES: tuple[int | None, ...] = (None, 200, 500, 1000, 2000, 5000, 1000
 SIDEBAR_KEYS = ("corpus", "subset", "encoder", "seed")
 MAX_UPLOAD_MB = 2
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
+#: The Pillow decoders an upload may reach: exactly the advertised types.  Pillow picks a
+#: decoder from the content, not the name, so without this an EPS renamed .png went to the
+#: EPS plugin, which runs Ghostscript on the visitor's bytes.
+UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 ABLATION_SETS: tuple[tuple[str, ...], ...] = (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
 MAX_COLUMNS = 4
 
@@ -257,7 +261,7 @@ def image_from_upload(data: bytes, image_shape: tuple[int, ...], max_mb: float =
     if len(data) > max_mb * 1e6:
         raise NPSError(f"the picture is {len(data) / 1e6:.1f} MB; upload one under {max_mb:g} MB.")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
         if img.width * img.height > 25_000_000:
             raise NPSError(f"the picture is {img.width}x{img.height}; upload one under 5000x5000 pixels.")
         img.load()

@@ -399,3 +399,45 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(rec, tmp_path) -> None:
             from PIL import Image
             with Image.open(f) as im:
                 im.load()  # complete, not truncated at the limit
+
+
+# --------------------------------------------------------------------------- picture decoders
+_EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+
+
+def _no_ghostscript(monkeypatch) -> list:  # noqa: ANN001
+    """Record (and stop) any call into Pillow's EPS plugin, which runs Ghostscript (readers swallow errors)."""
+    from PIL import EpsImagePlugin
+    calls: list = []
+
+    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(a)
+        raise AssertionError("an EPS file reached Pillow's EPS plugin (it runs Ghostscript)")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", forbidden)
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", forbidden)
+    return calls
+
+
+def test_an_uploaded_picture_reaches_only_the_advertised_decoders(monkeypatch) -> None:  # noqa: ANN001
+    """Pillow chooses a decoder by content: an EPS renamed .png was handed to Ghostscript on the server."""
+    from nps.app_state import image_from_upload
+    calls = _no_ghostscript(monkeypatch)
+    with pytest.raises(NPSError, match="not a picture the app can read"):
+        image_from_upload(_EPS, (8, 8))
+    assert not calls
+
+
+def test_a_folder_image_reaches_only_the_listed_decoders(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from nps.image_folder import read_image_folder
+    calls = _no_ghostscript(monkeypatch)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "evil.png").write_bytes(_EPS)
+    with pytest.raises(NPSError, match=r"evil\.png"):
+        read_image_folder(tmp_path, size=8)
+    assert not calls
