@@ -13,6 +13,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -266,6 +267,15 @@ def image_from_upload(data: bytes, image_shape: tuple[int, ...], max_mb: float =
             raise NPSError(f"the picture is {img.width}x{img.height}; upload one under 5000x5000 pixels.")
         img.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
+    from PIL import ImageOps
+
+    from nps.image_folder import to_8bit
+    # The folder reader's conversions, so one picture gives the same pixels either way: 16-bit
+    # scaled (not clipped to white by convert("L")), and a phone photo's EXIF rotation applied.
+    try:
+        img = to_8bit(ImageOps.exif_transpose(img), Path("upload"))
+    except (OSError, ValueError, SyntaxError):
         raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
     side = min(img.width, img.height)
     left, top = (img.width - side) // 2, (img.height - side) // 2

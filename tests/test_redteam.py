@@ -441,3 +441,24 @@ def test_a_folder_image_reaches_only_the_listed_decoders(tmp_path, monkeypatch) 
     with pytest.raises(NPSError, match=r"evil\.png"):
         read_image_folder(tmp_path, size=8)
     assert not calls
+
+
+def test_a_16_bit_or_rotated_upload_gives_the_pixels_the_folder_reader_gives() -> None:
+    """Issue 9 item 7 fixed 16-bit PNGs for folders only: an uploaded one still became 97 % white; a phone
+    photo's EXIF rotation was ignored."""
+    from PIL import Image
+
+    from nps.app_state import image_from_upload
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    out = image_from_upload(buf.getvalue(), (8, 8))
+    assert (out == 255).mean() < 0.1 and abs(float(out.mean()) - 127.5) < 2
+    im = Image.new("L", (40, 20), 0)
+    im.paste(255, (0, 0, 20, 20))  # left half white as stored; EXIF 6 shows it rotated: top half white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif)
+    rows = image_from_upload(buf.getvalue(), (8, 8)).mean(axis=1)
+    assert rows[:3].min() > 200 and rows[5:].max() < 50
