@@ -462,3 +462,17 @@ def test_a_16_bit_or_rotated_upload_gives_the_pixels_the_folder_reader_gives() -
     im.save(buf, format="JPEG", exif=exif)
     rows = image_from_upload(buf.getvalue(), (8, 8)).mean(axis=1)
     assert rows[:3].min() > 200 and rows[5:].max() < 50
+
+
+def test_deeply_nested_json_beside_weights_is_one_line(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """json raises RecursionError (not ValueError) for deep nesting; the manifest and report readers caught
+    only ValueError, so a '[[[[...' file crashed every command that looks up weights."""
+    from nps import shipped
+    from nps.encoders.simclr import read_report
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "w.json").write_text(deep)
+    assert read_report(tmp_path / "w.safetensors") == {}
+    (tmp_path / shipped.MANIFEST_NAME).write_text(deep)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(NPSError, match="manifest"):
+        shipped.read_manifest()
