@@ -40,7 +40,10 @@ def one_line(code: int, err: str) -> str:
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own refusals (NaN/inf floats since finite_float) exit from parse_args
+        code = exc.code
     return one_line(code, capsys.readouterr().err)
 
 
