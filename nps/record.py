@@ -318,7 +318,8 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
         return {k: v for k, v in c.items() if k not in ("n", "batch_size", "device", "sample_offset")}
     first = records[0]
     for r in records[1:]:
-        if strip(r.config) != strip(first.config) or not np.array_equal(r.order, first.order):
+        if strip(r.config) != strip(first.config) or not np.array_equal(r.order, first.order) \
+                or not np.array_equal(r.shell, first.shell):  # the merged record keeps one fill order and shells
             raise NPSError("records come from different configs; only shards of one run can be merged.")
         if r.canvas_shape != first.canvas_shape or r.images.shape[3:] != first.images.shape[3:]:
             raise NPSError("records have different canvases; only shards of one run can be merged.")

@@ -476,3 +476,16 @@ def test_deeply_nested_json_beside_weights_is_one_line(tmp_path, monkeypatch) ->
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(NPSError, match="manifest"):
         shipped.read_manifest()
+
+
+def test_merge_refuses_shards_whose_shells_differ(rec, tmp_path, capsys) -> None:  # noqa: ANN001
+    """merge compared config and order but kept the first shard's shells for every sample."""
+    a = rec.save(tmp_path / "a.npz")
+    other = rec.to_arrays()
+    other["sample_id"] = other["sample_id"] + len(rec)
+    shell = other["shell"].copy()
+    shell[-1] += 5
+    np.savez(tmp_path / "b.npz", **{**other, "shell": shell})
+    rc, _, err = _cli(["merge", str(a), str(tmp_path / "b.npz"), "--out", str(tmp_path / "m.npz")], capsys)
+    _one_line(rc, err, "different configs")
+    assert not (tmp_path / "m.npz").exists()
