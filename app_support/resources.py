@@ -111,11 +111,20 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
     from nps.app_limits import check_app_config
     from nps.app_state import record_from_npz_bytes
     from nps.errors import NPSError
+    from nps.record import check_fits
     rec = record_from_npz_bytes(data, max_mb)
     try:
         check_app_config(rec.config, available_corpora(), offered_encoders())
+        # Within the controls, so loading its corpus is allowed; the pages index the corpus
+        # with the record's ids and positions, so they must fit it (a record need not say
+        # its corpus_size or image_shape, which alone bound them in the validator).
+        c = corpus(rec.config["corpus"], rec.config.get("subset"))
+        if rec.config.get("corpus_size") not in (None, len(c)):
+            raise NPSError(f"it was made on {rec.config['corpus_size']} training images but corpus "
+                           f"'{c.name}' here has {len(c)}")
+        check_fits(rec, len(c), c.image_shape, c.train_ids)
     except NPSError as exc:
-        raise NPSError(f"this record cannot be analysed here: {exc}") from None
+        raise NPSError(f"this record cannot be analysed here: {str(exc).rstrip('.')}.") from None
     return rec
 
 

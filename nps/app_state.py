@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +40,10 @@ SUBSET_CHOICES: tuple[int | None, ...] = (None, 200, 500, 1000, 2000, 5000, 1000
 SIDEBAR_KEYS = ("corpus", "subset", "encoder", "seed")
 MAX_UPLOAD_MB = 2
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
+#: The Pillow decoders an upload may reach: exactly the advertised types.  Pillow picks a
+#: decoder from the content, not the name, so without this an EPS renamed .png went to the
+#: EPS plugin, which runs Ghostscript on the visitor's bytes.
+UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 ABLATION_SETS: tuple[tuple[str, ...], ...] = (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
 MAX_COLUMNS = 4
 
@@ -122,33 +128,55 @@ def sidebar_from_query(query: Mapping[str, object], corpora: Iterable[str], enco
     def first(v: object) -> str:
         return str(v[-1] if isinstance(v, list | tuple) and v else v)
 
+    def shown(v: str) -> str:
+        # A link is written by whoever sends it and the note is drawn as markdown on the
+        # visitor's page: quote the value inert (no links, pictures or styling) and short.
+        return md_escape(v if len(v) <= 40 else v[:40] + "…")
+
     if "corpus" in query:
         v = first(query["corpus"])
         if v in set(corpora):
             out["corpus"] = v
         else:
-            notes.append(f"corpus '{v}' from the link is not available here; using {out['corpus']}.")
+            notes.append(f"corpus '{shown(v)}' from the link is not available here; using {out['corpus']}.")
     if "encoder" in query:
         v = first(query["encoder"])
         if v in set(encoders):
             out["encoder"] = v
         else:
-            notes.append(f"encoder '{v}' from the link is unknown; using {out['encoder']}.")
+            notes.append(f"encoder '{shown(v)}' from the link is unknown; using {out['encoder']}.")
     if "subset" in query:
         v = first(query["subset"])
-        sub = None if v in ("", "all", "None") else (int(v) if v.isdigit() else -1)
+        parsed = _query_int(v)
+        sub = None if v in ("", "all", "None") else (-1 if parsed is None else parsed)
         if sub in SUBSET_CHOICES:
             out["subset"] = sub
         else:
-            notes.append(f"subset '{v}' from the link is not one of the offered sizes; using all.")
+            notes.append(f"subset '{shown(v)}' from the link is not one of the offered sizes; using all.")
     if "seed" in query:
         v = first(query["seed"])
         lo, hi = BOUNDS["seed"]
-        if v.isdigit() and lo <= int(v) <= hi:
-            out["seed"] = int(v)
+        seed = _query_int(v)
+        if seed is not None and lo <= seed <= hi:
+            out["seed"] = seed
         else:
-            notes.append(f"seed '{v}' from the link is not an integer in {lo}..{hi}; using {out['seed']}.")
+            notes.append(f"seed '{shown(v)}' from the link is not an integer in {lo}..{hi}; using {out['seed']}.")
     return out, notes
+
+
+def _query_int(text: str) -> int | None:
+    """A whole number written in ASCII digits (at most 12), else None.
+
+    ``str.isdigit`` admits '²' (which ``int`` refuses) and other scripts' digits, and
+    ``int`` refuses more than 4300 digits: either crashed the page from a link.
+    """
+    return int(text) if re.fullmatch(r"[0-9]{1,12}", text) else None
+
+
+def md_escape(text: str) -> str:
+    """``text`` made inert for Streamlit markdown: ASCII punctuation backslash-escaped, control characters shown."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
@@ -189,21 +217,24 @@ def record_npz_bytes(record: ProvenanceRecord) -> bytes:
     return buf.getvalue()
 
 
-def record_from_npz_bytes(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
-    """Load an uploaded ``.npz`` record (no pickles; validated).
+#: The most an uploaded record may take once unpacked (its arrays in memory): a 50 MB
+#: file of deflated zeros could otherwise declare 50 GB.  256 MB holds about 5,000
+#: MNIST samples; larger records are for `python -m nps evaluate`.
+MAX_UNPACKED_MB = 256
+
+
+def record_from_npz_bytes(data: bytes, max_mb: float = 50.0, max_unpacked_mb: float = MAX_UNPACKED_MB
+                          ) -> ProvenanceRecord:
+    """Load an uploaded ``.npz`` record (no pickles; bounded memory; validated).
 
     Raises:
-        NPSError: too large, not an npz, or not a provenance record.
+        NPSError: too large (as a file or unpacked), not an npz, or not a provenance record.
     """
+    from nps.record import read_record_arrays
     if len(data) > max_mb * 1e6:
         raise NPSError(f"the record is {len(data) / 1e6:.1f} MB; the app takes records up to {max_mb:g} MB "
                        "(use `python -m nps evaluate` for larger ones).")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file, not a bug
-        raise NPSError(f"this file is not a readable .npz record ({type(exc).__name__}); "
-                       "upload a record written by `python -m nps generate` or the app.") from None
+    arrays = read_record_arrays(data, "this upload", int(max_unpacked_mb * 2**20))
     return ProvenanceRecord.from_arrays(arrays)
 
 
@@ -241,11 +272,20 @@ def image_from_upload(data: bytes, image_shape: tuple[int, ...], max_mb: float =
     if len(data) > max_mb * 1e6:
         raise NPSError(f"the picture is {len(data) / 1e6:.1f} MB; upload one under {max_mb:g} MB.")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
         if img.width * img.height > 25_000_000:
             raise NPSError(f"the picture is {img.width}x{img.height}; upload one under 5000x5000 pixels.")
         img.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
+    from PIL import ImageOps
+
+    from nps.image_folder import to_8bit
+    # The folder reader's conversions, so one picture gives the same pixels either way: 16-bit
+    # scaled (not clipped to white by convert("L")), and a phone photo's EXIF rotation applied.
+    try:
+        img = to_8bit(ImageOps.exif_transpose(img), Path("upload"))
+    except (OSError, ValueError, SyntaxError):
         raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
     side = min(img.width, img.height)
     left, top = (img.width - side) // 2, (img.height - side) // 2

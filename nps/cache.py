@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,29 @@ def file_mode() -> int:
     return 0o666 & ~_UMASK
 
 
+def _temp_prefix(path: Path) -> str:
+    """The hidden temp-file prefix for ``path``: ``.<name>.<pid>.``, the name cut so the temp name stays legal.
+
+    A final name of up to 255 bytes is legal, but ``.<name>.<pid>.<random>.tmp`` is about
+    25 bytes longer: uncut, a long ``--out`` passed every check and failed after the run.
+    """
+    return f".{path.name[:100]}.{os.getpid()}."
+
+
+def check_name(path: str | Path) -> None:
+    """Raise WriteError if ``path``'s file name is longer than its folder allows (before any work)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size > limit or len(os.fsencode(str(path))) > 4000:
+        raise WriteError(f"cannot write '{str(path)[:80]}…': the file name is too long ({size} bytes; this folder "
+                         f"allows {limit}); choose a shorter name.")
+
+
 def probe_writable(path: str | Path) -> None:
     """Check, before any work, that a file can really be created beside ``path``.
 
@@ -82,11 +106,16 @@ def probe_writable(path: str | Path) -> None:
         WriteError: ``path`` is a folder, or the folder does not take a new file.
     """
     path = Path(path)
-    if path.is_dir():
+    check_name(path)
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise WriteError(f"cannot write '{path}' ({exc.strerror or exc}); choose another path.") from None
+    if is_dir:
         raise WriteError(f"cannot write '{path}': it is a folder; give a file name.")
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
         raise WriteError(f"cannot write into '{folder}' ({exc.strerror or exc}); choose a writable path.") from None
     os.close(fd)
@@ -109,7 +138,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -125,6 +154,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             raise WriteError(f"cannot write '{path}' ({reason}); choose a writable folder with free space.") from None
         raise
     return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) through :func:`atomic_write`: a full disk is one WriteError line, never half a file."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def cache_root() -> Path:
@@ -323,6 +357,7 @@ class CacheEntry:
     key: str
     size: int
     meta: dict
+    mtime: float = 0.0  # last use (the quota's LRU clock), as listed
 
 
 def list_entries(root: Path | None = None) -> list[CacheEntry]:
@@ -336,11 +371,14 @@ def list_entries(root: Path | None = None) -> list[CacheEntry]:
             continue
         kind, _, key = p.stem.rpartition("-")
         meta: dict = {}
+        if not stat.S_ISREG(st.st_mode):  # a FIFO named like an entry would block np.load (and `cache ls`) forever
+            out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, 0, meta, st.st_mtime)))
+            continue
         with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
             if _META in z.files:
                 loaded = json.loads(str(z[_META]))
                 meta = loaded if isinstance(loaded, dict) else {}
-        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta)))
+        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta, st.st_mtime)))
     out.sort(key=lambda t: (-t[0], t[1].path.name))
     return [e for _, e in out]
 

@@ -115,6 +115,8 @@ class GenerationConfig:
         object.__setattr__(self, "constraints", tuple(c for c in CONSTRAINTS if c in cons))
         if not isinstance(self.encoder, str) or not isinstance(self.corpus, str):
             raise NPSError("corpus and encoder must be names (strings).")
+        # The name load_corpus reads ("digits " is digits): a record must name what it was made on.
+        object.__setattr__(self, "corpus", self.corpus.strip())
         object.__setattr__(self, "encoder", resolve_encoder(self.encoder, self.corpus))
 
     # ------------------------------------------------------------------ derived

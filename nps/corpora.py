@@ -21,6 +21,7 @@ import functools
 import gzip
 import hashlib
 import logging
+import math
 import os
 import pickle
 import struct
@@ -114,23 +115,35 @@ class Corpus:
 def _read_idx(path: Path) -> np.ndarray:
     """Read an idx(.gz) file (MNIST's format) into a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
+    bad = NPSError(f"'{path}' is not an intact idx file; replace it with an unmodified copy.")
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            # The header first, then exactly the bytes it declares (plus one to detect a longer file):
+            # a .gz of zeros inflates ~1000:1, so reading "everything" let a 50 MB file take 50 GB.
+            head = f.read(4)
+            if len(head) < 4:
+                raise bad
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            dims = f.read(4 * ndim)
+            if zero != 0 or ndim == 0 or len(dims) < 4 * ndim:
+                raise bad
+            if dtype_code != 0x08:
+                raise NPSError(f"{path}: unsupported idx dtype 0x{dtype_code:02x}; expected unsigned bytes.")
+            shape = struct.unpack(">" + "I" * ndim, dims)
+            size = math.prod(shape)
+            if size > MAX_IDX_BYTES:
+                raise NPSError(f"'{path}' declares a {'x'.join(map(str, shape))} array ({size / 2**30:.1f} GB, more "
+                               f"than {MAX_IDX_BYTES / 2**30:.0f} GB); it is not an MNIST-style file.")
+            data = f.read(size + 1)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise NPSError(f"cannot read idx file '{path}' ({exc}); replace it with an intact copy.") from None
-    bad = NPSError(f"'{path}' is not an intact idx file; replace it with an unmodified copy.")
-    if len(data) < 4:
+    if len(data) != size:
         raise bad
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or ndim == 0 or len(data) < 4 + 4 * ndim:
-        raise bad
-    if dtype_code != 0x08:
-        raise NPSError(f"{path}: unsupported idx dtype 0x{dtype_code:02x}; expected unsigned bytes.")
-    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    if len(data) - 4 - 4 * ndim != int(np.prod(shape)):
-        raise bad
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+
+
+#: The largest idx array read (MNIST's train images are 47 MB; 8 GB is a million 90x90 images).
+MAX_IDX_BYTES = 8 << 30
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:

@@ -82,6 +82,22 @@ def _pools_at(record: ProvenanceRecord, sampler: Sampler, n: int, step: int) -> 
     return pools.for_references(ref)
 
 
+def check_pixel_source(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int) -> None:
+    """Raise NPSError unless pixel (y, x) of sample n equals the corpus pixel its record names.
+
+    A trace says where a pixel came from and that this is exact; that is only true if the
+    copy holds, so a damaged or foreign record is refused here rather than explained.
+    """
+    sid, sy, sx = (int(getattr(record, k)[n, y, x]) for k in ("source_index", "source_y", "source_x"))
+    if sid < 0:
+        return
+    train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
+    mine = record.images[n, y, x].reshape(-1)
+    if not np.array_equal(train[sid, sy, sx].reshape(-1), mine):
+        raise NPSError(f"pixel ({y}, {x}) of sample {n} is {mine.tolist()}, but its recorded source, train image "
+                       f"{sid} at ({sy}, {sx}), is {train[sid, sy, sx].tolist()}; the record is damaged or was made "
+                       "on other corpus files, so its provenance cannot be traced here.")
+
 
 def replay_sampler(record: ProvenanceRecord, corpus: Corpus, pools: SemanticPools | None = None) -> Sampler:
     """A one-sample CPU sampler with the record's config, to replay its steps (build once, reuse).
@@ -94,7 +110,7 @@ def replay_sampler(record: ProvenanceRecord, corpus: Corpus, pools: SemanticPool
     if record.config.get("corpus_size") not in (None, len(corpus)):
         raise NPSError(f"the record was made on a corpus of {record.config['corpus_size']} images, "
                        f"this one has {len(corpus)}; load the same corpus and subset.")
-    check_fits(record, len(corpus), corpus.image_shape)
+    check_fits(record, len(corpus), corpus.image_shape, corpus.train_ids)
     try:
         return Sampler(cfg.replace(n=1, batch_size=1, device="cpu"), corpus, pools)
     except NPSError as exc:  # the flags named are the record's config, not the user's
@@ -145,6 +161,7 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     step = int(np.flatnonzero((record.order[:, 0] == y) & (record.order[:, 1] == x))[0])
     if record.shell[step] == 0 or record.source_index[n, y, x] < 0:
         raise NPSError(f"pixel ({y}, {x}) is a seed or given pixel: it was copied, not sampled; pick another.")
+    check_pixel_source(record, corpus, n, y, x)
     pool_ids = _pools_at(record, sampler, n, step)
     img, known = record.canvas_at(n, step)
     C = corpus.channels

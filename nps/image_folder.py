@@ -17,6 +17,9 @@ import numpy as np
 from nps.errors import NPSError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: The only Pillow decoders a folder's files may reach (Pillow picks one from the content, so an
+#: EPS file named .png would otherwise run Ghostscript, and any of ~40 other parsers could run).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 #: Limits that keep a folder from exhausting memory or time; each says so in one line.
 MAX_CLASSES = 1000
 MAX_FILES = 200_000
@@ -72,7 +75,7 @@ def _read_one(f: Path, size: int, mode: str) -> np.ndarray:
         # Between 1x and 2x its pixel limit Pillow only warns; make that an error too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(f) as im:
+            with Image.open(f, formats=IMAGE_FORMATS) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise NPSError(f"image '{shown(f)}' is {w}x{h} pixels (more than {MAX_PIXELS:,}); "

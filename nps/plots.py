@@ -98,9 +98,11 @@ def thumbnails(record, n: int, train: np.ndarray, k: int = 5) -> list[tuple[int,
 # --------------------------------------------------------------------------- PIL helpers
 def _save_rgb(rgb: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
-    path = Path(path)
-    Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(path, format="PNG")
-    return path
+
+    from nps.cache import atomic_write
+    # A full disk is one line (WriteError), never half a picture.
+    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8))
+    return atomic_write(Path(path), lambda f: image.save(f, format="PNG"))
 
 
 def _captioned(panels: list[tuple[str, np.ndarray]], scale: int, gap: int = 6) -> np.ndarray:
@@ -221,10 +223,11 @@ def _mpl():  # noqa: ANN202
 
 
 def _save_mpl(fig, path: str | Path) -> Path:  # noqa: ANN001
-    path = Path(path)
-    fig.savefig(path, format="png", dpi=110, bbox_inches="tight")
-    _mpl().close(fig)
-    return path
+    from nps.cache import atomic_write
+    try:
+        return atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        _mpl().close(fig)
 
 
 def save_heatmaps(maps: dict[str, np.ndarray], path: str | Path, colorbar: str = "bits") -> Path:

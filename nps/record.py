@@ -57,6 +57,8 @@ PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size"
 PER_SAMPLE = ("images", "reference", "sample_id", *PER_PIXEL)
 #: Arrays every record holds (``train_ids`` and ``record_version`` are optional).
 REQUIRED = (*PER_SAMPLE, "order", "config", "shell")
+#: Every member a reader looks at; other members of a file are never decompressed.
+KEYS = (*REQUIRED, "train_ids", "record_version")
 MAX_SIDE = 4096  # canvas side beyond any corpus; bounds what validation allocates
 
 
@@ -105,6 +107,7 @@ class ProvenanceRecord:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise NPSError(f"cannot write '{path}': folder '{folder}' does not exist; create it first.")
+        self.validate()  # nps never writes a record that its own readers would refuse
         from nps.cache import atomic_write  # the project's one writer: same mode as the cache, fsynced
         return atomic_write(path, lambda f: np.savez_compressed(f, **self.to_arrays()))
 
@@ -153,15 +156,11 @@ class ProvenanceRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> ProvenanceRecord:
+        """Read and validate a record file (bounded memory: :func:`read_record_arrays`)."""
         path = Path(path)
         if not path.is_file():
             raise NPSError(f"record '{path}' does not exist; make one with `python -m nps generate --out {path}`.")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise NPSError(f"'{path}' is not a readable .npz record ({type(exc).__name__}).") from None
-        return cls.from_arrays(arrays)
+        return cls.from_arrays(read_record_arrays(path, f"record '{path}'"))
 
     def validate(self, corpus_size: int | None = None) -> None:
         """Check the record against the contract; raise a one-line NPSError if broken.
@@ -217,6 +216,17 @@ class ProvenanceRecord:
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             fail(f"config corpus_size {size!r} must be a positive integer")
         shape = self.config.get("image_shape")
+        if shape is not None and not (isinstance(shape, list) and 2 <= len(shape) <= 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+            fail(f"config image_shape {shape!r:.60} must be a list of 2 or 3 positive integers")
+        for name, kind in (("engine", int), ("sigma_used", float), ("pool_key", str), ("version", str)):
+            v = self.config.get(name)  # facts a reader shows; a wrong type must not reach a format string
+            if v is not None and (isinstance(v, bool) or not isinstance(v, kind if kind is not float else int | float)):
+                fail(f"config {name} {v!r:.60} must be {'a number' if kind is float else kind.__name__}")
+        for name in (*PER_PIXEL[:-1], "reference", "sample_id", "order", "shell", "train_ids"):
+            a = getattr(self, name)  # uint64 past int64 would wrap to negative ids in the int64 contract
+            if a is not None and a.dtype == np.uint64 and a.size and a.max() > np.iinfo(np.int64).max:
+                fail(f"{name} holds values past the int64 range")
         if shape is not None and list(shape) != list(images.shape[1:]) and list(shape) != [h, w, 1]:
             fail(f"config image_shape {shape} does not match the images {list(images.shape[1:])}")
         src = self.source_index.astype(np.int64, copy=False)
@@ -278,6 +288,24 @@ class ProvenanceRecord:
         return img, known
 
 
+def read_record_arrays(source: str | Path | bytes, what: str, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a record file or its bytes, read by :func:`nps.safe_npz.read_npz` (no pickles).
+
+    Only the record's own keys are read, and only within ``max_bytes`` unpacked (default:
+    half the memory available now), so a small crafted file cannot make the reader
+    allocate gigabytes (a zip bomb).
+
+    Raises:
+        NPSError: not an npz, a zip bomb, an object array, damaged data (one line).
+    """
+    from nps.safe_npz import read_npz
+    if max_bytes is None:
+        from nps.config import available_memory
+        have = available_memory()
+        max_bytes = have // 2 if have else 8 << 30
+    return read_npz(source, KEYS, max_bytes, what, "make records with `python -m nps generate`")
+
+
 def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
     """Concatenate shards of one run (same config up to ``n``), ordered by sample_id.
 
@@ -290,7 +318,8 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
         return {k: v for k, v in c.items() if k not in ("n", "batch_size", "device", "sample_offset")}
     first = records[0]
     for r in records[1:]:
-        if strip(r.config) != strip(first.config) or not np.array_equal(r.order, first.order):
+        if strip(r.config) != strip(first.config) or not np.array_equal(r.order, first.order) \
+                or not np.array_equal(r.shell, first.shell):  # the merged record keeps one fill order and shells
             raise NPSError("records come from different configs; only shards of one run can be merged.")
         if r.canvas_shape != first.canvas_shape or r.images.shape[3:] != first.images.shape[3:]:
             raise NPSError("records have different canvases; only shards of one run can be merged.")
@@ -315,9 +344,22 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(name)
 
 
-def check_fits(record: ProvenanceRecord, n_train: int, image_shape: tuple[int, ...]) -> None:
-    """Raise NPSError unless the record's ids and canvas fit a corpus of ``n_train`` images of ``image_shape``."""
+def check_fits(record: ProvenanceRecord, n_train: int, image_shape: tuple[int, ...],
+               train_ids: np.ndarray | bool | None = False) -> None:
+    """Raise NPSError unless the record's ids and canvas fit a corpus of ``n_train`` images of ``image_shape``.
+
+    Args:
+        train_ids: the corpus's own subset row map (``Corpus.train_ids``; None for a full
+            corpus), to check the record's ``train_ids`` against; False (default): not checked.
+            A record's row map is what makes it checkable against the full corpus, so one
+            that disagrees with the rows it was really read against is refused, not trusted.
+    """
     shape = tuple(image_shape)
+    if train_ids is not False and record.train_ids is not None:
+        expect = np.arange(n_train) if train_ids is None else np.asarray(train_ids)
+        if not np.array_equal(record.train_ids, expect):
+            raise NPSError("the record's train_ids (its subset's full-corpus ids) are not the rows of this "
+                           "corpus's subset; the record is damaged or was made on other corpus files.")
     if tuple(record.images.shape[1:]) != shape and (*record.images.shape[1:], 1) != shape:
         raise NPSError(f"the record's {'x'.join(map(str, record.images.shape[1:]))} images do not match this "
                        f"corpus's {'x'.join(map(str, shape))}; load the corpus the record was made from.")

@@ -224,5 +224,5 @@ def write_report(results: dict, out: str | Path) -> Path:
     if results.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    from nps.cache import write_text
+    return write_text(path, "\n".join(lines))

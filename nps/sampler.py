@@ -139,8 +139,11 @@ class Sampler:
         config = cfg.to_dict()
         config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
                       engine=ENGINE_VERSION, pool_key=self.pools.key)
+        # --subset N equal to the corpus size loads the whole corpus (no row map of its own); the record of
+        # a --subset run still carries one (the identity), as the record contract requires of every subset run.
+        ids_map = c.train_ids if c.train_ids is not None or cfg.subset is None else np.arange(len(c), dtype=np.int64)
         return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell,
-                                train_ids=c.train_ids, **out)
+                                train_ids=ids_map, **out)
 
     # ------------------------------------------------------------------ geometry
     def geometry(self, y: int, x: int, known: np.ndarray) -> StepGeometry:

@@ -86,6 +86,21 @@ def sample_streams(seed: int, sample_ids: np.ndarray, n_train: int, steps: int,
     return refs, uniforms
 
 
+def thread_count() -> int:
+    """``$NPS_THREADS`` (default 1) as a thread count, or one NPSError line.
+
+    Text crashed ``int()``; 0 and negatives were silently 1; 100000 made OpenMP abort
+    the whole process.  Allowed: 1 .. max(64, 4 x cores).
+    """
+    from nps.errors import NPSError
+    raw = os.environ.get("NPS_THREADS", "").strip() or "1"
+    top = max(64, 4 * (os.cpu_count() or 1))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= top):
+        raise NPSError(f"NPS_THREADS={raw[:40]!r} is not a thread count; set it to 1..{top} (1 is fastest for the "
+                       "engine's small per-step ops) or unset it.")
+    return int(raw)
+
+
 @contextlib.contextmanager
 def engine_threads() -> Iterator[None]:
     """Run the engine on ``$NPS_THREADS`` torch threads (default 1), then restore.
@@ -94,8 +109,9 @@ def engine_threads() -> Iterator[None]:
     more than the work (measured: a 4x4 MNIST grid took 12.5 s on 2 threads and
     1.2 s on 1 on this 2-core machine).
     """
+    count = thread_count()
     old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(os.environ.get("NPS_THREADS", "1"))))
+    torch.set_num_threads(count)
     try:
         yield
     finally:

@@ -93,7 +93,7 @@ def read_manifest() -> dict[str, dict]:
         if doc.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not all(
                 isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()):
             raise ValueError("unexpected layout")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise NPSError(f"the weights manifest '{_shown(path)}' is damaged ({exc}); restore it with "
                        f"`git checkout -- {_shown(path)}`.") from None
     return files

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written.", file=sys.stderr)
+        print("error: interrupted; no file was left half-written (outputs already finished are complete).",
+              file=sys.stderr)
         return 130
     except MemoryError:
         print("error: out of memory; lower --n or --batch-size (or use --subset).", file=sys.stderr)

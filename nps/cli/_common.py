@@ -37,7 +37,16 @@ def writable_path(path: str, suffix: str | None = None) -> Path:
         raise NPSError("an output path is empty; give a file name.")
     p = Path(path).expanduser()
     if suffix and p.suffix != suffix:
-        raise NPSError(f"output '{p}' must end in {suffix}.")
+        raise NPSError(f"output '{str(p)[:200]}' must end in {suffix}.")
+    try:
+        return _writable_path(p, suffix)
+    except OSError as exc:  # stat() of a path too long, or in a folder that cannot be searched
+        raise NPSError(f"cannot write '{str(p)[:200]}' ({exc.strerror or exc}); choose another path.") from None
+
+
+def _writable_path(p: Path, suffix: str | None) -> Path:
+    from nps.cache import check_name
+    check_name(p)
     if p.is_dir():
         raise NPSError(f"output '{p}' is a folder; give a file name inside it (e.g. {p / ('out' + (suffix or ''))}).")
     if p.exists() and not p.is_file():
@@ -56,9 +65,9 @@ def writable_dir(path: str) -> Path:
     if not str(path).strip():
         raise NPSError("an output folder is empty; give a folder name.")
     p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise NPSError(f"output folder '{p}' exists and is not a folder; choose another path.")
     try:
+        if p.exists() and not p.is_dir():
+            raise NPSError(f"output folder '{p}' exists and is not a folder; choose another path.")
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NPSError(f"cannot create folder '{p}' ({exc.strerror}); choose a writable path.") from None
@@ -113,6 +122,7 @@ def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # no
     name = record.config.get("corpus")
     if not isinstance(name, str) or not name.strip():
         raise NPSError("the record names no corpus; pass --corpus NAME to say which one it was made on.")
+    name = name.strip()  # load_corpus's reading of it (older records kept "digits " as given)
     if corpus_flag is not None and corpus_flag.strip() != name.strip():
         raise NPSError(f"--corpus '{corpus_flag}' is not the record's corpus '{name:.200}'; drop --corpus or "
                        "pass the record's own corpus name.")
@@ -127,5 +137,5 @@ def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # no
     if size is not None and size != len(corpus):
         raise NPSError(f"the record was made on a corpus of {size} images but '{name:.200}' here has "
                        f"{len(corpus)}; use the same corpus files (and --data-root) it was made from.")
-    check_fits(record, len(corpus), corpus.image_shape)
+    check_fits(record, len(corpus), corpus.image_shape, corpus.train_ids)
     return corpus

@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nps import __version__, plots
     from nps.analysis import analyse_record, jsonable
+    from nps.cache import write_text
     from nps.cli.evaluate import write_pictures
     from nps.config import GenerationConfig, resolve_encoder, warn_fitted
     from nps.corpora import load_corpus
@@ -130,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
     # Parameter errors before any loading (the corpus-dependent checks follow once it is loaded).
     GenerationConfig(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
                      k=args.k if args.k is not None else DEFAULTS["k"], encoder="pca", **sampler_kw).check()
+    if args.encoders is not None:  # a typo is refused here; an encoder that cannot load is skipped below
+        bad = [e.strip() for e in args.encoders.split(",") if e.strip() not in ENCODERS]
+        if bad or not args.encoders.strip():
+            raise NPSError(f"--encoders '{args.encoders}' names {f'an unknown encoder {bad[0]!r}' if bad else 'none'}; "
+                           f"give a comma list of {', '.join(sorted(ENCODERS))}.")
     out = writable_dir(args.out)
     (out / "records").mkdir(exist_ok=True)
     full_corpus = load_corpus(args.corpus, data_root=args.data_root)
@@ -214,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         "protocol": protocol(args, base, corpus, full_corpus, memo["subset"], classifier),
     }
     write_report(jsonable(summary), out)
-    (out / "metrics.json").write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
+    write_text(out / "metrics.json", json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
     print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}")
     return 0
 

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             ok = value <= target if op == "<=" else value >= target
             print(f"  target {name} {op} {target:g}: {value:.1f} {'met' if ok else 'MISSED'}")
     if out is not None:
-        out.write_text(json.dumps(res, indent=2))
+        from nps.cache import write_text
+        write_text(out, json.dumps(res, indent=2))
     # A case that failed is not a measurement: say so in the exit status too.
     return 1 if any("error" in res[k] for k in ("a", "b", "c") if k in res) else 0
 

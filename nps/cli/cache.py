@@ -105,15 +105,18 @@ def run_ls(args: argparse.Namespace) -> int:
     if args.json:
         for e in entries:
             print(json.dumps({"file": e.path.name, "kind": e.kind, "key": e.key, "size": e.size,
-                              "pinned": is_pinned(e.path), "last_used": e.path.stat().st_mtime,
+                              "pinned": is_pinned(e.path), "last_used": e.mtime,
                               "meta": {k: v for k, v in e.meta.items() if k != "sha256"}}, default=str))
         for t in temps:
             print(json.dumps({"file": t.path.name, "kind": "temp", "size": t.size, "age_s": round(t.age_s, 1),
                               "writer_pid": t.pid, "stale": t.stale}))
         return 0
     if entries:
-        rows = [(e.kind + (" (pinned)" if is_pinned(e.path) else ""), e.key, human_size(e.size),
-                 str(e.meta.get("created", "?")), _ago(now - e.path.stat().st_mtime) + " ago", built_from(e.meta))
+        # An entry's meta is file content: no escape codes or newlines reach the terminal.
+        from nps.image_folder import shown
+        rows = [tuple(shown(c)[:300] for c in (
+                    e.kind + (" (pinned)" if is_pinned(e.path) else ""), e.key, human_size(e.size),
+                    str(e.meta.get("created", "?")), _ago(now - e.mtime) + " ago", built_from(e.meta)))
                 for e in entries]
         head = ("KIND", "KEY", "SIZE", "CREATED", "LAST USED", "BUILT FROM")
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nps.cache import write_text
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.encoders.evaluate import evaluate_embeddings
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print("purity@64: mean share of a test image's 64 nearest train images with its label (the semantic pool's "
           "class purity at the sampler's default k)")
     if out:
-        out.write_text(json.dumps({"corpus": corpus.name, "subset": corpus.subset, "k": args.k,
+        write_text(out, json.dumps({"corpus": corpus.name, "subset": corpus.subset, "k": args.k,
                                    "probe_max_train": args.probe_max_train, "rows": rows}, indent=2) + "\n")
         print(f"wrote {out}")
     return 0

@@ -72,9 +72,12 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
 def run(args: argparse.Namespace) -> int:
     from nps.analysis import analyse_record, jsonable
     from nps.baselines import is_baseline_file
-    from nps.encoders import get_encoder
+    from nps.cache import write_text
+    from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
     from nps.record import ProvenanceRecord
+    if args.encoder is not None and args.encoder not in (*ENCODERS, "none"):  # a typo, not a note after the run
+        raise NPSError(f"--encoder '{args.encoder}' is unknown; use one of {', '.join(sorted(ENCODERS))} or none.")
     if is_baseline_file(args.record):  # learned-baseline samples: image metrics only (no provenance)
         from nps.baselines.evaluate import run_evaluate
         return run_evaluate(args)
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                                         copying=not args.no_memorisation)
     result["pictures"] = write_pictures(record, corpus, result, out, args.traces)
     result["record"] = str(Path(args.record))
-    (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
+    write_text(out / "metrics.json", json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
     _print_summary(result)
     if result["research"] is not None:
         print("\n".join(format_lines(result["research"])))

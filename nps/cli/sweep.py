@@ -101,6 +101,7 @@ def _fmt(v) -> str:  # noqa: ANN001
 def run(args: argparse.Namespace) -> int:
     from nps import plots
     from nps.analysis import analyse_record, jsonable
+    from nps.cache import write_text
     from nps.cli.ablate import run_config
     from nps.config import GenerationConfig, warn_fitted
     from nps.corpora import load_corpus
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     plotted = [m for m in PLOTTED if rows[0].get(m) is not None]
     plots.save_sweep(rows, x, plotted, out / "sweep.png", group=group)
     real = full[0]["result"]["scores"]["real"] if full[0]["result"].get("scores") else None
-    (out / "metrics.json").write_text(json.dumps({"grid": {k: [_fmt(v) for v in vs] for k, vs in grid.items()},
+    write_text(out / "metrics.json", json.dumps({"grid": {k: [_fmt(v) for v in vs] for k, vs in grid.items()},
                                                   "n": args.n, "seed": args.seed, "subset": args.subset,
                                                   "corpus": args.corpus, "real": real, "runs": full,
                                                   "created": time.strftime("%Y-%m-%d %H:%M:%S")},
@@ -172,14 +173,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_tables(rows: list[dict], header: list[str], out) -> None:  # noqa: ANN001
     import csv
+    import io
+
+    from nps.cache import write_text
 
     def cell(v) -> str:  # noqa: ANN001
         return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
-    with open(out / "sweep.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows([[row.get(h) for h in header] for row in rows])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows([[row.get(h) for h in header] for row in rows])
+    write_text(out / "sweep.csv", buf.getvalue())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(row.get(h)) for h in header) + " |" for row in rows]
-    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "sweep.md", "\n".join(lines) + "\n")

@@ -53,4 +53,9 @@ def run(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"  {name:44s} {'off / not computed' if value is None else f'{value:,}'}")
     print(f"  {f.formula}")
+    recorded = int(record.pool_size[args.sample, args.y, args.x])
+    if recorded != f.final:  # a genuine record of this engine always agrees (tests/test_sampler.py)
+        print(f"note: the record says the pool held {recorded:,} candidates but this replay finds {f.final:,}: "
+              f"the record was made by another engine version (engine {record.config.get('engine', '?')}) or "
+              "its config or fill order was edited")
     return 0

@@ -213,6 +213,6 @@ def read_report(path: Path) -> dict:
     js = Path(path).with_suffix(".json")
     try:
         rep = json.loads(js.read_text()) if js.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # json raises RecursionError, not ValueError, for deep nesting
         return {}
     return rep if isinstance(rep, dict) else {}
