@@ -134,17 +134,27 @@ def deformed_rows(train: np.ndarray, labels: np.ndarray, start: int, stop: int) 
 
 
 def load_deformed(name: str, data_root: str | None = None, progress: bool = True):  # noqa: ANN201 - Corpus
-    """The ``mnist-deformed:N`` corpus from the store (built once, in chunks, with a progress bar)."""
+    """The ``mnist-deformed:N`` corpus from the store (built once, in chunks, with a progress bar).
+
+    Opening a built store reads no MNIST at all (the test split is stored too), so a Ray
+    worker or a scaling run pays only for the rows it touches.  The store key names the
+    deformation and N; the manifest's content hash covers the data itself.
+    """
     from nps.cache import content_key
-    from nps.corpora import load_corpus
-    from nps.store import StoreSpec, stored
+    from nps.corpora import MNIST_CLASSES, load_corpus
+    from nps.store import StoreSpec, open_store, store_root, stored
     n = parse_name(name)
+    key = content_key("mnist-deformed", DEFORM_VERSION, BLOCK, MODES, ALPHA, MAX_SHIFT, n)
+    folder = store_root() / f"corpus-{key}"
+    if (folder / "manifest.json").is_file():
+        try:
+            return open_store(folder, key)
+        except NPSError:
+            pass  # damaged: rebuilt below (stored() logs it)
     mnist = load_corpus("mnist", None, data_root)
     if len(mnist) != BASE or mnist.image_shape != (28, 28):
         raise NPSError(f"mnist-deformed needs MNIST's 60000 28x28 train images; found {len(mnist)} "
                        f"{mnist.image_shape} in {mnist.source}.")
-    spec = StoreSpec(content_key("mnist-deformed", DEFORM_VERSION, BLOCK, MODES, ALPHA, MAX_SHIFT, n,
-                                 mnist.content_hash),
-                     f"{PREFIX}{n}", n, (28, 28), np.asarray(mnist.test), np.asarray(mnist.test_labels),
-                     mnist.class_names, f"deformed {mnist.source}")
+    spec = StoreSpec(key, f"{PREFIX}{n}", n, (28, 28), np.asarray(mnist.test), np.asarray(mnist.test_labels),
+                     MNIST_CLASSES, f"deformed {mnist.source}")
     return stored(spec, lambda s, e: deformed_rows(mnist.train, mnist.train_labels, s, e), progress=progress)
