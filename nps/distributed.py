@@ -8,10 +8,11 @@ single-process run and the merged record is bit-identical to it (``tests/test_di
 
 How the pieces travel:
 
-* **The corpus** travels by name, never as arrays: each task calls
-  :func:`nps.corpora.load_corpus` on its node (a stored corpus such as ``mnist-deformed:N``
-  is memory-mapped from the store, on shared storage or rebuilt from its name) and
-  refuses to run if its content hash differs from the driver's.
+* **The corpus** never travels as arrays.  The driver writes it once into the corpus store
+  (:mod:`nps.store`; a no-op for ``mnist-deformed:N``, which lives there) and sends its key;
+  each worker memory-maps that store (shared storage, ``NPS_STORE_DIR``), or where its node
+  lacks it, rebuilds it from its name with :func:`nps.corpora.load_corpus`.  A worker
+  refuses to run if the content hash differs from the driver's.
 * **Threads**: each task takes ``num_cpus=1`` and pins torch, faiss and OpenMP to one
   thread, so N tasks on N cores do not oversubscribe them.
 * **Processes**: Ray's workers are fresh Python processes started by the raylet (an
@@ -76,22 +77,46 @@ def _pin_threads() -> None:
         pass
 
 
-def run_shard(config: dict, content_hash: str, ids: np.ndarray) -> ProvenanceRecord:
-    """The body of one task: load the corpus by name, check its hash, generate ``ids``.
+_OPENED: dict[str, Corpus] = {}  # per worker process: a store is opened once, not once per task
+
+
+def worker_corpus(cfg: GenerationConfig, content_hash: str, store_key: str | None) -> Corpus:
+    """The run's corpus on this node: the store the driver named (a memory map, instant), else by name."""
+    if content_hash in _OPENED:
+        return _OPENED[content_hash]
+    corpus = None
+    if store_key is not None:
+        from nps.store import open_store, store_root
+        folder = store_root() / f"corpus-{store_key}"
+        if (folder / "manifest.json").is_file():
+            try:
+                corpus = open_store(folder, store_key)
+            except NPSError as exc:
+                log.warning("%s; loading '%s' by name instead", exc, cfg.corpus)
+    if corpus is None or corpus.content_hash != content_hash:
+        from nps.corpora import load_corpus
+        corpus = load_corpus(cfg.corpus, cfg.subset, cfg.data_root)  # not in this node's store: by name
+    _OPENED[content_hash] = corpus
+    return corpus
+
+
+def run_shard(config: dict, content_hash: str, ids: np.ndarray, store_key: str | None = None) -> ProvenanceRecord:
+    """The body of one task: open the corpus (store or name), check its hash, generate ``ids``.
 
     Args:
         config: :meth:`GenerationConfig.to_dict` of the whole run.
         content_hash: the driver's :attr:`Corpus.content_hash`.
         ids: (S,) int64 sample ids.
+        store_key: the driver's store of the corpus (:func:`nps.store.store_corpus`), if any.
     Raises:
         NPSError: the corpus on this node is not the driver's.
     """
     _pin_threads()
-    from nps.corpora import load_corpus
     from nps.sampler import generate
     cfg = GenerationConfig.from_dict(config)
-    corpus = load_corpus(cfg.corpus, cfg.subset, cfg.data_root)
+    corpus = worker_corpus(cfg, content_hash, store_key)
     if corpus.content_hash != content_hash:
+        _OPENED.pop(content_hash, None)
         raise NPSError(f"corpus '{cfg.corpus}' on Ray node {os.uname().nodename} has content hash "
                        f"{corpus.content_hash}, the driver's has {content_hash}; give every node the same data "
                        "(put the store on shared storage, NPS_STORE_DIR).")
@@ -133,9 +158,24 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
     return ray, True
 
 
+def _store_key(corpus: Corpus) -> str | None:
+    """The store key of ``corpus`` (writing it there if needed), or None where no store can be written."""
+    from nps.cache import read_only
+    if read_only():
+        return None
+    from nps.store import store_corpus
+    try:
+        twin = store_corpus(corpus)
+    except NPSError as exc:  # over the quota, unwritable: workers load it by name instead
+        log.warning("not storing corpus '%s' for the Ray workers (%s); each loads it by name", corpus.name, exc)
+        return None
+    return Path(twin.train.filename).parent.name.removeprefix("corpus-") if isinstance(twin.train, np.memmap) \
+        else None
+
+
 def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | None = None,
                     num_cpus: int | None = None, shards: int | None = None,
-                    progress: Callable[[int], None] | None = None) -> ProvenanceRecord:
+                    progress: Callable[[int], None] | None = None, use_store: bool = True) -> ProvenanceRecord:
     """Generate ``config.n`` samples as Ray tasks and merge them; bit-identical to :func:`nps.sampler.generate`.
 
     Args:
@@ -146,6 +186,9 @@ def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | Non
         shards: how many tasks (default: 4 per CPU of the cluster, fewer if there are
             fewer batches), so a slow node does not hold up the end of the run.
         progress: called with the number of samples finished after each shard.
+        use_store: write the corpus into the store once (:func:`nps.store.store_corpus`) so
+            workers memory-map it instead of each reading and decoding it; a node whose store
+            lacks it (no shared storage) loads it by name.  Either way its hash is checked.
     Raises:
         NPSError: Ray cannot start, or a task failed (its one-line reason).
     """
@@ -156,7 +199,8 @@ def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | Non
         parts = shard_ids(config.n, config.batch_size, shards or 4 * cpus)
         task = ray.remote(num_cpus=1, max_retries=0)(run_shard)
         cfg_ref = ray.put(config.to_dict())
-        pending = {task.remote(cfg_ref, corpus.content_hash, ids): len(ids) for ids in parts}
+        key = _store_key(corpus) if use_store else None
+        pending = {task.remote(cfg_ref, corpus.content_hash, ids, key): len(ids) for ids in parts}
         log.info("ray: %d samples in %d shards on %d CPUs", config.n, len(parts), cpus)
         records, done = [], 0
         while pending:

@@ -63,7 +63,8 @@ def embed_corpus(corpus, encoder: Encoder) -> EmbeddingTable:
     def build() -> dict[str, np.ndarray]:
         log.info("embedding %s (%d + %d images) with %s", corpus.name, len(corpus.train), len(corpus.test),
                  encoder.identity)
-        return {"train": np.asarray(encoder.encode(corpus.train), np.float32),
+        from nps.store import encode_in_chunks  # a stored corpus of millions is read in chunks
+        return {"train": encode_in_chunks(encoder, corpus),
                 "test": np.asarray(encoder.encode(corpus.test), np.float32)}
 
     arrays = cached_arrays("embeddings", key, build,

@@ -176,26 +176,29 @@ def _write(spec: StoreSpec, chunks: ChunkFn, chunk: int, progress: bool) -> Path
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        train = np.lib.format.open_memmap(tmp / "train.npy", mode="w+", dtype=np.uint8,
-                                          shape=(spec.n, *spec.image_shape))
         labels = np.empty(spec.n, np.int64)
-        ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.int64, shape=(spec.n,))
+        ids = np.empty(spec.n, np.int64)
         hasher = _Hasher(spec)
         bar = tqdm(total=spec.n, unit="img", desc=f"store {spec.name}", disable=not progress or None)
-        for s in range(0, spec.n, chunk):
-            e = min(spec.n, s + chunk)
-            x, y, i = chunks(s, e)
-            if x.shape != (e - s, *spec.image_shape) or x.dtype != np.uint8 or y.shape != (e - s,):
-                raise ValueError(f"chunk {s}:{e} has images {x.dtype} {x.shape}, labels {y.shape}")
-            train[s:e], labels[s:e], ids[s:e] = x, y, i
-            hasher.update(x)
-            bar.update(e - s)
+        # Plain appends after the .npy header, not a writable memmap: dirty mapped pages would
+        # count towards this process's RSS (the whole corpus by the end).
+        with open(tmp / "train.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (spec.n, *spec.image_shape)})
+            for s in range(0, spec.n, chunk):
+                e = min(spec.n, s + chunk)
+                x, y, i = chunks(s, e)
+                if x.shape != (e - s, *spec.image_shape) or x.dtype != np.uint8 or y.shape != (e - s,):
+                    raise ValueError(f"chunk {s}:{e} has images {x.dtype} {x.shape}, labels {y.shape}")
+                x = np.ascontiguousarray(x)
+                f.write(x.data)
+                labels[s:e], ids[s:e] = y, i
+                hasher.update(x)
+                bar.update(e - s)
         bar.close()
         if labels.size and (labels.min() < 0 or labels.max() > 255):
             raise ValueError("labels must fit in uint8")
-        train.flush()
-        ids.flush()
-        del train, ids
+        np.save(tmp / "ids.npy", ids)
         np.save(tmp / "labels.npy", labels.astype(np.uint8))
         np.save(tmp / "test.npy", np.ascontiguousarray(spec.test, np.uint8))
         np.save(tmp / "test_labels.npy", np.asarray(spec.test_labels).astype(np.uint8))
@@ -320,6 +323,29 @@ def store_corpus(corpus: Corpus, chunk: int = 65536, progress: bool = False) -> 
 
 
 def iter_chunks(corpus: Corpus, chunk: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, (S,H,W[,C]) uint8) blocks of ``corpus.train``: the whole-corpus path without loading it whole."""
-    for s in range(0, len(corpus), chunk):
-        yield s, np.asarray(corpus.train[s:s + chunk])
+    """(start, (S,H,W[,C]) uint8) blocks of ``corpus.train``: the whole-corpus path without loading it whole.
+
+    A memory-mapped train split is read with plain file reads, so a pass over millions of
+    images leaves no mapped pages behind (they would count towards the RSS).
+    """
+    train = corpus.train
+    if not isinstance(train, np.memmap) or train.filename is None:
+        for s in range(0, len(corpus), chunk):
+            yield s, np.asarray(train[s:s + chunk])
+        return
+    row = int(np.prod(train.shape[1:]))
+    with open(train.filename, "rb") as f:
+        for s in range(0, len(train), chunk):
+            e = min(len(train), s + chunk)
+            f.seek(train.offset + s * row)
+            yield s, np.fromfile(f, np.uint8, (e - s) * row).reshape(e - s, *train.shape[1:])
+
+
+def encode_in_chunks(encoder, corpus: Corpus, chunk: int = 65536) -> np.ndarray:  # noqa: ANN001 - an Encoder
+    """``encoder.encode(corpus.train)`` as (N,D) float32, in chunks for a stored corpus (bit-identical).
+
+    ``chunk`` is a multiple of the encoder's batch (1024), so the batches are the same.
+    """
+    if not isinstance(corpus.train, np.memmap):
+        return np.asarray(encoder.encode(corpus.train), np.float32)
+    return np.concatenate([np.asarray(encoder.encode(x), np.float32) for _, x in iter_chunks(corpus, chunk)])

@@ -13,6 +13,7 @@ from nps.distributed import generate_on_ray, run_shard, shard_ids, start_ray
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord
 from nps.sampler import generate
+from nps.store import store_root
 
 ray = pytest.importorskip("ray")
 
@@ -57,9 +58,17 @@ def test_ray_record_is_bit_identical_to_one_process(local_ray, digits):
 
 
 def test_ray_worker_refuses_a_corpus_that_differs_from_the_drivers(local_ray, digits):
+    """Without the store the workers load 'digits' by name, which is not the driver's changed corpus."""
     changed = dataclasses.replace(digits, train=digits.train[::-1].copy())
     with pytest.raises(NPSError, match="content hash"):
-        generate_on_ray(CFG, changed)
+        generate_on_ray(CFG, changed, use_store=False)
+
+
+def test_ray_workers_memory_map_the_drivers_store(local_ray, digits):
+    """By default the driver stores the corpus once and workers map it: even a corpus no name loads works."""
+    changed = dataclasses.replace(digits, train=digits.train[::-1].copy())
+    _same(generate_on_ray(CFG, changed), generate(CFG, changed))
+    assert not list(store_root().glob(".corpus-*"))
 
 
 def test_run_shard_alone_is_the_plain_run_on_those_ids(digits):

@@ -147,3 +147,14 @@ def test_mnist_deformed_corpus_from_the_store(cache_dir):
     assert np.array_equal(c.train_labels, np.concatenate([m.train_labels, m.train_labels[:1000]]))
     assert np.array_equal(c.test, m.test) and np.array_equal(c.test_labels, m.test_labels)
     assert open_store(_folder(), verify=True).content_hash == c.content_hash
+
+
+def test_whole_corpus_passes_read_a_store_in_chunks_bit_identically(cache_dir, digits):
+    from nps.encoders import get_encoder
+    from nps.store import encode_in_chunks, iter_chunks
+    twin = store_corpus(digits)
+    blocks = list(iter_chunks(twin, 500))
+    assert [s for s, _ in blocks] == [0, 500, 1000] and not isinstance(blocks[0][1], np.memmap)
+    assert np.array_equal(np.concatenate([b for _, b in blocks]), digits.train)
+    encoder = get_encoder("pca", digits)
+    assert np.array_equal(encode_in_chunks(encoder, twin, 1024), encoder.encode(digits.train))
