@@ -1,8 +1,8 @@
 """``python -m nps scale``: how cost and quality grow with the corpus (mnist-deformed:N).
 
-For each size N a fresh *spawned* process (so its peak RSS is its own, and no faiss state
+For each size N one *spawned* process (so its peak RSS is its own, and no faiss state
 crosses a fork) opens or builds the store, embeds the corpus and builds the index (timed
-separately), then generates samples with the full model (the same seed and sample ids at every N;
+separately); a second, fresh one opens them all, then generates samples with the full model (the same seed and sample ids at every N;
 each sample's reference is drawn from the N images) and scores them: classifier IS and FID
 against MNIST's test split (the corpus's own), and the largest single-source share of a
 sample (memorisation shows as one source covering most of it).  SSD + locality, whose every
@@ -84,65 +84,91 @@ def _quality(record, mnist) -> dict:  # noqa: ANN001
     return out
 
 
-def measure(size: int, opts: dict) -> dict:
-    """One size, in its own process: build/open, embed, index, generate, score.  Returns a JSON-able row."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import numpy as np
-
+def _config(size: int, opts: dict):  # noqa: ANN202 - GenerationConfig
     from nps.config import GenerationConfig
+    return GenerationConfig(corpus=f"mnist-deformed:{size}", n=opts["n"], seed=opts["seed"],
+                            k=min(opts["k"], size - 1), batch_size=opts["batch_size"], encoder=opts["encoder"],
+                            data_root=opts["data_root"])
+
+
+def measure_build(size: int, opts: dict) -> dict:
+    """Phase 1, its own process: the store (built or opened), the embeddings and the pool index, timed."""
     from nps.corpora import load_corpus
     from nps.encoders import get_encoder
     from nps.retrieval import SourceIndex, embed_corpus, pool_index_kind
-    from nps.sampler import Sampler
-    from nps.sampler_pool import SemanticPools
-    row: dict = {"N": size}
-    name = f"mnist-deformed:{size}"
+    cfg = _config(size, opts)
+    row: dict = {}
     t = time.perf_counter()
-    corpus = load_corpus(name, None, opts["data_root"])
+    corpus = load_corpus(cfg.corpus, None, opts["data_root"])
     row["store_s"] = time.perf_counter() - t
-    row["rss_after_store_mb"] = _rss_mb()
-    cfg = GenerationConfig(corpus=name, n=opts["n"], seed=opts["seed"], k=min(opts["k"], size - 1),
-                           batch_size=opts["batch_size"], encoder=opts["encoder"], data_root=opts["data_root"])
     t = time.perf_counter()
-    encoder = get_encoder(cfg.encoder, corpus)
-    table = embed_corpus(corpus, encoder)
+    table = embed_corpus(corpus, get_encoder(cfg.encoder, corpus))
     row["embed_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    kind = pool_index_kind(size)
-    SourceIndex(kind).fit(table)
-    row["index_s"], row["index"] = time.perf_counter() - t, kind
-    del table
-    pools = SemanticPools.build(cfg, corpus)  # cache hits now
+    row["index"] = pool_index_kind(size)
+    SourceIndex(row["index"]).fit(table)
+    row["index_s"] = time.perf_counter() - t
+    row["build_rss_mb"] = _rss_mb()
+    return row
+
+
+def measure_generate(size: int, opts: dict) -> dict:
+    """Phase 2, a fresh process: open everything from the store and cache, generate, score."""
+    import hashlib
+
+    import numpy as np
+
+    from nps.corpora import load_corpus
+    from nps.sampler import Sampler
+    from nps.sampler_pool import SemanticPools
+    cfg = _config(size, opts)
+    row: dict = {}
     t = time.perf_counter()
-    if opts["ray"] is not None:
+    corpus = load_corpus(cfg.corpus, None, opts["data_root"])
+    pools = SemanticPools.build(cfg, corpus)  # cache hits: phase 1 built them
+    sampler = None if opts["ray"] is not None else Sampler(cfg, corpus, pools).prepare()
+    row["setup_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if sampler is None:
         from nps.distributed import generate_on_ray
         record = generate_on_ray(cfg, corpus, None if opts["ray"] == "local" else opts["ray"], opts["ray_cpus"])
     else:
-        record = Sampler(cfg, corpus, pools).prepare().run()
+        record = sampler.run()
     row["gen_s"] = time.perf_counter() - t
     row["ms_per_image"] = row["gen_s"] / len(record) * 1000
     row["peak_rss_mb"] = _rss_mb()
-    mnist = corpus  # its test split is MNIST's: the classifier's real side, without loading MNIST here
-    row.update(_quality(record, mnist))
+    del sampler, pools
+    row.update(_quality(record, corpus))  # its test split is MNIST's: the classifier's real side
     if size <= opts["baseline_max"]:
         base = cfg.replace(constraints=("ssd", "loc"), n=opts["baseline_n"])
         t = time.perf_counter()
         rec = Sampler(base, corpus).prepare().run()
         row["baseline_ms_per_image"] = (time.perf_counter() - t) / len(rec) * 1000
-        q = _quality(rec, mnist)
+        q = _quality(rec, corpus)
         row["baseline_FID"], row["baseline_IS"] = q.get("FID"), q.get("IS")
-    row["samples_hash"] = __import__("hashlib").sha256(np.ascontiguousarray(record.images).data).hexdigest()[:12]
+    row["samples_hash"] = hashlib.sha256(np.ascontiguousarray(record.images).data).hexdigest()[:12]
     return row
 
 
-def _child(size: int, opts: dict, queue) -> None:  # noqa: ANN001
+def _child(phase: str, size: int, opts: dict, queue) -> None:  # noqa: ANN001
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from nps.errors import NPSError
     try:
-        queue.put(("ok", measure(size, opts)))
+        queue.put(("ok", (measure_build if phase == "build" else measure_generate)(size, opts)))
     except NPSError as exc:
         queue.put(("error", str(exc)))
     except BaseException as exc:  # report, never a silent dead child
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _in_process(ctx, phase: str, size: int, opts: dict) -> tuple[str, dict | str]:  # noqa: ANN001
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(phase, size, opts, queue))
+    proc.start()
+    try:
+        return queue.get()
+    finally:
+        proc.join()
 
 
 def _fit_exponent(xs: list[float], ys: list[float]) -> float | None:
@@ -188,25 +214,29 @@ def _fmt(v, spec: str = ".3g") -> str:  # noqa: ANN001
 
 
 def _markdown(rows: list[dict], info: dict, files: list[str]) -> str:
-    head = ("| N | store s | embed s | index | index s | full ms/img | peak RSS MB | IS | FID | largest source "
-            "| SSD+loc ms/img | SSD+loc FID |")
+    head = ("| N | store s | embed s | index | index s | build RSS MB | full ms/img | peak RSS MB | IS | FID "
+            "| largest source | SSD+loc ms/img | SSD+loc FID |")
     lines = [f"# Scaling study: {info['corpus']}", "", f"Command: `{info['command']}`", "",
              f"Machine: {info['machine']}; load at start: `{info['load_start']}`; at end: `{info['load_end']}`.", "",
              f"{info['n']} samples per size (same seed and sample ids at every N), full model, encoder "
              f"{info['encoder']}, k={info['k']}, batch {info['batch_size']}; {info['executor']}. Real-data ceiling "
              "(MNIST test half B): " + ", ".join(f"IS {r['real_IS']:.2f} / FID {r['real_FID']:.2f}"
                                                  for r in rows[:1] if "real_IS" in r) + ".", "",
-             head, "|" + "---|" * 12]
+             head, "|" + "---|" * 13]
     for r in rows:
         lines.append(f"| {r['N']:,} | {_fmt(r.get('store_s'))} | {_fmt(r.get('embed_s'))} | {r.get('index')} "
-                     f"| {_fmt(r.get('index_s'))} | {_fmt(r.get('ms_per_image'))} "
+                     f"| {_fmt(r.get('index_s'))} | {_fmt(r.get('build_rss_mb'), '.0f')} "
+                     f"| {_fmt(r.get('ms_per_image'))} "
                      f"| {_fmt(r.get('peak_rss_mb'), '.0f')} "
                      f"| {_fmt(r.get('IS'))} | {_fmt(r.get('FID'))} | {_fmt(r.get('largest_source_share'), '.2f')} "
                      f"| {_fmt(r.get('baseline_ms_per_image'))} | {_fmt(r.get('baseline_FID'))} |")
     lines += ["", f"Fitted cost exponent (time/image ~ N^a, full model): a = {_fmt(info['exponent'])}; "
               f"SSD + locality: a = {_fmt(info['baseline_exponent'])}; peak RSS: a = {_fmt(info['rss_exponent'])}.",
-              "", "*store s* is the build when the store was missing, else the time to open it (memory map);"
-              " *largest source* is the mean over samples of the largest share of pixels copied from one image.",
+              "", "*store s* is the build when the store was missing, else the time to open it (memory map); "
+              "*embed s* / *index s* likewise (a cache hit is a load); *build RSS* is the peak of the process that "
+              "built them, *peak RSS* that of a fresh process that opens them and generates (its own process per "
+              "phase and size, spawned); *largest source* is the mean over samples of the largest share of pixels "
+              "copied from one image.",
               "", *[f"![{f}]({f})" for f in files], ""]
     for r in rows:
         if "error" in r:
@@ -236,14 +266,15 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for size in sorted(set(sizes)):
         print(f"N = {size:,} ...", file=sys.stderr, flush=True)
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(size, opts, queue))
-        proc.start()
-        status, value = queue.get()
-        proc.join()
-        rows.append(value if status == "ok" else {"N": size, "error": value})
-        r = rows[-1]
-        print(f"  {json.dumps(r)}" if status == "ok" else f"  error: {value}", file=sys.stderr, flush=True)
+        row: dict = {"N": size}
+        for phase in ("build", "generate"):
+            status, value = _in_process(ctx, phase, size, opts)
+            if status != "ok":
+                row["error"] = f"{phase}: {value}"
+                break
+            row.update(value)
+        rows.append(row)
+        print(f"  {json.dumps(row)}", file=sys.stderr, flush=True)
     ok = [r for r in rows if "error" not in r]
     info.update(load_end=_load(),
                 exponent=_fit_exponent([r["N"] for r in ok], [r["ms_per_image"] for r in ok]),
