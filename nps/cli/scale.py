@@ -2,8 +2,9 @@
 
 For each size N one *spawned* process (so its peak RSS is its own, and no faiss state
 crosses a fork) opens or builds the store, embeds the corpus and builds the index (timed
-separately); a second, fresh one opens them all, then generates samples with the full model (the same seed and sample ids at every N;
-each sample's reference is drawn from the N images) and scores them: classifier IS and FID
+separately); a second, fresh one opens them all, then generates samples with the full
+model (the same seed and sample ids at every N; each sample's reference is drawn from the
+N images) and scores them: classifier IS and FID
 against MNIST's test split (the corpus's own), and the largest single-source share of a
 sample (memorisation shows as one source covering most of it).  SSD + locality, whose every
 step scans the whole corpus, is run where ``--baseline-max`` allows.  The report is a
