@@ -160,6 +160,11 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
 
 def _store_key(corpus: Corpus) -> str | None:
     """The store key of ``corpus`` (writing it there if needed), or None where no store can be written."""
+    train = corpus.train
+    if isinstance(train, np.memmap) and train.filename is not None and corpus.subset is None:
+        folder = Path(train.filename).parent  # already stored (mnist-deformed:N): never copy it
+        if folder.name.startswith("corpus-") and (folder / "manifest.json").is_file():
+            return folder.name.removeprefix("corpus-")
     from nps.cache import read_only
     if read_only():
         return None

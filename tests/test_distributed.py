@@ -84,3 +84,15 @@ def test_cli_generate_with_ray_writes_the_same_record(local_ray, digits, tmp_pat
     plain = generate(GenerationConfig(corpus="digits", n=6, seed=2, window=3, seed_size=2, k=12, batch_size=2,
                                       encoder="pca"), digits)
     _same(ProvenanceRecord.load(out), plain)
+
+
+def test_an_already_stored_corpus_is_not_stored_twice(cache_dir, digits):
+    """A corpus that lives in the store under its own key (as mnist-deformed:N does) is sent by that key."""
+    from nps.distributed import _store_key
+    from nps.store import StoreSpec, stored
+    spec = StoreSpec("0123456789abcdef", "digits", len(digits), digits.image_shape, digits.test, digits.test_labels,
+                     digits.class_names, "test")
+    twin = stored(spec, lambda s, e: (digits.train[s:e], digits.train_labels[s:e], np.arange(s, e)))
+    assert twin.content_hash == digits.content_hash != spec.key
+    assert _store_key(twin) == spec.key
+    assert [p.name for p in store_root().iterdir() if p.is_dir()] == ["corpus-0123456789abcdef"]
