@@ -26,6 +26,7 @@ driver joins that cluster (see the README, "Running on a Ray cluster").
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -78,6 +79,9 @@ def _pin_threads() -> None:
 
 
 _OPENED: dict[str, Corpus] = {}  # per worker process: a store is opened once, not once per task
+# Per worker process: the run's sampler (pools, step geometry, band indices) is set up by the
+# first shard and reused by the next ones; sampling is a pure function of the ids, so this is exact.
+_SAMPLERS: dict[tuple[str, str], object] = {}
 
 
 def worker_corpus(cfg: GenerationConfig, content_hash: str, store_key: str | None) -> Corpus:
@@ -112,15 +116,25 @@ def run_shard(config: dict, content_hash: str, ids: np.ndarray, store_key: str |
         NPSError: the corpus on this node is not the driver's.
     """
     _pin_threads()
-    from nps.sampler import generate
-    cfg = GenerationConfig.from_dict(config)
-    corpus = worker_corpus(cfg, content_hash, store_key)
-    if corpus.content_hash != content_hash:
-        _OPENED.pop(content_hash, None)
-        raise NPSError(f"corpus '{cfg.corpus}' on Ray node {os.uname().nodename} has content hash "
-                       f"{corpus.content_hash}, the driver's has {content_hash}; give every node the same data "
-                       "(put the store on shared storage, NPS_STORE_DIR).")
-    return generate(cfg, corpus, sample_ids=ids)
+    import torch
+
+    from nps.sampler import Sampler
+    key = (json.dumps(config, sort_keys=True), content_hash)
+    sampler = _SAMPLERS.get(key)
+    if sampler is None:
+        cfg = GenerationConfig.from_dict(config)
+        corpus = worker_corpus(cfg, content_hash, store_key)
+        if corpus.content_hash != content_hash:
+            _OPENED.pop(content_hash, None)
+            raise NPSError(f"corpus '{cfg.corpus}' on Ray node {os.uname().nodename} has content hash "
+                           f"{corpus.content_hash}, the driver's has {content_hash}; give every node the same data "
+                           "(put the store on shared storage, NPS_STORE_DIR).")
+        sampler = Sampler(cfg, corpus)
+        while len(_SAMPLERS) >= 2:
+            _SAMPLERS.pop(next(iter(_SAMPLERS)))
+        _SAMPLERS[key] = sampler
+    torch.manual_seed(sampler.config.seed)  # as nps.sampler.generate does
+    return sampler.run(ids)
 
 
 def _worker_env() -> dict[str, str]:
@@ -188,8 +202,9 @@ def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | Non
         corpus: the driver's corpus; workers load the same one by name and check its hash.
         address: a Ray cluster to join; None starts (and afterwards stops) a local one.
         num_cpus: CPUs of a local Ray (default: all cores).
-        shards: how many tasks (default: 4 per CPU of the cluster, fewer if there are
-            fewer batches), so a slow node does not hold up the end of the run.
+        shards: how many tasks (default: 2 per CPU of the cluster, fewer if there are
+            fewer batches), so a slow node does not hold up the end of the run; each worker
+            sets the sampler up once and reuses it for its later shards.
         progress: called with the number of samples finished after each shard.
         use_store: write the corpus into the store once (:func:`nps.store.store_corpus`) so
             workers memory-map it instead of each reading and decoding it; a node whose store
@@ -201,7 +216,7 @@ def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | Non
     ray, started = start_ray(address, num_cpus)
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        parts = shard_ids(config.n, config.batch_size, shards or 4 * cpus)
+        parts = shard_ids(config.n, config.batch_size, shards or 2 * cpus)
         task = ray.remote(num_cpus=1, max_retries=0)(run_shard)
         cfg_ref = ray.put(config.to_dict())
         key = _store_key(corpus) if use_store else None

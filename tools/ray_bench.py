@@ -31,7 +31,7 @@ def main() -> None:
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
     from nps.distributed import generate_on_ray, start_ray
-    from nps.sampler import generate
+    from nps.sampler import Sampler, generate
     from nps.sampler_pool import SemanticPools
 
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
@@ -43,6 +43,13 @@ def main() -> None:
     plain = generate(cfg, corpus)
     one = time.perf_counter() - t
     print(f"one process: {one:.1f} s, {args.n / one:.2f} img/s ({one / args.n * 1000:.0f} ms/image)")
+    t = time.perf_counter()
+    sampler = Sampler(cfg, corpus).prepare()
+    setup = time.perf_counter() - t
+    t = time.perf_counter()
+    sampler.run()
+    one_steady = time.perf_counter() - t
+    print(f"one process, set up apart: set-up {setup:.1f} s, sampling {one_steady:.1f} s")
 
     t = time.perf_counter()
     ray, _ = start_ray(None, args.cpus)
@@ -51,6 +58,10 @@ def main() -> None:
     t = time.perf_counter()
     merged = generate_on_ray(cfg, corpus)
     dist = time.perf_counter() - t
+    t = time.perf_counter()
+    generate_on_ray(cfg, corpus)  # again: every worker's sampler for this config is set up now
+    dist_steady = time.perf_counter() - t
+    print(f"ray, second run (samplers set up): {dist_steady:.1f} s; sampling speed-up {one_steady / dist_steady:.2f}x")
     ray.shutdown()
     same = all(np.array_equal(a, b) for a, b in zip(plain.to_arrays().values(), merged.to_arrays().values()))
     print(f"ray, {args.cpus} CPUs: {dist:.1f} s, {args.n / dist:.2f} img/s; speed-up {one / dist:.2f}x; "

@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     info = dict(corpus=args.corpus, command="python -m nps " + " ".join(sys.argv[1:]) if sys.argv[1:] else "scale",
                 machine=f"{platform.machine()}, {os.cpu_count()} cores", load_start=_load(), n=args.n,
                 encoder=args.encoder, k=args.k, batch_size=args.batch_size,
-                executor=f"Ray ({args.ray})" if args.ray else "one process per size")
+                executor=f"Ray ({args.ray})" if args.ray else "one spawned process per phase and size")
     ctx = mp.get_context("spawn")  # faiss can hang after fork; spawn also gives each size its own peak RSS
     rows = []
     for size in sorted(set(sizes)):
