@@ -143,6 +143,23 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse in seconds a ``host:port`` / ``ray://host:port`` nobody answers at (Ray itself retries for minutes)."""
+    import socket
+    if address == "auto":
+        return  # Ray finds the local cluster itself, and says so at once when there is none
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise NPSError(f"--ray address '{address}' is not HOST:PORT, ray://HOST:PORT or auto; e.g. --ray auto "
+                       "on a node of a running cluster.")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        raise NPSError(f"nothing answers at Ray address {address} ({exc.strerror or exc}); start the head with "
+                       "`ray start --head` there, or drop the address for a local Ray.") from None
+
+
 def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201 - returns the ray module
     """Connect to ``address`` or start a local Ray with ``num_cpus`` CPUs; returns (ray, started_here)."""
     try:
@@ -163,6 +180,7 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                      runtime_env={"env_vars": env}, logging_level=logging.WARNING, log_to_driver=False)
         else:
+            _check_reachable(address)
             ray.init(address=address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

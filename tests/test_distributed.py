@@ -96,3 +96,12 @@ def test_an_already_stored_corpus_is_not_stored_twice(cache_dir, digits):
     assert twin.content_hash == digits.content_hash != spec.key
     assert _store_key(twin) == spec.key
     assert [p.name for p in store_root().iterdir() if p.is_dir()] == ["corpus-0123456789abcdef"]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "nonsense"])
+def test_unreachable_or_malformed_ray_address_is_one_line_in_seconds(address, capsys, tmp_path):
+    out = tmp_path / "x.npz"
+    assert main(["generate", "--corpus", "digits", "--n", "2", "--out", str(out), "--ray", address]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
