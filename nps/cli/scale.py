@@ -128,6 +128,9 @@ def measure_generate(size: int, opts: dict) -> dict:
     corpus = load_corpus(cfg.corpus, None, opts["data_root"])
     pools = SemanticPools.build(cfg, corpus)  # cache hits: phase 1 built them
     sampler = None if opts["ray"] is not None else Sampler(cfg, corpus, pools).prepare()
+    if sampler is None:  # start Ray (or join the cluster) before the clock: it is not sampling
+        from nps.distributed import start_ray
+        start_ray(None if opts["ray"] == "local" else opts["ray"], opts["ray_cpus"])
     row["setup_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if sampler is None:
