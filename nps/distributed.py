@@ -167,6 +167,8 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
     except ImportError:
         raise NPSError("--ray needs the ray package; install the project's requirements "
                        "(`./lab.sh test` or `.venv/bin/pip install -r requirements.txt`).") from None
+    if address not in (None, "", "local"):
+        _check_reachable(address)  # also when Ray is up already: a wrong address is the user's to hear about
     if ray.is_initialized():
         return ray, False
     env = _worker_env()
@@ -180,7 +182,6 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
             ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                      runtime_env={"env_vars": env}, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            _check_reachable(address)
             ray.init(address=address, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
