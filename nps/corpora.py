@@ -13,6 +13,8 @@ Names:
 * ``digits``         scikit-learn's 1,797 8x8 digits (values 0..16 rescaled to 0..255);
                      a tiny corpus for tests and teaching.
 * ``folder:PATH``    a folder of images with one subfolder per class.
+* ``mnist-deformed:N`` MNIST grown to N images by smooth random deformations (:mod:`nps.deformed`),
+                     memory-mapped from the corpus store (:mod:`nps.store`).
 """
 
 from __future__ import annotations
@@ -401,6 +403,9 @@ def _load_full(name: str, data_root: str | None, image_size: int, color: bool) -
         classes = CIFAR_CLASSES
     elif name == "digits":
         arrays, source, classes = _load_digits(), "scikit-learn load_digits", MNIST_CLASSES
+    elif name.startswith("mnist-deformed:"):
+        from nps.deformed import load_deformed  # memory-mapped from the corpus store (nps.store), built once
+        return load_deformed(name, data_root)
     elif name.startswith("folder:"):
         raw = name[len("folder:"):]
         if not raw.strip():  # Path("") is ".", the current directory: never read that by accident
@@ -409,7 +414,8 @@ def _load_full(name: str, data_root: str | None, image_size: int, color: bool) -
         arrays, classes = read_image_folder(folder, image_size, "RGB" if color else "L")
         source = str(folder)
     else:
-        raise NPSError(f"unknown corpus '{name}'; choose one of {', '.join(CORPUS_NAMES)} or folder:PATH "
+        raise NPSError(f"unknown corpus '{name}'; choose one of {', '.join(CORPUS_NAMES)}, mnist-deformed:N or "
+                       "folder:PATH "
                        "(`python -m nps corpora` lists what is available).")
     x, y, xt, yt = arrays
     # The corpus is shared by every caller through the lru_cache: make it immutable.

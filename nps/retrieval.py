@@ -23,6 +23,15 @@ from nps.errors import NPSError
 log = logging.getLogger(__name__)
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+# From this many train images on, the sampler's semantic pools come from a cached IVF index:
+# exact search costs O(N) per query, IVF about nprobe/nlist of it (recall@k: `python -m nps embed
+# --index ivf`).  Below it exact search is cheap and records stay identical to earlier runs.
+ANN_THRESHOLD = 200_000
+
+
+def pool_index_kind(n_train: int) -> str:
+    """The index kind the sampler uses for a corpus of ``n_train`` images: "flat" or "ivf"."""
+    return "ivf" if n_train >= ANN_THRESHOLD else "flat"
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +63,8 @@ def embed_corpus(corpus, encoder: Encoder) -> EmbeddingTable:
     def build() -> dict[str, np.ndarray]:
         log.info("embedding %s (%d + %d images) with %s", corpus.name, len(corpus.train), len(corpus.test),
                  encoder.identity)
-        return {"train": np.asarray(encoder.encode(corpus.train), np.float32),
+        from nps.store import encode_in_chunks  # a stored corpus of millions is read in chunks
+        return {"train": encode_in_chunks(encoder, corpus),
                 "test": np.asarray(encoder.encode(corpus.test), np.float32)}
 
     arrays = cached_arrays("embeddings", key, build,

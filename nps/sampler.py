@@ -107,7 +107,9 @@ class Sampler:
             self.given_image, self.known0 = np.asarray(image, np.uint8), np.asarray(known, bool).copy()
         self.order_, self.shell_ = fill_order(self.known0, config.window)
         self.gauss_ = gaussian_kernel(config.window, config.sigma_)
-        train_u8, padded = padded_corpus(c, self.half)
+        from nps.store_view import gathers_on_demand, sampler_arrays  # a stored corpus: gather pool rows only
+        lazy = gathers_on_demand(c, self.pools.index is not None)
+        train_u8, padded = (sampler_arrays if lazy else padded_corpus)(c, self.half)
         self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
@@ -138,7 +140,8 @@ class Sampler:
         shell = np.concatenate([np.zeros(len(ky), np.int64), self.shell_])
         config = cfg.to_dict()
         config.update(corpus_size=len(c), image_shape=list(c.image_shape), version=__version__,
-                      engine=ENGINE_VERSION, pool_key=self.pools.key)
+                      engine=ENGINE_VERSION, pool_key=self.pools.key,
+                      pool_index=getattr(self.pools.index, "kind", None))  # flat (exact) or ivf
         # --subset N equal to the corpus size loads the whole corpus (no row map of its own); the record of
         # a --subset run still carries one (the identity), as the record contract requires of every subset run.
         ids_map = c.train_ids if c.train_ids is not None or cfg.subset is None else np.arange(len(c), dtype=np.int64)

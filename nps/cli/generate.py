@@ -78,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                    help="samples advanced in lockstep (default: %(default)s)")
     add_device_arg(p)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run shards as Ray tasks (nps.distributed); no ADDRESS starts a local Ray, "
+                        "else e.g. auto or ray://head:10001; the record is bit-identical to a plain run")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     add_generation_args(p)
     p.set_defaults(func=run)
 
@@ -112,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
         state["done"] = done
 
     t0 = time.perf_counter()
-    record = generate(cfg, corpus, progress=progress)
+    if getattr(args, "ray", None) is not None:
+        from nps.distributed import generate_on_ray
+        record = generate_on_ray(cfg, corpus, None if args.ray == "local" else args.ray, args.ray_cpus,
+                                 progress=lambda done: bar.update(done - bar.n))
+    else:
+        record = generate(cfg, corpus, progress=progress)
     bar.close()
     elapsed = time.perf_counter() - t0
     record.save(out)

@@ -29,9 +29,10 @@ class PCAEncoder(Encoder):
         key = content_key("pca", corpus.content_hash, n_comp, self.max_fit)
 
         def build() -> dict[str, np.ndarray]:
-            x = images_to_float(corpus.train)
-            if len(x) > self.max_fit:
-                x = x[np.random.default_rng(0).choice(len(x), self.max_fit, replace=False)]
+            n = len(corpus.train)
+            # Pick the rows before converting: a stored corpus of millions is never made float whole.
+            rows = np.random.default_rng(0).choice(n, self.max_fit, replace=False) if n > self.max_fit else slice(None)
+            x = images_to_float(corpus.train[rows])
             pca = PCA(n_components=n_comp, svd_solver="randomized", random_state=0).fit(x)
             return {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32)}
 
