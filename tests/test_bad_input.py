@@ -74,6 +74,9 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("ablate", "--k"): COUNT, ("ablate", "--batch-size"): COUNT,
     ("sweep", "--subset"): COUNT, ("sweep", "--n"): ["0", "1", "-1", HUGE], ("sweep", "--seed"): ["-1"],
     ("sweep", "--entropy-window"): COUNT, ("sweep", "--batch-size"): COUNT,
+    ("generate", "--ray-cpus"): COUNT,
+    ("scale", "--n"): COUNT, ("scale", "--seed"): ["-1", str(2**64)], ("scale", "--batch-size"): COUNT,
+    ("scale", "--k"): COUNT, ("scale", "--baseline-n"): COUNT, ("scale", "--ray-cpus"): COUNT,
     ("trace", "--sample"): ["-1", "3", HUGE], ("trace", "--y"): ["-1", "8", HUGE], ("trace", "--x"): ["-1", "8", HUGE],
 }
 # Values that are wrong whatever the flag's range.
@@ -105,6 +108,7 @@ def _base(command: str, tmp, record: str) -> list[str]:
         "sweep": [*digits, "--subset", "100", "--n", "2", "--param", "window=3", "--param", "seed_size=2",
                   "--param", "k=8", "--out", f"{tmp}/sw"],
         "trace": [record, "--y", "3", "--x", "3"],
+        "scale": ["--sizes", "1k", "--n", "2", "--baseline-max", "0", "--out", f"{tmp}/sc"],
     }[command]
 
 

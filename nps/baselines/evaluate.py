@@ -86,7 +86,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pictures["memorisation"] = "memorisation.png"
     result["pictures"] = pictures
     result["record"] = str(Path(args.record))
-    (out / "metrics.json").write_text(json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
+    from nps.cache import write_text
+    write_text(out / "metrics.json", json.dumps(jsonable(result), indent=2, sort_keys=True) + "\n")
     print(f"{result['n']} {config.get('model')} baseline samples (no provenance)")
     s = result.get("scores")
     if s:

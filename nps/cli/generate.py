@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     cfg.check()  # parameter errors before any loading
+    if getattr(args, "ray_cpus", None) is not None:
+        from nps.encoders.hparams import check_number
+        check_number("--ray-cpus", args.ray_cpus, 1, 4096, integer=True)
     out = writable_path(args.out, ".npz")
     grid = writable_path(args.grid, ".png") if args.grid else None
     if grid is not None and grid.resolve() == out.resolve():

@@ -188,6 +188,8 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from nps.cache import atomic_write
     files = []
     panels = [("time_per_image.png", "time per image (ms)", [("ms_per_image", "full model"),
                                                              ("baseline_ms_per_image", "SSD + locality")]),
@@ -207,7 +209,7 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / fname)
+        atomic_write(out / fname, lambda f, fig=fig: fig.savefig(f, format="png"))  # never half a PNG
         plt.close(fig)
         files.append(fname)
     return files
@@ -249,14 +251,22 @@ def _markdown(rows: list[dict], info: dict, files: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nps.cache import write_text
     from nps.cli._common import writable_dir
     from nps.deformed import MAX_N, parse_size
     from nps.errors import NPSError
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(s < 2 or s > MAX_N for s in sizes):
         raise NPSError(f"--sizes needs sizes in 2..{MAX_N:,}, e.g. 1k,4k,16k.")
-    if args.n < 2 or args.batch_size < 1:
-        raise NPSError("--n must be at least 2 (IS/FID) and --batch-size at least 1.")
+    from nps.encoders.hparams import check_number
+    check_number("--n", args.n, 2, 100_000, integer=True, why="IS/FID need 2 samples")
+    check_number("--seed", args.seed, 0, 2**63 - 1, integer=True)
+    check_number("--batch-size", args.batch_size, 1, 4096, integer=True)
+    check_number("--k", args.k, 1, 10_000, integer=True)
+    if args.baseline_n is not None:
+        check_number("--baseline-n", args.baseline_n, 2, 100_000, integer=True)
+    if args.ray_cpus is not None:
+        check_number("--ray-cpus", args.ray_cpus, 1, 4096, integer=True)
     baseline_max = parse_size(args.baseline_max) if args.baseline_max.strip() not in ("0", "") else 0
     out = writable_dir(args.out)
     opts = dict(n=args.n, seed=args.seed, batch_size=args.batch_size, k=args.k, encoder=args.encoder,
@@ -285,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
                 baseline_exponent=_fit_exponent([r["N"] for r in ok], [r.get("baseline_ms_per_image") for r in ok]),
                 rss_exponent=_fit_exponent([r["N"] for r in ok], [r["peak_rss_mb"] for r in ok]))
     files = _plots(ok, out) if ok else []
-    (out / "scale.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
-    (out / "scale.md").write_text(_markdown(rows, info, files))
+    write_text(out / "scale.json", json.dumps({"info": info, "rows": rows}, indent=1))
+    write_text(out / "scale.md", _markdown(rows, info, files))
     print(_markdown(rows, info, files))
     print(f"fitted cost exponent (full model): {_fmt(info['exponent'])}; wrote {out / 'scale.md'}")
     return 0 if len(ok) == len(rows) else 1
