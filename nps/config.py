@@ -16,6 +16,7 @@ from nps.shipped import shipped_weights
 
 CONSTRAINTS = ("ssd", "loc", "ssl")
 SSL_MODES = ("reference", "canvas")
+SEARCH_MODES = ("exact", "brute")
 
 # encoder="auto" picks, per corpus, the encoder that measured best for the sampler: the
 # higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
@@ -65,6 +66,8 @@ class GenerationConfig:
         seed_size: side s of the s x s seed patch copied from the reference.
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
+        search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
+            "exact" (pruned, :mod:`nps.search`) or "brute" (score every window, float32).
         data_root: extra folder to look for corpus files.
     """
 
@@ -89,6 +92,7 @@ class GenerationConfig:
     seed_size: int = 8
     batch_size: int = 64
     device: str = "cpu"
+    search: str = "exact"
     data_root: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +157,8 @@ class GenerationConfig:
             raise NPSError(f"--ssl-eps {self.ssl_eps} must be >= 0.")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise NPSError(f"--device '{self.device}' is unknown; use cpu or cuda.")
+        if self.search not in SEARCH_MODES:
+            raise NPSError(f"--search '{self.search}' is unknown; use {' or '.join(SEARCH_MODES)}.")
         if self.subset is not None and self.subset < 1:
             raise NPSError(f"--subset {self.subset} must be >= 1.")
         if image_shape is not None:
