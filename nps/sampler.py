@@ -337,7 +337,7 @@ class Sampler:
         return sources, count, fell_back
 
     def _choose_exact(self, search: ExactSearch, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
-                      u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
+                      u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:
         """:meth:`_choose` through the pruned index (see :mod:`nps.search`)."""
         if geo.query is None:
             gm = self.gauss_ * geo.known

@@ -17,6 +17,7 @@ edge-padded corpus (the engine's own padding).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -143,7 +144,7 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int) -> dic
     # Groups: GROUP consecutive leaves of one position.
     leaf_pos = np.concatenate(upos)[leaf_off[:-1]]
     leaf_pos_off = np.searchsorted(leaf_pos, np.arange(height * width + 1))
-    group_starts = np.concatenate([np.arange(a, b, GROUP) for a, b in zip(leaf_pos_off[:-1], leaf_pos_off[1:])])
+    group_starts = np.concatenate([np.arange(a, b, GROUP) for a, b in itertools.pairwise(leaf_pos_off)])
     group_off = np.append(group_starts, len(lo)).astype(np.int64)
     group_pos_off = np.searchsorted(leaf_pos[group_starts], np.arange(height * width + 1)).astype(np.int64)
     return {"uid": uid, "rep": np.concatenate(reps), "count": np.concatenate(counts), "upos": np.concatenate(upos),
