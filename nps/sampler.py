@@ -341,7 +341,8 @@ class Sampler:
         """:meth:`_choose` through the pruned index (see :mod:`nps.search`)."""
         if geo.query is None:
             gm = self.gauss_ * geo.known
-            geo.query = StepQuery(search.index, geo.centres, gm, cpad.shape[1], self.corpus.image_shape[1])
+            geo.query = StepQuery(search.index, geo.centres, gm, cpad.shape[1], self.corpus.image_shape[1],
+                                  int(self.padded_.shape[2]), int(self.padded_.shape[3]))
         q: StepQuery = geo.query
         w = self.config.window
         # The context back in 0..255 (cpad holds pixel / 255 in float32, which rounds back exactly).

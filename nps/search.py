@@ -46,12 +46,13 @@ class StepQuery:
         index: the corpus's :class:`WindowIndex`.
         centres: (y0, y1, x0, x1) half-open centre ranges of the step.
         gm: (w,w) float64 Gaussian x known mask.
-        channels: C; width: W (positions are cy * W + cx).
+        channels: C; width: W (positions are cy * W + cx); hp, wp: the padded image size.
     """
 
     def __init__(self, index: WindowIndex, centres: tuple[int, int, int, int], gm: np.ndarray,
-                 channels: int, width: int) -> None:
+                 channels: int, width: int, hp: int, wp: int) -> None:
         y0, y1, x0, x1 = centres
+        window = gm.shape[0]
         self.positions = np.array([cy * width + cx for cy in range(y0, y1) for cx in range(x0, x1)], np.int64)
         weights = np.repeat(np.asarray(gm, np.float64).ravel(), channels)  # (D,) dims (ky, kx, c)
         self.dims = np.flatnonzero(weights > 0)
@@ -59,24 +60,30 @@ class StepQuery:
         self.w32 = self.w.float()
         # The normaliser in one fixed order, in [0,1]-intensity units (pixels here are 0..255).
         self.denom = float(np.asarray(gm, np.float64).ravel().sum()) * 255.0 * 255.0
-        groups = [np.arange(index.group_pos_off[p], index.group_pos_off[p + 1]) for p in self.positions]
-        self.groups = torch.from_numpy(np.concatenate(groups))
-        self.group_lo = torch.from_numpy(index.group_lo[self.groups][:, self.dims]).float()
-        self.group_hi = torch.from_numpy(index.group_hi[self.groups][:, self.dims]).float()
+        ky, rest = np.divmod(self.dims, window * channels)
+        kx, ch = np.divmod(rest, channels)
+        self.offsets = (ch * hp + ky) * wp + kx  # (K,) flat offset of each dimension from a window's corner
+        self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
+                                      for p in self.positions])
         # Canonical slot of each band position, by position id (-1: outside the band).
         self.slot = np.full(index.uid.shape[0], -1, np.int64)
         self.slot[self.positions] = np.arange(len(self.positions))
 
 
-def box_bound(lo: torch.Tensor, hi: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """(n,B) float32 lower bound of the weighted SSD numerator of every window in each box.
 
     Args:
-        lo, hi: (n,K) float32 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
         w: (K,) float32 weights.
     """
-    out = torch.zeros((lo.shape[0], t.shape[0]), dtype=torch.float32)
-    for k in range(lo.shape[1]):  # one (n,B) pass per dimension: no (n,B,K) intermediate
+    lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
+    n, (B, K) = lo.shape[0], t.shape
+    if n * B * K <= 1 << 21:
+        gap = (lo[:, None] - t).clamp_(min=0).add_((t - hi[:, None]).clamp_(min=0))  # (n,B,K)
+        return (gap * gap) @ w
+    out = torch.zeros((n, B), dtype=torch.float32)
+    for k in range(K):  # one (n,B) pass per dimension: no (n,B,K) intermediate
         gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
         out.addcmul_(gap, gap, value=float(w[k]))
     return out
@@ -85,10 +92,14 @@ def box_bound(lo: torch.Tensor, hi: torch.Tensor, t: torch.Tensor, w: torch.Tens
 def direct_distance(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor, denom: float) -> torch.Tensor:
     """The definition ``sum_k w_k (t_k - s_k)^2 / denom``, elementwise in a fixed order of k.
 
+    Only single, correctly rounded operations (no fused ones, whose vector and scalar code
+    paths may round differently), so every element is the same IEEE computation whatever
+    the tensor's length.
+
     Args:
         s, t: (n,K) float64 pixel values (0..255) of n (window, context) pairs; w: (K,) float64.
     Returns:
-        (n,) float64.  Every element is the same IEEE computation whatever n is.
+        (n,) float64.
     """
     acc = torch.zeros(s.shape[0], dtype=torch.float64)
     for k in range(s.shape[1]):
@@ -97,19 +108,10 @@ def direct_distance(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor, denom: fl
     return acc / denom
 
 
-def windows_of(index: WindowIndex, padded_flat: torch.Tensor, ids: np.ndarray, dims: np.ndarray,
-               window: int, channels: int, hp: int, wp: int, width: int) -> torch.Tensor:
-    """(n,K) float64 pixels of unique windows ``ids`` on the known dimensions ``dims``.
-
-    Read from the padded corpus (N*C*Hp*Wp uint8, flat) at their representative image.
-    """
-    pos = index.upos[ids].astype(np.int64)
-    cy, cx = np.divmod(pos, width)
-    ky, rest = np.divmod(dims, window * channels)
-    kx, ch = np.divmod(rest, channels)
-    flat = (((index.rep[ids].astype(np.int64)[:, None] * channels + ch) * hp + cy[:, None] + ky) * wp
-            + cx[:, None] + kx)
-    return padded_flat[torch.from_numpy(flat)].to(torch.float64)
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(starts[i], ends[i])`` (int64)."""
+    sizes = ends - starts
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
 
 
 class ExactSearch:
@@ -124,45 +126,43 @@ class ExactSearch:
                  prune: bool = True) -> None:
         self.index, self.config, self.prune = index, config, prune
         self.n, self.channels, self.hp, self.wp = padded.shape
-        self.padded_flat = padded.reshape(-1)
+        self.padded_np = np.ascontiguousarray(padded.cpu().numpy()).reshape(-1)
         self.width = width
         self.window = config.window
 
     def _windows(self, ids: np.ndarray, q: StepQuery) -> torch.Tensor:
-        return windows_of(self.index, self.padded_flat, ids, q.dims, self.window, self.channels,
-                          self.hp, self.wp, self.width)
+        """(n,K) float64 pixels (0..255) of unique windows ``ids`` on the step's known dimensions.
+
+        Read from the padded corpus at each window's representative image.
+        """
+        ix = self.index
+        cy, cx = np.divmod(ix.upos[ids].astype(np.int64), self.width)
+        base = (ix.rep[ids].astype(np.int64) * self.channels * self.hp + cy) * self.wp + cx
+        return torch.from_numpy(self.padded_np[base[:, None] + q.offsets]).double()
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
-        """(n,) int64 unique ids that may hold a window within the threshold of some sample."""
+        """(n,) int64 unique ids, every window that may lie within the threshold of some sample."""
         ix = self.index
         if not self.prune:
-            return np.concatenate([np.arange(ix.pos_off[p], ix.pos_off[p + 1]) for p in q.positions])
+            return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
         t32 = t.float()
-        lb = box_bound(q.group_lo, q.group_hi, t32, q.w32) / q.denom  # (G,B)
+        lb = box_bound(ix.group_lo[q.groups][:, q.dims], ix.group_hi[q.groups][:, q.dims], t32, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising group.
-        best = q.groups[lb.argmin(0)].numpy()
-        seed = np.unique(np.concatenate([np.arange(ix.leaf_off[ix.group_off[g]], ix.leaf_off[ix.group_off[g + 1]])
-                                         for g in best]))
-        d, err, _ = self._screen(seed, q, t, refs)
+        best = np.unique(q.groups[lb.argmin(0).numpy()])
+        seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
+        d, err, _, _ = self._screen(seed, q, t, refs)
         upper, _ = thresholds((d + err).amin(0), self.config)
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
-        groups = q.groups[(lb * (1.0 - BOUND_REL) <= limit).any(1)].numpy()
-        if len(groups) == 0:
-            return seed
-        leaves = np.concatenate([np.arange(ix.group_off[g], ix.group_off[g + 1]) for g in groups])
-        lo = torch.from_numpy(ix.leaf_lo[leaves][:, q.dims]).float()
-        hi = torch.from_numpy(ix.leaf_hi[leaves][:, q.dims]).float()
-        llb = box_bound(lo, hi, t32, q.w32) / q.denom
+        # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
+        groups = q.groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
+        leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
+        llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
         leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
-        if len(leaves) == 0:
-            return seed
-        starts, ends = ix.leaf_off[leaves], ix.leaf_off[leaves + 1]
-        ids = np.repeat(ends - (ends - starts).cumsum(), ends - starts) + np.arange((ends - starts).sum())
-        return np.union1d(ids, seed)
+        return _ranges(ix.leaf_off[leaves], ix.leaf_off[leaves + 1])
 
     def _screen(self, ids: np.ndarray, q: StepQuery, t: torch.Tensor,
-                refs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Float64 scores (n,B), their error bounds (n,B) and multiplicities (n,B) int64.
+                refs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float64 scores (n,B), their error bounds (n,B), multiplicities (n,B) int64, pixels (n,K).
 
         Windows a sample may not draw (its reference is their only occurrence) score +inf.
         """
@@ -175,12 +175,14 @@ class ExactSearch:
         d = (a + cross + tt) / q.denom
         err = (a - cross + tt).mul_(SCREEN_REL / q.denom)
         mult = torch.from_numpy(ix.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
-        for b, r in enumerate(refs):
-            if r >= 0:
-                own = ix.uid[ix.upos[ids], r] == ids  # the reference's own window at each position
-                mult[torch.from_numpy(own), b] -= 1
+        has_ref = refs >= 0
+        if has_ref.any():
+            # The reference's own window at each band position loses one occurrence.
+            own_uid = ix.uid[q.positions][:, np.where(has_ref, refs, 0)]  # (O,B)
+            own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
+            mult -= torch.from_numpy(own.astype(np.int64))
         d = d.masked_fill(mult == 0, float("inf"))
-        return d, err, mult
+        return d, err, mult, s
 
     def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
                u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
@@ -197,8 +199,7 @@ class ExactSearch:
         """
         ix = self.index
         ids = self._candidates(q, t, refs)
-        d, err, mult = self._screen(ids, q, t, refs)
-        s = self._windows(ids, q)
+        d, err, mult, s = self._screen(ids, q, t, refs)
         B = t.shape[0]
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
         lo, hi = d - err, d + err
