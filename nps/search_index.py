@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 LEAF = 8  # windows per leaf
 GROUP = 16  # leaves per group
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _kd_order(u: np.ndarray, weight: np.ndarray, leaf: int) -> tuple[np.ndarray,
     """A k-d tree order of the rows of ``u`` (n,D) uint8 and its leaf boundaries.
 
     Every node larger than ``leaf`` is split along the dimension of largest
-    ``weight * range^2`` at the value of its median: values <= it go left (< it when that
+    ``weight * variance`` at the value of its median: values <= it go left (< it when that
     would leave nothing on the right).  Splitting by value rather than by rank separates
     zero from non-zero pixels on zero-inflated data such as MNIST, which is what makes a
     leaf's box tight.  Ties keep the current order (stable sorts): deterministic.
@@ -99,13 +99,18 @@ def _kd_order(u: np.ndarray, weight: np.ndarray, leaf: int) -> tuple[np.ndarray,
         split = sizes > leaf
         if not split.any():
             return perm, starts
-        y = u[perm]
-        spread = (np.maximum.reduceat(y, starts, 0).astype(np.float64)
-                  - np.minimum.reduceat(y, starts, 0)) ** 2 * weight
-        dim = spread.argmax(1)
-        split &= spread.max(1) > 0  # identical rows (never, for unique rows) cannot be split
         node = np.repeat(np.arange(len(starts)), sizes)
-        key = np.where(split[node], y[np.arange(n), dim[node]], 0).astype(np.int64)
+        # Rows are grouped by node, so per-node sums are differences of running sums (exact in float64).
+        y = u[perm].astype(np.float64)
+        ends = starts + sizes - 1
+        total = np.cumsum(y, 0)[ends]
+        squares = np.cumsum(y * y, 0)[ends]
+        total[1:] -= total[:-1].copy()
+        squares[1:] -= squares[:-1].copy()
+        spread = (squares - total * total / sizes[:, None]) * weight  # weighted variance x count
+        dim = spread.argmax(1)
+        split &= spread.max(1) > 0  # rows all equal (never, for unique rows) cannot be split
+        key = np.where(split[node], u[perm, dim[node]], 0).astype(np.int64)
         order = np.argsort(node * 256 + key, kind="stable")
         perm, key = perm[order], key[order]
         theta = key[starts + sizes // 2]
@@ -113,6 +118,18 @@ def _kd_order(u: np.ndarray, weight: np.ndarray, leaf: int) -> tuple[np.ndarray,
         below = np.bincount(node, weights=key < theta[node], minlength=len(starts)).astype(np.int64)
         cut = np.where(cut == sizes, below, cut)
         starts = np.sort(np.concatenate([starts, (starts + cut)[split]]))
+
+
+def _boxes(y: np.ndarray, starts: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment min and max of ``y`` (n,...) for segments of at most ``most`` rows at ``starts``.
+
+    Each segment is padded with its own last row, so one vectorised min/max serves all
+    (``np.minimum.reduceat`` along axis 0 is slow for many small segments).
+    """
+    ends = np.append(starts[1:], len(y))
+    rows = np.minimum(starts[:, None] + np.arange(most), ends[:, None] - 1)  # (S,most)
+    block = y[rows]
+    return block.min(1), block.max(1)
 
 
 def build_index(padded: np.ndarray, window: int, height: int, width: int) -> dict[str, np.ndarray]:
@@ -144,8 +161,9 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int) -> dic
         upos.append(np.full(len(perm), p, np.int32))
         y = u[perm]
         leaf_starts.append(total + starts)
-        leaf_lo.append(np.minimum.reduceat(y, starts, 0))
-        leaf_hi.append(np.maximum.reduceat(y, starts, 0))
+        lo, hi = _boxes(y, starts, LEAF)
+        leaf_lo.append(lo)
+        leaf_hi.append(hi)
         total += len(perm)
         pos_off.append(total)
     leaf_off = np.append(np.concatenate(leaf_starts), total).astype(np.int64)
@@ -156,10 +174,12 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int) -> dic
     group_starts = np.concatenate([np.arange(a, b, GROUP) for a, b in itertools.pairwise(leaf_pos_off)])
     group_off = np.append(group_starts, len(lo)).astype(np.int64)
     group_pos_off = np.searchsorted(leaf_pos[group_starts], np.arange(height * width + 1)).astype(np.int64)
+    group_lo, _ = _boxes(lo, group_starts, GROUP)
+    _, group_hi = _boxes(hi, group_starts, GROUP)
     return {"uid": uid, "rep": np.concatenate(reps), "count": np.concatenate(counts), "upos": np.concatenate(upos),
             "pos_off": np.asarray(pos_off, np.int64), "leaf_off": leaf_off, "leaf_lo": lo, "leaf_hi": hi,
             "group_off": group_off, "group_pos_off": group_pos_off,
-            "group_lo": np.minimum.reduceat(lo, group_starts, 0), "group_hi": np.maximum.reduceat(hi, group_starts, 0)}
+            "group_lo": group_lo, "group_hi": group_hi}
 
 
 _INDEXES: dict[str, WindowIndex] = {}
