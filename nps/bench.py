@@ -61,6 +61,7 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         t0 = time.perf_counter()
         pools = SemanticPools.build(cfg, corpus)
         sampler = Sampler(cfg, corpus, pools).prepare()
+        sampler.exact_search(build=True)  # the window index (cached) is set-up, not sampling
         total_steps = len(sampler.order_)
         limit = steps if kind == "ssd-brute" else None
 

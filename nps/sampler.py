@@ -114,22 +114,24 @@ class Sampler:
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
         self.geometry_: list[StepGeometry] | None = None
-        self.search_: ExactSearch | None = None
+        self.search_: ExactSearch | bool | None = None  # False: looked for, no index
 
-    def exact_search(self) -> ExactSearch | None:
-        """The pruned whole-corpus search, when the config asks for it and it applies (built on first use).
+    def exact_search(self, build: bool | None = None) -> ExactSearch | None:
+        """The pruned whole-corpus search, when the config asks for it and it applies.
 
         It applies to the appearance rule over the whole corpus (``ssd`` without ``ssl``);
-        label pools and per-sample pools keep the dense scan.
+        label pools and per-sample pools keep the dense scan.  Its index is built on first
+        use for small corpora and otherwise only used when cached (``build=True`` builds
+        it); without one the dense scan runs, which makes the same draws.
         """
         cfg = self.config
         if cfg.search != "exact" or cfg.uses("ssl") or not cfg.uses("ssd"):
             return None
-        if self.search_ is None:
+        if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
-            index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w)
-            self.search_ = ExactSearch(index, self.padded_.cpu(), cfg, w)
-        return self.search_
+            index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w, build)
+            self.search_ = False if index is None else ExactSearch(index, self.padded_.cpu(), cfg, w)
+        return self.search_ or None
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nps.cache import cached_arrays, content_key
+from nps.cache import cache_root, cached_arrays, content_key
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +184,32 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int) -> dic
 
 _INDEXES: dict[str, WindowIndex] = {}
 
+# Corpora with at most this many windows (N * H * W) build their index on first use (about a
+# minute for 6,000 MNIST images on a busy 2-core machine); larger ones only use an index
+# already in the cache (``build=True`` builds it, as the benchmark does).
+BUILD_ON_USE = 5_000_000
 
-def window_index(corpus_hash: str, padded: np.ndarray, window: int, height: int, width: int) -> WindowIndex:
-    """The (cached) :class:`WindowIndex` of a corpus; kept in memory for the last two corpora."""
-    key = content_key("window-index", INDEX_VERSION, corpus_hash, window, padded.shape, LEAF, GROUP)
+
+def index_key(corpus_hash: str, window: int, shape: tuple[int, ...]) -> str:
+    return content_key("window-index", INDEX_VERSION, corpus_hash, window, tuple(shape), LEAF, GROUP)
+
+
+def window_index(corpus_hash: str, padded: np.ndarray, window: int, height: int, width: int,
+                 build: bool | None = None) -> WindowIndex | None:
+    """The (cached) :class:`WindowIndex` of a corpus; kept in memory for the last two corpora.
+
+    Args:
+        build: build it if it is not cached; None: only when the corpus is small
+            (:data:`BUILD_ON_USE`).  Returns None when it is neither cached nor built.
+    """
+    key = index_key(corpus_hash, window, padded.shape)
     if key not in _INDEXES:
+        if build is None:
+            build = padded.shape[0] * height * width <= BUILD_ON_USE
+        if not build and not (cache_root() / f"windowindex-{key}.npz").is_file():
+            log.info("no cached window index for this corpus (%d images); using the dense scan "
+                     "(the benchmark builds one)", padded.shape[0])
+            return None
         arrays = cached_arrays("windowindex", key, lambda: build_index(padded, window, height, width),
                                meta={"window": window, "images": int(padded.shape[0])})
         while len(_INDEXES) >= 2:

@@ -387,7 +387,7 @@ def test_exact_search_equals_brute_force(digits, cons, extra):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_without_tolerance_keeps_every_exact_tie(digits, cons):
-    cfg = _cfg(constraints=cons, n=4, seed=11, eps=0.0, tol=0.0)
+    cfg = _cfg(constraints=cons, n=3, seed=11, eps=0.0, tol=0.0)
     rec = generate(cfg, digits)
     plain = generate_plain(cfg, digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
@@ -424,7 +424,7 @@ def test_exact_search_completion_equals_brute_force(digits):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_engine_equals_plain_reference(digits, cons):
-    cfg = _cfg(constraints=cons, n=4, seed=9, window=5, seed_size=3)
+    cfg = _cfg(constraints=cons, n=2, seed=9, window=5, seed_size=3)
     rec = generate(cfg, digits)
     plain = generate_plain(cfg, digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
@@ -463,3 +463,18 @@ def test_exact_search_on_mnist_subset_equals_brute_force():
 def test_search_mode_is_checked():
     with pytest.raises(NPSError, match="--search"):
         GenerationConfig(search="fast").check()
+
+
+def test_exact_search_without_cached_index_on_a_large_corpus_uses_the_dense_scan(digits, monkeypatch, cache_dir):
+    import nps.search_index as search_index
+    monkeypatch.setattr(search_index, "BUILD_ON_USE", 0)  # digits now counts as large
+    monkeypatch.setattr(search_index, "_INDEXES", {})
+    cfg = _cfg(constraints="ssd,loc", n=3)
+    sampler = Sampler(cfg, digits)
+    assert sampler.exact_search() is None  # nothing cached: the dense scan serves the run
+    dense = sampler.run()
+    assert sampler.exact_search(build=True) is not None  # built (and cached) on request
+    assert list(cache_dir.glob("windowindex-*.npz"))
+    later = Sampler(cfg, digits)
+    assert later.exact_search() is not None  # a later sampler finds it cached
+    _same_record(dense, later.run())
