@@ -376,8 +376,7 @@ def test_exact_search_equals_brute_force(digits, cons, extra):
     matches as +-1e-8, so the dense scan keeps whichever tie rounded lowest; the exact
     search keeps every tie, as the float64 plain reference does; see the next test.)
     """
-    cfg = _cfg(constraints=cons, n=5, seed=11, **extra)
-    assert cfg.search == "exact"
+    cfg = _cfg(constraints=cons, n=5, seed=11, search="exact", **extra)
     exact = generate(cfg, digits)
     _same_record(exact, generate(cfg.replace(search="brute"), digits))
     assert exact.config["search"] == "exact"
@@ -387,7 +386,7 @@ def test_exact_search_equals_brute_force(digits, cons, extra):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_without_tolerance_keeps_every_exact_tie(digits, cons):
-    cfg = _cfg(constraints=cons, n=3, seed=11, eps=0.0, tol=0.0)
+    cfg = _cfg(constraints=cons, n=3, seed=11, eps=0.0, tol=0.0, search="exact")
     rec = generate(cfg, digits)
     plain = generate_plain(cfg, digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
@@ -400,7 +399,7 @@ def test_exact_search_without_tolerance_keeps_every_exact_tie(digits, cons):
 def test_exact_search_pruning_changes_nothing(digits, monkeypatch, cons):
     """Pruned and unpruned (every unique window scored, certified) index searches agree exactly."""
     import nps.search as search_module
-    cfg = _cfg(constraints=cons, n=4, seed=5)
+    cfg = _cfg(constraints=cons, n=4, seed=5, search="exact")
     pruned = generate(cfg, digits)
     seen = []
     original = search_module.ExactSearch.__init__
@@ -418,13 +417,13 @@ def test_exact_search_completion_equals_brute_force(digits):
     image = digits.test[3]
     known = np.zeros((8, 8), bool)
     known[2:6, :] = True
-    cfg = _cfg(constraints="ssd,loc", n=3)
+    cfg = _cfg(constraints="ssd,loc", n=3, search="exact")
     _same_record(complete(cfg, digits, image, known), complete(cfg.replace(search="brute"), digits, image, known))
 
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_engine_equals_plain_reference(digits, cons):
-    cfg = _cfg(constraints=cons, n=2, seed=9, window=5, seed_size=3)
+    cfg = _cfg(constraints=cons, n=2, seed=9, window=5, seed_size=3, search="exact")
     rec = generate(cfg, digits)
     plain = generate_plain(cfg, digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
@@ -453,7 +452,8 @@ def test_exact_search_on_mnist_subset_equals_brute_force():
     """A mid-size corpus (2,000 MNIST images, 28x28, w=7): the pruned search against the dense scan."""
     from nps.corpora import load_corpus
     corpus = load_corpus("mnist", 2000)
-    cfg = GenerationConfig(corpus="mnist", subset=2000, n=4, seed=3, batch_size=4, constraints="ssd,loc")
+    cfg = GenerationConfig(corpus="mnist", subset=2000, n=4, seed=3, batch_size=4, constraints="ssd,loc",
+                           search="exact")
     _same_record(generate(cfg, corpus), generate(cfg.replace(search="brute"), corpus))
     small = load_corpus("mnist", 200)
     cfg = cfg.replace(subset=200, constraints="ssd", n=2, batch_size=2)
@@ -469,7 +469,7 @@ def test_exact_search_without_cached_index_on_a_large_corpus_uses_the_dense_scan
     import nps.search_index as search_index
     monkeypatch.setattr(search_index, "BUILD_ON_USE", 0)  # digits now counts as large
     monkeypatch.setattr(search_index, "_INDEXES", {})
-    cfg = _cfg(constraints="ssd,loc", n=3)
+    cfg = _cfg(constraints="ssd,loc", n=3, search="exact")
     sampler = Sampler(cfg, digits)
     assert sampler.exact_search() is None  # nothing cached: the dense scan serves the run
     dense = sampler.run()
