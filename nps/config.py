@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CONSTRAINTS = ("ssd", "loc", "ssl")
 SSL_MODES = ("reference", "canvas")
+SEARCH_MODES = ("exact", "brute")
 
 # encoder="auto" picks, per corpus, the encoder that measured best for the sampler: the
 # higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
@@ -70,6 +71,9 @@ class GenerationConfig:
         seed_size: side s of the s x s seed patch copied from the reference.
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
+        search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
+            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.search`;
+            opt-in until its 60k records are shown identical to the dense scan's).
         data_root: extra folder to look for corpus files.
     """
 
@@ -94,6 +98,7 @@ class GenerationConfig:
     seed_size: int = 8
     batch_size: int = 64
     device: str = "cpu"
+    search: str = "brute"
     data_root: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +170,8 @@ class GenerationConfig:
             raise NPSError(f"--device '{self.device}' is unknown; use cpu or cuda.")
         if not self.corpus.strip():
             raise NPSError("no corpus name given; use --corpus mnist, digits, ... or folder:PATH.")
+        if self.search not in SEARCH_MODES:
+            raise NPSError(f"--search '{self.search}' is unknown; use {' or '.join(SEARCH_MODES)}.")
         if image_shape is not None:
             h, w = image_shape[:2]
             if self.window > min(h, w):

@@ -39,6 +39,8 @@ from nps.sampler_setup import (
     padded_corpus,
     sample_streams,
 )
+from nps.search import ExactSearch, StepQuery
+from nps.search_index import window_index
 from nps.selection import draw, draw_chunked, thresholds
 from nps.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared, with_squares
 
@@ -114,6 +116,24 @@ class Sampler:
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
         self.width_ = int(self.padded_.shape[-1])
         self.geometry_: list[StepGeometry] | None = None
+        self.search_: ExactSearch | bool | None = None  # False: looked for, no index
+
+    def exact_search(self, build: bool | None = None) -> ExactSearch | None:
+        """The pruned whole-corpus search, when the config asks for it and it applies.
+
+        It applies to the appearance rule over the whole corpus (``ssd`` without ``ssl``);
+        label pools and per-sample pools keep the dense scan.  Its index is built on first
+        use for small corpora and otherwise only used when cached (``build=True`` builds
+        it); without one the dense scan runs, which makes the same draws.
+        """
+        cfg = self.config
+        if cfg.search != "exact" or cfg.uses("ssl") or not cfg.uses("ssd"):
+            return None
+        if self.search_ is None or (build and self.search_ is False):
+            h, w = self.corpus.image_shape[:2]
+            index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w, build)
+            self.search_ = False if index is None else ExactSearch(index, self.padded_.cpu(), cfg, w)
+        return self.search_ or None
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -302,6 +322,9 @@ class Sampler:
             (source id, source y, source x) each (B,) int64, pool sizes (B,) int64, and
             (B,) bool rows where nothing passed ``max_ssd`` (None without a ceiling).
         """
+        search = self.exact_search() if pool.images is None and pool.subset is None else None
+        if search is not None:
+            return self._choose_exact(search, geo, cpad, pool, u)
         if pool.images is None:
             chunks = self._shared_chunks(geo, cpad, pool)
             d_min = torch.stack([c.amin((0, 1, 2)) for c in chunks]).amin(0)
@@ -321,6 +344,23 @@ class Sampler:
             sid = ids[np.arange(len(slot)), slot]
         sources = (sid, (geo.centres[0] + oy).astype(np.int64), (geo.centres[2] + ox).astype(np.int64))
         return sources, count, fell_back
+
+    def _choose_exact(self, search: ExactSearch, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
+                      u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:
+        """:meth:`_choose` through the pruned index (see :mod:`nps.search`)."""
+        if geo.query is None:
+            gm = self.gauss_ * geo.known
+            geo.query = StepQuery(search.index, geo.centres, gm, cpad.shape[1], self.corpus.image_shape[1],
+                                  int(self.padded_.shape[2]), int(self.padded_.shape[3]))
+        q: StepQuery = geo.query
+        w = self.config.window
+        # The context back in 0..255 (cpad holds pixel / 255 in float32, which rounds back exactly).
+        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w].permute(0, 2, 3, 1).reshape(cpad.shape[0], -1)
+        t = target[:, torch.from_numpy(q.dims)].cpu().double().mul_(255.0).round_()
+        B = t.shape[0]
+        refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
+        (sid, sy, sx), count, fell_back = search.choose(q, t, refs, u.cpu())
+        return (sid, sy, sx), count, fell_back
 
     def distances(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool) -> torch.Tensor:
         """Normalised Gaussian-weighted SSD of every candidate window.

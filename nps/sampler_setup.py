@@ -31,6 +31,7 @@ class StepGeometry:
         gm_sum: the sum of ``gm`` (float32 arithmetic).
         index, template: the banded-matrix index and :func:`square_template` for
             per-sample pools (built on first use).
+        query: the :class:`nps.search.StepQuery` of a whole-corpus step (built on first use).
     """
 
     y: int
@@ -42,6 +43,7 @@ class StepGeometry:
     gm_sum: float
     index: BandIndex | None = None
     template: torch.Tensor | None = None
+    query: object = None
 
 
 @dataclass

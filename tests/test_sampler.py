@@ -354,3 +354,127 @@ def test_records_and_preset_keys_carry_the_engine_version(records, monkeypatch):
     before = preset.key
     monkeypatch.setattr(presets, "ENGINE_VERSION", ENGINE_VERSION + 1)
     assert preset.key != before  # a record cached by an older engine is never served
+
+
+# ----------------------------------------------------------------------------- exact pruned search
+
+_RECORD_KEYS = ("images", "source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
+
+
+def _same_record(a: ProvenanceRecord, b: ProvenanceRecord) -> None:
+    for key in _RECORD_KEYS:
+        assert np.array_equal(getattr(a, key), getattr(b, key)), key
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+@pytest.mark.parametrize("extra", [{}, {"window": 5, "seed_size": 3}, {"max_ssd": 0.002}, {"include_reference": True},
+                                   {"eps": 0.0}])
+def test_exact_search_equals_brute_force(digits, cons, extra):
+    """The pruned whole-corpus search gives the dense float32 scan's record, bit for bit.
+
+    (With ``tol=0`` they may differ, by design: the float32 expanded square scores exact
+    matches as +-1e-8, so the dense scan keeps whichever tie rounded lowest; the exact
+    search keeps every tie, as the float64 plain reference does; see the next test.)
+    """
+    cfg = _cfg(constraints=cons, n=5, seed=11, search="exact", **extra)
+    exact = generate(cfg, digits)
+    _same_record(exact, generate(cfg.replace(search="brute"), digits))
+    assert exact.config["search"] == "exact"
+    if "max_ssd" in extra:
+        assert exact.relaxed.any()  # the ceiling's fall-back is exercised
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_exact_search_without_tolerance_keeps_every_exact_tie(digits, cons):
+    cfg = _cfg(constraints=cons, n=3, seed=11, eps=0.0, tol=0.0, search="exact")
+    rec = generate(cfg, digits)
+    plain = generate_plain(cfg, digits)
+    for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
+        assert np.array_equal(getattr(rec, key), plain[key]), key
+    ys, xs = rec.order[rec.shell > 0].T
+    assert (rec.pool_size[:, ys, xs] > 1).any()  # ties at distance 0 were kept together
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_exact_search_pruning_changes_nothing(digits, monkeypatch, cons):
+    """Pruned and unpruned (every unique window scored, certified) index searches agree exactly."""
+    import nps.search as search_module
+    cfg = _cfg(constraints=cons, n=4, seed=5, search="exact")
+    pruned = generate(cfg, digits)
+    seen = []
+    original = search_module.ExactSearch.__init__
+
+    def unpruned(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.prune = False
+        seen.append(self)
+    monkeypatch.setattr(search_module.ExactSearch, "__init__", unpruned)
+    _same_record(pruned, generate(cfg, digits))
+    assert seen  # the unpruned search really ran
+
+
+def test_exact_search_completion_equals_brute_force(digits):
+    image = digits.test[3]
+    known = np.zeros((8, 8), bool)
+    known[2:6, :] = True
+    cfg = _cfg(constraints="ssd,loc", n=3, search="exact")
+    _same_record(complete(cfg, digits, image, known), complete(cfg.replace(search="brute"), digits, image, known))
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_exact_search_engine_equals_plain_reference(digits, cons):
+    cfg = _cfg(constraints=cons, n=2, seed=9, window=5, seed_size=3, search="exact")
+    rec = generate(cfg, digits)
+    plain = generate_plain(cfg, digits)
+    for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
+        assert np.array_equal(getattr(rec, key), plain[key]), key
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_brute_search_still_equals_plain_reference(digits, cons):
+    cfg = _cfg(constraints=cons, n=4, seed=7, search="brute")
+    rec = generate(cfg, digits)
+    plain = generate_plain(cfg, digits)
+    for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
+        assert np.array_equal(getattr(rec, key), plain[key]), key
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_chunked_brute_shared_pool_equals_one_chunk(digits, monkeypatch, cons):
+    import nps.sampler as sampler_module
+    cfg = _cfg(constraints=cons, n=4, seed=3, search="brute")
+    whole = generate(cfg, digits)
+    monkeypatch.setattr(sampler_module, "CHUNK_SCORES", 1)
+    _same_record(whole, generate(cfg, digits))
+
+
+def test_exact_search_on_mnist_subset_equals_brute_force():
+    """A mid-size corpus (2,000 MNIST images, 28x28, w=7): the pruned search against the dense scan."""
+    from nps.corpora import load_corpus
+    corpus = load_corpus("mnist", 2000)
+    cfg = GenerationConfig(corpus="mnist", subset=2000, n=4, seed=3, batch_size=4, constraints="ssd,loc",
+                           search="exact")
+    _same_record(generate(cfg, corpus), generate(cfg.replace(search="brute"), corpus))
+    small = load_corpus("mnist", 200)
+    cfg = cfg.replace(subset=200, constraints="ssd", n=2, batch_size=2)
+    _same_record(generate(cfg, small), generate(cfg.replace(search="brute"), small))
+
+
+def test_search_mode_is_checked():
+    with pytest.raises(NPSError, match="--search"):
+        GenerationConfig(search="fast").check()
+
+
+def test_exact_search_without_cached_index_on_a_large_corpus_uses_the_dense_scan(digits, monkeypatch, cache_dir):
+    import nps.search_index as search_index
+    monkeypatch.setattr(search_index, "BUILD_ON_USE", 0)  # digits now counts as large
+    monkeypatch.setattr(search_index, "_INDEXES", {})
+    cfg = _cfg(constraints="ssd,loc", n=3, search="exact")
+    sampler = Sampler(cfg, digits)
+    assert sampler.exact_search() is None  # nothing cached: the dense scan serves the run
+    dense = sampler.run()
+    assert sampler.exact_search(build=True) is not None  # built (and cached) on request
+    assert list(cache_dir.glob("windowindex-*.npz"))
+    later = Sampler(cfg, digits)
+    assert later.exact_search() is not None  # a later sampler finds it cached
+    _same_record(dense, later.run())
