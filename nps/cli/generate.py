@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig, warn_fitted
+from nps.config import CONSTRAINTS, DEFAULTS, SEARCH_MODES, SSL_MODES, GenerationConfig, warn_fitted
 
 HELP = """Generate images by non-parametric sampling and write a provenance record (.npz).
 
@@ -42,6 +42,9 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="reference: k-NN of a reference image; canvas: re-embed the canvas each shell")
     g.add_argument("--ssl-eps", type=float, default=d["ssl_eps"],
                    help="adaptive semantic pool: distance <= (1+ssl_eps)*nearest, capped at k")
+    g.add_argument("--search", default=d["search"], choices=SEARCH_MODES,
+                   help="whole-corpus steps (no ssl): brute scores every window (float32, the default); exact "
+                        "prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)")
     g.add_argument("--reference", type=int, default=d["reference"],
                    help="fixed reference train id for every sample (default: random per sample)")
     g.add_argument("--include-reference", action="store_true",
@@ -60,7 +63,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> GenerationConfig:
         reference=args.reference, include_reference=args.include_reference, label=args.label,
         seed_size=DEFAULTS["seed_size"] if args.seed_size is None else args.seed_size,
         batch_size=getattr(args, "batch_size", DEFAULTS["batch_size"]),
-        device=args.device, data_root=args.data_root,
+        device=args.device, data_root=args.data_root, search=getattr(args, "search", DEFAULTS["search"]),
     )
     fields.update(overrides)
     return GenerationConfig(**fields)
