@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--n-a", args.n_a), ("--n-b", args.n_b), ("--n-c", args.n_c)):
         positive(value, flag, 1, MAX_SAMPLES)
     positive(args.threads, "--threads", 1, 1024)
+    positive(args.repeats, "--repeats", 1, 100)
     positive(args.subset, "--subset", 1, 2**63 - 1)
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b,
