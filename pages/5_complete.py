@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources, views
+from app_support import stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
@@ -180,8 +180,7 @@ if st.button("Fill the unknown region", type="primary", key="btn_complete", disa
     else:
         live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
         try:
-            rec = complete(config, resources.corpus(config.corpus, config.subset), image, ~unknown,
-                           progress=live)
+            rec = complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
         except Exception as exc:  # noqa: BLE001
             live.done()
             show_error(exc, "filling the image")

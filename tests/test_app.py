@@ -833,3 +833,72 @@ def test_replay_has_a_speed_control(app):
     _ok(app)
     step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
     assert app.slider(key=step_key).value == 64  # played to the end
+
+
+# --------------------------------------------------------------------------- stages, estimates
+@pytest.fixture
+def stage_log(monkeypatch):
+    """Every stage text a LiveProgress bar shows (the bar itself is gone once the run ends)."""
+    import app_support.ui as ui
+    seen: list[str] = []
+    real = ui.LiveProgress.stage
+
+    def spy(self, text):
+        seen.append(text)
+        return real(self, text)
+
+    monkeypatch.setattr(ui.LiveProgress, "stage", spy)
+    return seen
+
+
+def test_generation_names_its_stages(app, stage_log):
+    import app_support.stages as stages
+    stages._PREPARED.clear()  # a cold server process: every stage is walked
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(4)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    names = [t.split(": ", 1)[1].split(" ")[0] for t in stage_log]
+    assert names == ["loading", "fitting", "embedding", "building", "sampling"], stage_log
+    assert stage_log[0].startswith("stage 1/5") and stage_log[-1].startswith("stage 5/5")
+    stage_log.clear()
+    app.toggle(key="gen_ssl").set_value(False)  # no representation: no encoder, embedding or index stages
+    app.button(key="btn_generate").click().run()
+    assert [t.split(": ", 1)[1].split(" ")[0] for t in stage_log] == ["loading", "sampling"]
+
+
+def test_preset_build_shows_stages_not_a_spinner(app, cache_dir, stage_log):
+    import app_support.stages as stages
+    stages._PREPARED.clear()
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert any("embedding" in t for t in stage_log) and "sampling" in stage_log[-1]
+    assert app.session_state["ana_record"] == "preset: digits"
+
+
+def test_estimate_before_the_click_and_a_cheaper_alternative(app):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    assert any("Expected: under a second" in c.value for c in app.caption)  # the full model on digits
+    app.toggle(key="gen_loc").set_value(False)
+    app.toggle(key="gen_ssl").set_value(False)
+    app.slider(key="gen_n").set_value(64).run()  # appearance alone, 64 samples: over 5 s
+    warn = [w.value for w in app.warning if "Expected" in w.value]
+    assert warn and "candidate windows per pixel" in warn[0]
+    offers = [b for b in app.button if b.key and b.key.startswith("btn_cheaper_gen_")]
+    assert {b.label.rsplit(" (", 1)[0] for b in offers} == {"Try 4 samples", "Try locality on (R = 1)",
+                                                        "Try a 1,000-image subset"}
+    loc = next(b for b in offers if "locality" in b.label)
+    loc.click().run()
+    _ok(app)
+    assert app.toggle(key="gen_loc").value
+    assert not [w for w in app.warning if "Expected" in w.value]  # the cheaper run is under 5 s
+
+
+def test_ablation_columns_show_their_estimates(app):
+    app.run()
+    app.switch_page("pages/3_ablations.py").run()
+    _ok(app)
+    assert sum("Expected:" in c.value for c in app.caption) >= 1
