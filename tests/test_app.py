@@ -902,3 +902,30 @@ def test_ablation_columns_show_their_estimates(app):
     app.switch_page("pages/3_ablations.py").run()
     _ok(app)
     assert sum("Expected:" in c.value for c in app.caption) >= 1
+
+
+def test_replay_skips_the_seed_steps_shells_and_pauses(app):
+    from app_support.views import FRAME_PX, seed_steps, shell_end
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    rec = app.session_state["records"]["preset: digits"]
+    step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
+    rid = step_key.removeprefix("ana_step_")
+    seeds = seed_steps(rec)
+    assert seeds == 4 and (rec.shell[:seeds] == 0).all() and rec.shell[seeds] > 0  # the 2x2 seed of digits
+    app.button(key=f"btn_first_{rid}").click().run()
+    assert app.slider(key=step_key).value == 0
+    app.button(key=f"btn_seed_{rid}").click().run()  # the whole seed in one click
+    assert app.slider(key=step_key).value == seeds
+    assert app.button(key=f"btn_seed_{rid}").disabled
+    app.button(key=f"btn_shell_{rid}").click().run()  # then one shell
+    end = shell_end(rec, seeds)
+    assert app.slider(key=step_key).value == end > seeds
+    assert (rec.shell[seeds:end] == rec.shell[seeds]).all() and rec.shell[end] != rec.shell[seeds]
+    # Pause keeps the frame Play had reached (here, as if Play was at step 20 when it was clicked)
+    app.session_state[f"_{step_key}_playing"] = 20
+    app.button(key=f"btn_pause_{rid}").click().run()
+    assert app.slider(key=step_key).value == 20
+    assert any(c.startswith(f"step 20/{len(rec.order)}") for i in app.image for c in i.captions)
+    assert FRAME_PX >= 300  # one fixed frame size, during Play and after (it used to shrink to 224 px)
