@@ -157,13 +157,15 @@ def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
 
 
 def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | None = None,
-              tile_px: int | None = None) -> None:
+              tile_px: int | None = None, hover: list[str] | None = None) -> None:
     """A sample grid: click a digit to select it (``state_key`` gets its index); the chosen one is outlined."""
     from nps.plots_maps import grid_figure
     n = len(images)
     sel = int(st.session_state.get(state_key, 0))
     tile = tile_px or max(40, min(96, 3 * max(images.shape[1:3])))
-    fig = grid_figure(images, ncol, sel, tile)
+    if st.session_state.get("sb_present") and tile_px is None:
+        tile *= 2  # presentation mode: grids twice as large
+    fig = grid_figure(images, ncol, sel, tile, hover)
     st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_grid_pick(chart_key, state_key, n),
                     selection_mode="points", config={"displayModeBar": False}, width="content")
 
@@ -207,6 +209,46 @@ def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record:
     return overlay_layers(_record, n), overlay_key(_record, n, name, class_names) if name != "none" else None
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _hover(rid: str, n: int, class_names: tuple[str, ...], _record: ProvenanceRecord) -> np.ndarray:
+    from nps.app_display import pixel_hover
+    return pixel_hover(_record, n, class_names)
+
+
+def canvas_height() -> int:
+    """The traced canvas's height: larger in presentation mode."""
+    return 560 if st.session_state.get("sb_present") else 360
+
+
+def source_picker(record: ProvenanceRecord, n: int, train: np.ndarray, rid: str) -> None:
+    """The top sources as a clickable strip; the chosen one's pixels are lit on the sample.
+
+    Clicking a source thumbnail (outlined once chosen) shows every pixel of the sample
+    that was copied from it, with how many there are.
+    """
+    from nps.app_display import source_highlight
+    from nps.plots import thumbnails
+    thumbs = thumbnails(record, n, train, 5)
+    if not thumbs:
+        st.caption("This sample has no sampled pixels.")
+        return
+    key = f"ana_src_pick_{rid[:8]}_{n}"
+    ss_default(key, 0)
+    st.session_state[key] = int(min(max(st.session_state[key], 0), len(thumbs) - 1))
+    c = st.columns([3, 1])
+    with c[0]:
+        st.caption("Click a source to light every pixel it gave:")
+        big = 2 if st.session_state.get("sb_present") else 1
+        pick_grid(np.stack([p for _, _, p in thumbs]), key, f"sel_src_{rid[:8]}_{n}", ncol=len(thumbs),
+                  tile_px=big * max(64, min(112, 4 * max(record.canvas_shape))),
+                  hover=[f"#{sid}: {cnt} pixels, click to light them" for sid, cnt, _ in thumbs])
+    sid, _, _ = thumbs[st.session_state[key]]
+    pic, count = source_highlight(record, n, sid)
+    total = max(int((record.source_index[n] >= 0).sum()), 1)
+    c[1].image(upscale(pic, max(1, 168 // max(record.canvas_shape))), width=168 * big,
+               caption=f"#{sid} gave {count} pixels ({count / total:.0%}), lit in amber")
+
+
 def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice: tuple[str, float],
                    class_names: tuple[str, ...] = ()) -> tuple[int, int]:
     """The sample under the chosen overlay, with its key; click a pixel (or type its coordinates) to select it.
@@ -230,13 +272,14 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
     st.session_state["ana_y"] = int(min(max(st.session_state["ana_y"], 0), h - 1))
     st.session_state["ana_x"] = int(min(max(st.session_state["ana_x"], 0), w - 1))
     y, x = st.session_state["ana_y"], st.session_state["ana_x"]
-    fig = canvas_figure(pic, okey, (y, x), height=360)
+    fig = canvas_figure(pic, okey, (y, x), height=canvas_height(), hover=_hover(rid, n, tuple(class_names), record))
     chart_key = f"sel_canvas_{key}"
     st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_pick(chart_key, h, w), selection_mode="points",
                     config={"displayModeBar": False})
     if okey is not None:
         st.caption(f"**{name}** ({alpha:.0%} over the sample): {okey.note}")
-    st.caption("Click a pixel to trace it, or type its coordinates. Red square: the traced pixel.")
+    st.caption("Hover a pixel to see its source (training image, class, position, pool size); click it to trace it, "
+               "or type its coordinates. Red square: the traced pixel.")
     c1, c2 = st.columns(2)
     c1.number_input("pixel row y", 0, h - 1, step=1, key="ana_y")
     c2.number_input("pixel column x", 0, w - 1, step=1, key="ana_x")

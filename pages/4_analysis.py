@@ -185,6 +185,7 @@ with tab_sample:
                         key="ana_trace_figure")
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
                    "map colour, at the positions they were copied from.")
+        views.source_picker(record, n, corpus.train, rid)
     st.divider()
     st.markdown("**Honesty panel.**")
     views.honesty_panel(record, n, rid, corpus)

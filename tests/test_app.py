@@ -929,3 +929,42 @@ def test_replay_skips_the_seed_steps_shells_and_pauses(app):
     assert app.slider(key=step_key).value == 20
     assert any(c.startswith(f"step 20/{len(rec.order)}") for i in app.image for c in i.captions)
     assert FRAME_PX >= 300  # one fixed frame size, during Play and after (it used to shrink to 224 px)
+
+
+def test_hover_names_each_pixels_source(digits):
+    from nps.app_display import pixel_hover, source_highlight
+    from nps.presets import load_preset
+    rec = load_preset("digits", digits)
+    names = tuple(digits.class_names)
+    hover = pixel_hover(rec, 0, names)
+    assert hover.shape == rec.canvas_shape
+    y, x = rec.order[-1]  # the last pixel filled: sampled from a pool
+    s, sy, sx = rec.source_index[0, y, x], rec.source_y[0, y, x], rec.source_x[0, y, x]
+    text = hover[y, x]
+    assert f"from #{s} " in text and f"at ({sy}, {sx})" in text and f"pool {rec.pool_size[0, y, x]:,}" in text
+    assert f"class {names[rec.source_label[0, y, x]]}" in text
+    y0, x0 = rec.order[0]  # a seed pixel: no pool
+    assert "seed patch" in hover[y0, x0]
+    pic, count = source_highlight(rec, 0, int(s))
+    lit = rec.source_index[0] == s
+    assert count == lit.sum() >= 1 and pic.shape == (*rec.canvas_shape, 3)
+    assert (pic[lit][:, 0] >= 150).all() and (pic[~lit].max(axis=-1) <= 0.3 * 255 + 20 + 1).all()
+
+
+def test_canvas_hover_and_source_picker_on_analysis(app):
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    canvas = next(c for c in app.get("plotly_chart") if "sel_canvas_" in str(c.proto.id) or "from #" in str(c.proto))
+    assert "from #" in str(canvas.proto.spec)
+    rec = app.session_state["records"]["preset: digits"]
+    from nps.app_state import record_id
+    pick = f"ana_src_pick_{record_id(rec)[:8]}_0"
+    assert app.session_state[pick] == 0
+    from nps.plots import thumbnails
+    digits_train = __import__("app_support.resources", fromlist=["corpus"]).corpus("digits", None).train
+    thumbs = thumbnails(rec, 0, digits_train, 5)
+    app.session_state[pick] = 1  # as a click on the second source does
+    app.run()
+    sid, cnt, _ = thumbs[1]
+    assert any(f"#{sid} gave {cnt} pixels" in c for i in app.image for c in i.captions)
