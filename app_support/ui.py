@@ -346,7 +346,13 @@ def show_grid(images: np.ndarray, caption: str | None = None, scale: int | None 
 
 
 def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
-    """Record (.npz) and grid (.png) downloads; clicking does not rerun the page (state is kept)."""
+    """Record (.npz) and grid (.png) downloads; clicking does not rerun the page (state is kept).
+
+    Hidden in presentation mode (:mod:`app_support.present`).
+    """
+    from app_support.present import show_secondary
+    if not show_secondary():
+        return
     from nps.app_state import grid_picture, png_bytes, record_npz_bytes
     c1, c2 = st.columns(2)
     c1.download_button("Download record (.npz)", data=record_npz_bytes(record), file_name=f"{stem}.npz",

@@ -34,6 +34,11 @@ def replay_frame(record: ProvenanceRecord, n: int, step: int) -> np.ndarray:
 FRAME_PX = 320  # the replay picture's width, the same for every frame, during Play and after
 
 
+def frame_px() -> int:
+    """The replay frame's width: FRAME_PX, or 1.75x that in presentation mode."""
+    return int(FRAME_PX * 1.75) if st.session_state.get("sb_present") else FRAME_PX
+
+
 def _nudge(key: str, delta: int, total: int) -> None:
     st.session_state[key] = int(np.clip(st.session_state.get(key, 0) + delta, 0, total))
 
@@ -74,9 +79,10 @@ def _pause(skey: str) -> None:
 
 def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:  # noqa: ANN001
     """One replay frame, always FRAME_PX wide (the picture never jumps in size during Play)."""
-    scale = max(1, -(-FRAME_PX // max(record.canvas_shape)))  # at least FRAME_PX, then shown at exactly FRAME_PX
+    px = frame_px()
+    scale = max(1, -(-px // max(record.canvas_shape)))  # at least px, then shown at exactly px
     shell = int(record.shell[step - 1]) if step else 0
-    pic.image(upscale(replay_frame(record, n, step), scale), width=FRAME_PX,
+    pic.image(upscale(replay_frame(record, n, step), scale), width=px,
               caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
 
 
@@ -98,7 +104,7 @@ def replay(record: ProvenanceRecord, n: int, key: str) -> None:
     ss_default(skey, total)
     st.session_state[skey] = int(min(st.session_state[skey], total))
     seeds = seed_steps(record)
-    left, right = st.columns([FRAME_PX, 300], gap="small")
+    left, right = st.columns([frame_px(), 300], gap="small")
     pic = left.empty()
     with right:
         row = st.container(horizontal=True)

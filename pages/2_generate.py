@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources, stages, views
+from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
@@ -167,8 +167,9 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
 mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
     warn_if_slow(config, corpus, {"loc": "gen_loc", "n": "gen_n"}, "gen")
-    with st.expander("The same run from the command line"):
-        st.code(cli_command(config), language="bash")
+    if present.show_secondary():
+        with st.expander("The same run from the command line"):
+            st.code(cli_command(config), language="bash")
 
 stop_notice()
 go = st.button("Generate", type="primary", key="btn_generate", icon=":material/brush:", disabled=config is None)

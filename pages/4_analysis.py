@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import resources, views
+from app_support import present, resources, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     MAX_RECORDS,
@@ -31,18 +31,19 @@ st.title("Analysis & tracing")
 
 lesson_banner("ana_lesson", "Then look:")
 
-with st.expander("Open a record file (.npz)"):
-    up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
-                          help=f"a record written by `python -m nps generate` or this app (up to {RECORD_MB} MB)")
-    if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
-        rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
-        if rec is not None:
-            if rec.config.get("corpus") not in CORPUS_NAMES:
-                st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "
-                         f"(it opens {', '.join(CORPUS_NAMES)}); analyse it with `python -m nps evaluate`.")
-            else:
-                add_record(f"upload: {up.name}", rec)
-                st.session_state["_uploaded_name"] = (up.name, up.size)
+if present.show_secondary():
+    with st.expander("Open a record file (.npz)"):
+        up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
+                              help=f"a record written by `python -m nps generate` or this app (up to {RECORD_MB} MB)")
+        if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
+            rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
+            if rec is not None:
+                if rec.config.get("corpus") not in CORPUS_NAMES:
+                    st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "
+                             f"(it opens {', '.join(CORPUS_NAMES)}); analyse it with `python -m nps evaluate`.")
+                else:
+                    add_record(f"upload: {up.name}", rec)
+                    st.session_state["_uploaded_name"] = (up.name, up.size)
 
 
 
@@ -186,9 +187,10 @@ with tab_sample:
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
                    "map colour, at the positions they were copied from.")
         views.source_picker(record, n, corpus.train, rid)
-    st.divider()
-    st.markdown("**Honesty panel.**")
-    views.honesty_panel(record, n, rid, corpus)
+    if present.show_secondary():
+        st.divider()
+        st.markdown("**Honesty panel.**")
+        views.honesty_panel(record, n, rid, corpus)
 
 with tab_batch:
     from nps.plots import composition_figure, heatmaps_figure, memorisation_figure

@@ -968,3 +968,27 @@ def test_canvas_hover_and_source_picker_on_analysis(app):
     app.run()
     sid, cnt, _ = thumbs[1]
     assert any(f"#{sid} gave {cnt} pixels" in c for i in app.image for c in i.captions)
+
+
+def test_presentation_mode_enlarges_and_hides_secondary_panels(app):
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert any("Honesty panel" in m.value for m in app.markdown)
+    assert len(app.get("download_button")) == 2
+    assert not [h for h in app.get("html") if "font-size: 125%" in str(h.proto)]
+    app.sidebar.toggle(key="sb_present").set_value(True).run()
+    _ok(app)
+    assert app.session_state["sb_present"]
+    assert [h for h in app.get("html") if "font-size: 125%" in str(h.proto)]  # larger type, full width
+    assert not any("Honesty panel" in m.value for m in app.markdown)  # secondary panels hidden
+    assert len(app.get("download_button")) == 0
+    assert not [e for e in app.expander if "Open a record file" in e.label]
+    assert "Hover a pixel" in " ".join(c.value for c in app.caption)  # the canvas itself stays
+    import json
+    heights = [json.loads(c.proto.spec).get("layout", {}).get("height", 0) for c in app.get("plotly_chart")
+               if "from #" in c.proto.spec]
+    assert heights and min(heights) >= 560  # the traced canvas is larger (360 px otherwise)
+    app.switch_page("pages/2_generate.py").run()
+    _ok(app)
+    assert not [e for e in app.expander if "command line" in e.label]
