@@ -168,3 +168,30 @@ def source_highlight(record: ProvenanceRecord, n: int, source: int) -> tuple[np.
     pic = rgb * 0.3 + 20
     pic[mask] = 0.4 * rgb[mask] + 0.6 * np.array([255.0, 176.0, 0.0])  # amber: the house highlight colour
     return np.clip(pic, 0, 255).astype(np.uint8), int(mask.sum())
+
+
+def painted_mask(rgba: np.ndarray, h: int, w: int, background: np.ndarray | None = None,
+                 min_cover: float = 0.3) -> np.ndarray:
+    """(h,w) bool: the canvas cells a visitor painted over (the region to hide and fill).
+
+    Args:
+        rgba: (H',W',4) uint8, what the paint canvas returns: its drawing layer (alpha > 0
+            where painted), or, depending on the component's build, that layer composited over
+            the picture.
+        background: (Hb,Wb,3) uint8, the picture shown under the paint; given, a screen pixel
+            counts as painted only where it also differs from the picture, which covers both
+            forms of ``rgba`` (the paint colour is a saturated red no grey picture has).
+        min_cover: a cell counts as painted when at least this share of its screen pixels is.
+    """
+    from PIL import Image
+    a = np.asarray(rgba)
+    if a.ndim != 3 or a.shape[2] < 4 or a.size == 0:
+        return np.zeros((h, w), bool)
+    painted = a[..., 3] > 0
+    if background is not None:
+        bg = np.asarray(Image.fromarray(np.asarray(background, np.uint8)).resize(a.shape[1::-1], Image.NEAREST),
+                        np.int32)
+        painted &= np.abs(a[..., :3].astype(np.int32) - bg).sum(-1) > 40
+    img = Image.fromarray(painted.astype(np.uint8) * 255)
+    cover = np.asarray(img.resize((w, h), Image.BOX), np.float64) / 255.0
+    return cover >= min_cover

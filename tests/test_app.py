@@ -992,3 +992,48 @@ def test_presentation_mode_enlarges_and_hides_secondary_panels(app):
     app.switch_page("pages/2_generate.py").run()
     _ok(app)
     assert not [e for e in app.expander if "command line" in e.label]
+
+
+def test_painted_mask_reads_both_canvas_forms():
+    from nps.app_display import painted_mask
+    bg = np.repeat(np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, 10, 0), 10, 1)
+    bg = np.stack([bg] * 3, -1)  # an 80x80 grey picture under the paint
+    layer = np.zeros((80, 80, 4), np.uint8)
+    layer[:40, 10:30] = (255, 60, 60, 140)  # painted: rows 0-3, columns 1-2
+    want = np.zeros((8, 8), bool)
+    want[:4, 1:3] = True
+    assert np.array_equal(painted_mask(layer, 8, 8), want)  # the drawing layer alone
+    assert np.array_equal(painted_mask(layer, 8, 8, bg), want)
+    comp = np.concatenate([bg, np.full((80, 80, 1), 255, np.uint8)], -1)  # the layer composited over the picture
+    m = layer[..., 3] > 0
+    comp[m, :3] = (0.55 * layer[m, :3] + 0.45 * bg[m]).astype(np.uint8)
+    assert np.array_equal(painted_mask(comp, 8, 8, bg), want)
+    assert not painted_mask(np.zeros((80, 80, 4), np.uint8), 8, 8).any()
+    assert not painted_mask(np.zeros((3, 3)), 8, 8).any()  # not an RGBA picture: nothing painted
+
+
+def test_complete_paints_the_mask_to_fill(app, digits, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def fake_complete(config, corpus, image, known, progress=None):
+        calls.append(known.copy())
+        raise NPSError("stand-in: stop here")
+
+    def fake_canvas(**kw):
+        assert kw["background_image"] and kw["key"] == "paint_canvas"
+        layer = np.zeros((kw["height"], kw["width"], 4), np.uint8)
+        layer[: kw["height"] // 2, :] = (255, 60, 60, 140)  # the top half painted
+        return types.SimpleNamespace(image_data=layer)
+
+    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", types.SimpleNamespace(st_canvas=fake_canvas))
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.selectbox(key="cmp_mask").set_value("paint it").run()
+    assert any("32 pixels to synthesise" in c for i in app.image for c in i.captions)
+    app.button(key="btn_complete").click().run()
+    known = calls[-1]
+    assert not known[:4].any() and known[4:].all()  # the painted half is the region filled
