@@ -117,7 +117,7 @@ def paint_mask(image: np.ndarray, where) -> np.ndarray | None:  # noqa: ANN001
                             stroke_color="rgba(255, 60, 60, 0.55)", background_color="rgba(0, 0, 0, 0)",
                             background_image=png_bytes(shown),
                             height=scale * h, width=scale * w, drawing_mode="freedraw", key="paint_canvas",
-                            return_image_data=True, display_toolbar=True)
+                            return_image_data=True)
     data = getattr(painted, "image_data", None)
     mask = painted_mask(data, h, w, shown) if data is not None else np.zeros((h, w), bool)
     if not mask.any():

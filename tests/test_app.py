@@ -1022,7 +1022,17 @@ def test_complete_paints_the_mask_to_fill(app, digits, monkeypatch):
         calls.append(known.copy())
         raise NPSError("stand-in: stop here")
 
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec("streamlit_drawable_canvas")
+    accepted = None
+    if spec is not None:  # the real component's keyword names (importing it outside a server fails)
+        tree = ast.parse(Path(spec.origin).read_text())
+        fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "st_canvas")
+        accepted = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+
     def fake_canvas(**kw):
+        assert accepted is None or set(kw) <= accepted, set(kw) - accepted
         assert kw["background_image"] and kw["key"] == "paint_canvas"
         layer = np.zeros((kw["height"], kw["width"], 4), np.uint8)
         layer[: kw["height"] // 2, :] = (255, 60, 60, 140)  # the top half painted
