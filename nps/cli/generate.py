@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
-    print(estimate_line(cfg, len(corpus), corpus.image_shape), file=sys.stderr)  # nps.cost, before the run
+    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.cost; stderr keeps one error line
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 
