@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import present, resources, views
+from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     MAX_RECORDS,
+    LiveProgress,
     add_record,
     attempt,
     config_caption,
@@ -72,8 +73,12 @@ def open_link(link: dict) -> None:
         c = attempt(resources.corpus, config.corpus, config.subset, what=f"loading {config.corpus}")
         if c is None or attempt(lambda: check_against(config, c) or True, what="checking the link's settings") is None:
             return
-        with st.spinner("Rebuilding the linked record (deterministic: the same config gives the same samples)…"):
-            out = attempt(resources.generate, config, what="rebuilding the linked record")
+        # deterministic: the same config gives the same samples; the bar names each stage
+        live = LiveProgress("Rebuilding the linked record", "link", show_canvas=False)
+        out = None
+        if attempt(stages.prepare, config, live, what="preparing the linked record") is not None:
+            out = attempt(resources.generate, config, live, what="rebuilding the linked record")
+        live.done()
         if out is not None:
             rec, label = out[0], record_label(config.to_dict(), "generate")
     else:
