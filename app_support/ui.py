@@ -90,8 +90,9 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
     from nps.cost import cheaper, estimate, format_seconds
     est = estimate(config, len(corpus), corpus.image_shape)
     cold = "" if prepared(config) or not (config.uses("ssl") and config.label is None) else (
-        " The first run on this server also embeds the corpus once (up to two minutes for MNIST with SimCLR; "
-        "the progress bar names each stage).")
+        f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
+        + (" (up to two minutes with SimCLR on 2 cores" if config.encoder == "simclr" else " (cached on disk")
+        + "; the progress bar names each stage).")
     if not est.slow:
         st.caption(f":material/timer: Expected: {format_seconds(est.seconds)} "
                    f"({est.windows_per_pixel:,} candidate windows per pixel).{cold}")
