@@ -16,6 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_support import present
 from app_support.sidebar import sidebar
 from app_support.ui import close_sidebar_on_phone, persist_page_state, remember_link
 
@@ -59,5 +60,6 @@ _warm_up()
 persist_page_state()
 remember_link(page.url_path)  # before the sidebar rewrites the address bar
 st.session_state["settings"] = sidebar()
+present.apply()  # presentation mode: larger type and full width
 close_sidebar_on_phone(page.url_path)
 page.run()

@@ -68,6 +68,9 @@ def sidebar() -> dict:
             st.caption(f":orange[{note}]")
         st.caption("These choices apply to every page and are kept in the page address, so a link reopens "
                    "this view.")
+        st.toggle("Presentation mode", key="sb_present",
+                  help="For a projector: larger type, pictures and grids; secondary panels (command lines, "
+                       "downloads, uploads, the honesty panel) are hidden.")
     settings = {k: st.session_state[f"sb_{k}"] for k in SIDEBAR_KEYS}
     settings["seed"] = int(settings["seed"])
     settings["subset"] = int(settings["subset"]) or None

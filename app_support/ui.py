@@ -65,17 +65,55 @@ def sidebar_corpus(settings: dict) -> Any:
 
 
 # --------------------------------------------------------------------------- widget state
-SLOW_WINDOWS = 3_000_000  # candidate windows per pixel beyond which a run takes many minutes on a CPU
+def _apply_cheaper(changes: dict, keys: dict) -> None:
+    """Button callback: set the widgets behind a cheaper alternative (before the script reruns)."""
+    ss = st.session_state
+    for field, value in changes.items():
+        if field == "subset":
+            ss["sb_subset"] = int(value)
+        elif field == "constraints" and "loc" in keys:
+            ss[keys["loc"]] = True
+        elif field in keys:
+            ss[keys[field]] = value
 
 
-def warn_if_slow(config: Any, corpus: Any) -> None:
-    """A warning, before the click, when a configuration searches a huge candidate set."""
-    windows = config.windows_per_pixel(len(corpus), corpus.image_shape)
-    if windows > SLOW_WINDOWS:
-        st.warning(f"This run scores {windows:,} candidate windows per pixel ({len(corpus):,} images"
-                   f"{'' if config.uses('loc') else ', every position'}): expect many minutes or more on a CPU. "
-                   "Pick a subset in the sidebar (e.g. 1,000 images) or switch on locality/representation.",
-                   icon=":material/hourglass_top:")
+def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = "gen") -> None:
+    """The expected run time before the click (:mod:`nps.cost`); a slow run gets cheaper alternatives.
+
+    Args:
+        keys: widget keys that realise an alternative on this page (``loc``: the locality
+            toggle, ``n``: the sample count); a subset is set in the shared sidebar.  Without
+            a key an alternative is only named.
+        key: a prefix for the buttons' keys (one notice per column on Ablations).
+    """
+    from app_support.stages import prepared
+    from nps.cost import cheaper, estimate, format_seconds
+    est = estimate(config, len(corpus), corpus.image_shape)
+    cold = "" if prepared(config) or not (config.uses("ssl") and config.label is None) else (
+        f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
+        + (" (up to two minutes with SimCLR on 2 cores" if config.encoder == "simclr" else " (cached on disk")
+        + "; the progress bar names each stage).")
+    if not est.slow:
+        st.caption(f":material/timer: Expected: {format_seconds(est.seconds)} "
+                   f"({est.windows_per_pixel:,} candidate windows per pixel).{cold}")
+        return
+    with st.container(border=True):
+        st.warning(f"Expected: **{format_seconds(est.seconds)}** on this 2-core machine: {est.windows_per_pixel:,} "
+                   f"candidate windows per pixel ({len(corpus):,} images"
+                   f"{'' if config.uses('loc') else ', every position'}) × {est.pixels} pixels × {est.n} "
+                   f"samples.{cold}", icon=":material/hourglass_top:")
+        alts = cheaper(config, len(corpus), corpus.image_shape)
+        if alts:
+            row = st.container(horizontal=True)
+            for i, alt in enumerate(alts):
+                label = f"Try {alt.what} ({format_seconds(alt.estimate.seconds)})"
+                can = all(f == "subset" or (f == "constraints" and "loc" in (keys or {})) or f in (keys or {})
+                          for f in alt.changes)
+                if can:
+                    row.button(label, key=f"btn_cheaper_{key}_{i}", on_click=_apply_cheaper,
+                               args=(alt.changes, keys or {}), icon=":material/bolt:")
+                else:
+                    row.caption(label)
 
 
 def lesson_banner(state_key: str, then: str) -> None:
@@ -172,6 +210,16 @@ class LiveProgress:
         self.box = box
         self.scale = scale
         self._drawn = 0.0
+        self.prefix = ""
+
+    def stage(self, text: str) -> None:
+        """Name the stage under way (e.g. "stage 3/5: embedding 70,000 images…") before sampling starts.
+
+        The stage text stays as a prefix of the sampling lines ("stage 5/5: sampling pixel 40/720").
+        """
+        self.bar.progress(0.0, text=f"{self.label}: {text}")
+        head = text.split(":", 1)[0]
+        self.prefix = f"{head}: " if head.startswith("stage") else ""
 
     def __call__(self, info: Any) -> bool:
         import time
@@ -181,8 +229,9 @@ class LiveProgress:
             return not st.session_state.get("stop_requested", False)
         self._drawn = now
         frac = (info.batch + info.step / max(info.total, 1)) / max(info.n_batches, 1)
-        self.bar.progress(min(frac, 1.0), text=f"{self.label}: batch {info.batch + 1}/{info.n_batches}, "
-                                                f"pixel {info.step}/{info.total}")
+        batch = f" (batch {info.batch + 1}/{info.n_batches})" if info.n_batches > 1 else ""
+        self.bar.progress(min(frac, 1.0), text=f"{self.label}: {self.prefix}sampling pixel {info.step}/{info.total}"
+                                                + batch)
         if self.canvas is not None:
             from nps.app_state import grid_picture
             self.canvas.image(grid_picture(info.canvas, self.scale), caption="live canvas (filling shell by shell)")
@@ -298,7 +347,13 @@ def show_grid(images: np.ndarray, caption: str | None = None, scale: int | None 
 
 
 def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
-    """Record (.npz) and grid (.png) downloads; clicking does not rerun the page (state is kept)."""
+    """Record (.npz) and grid (.png) downloads; clicking does not rerun the page (state is kept).
+
+    Hidden in presentation mode (:mod:`app_support.present`).
+    """
+    from app_support.present import show_secondary
+    if not show_secondary():
+        return
     from nps.app_state import grid_picture, png_bytes, record_npz_bytes
     c1, c2 = st.columns(2)
     c1.download_button("Download record (.npz)", data=record_npz_bytes(record), file_name=f"{stem}.npz",

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_support import resources
 from app_support.ui import ss_default
-from nps.app_state import display_scale, fill_step, source_window, stroke_pixel
+from nps.app_state import fill_step, source_window, stroke_pixel
 from nps.overlays import LAYERS
 from nps.plots import to_rgb, upscale
 from nps.record import ProvenanceRecord
@@ -31,51 +31,123 @@ def replay_frame(record: ProvenanceRecord, n: int, step: int) -> np.ndarray:
     return rgb
 
 
+FRAME_PX = 320  # the replay picture's width, the same for every frame, during Play and after
+
+
+def frame_px() -> int:
+    """The replay frame's width: FRAME_PX, or 1.75x that in presentation mode."""
+    return int(FRAME_PX * 1.75) if st.session_state.get("sb_present") else FRAME_PX
+
+
 def _nudge(key: str, delta: int, total: int) -> None:
     st.session_state[key] = int(np.clip(st.session_state.get(key, 0) + delta, 0, total))
 
 
+def seed_steps(record: ProvenanceRecord) -> int:
+    """How many fill steps the seed patch takes (shell 0: copied whole from the reference)."""
+    return int(np.count_nonzero(np.asarray(record.shell) == 0))
+
+
+def shell_end(record: ProvenanceRecord, step: int) -> int:
+    """The step at which the shell of the next pixel (``order[step]``) is complete.
+
+    Step *t* shows *t* filled pixels; from ``step`` this is the smallest t > step where the
+    next pixel's shell differs (or the end), so one click finishes the current shell.
+    """
+    shell = np.asarray(record.shell)
+    total = len(shell)
+    if step >= total:
+        return total
+    later = np.flatnonzero(shell[step:] != shell[step])
+    return int(step + later[0]) if later.size else total
+
+
+def _jump(key: str, to: int) -> None:
+    st.session_state[key] = int(to)
+
+
+def _to_shell_end(key: str, record: ProvenanceRecord) -> None:
+    st.session_state[key] = shell_end(record, int(st.session_state.get(key, 0)))
+
+
+def _pause(skey: str) -> None:
+    """Pause: the click ends Play's loop (a rerun); the slider keeps the frame Play had reached."""
+    playing = st.session_state.get(f"_{skey}_playing")
+    if playing is not None:
+        st.session_state[skey] = int(playing)
+
+
+def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:  # noqa: ANN001
+    """One replay frame, always FRAME_PX wide (the picture never jumps in size during Play)."""
+    px = frame_px()
+    scale = max(1, -(-px // max(record.canvas_shape)))  # at least px, then shown at exactly px
+    shell = int(record.shell[step - 1]) if step else 0
+    pic.image(upscale(replay_frame(record, n, step), scale), width=px,
+              caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
+
+
 @st.fragment
 def replay(record: ProvenanceRecord, n: int, key: str) -> None:
-    """Step slider with back, step and play over the fill order, rebuilt from the record (no recompute)."""
+    """The fill replayed from the record (no recompute): the picture first, then step, shell, play and pause.
+
+    During Play a progress bar in the slider's place follows the frames; Pause (or any
+    click) stops at the frame shown, and the slider then sits there.
+    """
     total = len(record.order)
     skey = f"ana_step_{key}"
     pending = st.session_state.pop(f"_{skey}_pending", None)
+    playing = st.session_state.pop(f"_{skey}_playing", None)
     if pending is not None:
         st.session_state[skey] = pending
+    elif playing is not None:  # Play was interrupted by Pause or another click: stay on its frame
+        st.session_state[skey] = int(playing)
     ss_default(skey, total)
     st.session_state[skey] = int(min(st.session_state[skey], total))
-    row = st.container(horizontal=True)
-    c = [row, row, row, row]
-    c[0].button("Start", icon=":material/skip_previous:", key=f"btn_first_{key}", help="back to the seed",
-                on_click=_nudge, args=(skey, -total, total))
-    c[1].button("Back", icon=":material/chevron_left:", key=f"btn_back_{key}", help="one pixel back",
-                on_click=_nudge, args=(skey, -1, total))
-    c[2].button("Step", icon=":material/chevron_right:", key=f"btn_step_{key}", help="one pixel forward",
-                on_click=_nudge, args=(skey, 1, total))
-    play = c[3].button("Play", icon=":material/play_arrow:", key=f"btn_play_{key}", help="play to the end")
-    ss_default("ana_replay_speed", "normal")
-    row.select_slider("speed", list(REPLAY_FRAMES), key="ana_replay_speed", label_visibility="collapsed",
-                      help="How many frames Play shows: slow shows every pixel on small canvases.")
-    step = st.slider("Fill step", 0, total, key=skey,
-                     help="The canvas after this many pixels (the seed pixels come first).")
-    scale = display_scale(record.canvas_shape, 224)
-    pic = st.empty()
+    seeds = seed_steps(record)
+    left, right = st.columns([frame_px(), 300], gap="small")
+    pic = left.empty()
+    with right:
+        row = st.container(horizontal=True)
+        row.button("Start", icon=":material/skip_previous:", key=f"btn_first_{key}", help="back to the empty canvas",
+                   on_click=_jump, args=(skey, 0))
+        row.button("Back", icon=":material/chevron_left:", key=f"btn_back_{key}", help="one pixel back",
+                   on_click=_nudge, args=(skey, -1, total))
+        row.button("Step", icon=":material/chevron_right:", key=f"btn_step_{key}", help="one pixel forward",
+                   on_click=_nudge, args=(skey, 1, total))
+        row = st.container(horizontal=True)
+        row.button(f"Skip seed ({seeds} px)", icon=":material/fast_forward:", key=f"btn_seed_{key}",
+                   help="the seed patch is copied whole from the reference: jump past it in one click",
+                   on_click=_jump, args=(skey, seeds), disabled=st.session_state[skey] >= seeds)
+        row.button("Shell", icon=":material/keyboard_double_arrow_right:", key=f"btn_shell_{key}",
+                   help="finish the current shell (the ring of pixels filled together)",
+                   on_click=_to_shell_end, args=(skey, record))
+        row = st.container(horizontal=True)
+        play = row.button("Play", icon=":material/play_arrow:", key=f"btn_play_{key}", help="play to the end")
+        row.button("Pause", icon=":material/pause:", key=f"btn_pause_{key}", on_click=_pause, args=(skey,),
+                   help="stop Play at the frame shown")
+        ss_default("ana_replay_speed", "normal")
+        st.select_slider("speed", list(REPLAY_FRAMES), key="ana_replay_speed",
+                         help="How many frames Play shows: slow shows every pixel on small canvases.")
+        slot = st.empty()
     if play:
-        start = 0 if step >= total else step
+        start = 0 if st.session_state[skey] >= total else int(st.session_state[skey])
         stride = max(1, total // REPLAY_FRAMES[st.session_state["ana_replay_speed"]])
-        for s in range(start, total + 1, stride):
-            pic.image(upscale(replay_frame(record, n, s), scale), caption=f"step {s}/{total}")
+        steps = [*range(start, total, stride), total]
+        for s in steps:
+            st.session_state[f"_{skey}_playing"] = s  # where Pause (or any click) finds Play
+            slot.progress(s / max(total, 1), text=f"Fill step {s}/{total} (playing)")
+            _frame(pic, record, n, s, total)
             time.sleep(0.04)
+        st.session_state.pop(f"_{skey}_playing", None)
         st.session_state[f"_{skey}_pending"] = total
         from streamlit.errors import StreamlitAPIException
         try:
             st.rerun(scope="fragment")
         except StreamlitAPIException:  # Play ran in a full run (not a fragment rerun): rerun the page
             st.rerun()
-    shell = int(record.shell[step - 1]) if step else 0
-    pic.image(upscale(replay_frame(record, n, step), scale),
-              caption=f"step {step}/{total} · shell {shell} · blue: not yet filled · red: next pixel")
+    step = slot.slider("Fill step", 0, total, key=skey,
+                       help="The canvas after this many pixels (the seed pixels come first).")
+    _frame(pic, record, n, step, total)
 
 
 # --------------------------------------------------------------------------- a grid to click
@@ -91,13 +163,15 @@ def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
 
 
 def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | None = None,
-              tile_px: int | None = None) -> None:
+              tile_px: int | None = None, hover: list[str] | None = None) -> None:
     """A sample grid: click a digit to select it (``state_key`` gets its index); the chosen one is outlined."""
     from nps.plots_maps import grid_figure
     n = len(images)
     sel = int(st.session_state.get(state_key, 0))
     tile = tile_px or max(40, min(96, 3 * max(images.shape[1:3])))
-    fig = grid_figure(images, ncol, sel, tile)
+    if st.session_state.get("sb_present") and tile_px is None:
+        tile *= 2  # presentation mode: grids twice as large
+    fig = grid_figure(images, ncol, sel, tile, hover)
     st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_grid_pick(chart_key, state_key, n),
                     selection_mode="points", config={"displayModeBar": False}, width="content")
 
@@ -141,6 +215,46 @@ def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record:
     return overlay_layers(_record, n), overlay_key(_record, n, name, class_names) if name != "none" else None
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _hover(rid: str, n: int, class_names: tuple[str, ...], _record: ProvenanceRecord) -> np.ndarray:
+    from nps.app_display import pixel_hover
+    return pixel_hover(_record, n, class_names)
+
+
+def canvas_height() -> int:
+    """The traced canvas's height: larger in presentation mode."""
+    return 560 if st.session_state.get("sb_present") else 360
+
+
+def source_picker(record: ProvenanceRecord, n: int, train: np.ndarray, rid: str) -> None:
+    """The top sources as a clickable strip; the chosen one's pixels are lit on the sample.
+
+    Clicking a source thumbnail (outlined once chosen) shows every pixel of the sample
+    that was copied from it, with how many there are.
+    """
+    from nps.app_display import source_highlight
+    from nps.plots import thumbnails
+    thumbs = thumbnails(record, n, train, 5)
+    if not thumbs:
+        st.caption("This sample has no sampled pixels.")
+        return
+    key = f"ana_src_pick_{rid[:8]}_{n}"
+    ss_default(key, 0)
+    st.session_state[key] = int(min(max(st.session_state[key], 0), len(thumbs) - 1))
+    c = st.columns([3, 1])
+    with c[0]:
+        st.caption("Click a source to light every pixel it gave:")
+        big = 2 if st.session_state.get("sb_present") else 1
+        pick_grid(np.stack([p for _, _, p in thumbs]), key, f"sel_src_{rid[:8]}_{n}", ncol=len(thumbs),
+                  tile_px=big * max(64, min(112, 4 * max(record.canvas_shape))),
+                  hover=[f"#{sid}: {cnt} pixels, click to light them" for sid, cnt, _ in thumbs])
+    sid, _, _ = thumbs[st.session_state[key]]
+    pic, count = source_highlight(record, n, sid)
+    total = max(int((record.source_index[n] >= 0).sum()), 1)
+    c[1].image(upscale(pic, max(1, 168 // max(record.canvas_shape))), width=168 * big,
+               caption=f"#{sid} gave {count} pixels ({count / total:.0%}), lit in amber")
+
+
 def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice: tuple[str, float],
                    class_names: tuple[str, ...] = ()) -> tuple[int, int]:
     """The sample under the chosen overlay, with its key; click a pixel (or type its coordinates) to select it.
@@ -164,13 +278,14 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
     st.session_state["ana_y"] = int(min(max(st.session_state["ana_y"], 0), h - 1))
     st.session_state["ana_x"] = int(min(max(st.session_state["ana_x"], 0), w - 1))
     y, x = st.session_state["ana_y"], st.session_state["ana_x"]
-    fig = canvas_figure(pic, okey, (y, x), height=360)
+    fig = canvas_figure(pic, okey, (y, x), height=canvas_height(), hover=_hover(rid, n, tuple(class_names), record))
     chart_key = f"sel_canvas_{key}"
     st.plotly_chart(fig, key=chart_key, on_select=lambda: _on_pick(chart_key, h, w), selection_mode="points",
                     config={"displayModeBar": False})
     if okey is not None:
         st.caption(f"**{name}** ({alpha:.0%} over the sample): {okey.note}")
-    st.caption("Click a pixel to trace it, or type its coordinates. Red square: the traced pixel.")
+    st.caption("Hover a pixel to see its source (training image, class, position, pool size); click it to trace it, "
+               "or type its coordinates. Red square: the traced pixel.")
     c1, c2 = st.columns(2)
     c1.number_input("pixel row y", 0, h - 1, step=1, key="ana_y")
     c2.number_input("pixel column x", 0, w - 1, step=1, key="ana_x")

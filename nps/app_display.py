@@ -127,3 +127,71 @@ def given_filled_picture(image: np.ndarray, given: np.ndarray, alpha: float = 0.
     filled = ~np.asarray(given, bool)
     rgb[filled] = (1 - alpha) * rgb[filled] + alpha * np.array(FILLED_TINT, np.float64)
     return rgb.astype(np.uint8)
+
+
+def pixel_hover(record: ProvenanceRecord, n: int, class_names: tuple[str, ...] = ()) -> np.ndarray:
+    """(H,W) object array of one hover line per pixel of sample n: where it came from.
+
+    "y=3, x=5 · from #812 (7) at (4, 5) · pool 37", or "given" for a completion's known
+    pixels; a seed pixel says so (it has no pool: it was copied with the seed patch).
+    """
+    src, sy, sx = record.source_index[n], record.source_y[n], record.source_x[n]
+    lab, pool = record.source_label[n], record.pool_size[n]
+    shell_of = np.full(record.canvas_shape, -1, np.int64)
+    order = np.asarray(record.order)
+    if len(order):
+        shell_of[order[:, 0], order[:, 1]] = np.asarray(record.shell)
+    h, w = record.canvas_shape
+    out = np.empty((h, w), object)
+    for y in range(h):
+        for x in range(w):
+            s = int(src[y, x])
+            if s < 0:
+                out[y, x] = f"y={y}, x={x} · given (known part of the image)"
+                continue
+            c = int(lab[y, x])
+            name = class_names[c] if 0 <= c < len(class_names) else str(c)
+            pool_text = "seed patch (no pool)" if shell_of[y, x] == 0 else f"pool {int(pool[y, x]):,}"
+            out[y, x] = f"y={y}, x={x} · from #{s} (class {name}) at ({int(sy[y, x])}, {int(sx[y, x])}) · {pool_text}"
+    return out
+
+
+def source_highlight(record: ProvenanceRecord, n: int, source: int) -> tuple[np.ndarray, int]:
+    """Sample n with every pixel copied from training image ``source`` lit, the rest dimmed.
+
+    Returns:
+        ((H,W,3) uint8 picture, how many pixels that source gave).
+    """
+    from nps.plots import to_rgb
+    rgb = to_rgb(np.asarray(record.images[n])[None])[0].astype(np.float64)
+    mask = record.source_index[n] == int(source)
+    pic = rgb * 0.3 + 20
+    pic[mask] = 0.4 * rgb[mask] + 0.6 * np.array([255.0, 176.0, 0.0])  # amber: the house highlight colour
+    return np.clip(pic, 0, 255).astype(np.uint8), int(mask.sum())
+
+
+def painted_mask(rgba: np.ndarray, h: int, w: int, background: np.ndarray | None = None,
+                 min_cover: float = 0.3) -> np.ndarray:
+    """(h,w) bool: the canvas cells a visitor painted over (the region to hide and fill).
+
+    Args:
+        rgba: (H',W',4) uint8, what the paint canvas returns: its drawing layer (alpha > 0
+            where painted), or, depending on the component's build, that layer composited over
+            the picture.
+        background: (Hb,Wb,3) uint8, the picture shown under the paint; given, a screen pixel
+            counts as painted only where it also differs from the picture, which covers both
+            forms of ``rgba`` (the paint colour is a saturated red no grey picture has).
+        min_cover: a cell counts as painted when at least this share of its screen pixels is.
+    """
+    from PIL import Image
+    a = np.asarray(rgba)
+    if a.ndim != 3 or a.shape[2] < 4 or a.size == 0:
+        return np.zeros((h, w), bool)
+    painted = a[..., 3] > 0
+    if background is not None:
+        bg = np.asarray(Image.fromarray(np.asarray(background, np.uint8)).resize(a.shape[1::-1], Image.NEAREST),
+                        np.int32)
+        painted &= np.abs(a[..., :3].astype(np.int32) - bg).sum(-1) > 40
+    img = Image.fromarray(painted.astype(np.uint8) * 255)
+    cover = np.asarray(img.resize((w, h), Image.BOX), np.float64) / 255.0
+    return cover >= min_cover

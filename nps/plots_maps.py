@@ -48,13 +48,15 @@ def _canvas_axes(fig, h: int, w: int, row: int | None = None, col: int | None = 
 
 
 def canvas_figure(pic: np.ndarray, key: OverlayKey | None = None, pixel: tuple[int, int] | None = None,
-                  height: int = 380, title: str | None = None):  # noqa: ANN201
+                  height: int = 380, title: str | None = None, hover: np.ndarray | None = None):  # noqa: ANN201
     """One sample (under an overlay) with its key, a clickable point per pixel and the selected pixel outlined.
 
     Args:
         pic: (H,W,3) uint8, the picture to show.
         key: the overlay's key (a legend of colours, or a colour bar with its unit); None: no overlay.
         pixel: (y, x) to outline in red.
+        hover: (H,W) str, one hover line per pixel (e.g. :func:`nps.app_display.pixel_hover`);
+            None shows the coordinates.
     """
     import plotly.graph_objects as go
     h, w = pic.shape[:2]
@@ -63,7 +65,8 @@ def canvas_figure(pic: np.ndarray, key: OverlayKey | None = None, pixel: tuple[i
     # Near-invisible points make every pixel clickable (a plotly image trace emits no selection events).
     fig.add_trace(go.Scatter(x=xx.ravel(), y=yy.ravel(), mode="markers", name="pixels", showlegend=False,
                              marker=dict(size=max(4, 300 // max(h, w)), opacity=0.01, color="white"),
-                             hovertemplate="y=%{y}, x=%{x}<extra></extra>"))
+                             text=None if hover is None else np.asarray(hover, object).ravel().tolist(),
+                             hovertemplate=("y=%{y}, x=%{x}" if hover is None else "%{text}") + "<extra></extra>"))
     if pixel is not None:
         y, x = pixel
         fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5,
@@ -140,7 +143,7 @@ def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows s
 
 
 def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | None = None,
-                tile_px: int = 56):  # noqa: ANN201
+                tile_px: int = 56, hover: list[str] | None = None):  # noqa: ANN201
     """A grid of samples in which a click on a tile selects it (selection events carry the index).
 
     Args:
@@ -148,6 +151,7 @@ def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | Non
         selected: index to outline in red.
         tile_px: displayed size of one tile; the figure is exactly ncol x nrow tiles, so a
             square marker of that size covers each tile and any click on it hits its point.
+        hover: one hover line per tile (default "sample i: click to select").
     """
     import plotly.graph_objects as go
 
@@ -162,7 +166,8 @@ def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | Non
     fig = go.Figure(go.Image(z=pic, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=cx, y=cy, mode="markers", customdata=idx, name="samples", showlegend=False,
                              marker=dict(symbol="square", size=tile_px * 0.95, opacity=0.01, color="white"),
-                             hovertemplate="sample %{customdata}: click to select<extra></extra>"))
+                             text=hover, hovertemplate=("sample %{customdata}: click to select" if hover is None
+                                                        else "%{text}") + "<extra></extra>"))
     if selected is not None and 0 <= selected < n:
         sr, sc = divmod(int(selected), ncol)
         x0, y0 = sc * (w + 1) + 0.5, sr * (h + 1) + 0.5

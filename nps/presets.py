@@ -94,12 +94,14 @@ def read_built(name: str) -> ProvenanceRecord | None:
         return None
 
 
-def load_preset(name: str, corpus=None, pools=None) -> ProvenanceRecord:  # noqa: ANN001
+def load_preset(name: str, corpus=None, pools=None, progress=None) -> ProvenanceRecord:  # noqa: ANN001
     """The preset's record, built on first use and cached.
 
     Args:
         corpus: the preset's corpus if already loaded (else loaded here).
         pools: prebuilt semantic pools for the preset's config (optional).
+        progress: the sampler's progress callback for a build (:class:`nps.sampler.Progress`;
+            not called when the record is already cached).
     Raises:
         NPSError: the corpus is missing (DataMissingError) or the build fails.
     """
@@ -112,7 +114,7 @@ def load_preset(name: str, corpus=None, pools=None) -> ProvenanceRecord:  # noqa
 
     def build() -> dict:
         log.info("building preset %s", name)
-        return generate(cfg, corpus, pools=pools).to_arrays()
+        return generate(cfg, corpus, pools=pools, progress=progress).to_arrays()
 
     for attempt in range(2):
         rec = ProvenanceRecord.from_arrays(cached_arrays(KIND, p.key, build, meta={"preset": name}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources, views
+from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
@@ -166,15 +166,17 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
 
 mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
-    warn_if_slow(config, corpus)
-    with st.expander("The same run from the command line"):
-        st.code(cli_command(config), language="bash")
+    warn_if_slow(config, corpus, {"loc": "gen_loc", "n": "gen_n"}, "gen")
+    if present.show_secondary():
+        with st.expander("The same run from the command line"):
+            st.code(cli_command(config), language="bash")
 
 stop_notice()
 go = st.button("Generate", type="primary", key="btn_generate", icon=":material/brush:", disabled=config is None)
 if go and config is not None:
     live = LiveProgress(f"Generating {config.n} samples", "gen", scale=max(2, 56 // side))
     try:
+        stages.prepare(config, live)
         rec, seconds, cached = resources.generate(config, progress=live)
     except Exception as exc:  # noqa: BLE001 - NPSError, Stopped and anything unexpected, one line each
         live.done()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import resources
+from app_support import resources, stages
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names
 from app_support.ui import (
@@ -109,7 +109,7 @@ for i, col in enumerate(cols):
             enc = st.session_state[f"abl_{i}_encoder"]
             cfg = build_config(settings, {**shared, "constraints": cons, "encoder": enc})
             check_against(cfg, corpus)
-            warn_if_slow(cfg, corpus)
+            warn_if_slow(cfg, corpus, {"loc": f"abl_{i}_loc", "n": "abl_n"}, f"abl{i}")
         except Exception as exc:  # noqa: BLE001 - one line per column
             show_error(exc, f"checking column {i + 1}")
             cfg = None
@@ -130,6 +130,7 @@ for i, cfg in enumerate(configs):
     with cols[i]:
         live = LiveProgress(f"Column {i + 1}", f"abl{i}", show_canvas=False)
         try:
+            stages.prepare(cfg, live)
             rec, seconds, cached = resources.generate(cfg, progress=live)
         except Exception as exc:  # noqa: BLE001
             live.done()

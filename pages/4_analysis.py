@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import resources, views
+from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     MAX_RECORDS,
+    LiveProgress,
     add_record,
     attempt,
     config_caption,
@@ -31,18 +32,19 @@ st.title("Analysis & tracing")
 
 lesson_banner("ana_lesson", "Then look:")
 
-with st.expander("Open a record file (.npz)"):
-    up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
-                          help=f"a record written by `python -m nps generate` or this app (up to {RECORD_MB} MB)")
-    if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
-        rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
-        if rec is not None:
-            if rec.config.get("corpus") not in CORPUS_NAMES:
-                st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "
-                         f"(it opens {', '.join(CORPUS_NAMES)}); analyse it with `python -m nps evaluate`.")
-            else:
-                add_record(f"upload: {up.name}", rec)
-                st.session_state["_uploaded_name"] = (up.name, up.size)
+if present.show_secondary():
+    with st.expander("Open a record file (.npz)"):
+        up = st.file_uploader("record", type=["npz"], key="upload_record", label_visibility="collapsed",
+                              help=f"a record written by `python -m nps generate` or this app (up to {RECORD_MB} MB)")
+        if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
+            rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
+            if rec is not None:
+                if rec.config.get("corpus") not in CORPUS_NAMES:
+                    st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "
+                             f"(it opens {', '.join(CORPUS_NAMES)}); analyse it with `python -m nps evaluate`.")
+                else:
+                    add_record(f"upload: {up.name}", rec)
+                    st.session_state["_uploaded_name"] = (up.name, up.size)
 
 
 
@@ -71,8 +73,12 @@ def open_link(link: dict) -> None:
         c = attempt(resources.corpus, config.corpus, config.subset, what=f"loading {config.corpus}")
         if c is None or attempt(lambda: check_against(config, c) or True, what="checking the link's settings") is None:
             return
-        with st.spinner("Rebuilding the linked record (deterministic: the same config gives the same samples)…"):
-            out = attempt(resources.generate, config, what="rebuilding the linked record")
+        # deterministic: the same config gives the same samples; the bar names each stage
+        live = LiveProgress("Rebuilding the linked record", "link", show_canvas=False)
+        out = None
+        if attempt(stages.prepare, config, live, what="preparing the linked record") is not None:
+            out = attempt(resources.generate, config, live, what="rebuilding the linked record")
+        live.done()
         if out is not None:
             rec, label = out[0], record_label(config.to_dict(), "generate")
     else:
@@ -185,9 +191,11 @@ with tab_sample:
                         key="ana_trace_figure")
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
                    "map colour, at the positions they were copied from.")
-    st.divider()
-    st.markdown("**Honesty panel.**")
-    views.honesty_panel(record, n, rid, corpus)
+        views.source_picker(record, n, corpus.train, rid)
+    if present.show_secondary():
+        st.divider()
+        st.markdown("**Honesty panel.**")
+        views.honesty_panel(record, n, rid, corpus)
 
 with tab_batch:
     from nps.plots import composition_figure, heatmaps_figure, memorisation_figure

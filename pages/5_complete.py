@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import resources, views
+from app_support import stages, views
 from app_support.boot import entry_guard
 from app_support.ui import (
     LiveProgress,
@@ -100,8 +100,41 @@ if image is None:
     st.info("Choose a test image, upload a picture or draw one.")
     st.stop()
 
+
+def paint_mask(image: np.ndarray, where) -> np.ndarray | None:  # noqa: ANN001
+    """The region the visitor paints over ``image`` (a second canvas mode), as an (h,w) bool mask."""
+    from nps.app_display import painted_mask
+    try:
+        from streamlit_drawable_canvas import st_canvas
+    except ImportError:
+        where.info("Painting the mask needs the optional package `streamlit-drawable-canvas` (0.13 or later); "
+                   "choose another region meanwhile.", icon=":material/format_paint:")
+        return None
+    shown = upscale(to_rgb(image[None])[0], scale)
+    with where:
+        st.caption("Paint over the part to hide (red); the sampler fills what you painted.")
+        painted = st_canvas(fill_color="rgba(255, 60, 60, 0.55)", stroke_width=max(6, 2 * scale),
+                            stroke_color="rgba(255, 60, 60, 0.55)", background_color="rgba(0, 0, 0, 0)",
+                            background_image=png_bytes(shown),
+                            height=scale * h, width=scale * w, drawing_mode="freedraw", key="paint_canvas",
+                            return_image_data=True)
+    data = getattr(painted, "image_data", None)
+    mask = painted_mask(data, h, w, shown) if data is not None else np.zeros((h, w), bool)
+    if not mask.any():
+        where.info("Nothing painted yet.", icon=":material/format_paint:")
+        return None
+    if mask.all():
+        where.warning("Everything is painted: leave some of the image as context.")
+        return None
+    return mask
+
+
+PAINT = "paint it"  # a mask the visitor paints on the image (not one of nps.app_state.MASKS)
 mc = st.columns([1, 1, 1])
-mc[0].selectbox("unknown region", MASKS, key="cmp_mask")
+if st.session_state["cmp_mask"] not in (*MASKS, PAINT):
+    st.session_state["cmp_mask"] = MASKS[0]
+mc[0].selectbox("unknown region", [*MASKS, PAINT], key="cmp_mask",
+                help=f"'{PAINT}': paint the region to hide over the image with the mouse or a finger")
 rect = None
 if st.session_state["cmp_mask"] == "rectangle":
     ss_default("cmp_rows", (h // 4, 3 * h // 4))
@@ -110,7 +143,10 @@ if st.session_state["cmp_mask"] == "rectangle":
     mc[0].slider("columns", 0, w, key="cmp_cols")
     (y0, y1), (x0, x1) = st.session_state["cmp_rows"], st.session_state["cmp_cols"]
     rect = (int(y0), int(y1), int(x0), int(x1))
-unknown = attempt(unknown_mask, st.session_state["cmp_mask"], h, w, rect, what="building the mask")
+if st.session_state["cmp_mask"] == PAINT:
+    unknown = paint_mask(image, mc[0])
+else:
+    unknown = attempt(unknown_mask, st.session_state["cmp_mask"], h, w, rect, what="building the mask")
 if unknown is None:
     st.stop()
 mc[1].image(upscale(to_rgb(image[None])[0], scale), caption="the image")
@@ -180,8 +216,7 @@ if st.button("Fill the unknown region", type="primary", key="btn_complete", disa
     else:
         live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
         try:
-            rec = complete(config, resources.corpus(config.corpus, config.subset), image, ~unknown,
-                           progress=live)
+            rec = complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
         except Exception as exc:  # noqa: BLE001
             live.done()
             show_error(exc, "filling the image")

@@ -833,3 +833,217 @@ def test_replay_has_a_speed_control(app):
     _ok(app)
     step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
     assert app.slider(key=step_key).value == 64  # played to the end
+
+
+# --------------------------------------------------------------------------- stages, estimates
+@pytest.fixture
+def stage_log(monkeypatch):
+    """Every stage text a LiveProgress bar shows (the bar itself is gone once the run ends)."""
+    import app_support.ui as ui
+    seen: list[str] = []
+    real = ui.LiveProgress.stage
+
+    def spy(self, text):
+        seen.append(text)
+        return real(self, text)
+
+    monkeypatch.setattr(ui.LiveProgress, "stage", spy)
+    return seen
+
+
+def test_generation_names_its_stages(app, stage_log):
+    import app_support.stages as stages
+    stages._PREPARED.clear()  # a cold server process: every stage is walked
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    app.slider(key="gen_n").set_value(4)
+    app.button(key="btn_generate").click().run()
+    _ok(app)
+    names = [t.split(": ", 1)[1].split(" ")[0] for t in stage_log]
+    assert names == ["loading", "fitting", "embedding", "building", "sampling"], stage_log
+    assert stage_log[0].startswith("stage 1/5") and stage_log[-1].startswith("stage 5/5")
+    stage_log.clear()
+    app.toggle(key="gen_ssl").set_value(False)  # no representation: no encoder, embedding or index stages
+    app.button(key="btn_generate").click().run()
+    assert [t.split(": ", 1)[1].split(" ")[0] for t in stage_log] == ["loading", "sampling"]
+
+
+def test_preset_build_shows_stages_not_a_spinner(app, cache_dir, stage_log):
+    import app_support.stages as stages
+    stages._PREPARED.clear()
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert any("embedding" in t for t in stage_log) and "sampling" in stage_log[-1]
+    assert app.session_state["ana_record"] == "preset: digits"
+
+
+def test_estimate_before_the_click_and_a_cheaper_alternative(app):
+    app.run()
+    app.switch_page("pages/2_generate.py").run()
+    assert any("Expected: under a second" in c.value for c in app.caption)  # the full model on digits
+    app.toggle(key="gen_loc").set_value(False)
+    app.toggle(key="gen_ssl").set_value(False)
+    app.slider(key="gen_n").set_value(64).run()  # appearance alone, 64 samples: over 5 s
+    warn = [w.value for w in app.warning if "Expected" in w.value]
+    assert warn and "candidate windows per pixel" in warn[0]
+    offers = [b for b in app.button if b.key and b.key.startswith("btn_cheaper_gen_")]
+    assert {b.label.rsplit(" (", 1)[0] for b in offers} == {"Try 4 samples", "Try locality on (R = 1)",
+                                                        "Try a 1,000-image subset"}
+    loc = next(b for b in offers if "locality" in b.label)
+    loc.click().run()
+    _ok(app)
+    assert app.toggle(key="gen_loc").value
+    assert not [w for w in app.warning if "Expected" in w.value]  # the cheaper run is under 5 s
+
+
+def test_ablation_columns_show_their_estimates(app):
+    app.run()
+    app.switch_page("pages/3_ablations.py").run()
+    _ok(app)
+    assert sum("Expected:" in c.value for c in app.caption) >= 1
+
+
+def test_replay_skips_the_seed_steps_shells_and_pauses(app):
+    from app_support.views import FRAME_PX, seed_steps, shell_end
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    rec = app.session_state["records"]["preset: digits"]
+    step_key = next(s.key for s in app.slider if s.key and s.key.startswith("ana_step_"))
+    rid = step_key.removeprefix("ana_step_")
+    seeds = seed_steps(rec)
+    assert seeds == 4 and (rec.shell[:seeds] == 0).all() and rec.shell[seeds] > 0  # the 2x2 seed of digits
+    app.button(key=f"btn_first_{rid}").click().run()
+    assert app.slider(key=step_key).value == 0
+    app.button(key=f"btn_seed_{rid}").click().run()  # the whole seed in one click
+    assert app.slider(key=step_key).value == seeds
+    assert app.button(key=f"btn_seed_{rid}").disabled
+    app.button(key=f"btn_shell_{rid}").click().run()  # then one shell
+    end = shell_end(rec, seeds)
+    assert app.slider(key=step_key).value == end > seeds
+    assert (rec.shell[seeds:end] == rec.shell[seeds]).all() and rec.shell[end] != rec.shell[seeds]
+    # Pause keeps the frame Play had reached (here, as if Play was at step 20 when it was clicked)
+    app.session_state[f"_{step_key}_playing"] = 20
+    app.button(key=f"btn_pause_{rid}").click().run()
+    assert app.slider(key=step_key).value == 20
+    assert any(c.startswith(f"step 20/{len(rec.order)}") for i in app.image for c in i.captions)
+    assert FRAME_PX >= 300  # one fixed frame size, during Play and after (it used to shrink to 224 px)
+
+
+def test_hover_names_each_pixels_source(digits):
+    from nps.app_display import pixel_hover, source_highlight
+    from nps.presets import load_preset
+    rec = load_preset("digits", digits)
+    names = tuple(digits.class_names)
+    hover = pixel_hover(rec, 0, names)
+    assert hover.shape == rec.canvas_shape
+    y, x = rec.order[-1]  # the last pixel filled: sampled from a pool
+    s, sy, sx = rec.source_index[0, y, x], rec.source_y[0, y, x], rec.source_x[0, y, x]
+    text = hover[y, x]
+    assert f"from #{s} " in text and f"at ({sy}, {sx})" in text and f"pool {rec.pool_size[0, y, x]:,}" in text
+    assert f"class {names[rec.source_label[0, y, x]]}" in text
+    y0, x0 = rec.order[0]  # a seed pixel: no pool
+    assert "seed patch" in hover[y0, x0]
+    pic, count = source_highlight(rec, 0, int(s))
+    lit = rec.source_index[0] == s
+    assert count == lit.sum() >= 1 and pic.shape == (*rec.canvas_shape, 3)
+    assert (pic[lit][:, 0] >= 150).all() and (pic[~lit].max(axis=-1) <= 0.3 * 255 + 20 + 1).all()
+
+
+def test_canvas_hover_and_source_picker_on_analysis(app):
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    canvas = next(c for c in app.get("plotly_chart") if "sel_canvas_" in str(c.proto.id) or "from #" in str(c.proto))
+    assert "from #" in str(canvas.proto.spec)
+    rec = app.session_state["records"]["preset: digits"]
+    from nps.app_state import record_id
+    pick = f"ana_src_pick_{record_id(rec)[:8]}_0"
+    assert app.session_state[pick] == 0
+    from nps.plots import thumbnails
+    digits_train = __import__("app_support.resources", fromlist=["corpus"]).corpus("digits", None).train
+    thumbs = thumbnails(rec, 0, digits_train, 5)
+    app.session_state[pick] = 1  # as a click on the second source does
+    app.run()
+    sid, cnt, _ = thumbs[1]
+    assert any(f"#{sid} gave {cnt} pixels" in c for i in app.image for c in i.captions)
+
+
+def test_presentation_mode_enlarges_and_hides_secondary_panels(app):
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    assert any("Honesty panel" in m.value for m in app.markdown)
+    assert len(app.get("download_button")) == 2
+    assert not [h for h in app.get("html") if "font-size: 125%" in str(h.proto)]
+    app.sidebar.toggle(key="sb_present").set_value(True).run()
+    _ok(app)
+    assert app.session_state["sb_present"]
+    assert [h for h in app.get("html") if "font-size: 125%" in str(h.proto)]  # larger type, full width
+    assert not any("Honesty panel" in m.value for m in app.markdown)  # secondary panels hidden
+    assert len(app.get("download_button")) == 0
+    assert not [e for e in app.expander if "Open a record file" in e.label]
+    assert "Hover a pixel" in " ".join(c.value for c in app.caption)  # the canvas itself stays
+    import json
+    heights = [json.loads(c.proto.spec).get("layout", {}).get("height", 0) for c in app.get("plotly_chart")
+               if "from #" in c.proto.spec]
+    assert heights and min(heights) >= 560  # the traced canvas is larger (360 px otherwise)
+    app.switch_page("pages/2_generate.py").run()
+    _ok(app)
+    assert not [e for e in app.expander if "command line" in e.label]
+
+
+def test_painted_mask_reads_both_canvas_forms():
+    from nps.app_display import painted_mask
+    bg = np.repeat(np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, 10, 0), 10, 1)
+    bg = np.stack([bg] * 3, -1)  # an 80x80 grey picture under the paint
+    layer = np.zeros((80, 80, 4), np.uint8)
+    layer[:40, 10:30] = (255, 60, 60, 140)  # painted: rows 0-3, columns 1-2
+    want = np.zeros((8, 8), bool)
+    want[:4, 1:3] = True
+    assert np.array_equal(painted_mask(layer, 8, 8), want)  # the drawing layer alone
+    assert np.array_equal(painted_mask(layer, 8, 8, bg), want)
+    comp = np.concatenate([bg, np.full((80, 80, 1), 255, np.uint8)], -1)  # the layer composited over the picture
+    m = layer[..., 3] > 0
+    comp[m, :3] = (0.55 * layer[m, :3] + 0.45 * bg[m]).astype(np.uint8)
+    assert np.array_equal(painted_mask(comp, 8, 8, bg), want)
+    assert not painted_mask(np.zeros((80, 80, 4), np.uint8), 8, 8).any()
+    assert not painted_mask(np.zeros((3, 3)), 8, 8).any()  # not an RGBA picture: nothing painted
+
+
+def test_complete_paints_the_mask_to_fill(app, digits, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def fake_complete(config, corpus, image, known, progress=None):
+        calls.append(known.copy())
+        raise NPSError("stand-in: stop here")
+
+    import ast
+    import importlib.util
+    spec = importlib.util.find_spec("streamlit_drawable_canvas")
+    accepted = None
+    if spec is not None:  # the real component's keyword names (importing it outside a server fails)
+        tree = ast.parse(Path(spec.origin).read_text())
+        fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "st_canvas")
+        accepted = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+
+    def fake_canvas(**kw):
+        assert accepted is None or set(kw) <= accepted, set(kw) - accepted
+        assert kw["background_image"] and kw["key"] == "paint_canvas"
+        layer = np.zeros((kw["height"], kw["width"], 4), np.uint8)
+        layer[: kw["height"] // 2, :] = (255, 60, 60, 140)  # the top half painted
+        return types.SimpleNamespace(image_data=layer)
+
+    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", types.SimpleNamespace(st_canvas=fake_canvas))
+    app.run()
+    app.switch_page("pages/5_complete.py").run()
+    app.selectbox(key="cmp_mask").set_value("paint it").run()
+    assert any("32 pixels to synthesise" in c for i in app.image for c in i.captions)
+    app.button(key="btn_complete").click().run()
+    known = calls[-1]
+    assert not known[:4].any() and known[4:].all()  # the painted half is the region filled

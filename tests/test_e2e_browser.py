@@ -329,3 +329,33 @@ def test_drawing_on_complete(server, page):
     _settle(page)
     _no_errors(page)
     _shot(page, "complete-drawing")
+
+
+@pytest.mark.slow
+def test_painting_the_mask_on_complete(server, page):
+    """Paint the region to hide over a test image (the second canvas mode) and fill it back."""
+    import importlib.util
+    if importlib.util.find_spec("streamlit_drawable_canvas") is None:
+        pytest.skip("the optional streamlit-drawable-canvas is not installed")
+    page.goto(f"{server}/complete?corpus=digits&subset=all&encoder=pca&seed=0")
+    page.get_by_role("heading", name="Complete", exact=True).wait_for()
+    _settle(page)
+    page.locator('[data-testid="stSelectbox"]', has_text="unknown region").click()
+    page.get_by_role("option", name="paint it").click()
+    page.get_by_text("Nothing painted yet").wait_for()
+    canvas = page.locator("canvas").last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 10, box["y"] + 10)
+    page.mouse.down()
+    for i in range(30):  # a thick zig-zag over the top of the digit
+        page.mouse.move(box["x"] + 10 + i * 6, box["y"] + 10 + (i % 2) * 30)
+    page.mouse.up()
+    page.get_by_text("pixels to synthesise", exact=False).wait_for()
+    _settle(page)
+    page.get_by_role("button", name="Fill the unknown region").click()
+    page.get_by_text("filled pixels tinted blue", exact=False).wait_for()
+    _settle(page)
+    _no_errors(page)
+    _shot(page, "complete-painted-mask")

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nps.cli._common import writable_path
     from nps.corpora import load_corpus
+    from nps.cost import estimate_line
     from nps.errors import NPSError
     from nps.record import check_provenance
     from nps.sampler import generate
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
+    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.cost; stderr keeps one error line
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 

@@ -1,0 +1,75 @@
+"""Named stages before a run: the progress bar says what the server is doing, not a bare spinner.
+
+A generation's slow parts on a cold server are not the sampling: they are loading the
+corpus, fitting the encoder, embedding every training image (a minute or two for
+MNIST's 70,000 images with SimCLR on 2 CPU cores) and building the index.  Each of
+those is a cached resource (:mod:`app_support.resources`) that runs without a callback,
+so :func:`prepare` calls them one by one *before* the generation, naming each stage on
+the run's :class:`app_support.ui.LiveProgress` bar; the generation then finds them all
+cached and the bar goes on with "sampling pixel i/M".  The engine's callback signature
+is unchanged: the stage names live only here.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from app_support import resources
+from nps.config import GenerationConfig
+
+_PREPARED: set[tuple] = set()  # pool fields already built in this server process (a later run skips the stages)
+_LOCK = threading.Lock()
+
+
+def prepared(config: GenerationConfig) -> bool:
+    """Whether :func:`prepare` already built ``config``'s pools in this server process (no cold stages left)."""
+    with _LOCK:
+        return (config.corpus, config.subset, resources.pool_fields(config)) in _PREPARED
+
+
+def stage_names(config: GenerationConfig) -> list[str]:
+    """The stages :func:`prepare` walks through for ``config``, in order (the last is always sampling).
+
+    >>> stage_names(GenerationConfig(corpus="digits", constraints=("ssd",)))
+    ['loading corpus', 'sampling']
+    """
+    names = ["loading corpus"]
+    if config.uses("ssl") and config.label is None:
+        names += ["fitting encoder", "embedding", "building index"]
+    return [*names, "sampling"]
+
+
+def prepare(config: GenerationConfig, live: Any = None) -> Any:
+    """Load what ``config`` needs, stage by stage, naming each on ``live`` (a LiveProgress, or None).
+
+    Returns:
+        the loaded corpus.
+    Raises:
+        NPSError: the corpus, the encoder or its weights are missing or refused.
+    """
+    names = stage_names(config)
+    total = len(names)
+
+    def say(i: int, detail: str = "") -> None:
+        if live is not None and hasattr(live, "stage"):
+            live.stage(f"stage {i + 1}/{total}: {names[i]}{detail}…")
+
+    say(0, f" {config.corpus}" + (f" (subset {config.subset:,})" if config.subset else ""))
+    corpus = resources.corpus(config.corpus, config.subset)
+    fields = (config.corpus, config.subset, resources.pool_fields(config))
+    with _LOCK:
+        done = fields in _PREPARED
+    if config.uses("ssl") and config.label is None and not done:
+        say(1, f" {config.encoder}")
+        enc = resources.encoder(config.encoder, config.corpus, config.subset)
+        say(2, f" {len(corpus.train) + len(corpus.test):,} images with {config.encoder} "
+               "(cached on disk after the first time)")
+        from nps.retrieval import embed_corpus
+        embed_corpus(corpus, enc)
+        say(3, f" over {len(corpus.train):,} training embeddings")
+    resources.pools(config)
+    with _LOCK:
+        _PREPARED.add(fields)
+    say(total - 1, " pixels")
+    return corpus

@@ -1,0 +1,69 @@
+"""The run-time estimate (nps.cost): its model, its cheaper alternatives and the CLI's line."""
+
+from __future__ import annotations
+
+import pytest
+
+from nps import cost
+from nps.config import GenerationConfig
+
+MNIST = (28, 28)
+
+
+def test_estimate_follows_the_cost_driver():
+    full = GenerationConfig(corpus="mnist", n=16, batch_size=16)
+    est = cost.estimate(full, 60_000, MNIST)
+    assert est.windows_per_pixel == 64 * 25 and est.pixels == 28 * 28 - 64 and est.n == 16
+    assert not est.slow  # the full model on all of MNIST: a few seconds
+    ssd = cost.estimate(full.replace(constraints=("ssd",)), 60_000, MNIST)
+    assert ssd.slow and ssd.seconds > 3600  # appearance alone over 47M windows per pixel: hours
+    loc = cost.estimate(full.replace(constraints=("ssd", "loc")), 60_000, MNIST)
+    assert est.seconds < loc.seconds < ssd.seconds
+    # the model is linear in n (plus the per-batch step cost)
+    half = cost.estimate(full.replace(constraints=("ssd", "loc"), n=8), 60_000, MNIST)
+    assert half.seconds == pytest.approx(cost.FIXED_S + (loc.seconds - cost.FIXED_S) / 2, rel=0.01)
+
+
+def test_calibration_matches_the_measured_run():
+    # measured: mnist 60k, ssd+loc, n = 4 in 128.8 s (see the module docstring); the model is within 2x
+    cfg = GenerationConfig(corpus="mnist", n=4, batch_size=4, constraints=("ssd", "loc"))
+    assert 128.8 / 2 < cost.estimate(cfg, 60_000, MNIST).seconds < 128.8 * 2
+
+
+def test_cheaper_alternatives_are_faster_and_sorted():
+    cfg = GenerationConfig(corpus="mnist", n=16, batch_size=16, constraints=("ssd",))
+    base = cost.estimate(cfg, 60_000, MNIST).seconds
+    alts = cost.cheaper(cfg, 60_000, MNIST)
+    assert {a.what.split()[0] for a in alts} == {"locality", "a", "4"}
+    secs = [a.estimate.seconds for a in alts]
+    assert secs == sorted(secs) and all(s < base for s in secs)
+    loc = next(a for a in alts if a.what.startswith("locality"))
+    assert loc.changes == {"constraints": ("ssd", "loc")}
+    assert next(a for a in alts if "subset" in a.what).changes == {"subset": 1000}
+    # with representation on, a subset does not shrink the k-image pool: not offered
+    with_ssl = cost.cheaper(cfg.replace(constraints=("ssd", "ssl")), 60_000, MNIST)
+    assert not any("subset" in a.what for a in with_ssl)
+    # nothing cheaper to offer for a tiny run on a tiny corpus
+    tiny = GenerationConfig(corpus="digits", n=4, batch_size=4, window=3, seed_size=2, radius=1)
+    assert cost.cheaper(tiny, 200, (8, 8)) == []
+
+
+def test_format_seconds_and_line():
+    assert cost.format_seconds(0.2) == "under a second"
+    assert cost.format_seconds(8.2) == "about 8 s"
+    assert cost.format_seconds(600) == "about 10 min"
+    assert cost.format_seconds(9000) == "about 2.5 h"
+    slow = GenerationConfig(corpus="mnist", n=16, constraints=("ssd",))
+    line = cost.estimate_line(slow, 60_000, MNIST)
+    assert line.startswith("estimate: about") and "; with " in line
+    assert "; with " not in cost.estimate_line(GenerationConfig(corpus="mnist"), 60_000, MNIST)
+
+
+def test_cli_prints_the_estimate_first(tmp_path, capsys):
+    from nps.cli import main
+    out = tmp_path / "r.npz"
+    assert main(["generate", "--corpus", "digits", "--n", "2", "--batch-size", "2", "--window", "3",
+                 "--seed-size", "2", "--radius", "1", "--k", "16", "--encoder", "pca", "--out", str(out)]) == 0
+    out_text = capsys.readouterr().out  # stdout: stderr stays one "error:" line when a run is refused
+    first = out_text.splitlines()[0]
+    assert first.startswith("estimate: under a second") and "candidate windows per pixel" in first
