@@ -71,7 +71,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("ablate", "--seed"): ["-1", str(2**64)], ("ablate", "--n"): ["0", "1", "-1", HUGE],
     ("ablate", "--subset"): ["-1", HUGE], ("ablate", "--entropy-window"): COUNT, ("ablate", "--window"): ["1", "4"],
     ("ablate", "--eps"): ["-1", "1e300"], ("ablate", "--radius"): NONNEG, ("ablate", "--seed-size"): COUNT,
-    ("ablate", "--k"): COUNT, ("ablate", "--batch-size"): COUNT,
+    ("ablate", "--k"): COUNT, ("ablate", "--batch-size"): COUNT, ("ablate", "--ray-cpus"): COUNT,
     ("sweep", "--subset"): COUNT, ("sweep", "--n"): ["0", "1", "-1", HUGE], ("sweep", "--seed"): ["-1"],
     ("sweep", "--entropy-window"): COUNT, ("sweep", "--batch-size"): COUNT,
     ("generate", "--ray-cpus"): COUNT,

@@ -105,3 +105,15 @@ def test_unreachable_or_malformed_ray_address_is_one_line_in_seconds(address, ca
     assert not out.exists()
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_ablate_with_ray_writes_the_same_records(local_ray, tmp_path):
+    """Every configuration of an ablation generated on Ray is the record of the plain ablation."""
+    base = ["ablate", "--corpus", "digits", "--n", "4", "--subset", "100", "--window", "3", "--seed-size", "2",
+            "--k", "8", "--encoders", "pca", "--no-full-corpus", "--batch-size", "2"]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--ray", "--out", str(tmp_path / "ray")]) == 0
+    plain = sorted((tmp_path / "plain" / "records").glob("*.npz"))
+    assert len(plain) >= 3  # SSD only, SSD + loc, the full model
+    for p in plain:
+        _same(ProvenanceRecord.load(tmp_path / "ray" / "records" / p.name), ProvenanceRecord.load(p))

@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full corpus)")
     p.add_argument("--batch-size", type=int, default=64, help="samples in lockstep (default: %(default)s)")
     p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="generate each configuration as Ray tasks (nps.distributed); no ADDRESS starts a local "
+                        "Ray; every record is bit-identical to a plain run")
+    p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -92,13 +96,23 @@ def auto_k(corpus_size: int) -> int:
     return int(min(DEFAULTS["k"], max(8, corpus_size // 20)))
 
 
-def run_config(config, corpus, label: str):  # noqa: ANN001, ANN201
-    """Generate one configuration with a progress bar; returns (record, seconds)."""
+def run_config(config, corpus, label: str, ray: str | None = None,  # noqa: ANN001, ANN201
+               ray_cpus: int | None = None):
+    """Generate one configuration with a progress bar; returns (record, seconds).
+
+    With ``ray`` ("local" or a cluster address) the samples are generated as Ray tasks
+    (:func:`nps.distributed.generate_on_ray`), bit-identical to the plain run.
+    """
     from nps.sampler import generate
     bar, progress = _progress_bar(label, config.n, config.batch_size)
     t0 = time.perf_counter()
     try:
-        record = generate(config, corpus, progress=progress)
+        if ray is not None:
+            from nps.distributed import generate_on_ray
+            record = generate_on_ray(config, corpus, None if ray == "local" else ray, ray_cpus,
+                                     progress=lambda done: bar.update(done - bar.n))
+        else:
+            record = generate(config, corpus, progress=progress)
     finally:
         bar.close()
     return record, time.perf_counter() - t0
@@ -127,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         raise NPSError(f"--n {n} must be >= 2 (IS and FID need several samples).")
     positive(subset, "--subset", 0, 2**63 - 1)
     positive(args.entropy_window, "--entropy-window", 1, 255)
+    if args.ray_cpus is not None:
+        positive(args.ray_cpus, "--ray-cpus", 1, 4096)
     sampler_kw = {k: getattr(args, k) for k in ("window", "eps", "radius", "seed_size") if getattr(args, k) is not None}
     # Parameter errors before any loading (the corpus-dependent checks follow once it is loaded).
     GenerationConfig(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
@@ -185,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     images: dict = {}
     refs = None
     for slug, label, cfg, which in plan:
-        record, seconds = run_config(cfg, corpora[which], label)
+        record, seconds = run_config(cfg, corpora[which], label, args.ray, args.ray_cpus)
         record.save(out / "records" / f"{_file_stem(slug)}.npz")
         if which == "subset":
             refs = record.reference if refs is None else refs
