@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_support import resources
-from app_support.ui import add_record, attempt, config_caption, records, ss_default
+from app_support.ui import attempt, config_caption, records, ss_default
 from nps.config import GenerationConfig
 from nps.record import ProvenanceRecord
 
@@ -77,18 +77,8 @@ def _traced_step(record: ProvenanceRecord, n: int) -> int | None:
 
 
 def _no_record() -> None:
-    from nps.presets import PRESETS, load_preset
-    st.info("No record yet: generate one on the Generate page, or open a preset here.")
-    cols = st.columns(len(PRESETS))
-    for col, preset in zip(cols, PRESETS.values()):
-        if col.button(f"Open preset: {preset.title}", key=f"btn_exp_preset_{preset.name}"):
-            cfg = preset.config
-            c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading {cfg.corpus}")
-            rec = attempt(load_preset, preset.name, c, what=f"building preset {preset.name}") if c else None
-            if rec is not None:
-                add_record(f"preset: {preset.name}", rec)
-                st.rerun()
-    st.stop()
+    from app_support.stages import no_record_picker
+    no_record_picker("exp", "No record yet: generate one on the Generate page, or open a preset here.")
 
 
 def explainer_page() -> None:

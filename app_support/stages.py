@@ -73,3 +73,42 @@ def prepare(config: GenerationConfig, live: Any = None) -> Any:
         _PREPARED.add(fields)
     say(total - 1, " pixels")
     return corpus
+
+
+def open_preset(name: str):  # noqa: ANN201
+    """The preset's record, built with a progress bar naming each stage (corpus, encoder, embedding, sampling).
+
+    One way to open a preset for every page (Welcome's cards, Analysis and the explainer when
+    they have no record, an Analysis permalink); a preset already built is read from disk.
+    Returns None after an ``st.error`` line if it cannot be opened.
+    """
+    from app_support.ui import LiveProgress, attempt
+    from nps.presets import PRESETS, is_built, load_preset
+    preset = PRESETS[name]
+    cfg = preset.config
+    if is_built(name):  # cached: opened from disk, no stages to show
+        return attempt(load_preset, name, what=f"opening preset {name}")
+    live = LiveProgress(f"Building preset {name}", f"preset_{name}", scale=6 if cfg.corpus == "digits" else 2)
+    c = attempt(prepare, cfg, live, what=f"preparing preset {name}")
+    built = None
+    if c is not None:
+        built = attempt(load_preset, name, c, resources.pools(cfg) if cfg.uses("ssl") else None, live,
+                        what=f"building preset {name}")
+    live.done()
+    return built
+
+
+def no_record_picker(key_prefix: str, message: str) -> None:
+    """Say there is no record, offer every preset as a button, open the chosen one; then stop the page."""
+    import streamlit as st
+
+    from app_support.ui import add_record
+    from nps.presets import PRESETS
+    st.info(message)
+    for col, preset in zip(st.columns(len(PRESETS)), PRESETS.values()):
+        if col.button(f"Open preset: {preset.title}", key=f"btn_{key_prefix}_preset_{preset.name}"):
+            rec = open_preset(preset.name)
+            if rec is not None:
+                add_record(f"preset: {preset.name}", rec)
+                st.rerun()
+    st.stop()

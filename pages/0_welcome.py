@@ -6,11 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_support import resources, stages
+from app_support import stages
 from app_support.boot import entry_guard
-from app_support.ui import LiveProgress, add_record, attempt, open_in_analysis, show_grid
+from app_support.ui import add_record, open_in_analysis, show_grid
 from nps.app_state import stroke_pixel
-from nps.presets import LESSONS, PRESETS, Lesson, is_built, load_preset, read_built
+from nps.presets import LESSONS, PRESETS, Lesson, is_built, read_built
 
 FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
 
@@ -32,22 +32,6 @@ intro.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representa
               "Pick a corpus in the sidebar; its menu lists the pages of the bench (on a phone, open it with "
               "the » at the top).")
 
-def build_preset(name: str):  # noqa: ANN201
-    """The preset's record, built with a progress bar naming each stage (corpus, encoder, embedding, sampling)."""
-    preset = PRESETS[name]
-    cfg = preset.config
-    if is_built(name):  # cached: opened from disk, no stages to show
-        return attempt(load_preset, name, what=f"opening preset {name}")
-    live = LiveProgress(f"Building preset {name}", f"preset_{name}", scale=6 if cfg.corpus == "digits" else 2)
-    c = attempt(stages.prepare, cfg, live, what=f"preparing preset {name}")
-    built = None
-    if c is not None:
-        built = attempt(load_preset, name, c, resources.pools(cfg) if cfg.uses("ssl") else None, live,
-                        what=f"building preset {name}")
-    live.done()
-    return built
-
-
 st.subheader("Presets")
 st.caption("Small records built once and kept in the server's cache. Opening one that is not built yet "
            "generates it: about a second on digits; on MNIST a few seconds once its SimCLR embeddings are cached, "
@@ -63,7 +47,7 @@ for col, preset in zip(cols, PRESETS.values()):
             show_grid(rec.images, scale=2 if rec.canvas_shape[0] > 12 else 6, ncol=4)
         if st.button("Open in Analysis" if rec is not None else "Build and open", key=f"btn_preset_{preset.name}",
                      icon=":material/open_in_new:"):
-            built = build_preset(preset.name)
+            built = stages.open_preset(preset.name)
             if built is not None:
                 add_record(f"preset: {preset.name}", built)
                 open_in_analysis(f"preset: {preset.name}")
@@ -93,7 +77,7 @@ def start_lesson(lesson: Lesson) -> None:
         st.switch_page("pages/3_ablations.py")
     elif lesson.page == "analysis":
         name = ctl.get("preset", "digits")
-        rec = build_preset(name)
+        rec = stages.open_preset(name)
         if rec is not None:
             add_record(f"preset: {name}", rec)
             ss["ana_lesson"] = lesson.key

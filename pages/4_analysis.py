@@ -24,7 +24,7 @@ from app_support.ui import (
 from nps.app_links import record_query
 from nps.app_state import record_id
 from nps.corpora import CORPUS_NAMES
-from nps.presets import PRESETS, load_preset
+from nps.presets import PRESETS
 
 RECORD_MB = 50
 entry_guard()
@@ -59,9 +59,7 @@ def open_link(link: dict) -> None:
         if name not in PRESETS:
             st.caption(f":orange[the link names preset '{name}', which this lab does not have.]")
             return
-        cfg = PRESETS[name].config
-        c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading {cfg.corpus}")
-        rec = attempt(load_preset, name, c, what=f"building preset {name}") if c is not None else None
+        rec = stages.open_preset(name)
         label = f"preset: {name}"
     elif rec_kind == "gen":
         built = attempt(config_from_query, link, BOUNDS, what="reading the link")
@@ -103,17 +101,7 @@ if link:
 
 if not records():
     mirror_query({})
-    st.info("No record yet: generate one on the Generate page, or open a preset.")
-    pc = st.columns(len(PRESETS))
-    for col, preset in zip(pc, PRESETS.values()):
-        if col.button(f"Open preset: {preset.title}", key=f"btn_ana_preset_{preset.name}"):
-            cfg = preset.config
-            c = attempt(resources.corpus, cfg.corpus, cfg.subset, what=f"loading {cfg.corpus}")
-            rec = attempt(load_preset, preset.name, c, what=f"building preset {preset.name}") if c else None
-            if rec is not None:
-                add_record(f"preset: {preset.name}", rec)
-                st.rerun()
-    st.stop()
+    stages.no_record_picker("ana", "No record yet: generate one on the Generate page, or open a preset.")
 
 labels = list(records())
 if st.session_state.get("ana_record") not in labels:
