@@ -60,24 +60,39 @@ def analyse_record(record, corpus, *, window: int = 5, classifier=None, encoder=
         "notes": notes,
     }
     if scores:
-        from nps.metrics.classifier import load_classifier
-        from nps.metrics.scores import classifier_report
-        try:
-            clf = classifier if classifier is not None else load_classifier(corpus.name)
-        except NPSError as exc:
-            clf = None
-            notes.append(f"IS/FID skipped: {exc}")
-        if clf is not None and len(record) >= 2:
-            out["scores"] = classifier_report(record.images, corpus.name, corpus=corpus, classifier=clf,
-                                              references=record.reference)
+        out["scores"] = image_scores(record.images, corpus, notes, classifier, references=record.reference)
     if memorisation:
-        from nps.analysis.memorisation import memorisation as memo
-        rep = memo(record.images, corpus, encoder=encoder, n_real=n_real)
-        out["memorisation"] = rep.to_dict()
-        out["_memorisation_report"] = rep  # not JSON; removed by :func:`jsonable`
+        out["memorisation"], out["_memorisation_report"] = image_memorisation(record.images, corpus, encoder, n_real)
     out["_composition"] = comp
     out["_pool"] = pool
     return out
+
+
+def image_scores(images: np.ndarray, corpus, notes: list[str], classifier=None,  # noqa: ANN001
+                 references: np.ndarray | None = None) -> dict | None:
+    """IS/FID of (N,H,W[,C]) uint8 images against the real ceiling, or None with the reason in ``notes``.
+
+    Shared by records (:func:`analyse_record`) and learned-baseline samples: the classifier
+    is ``classifier`` or the corpus's own; fewer than 2 images cannot be scored.
+    """
+    from nps.metrics.classifier import load_classifier
+    from nps.metrics.scores import classifier_report
+    try:
+        clf = classifier if classifier is not None else load_classifier(corpus.name)
+    except NPSError as exc:
+        notes.append(f"IS/FID skipped: {exc}")
+        return None
+    if len(images) < 2:
+        notes.append("IS/FID skipped: they need at least 2 samples.")
+        return None
+    return classifier_report(images, corpus.name, corpus=corpus, classifier=clf, references=references)
+
+
+def image_memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 500) -> tuple[dict, object]:  # noqa: ANN001
+    """(JSON-able dict, report) of the nearest-neighbour memorisation ratios of (N,H,W[,C]) uint8 images."""
+    from nps.analysis.memorisation import memorisation as memo
+    rep = memo(images, corpus, encoder=encoder, n_real=n_real)
+    return rep.to_dict(), rep  # the report is not JSON; :func:`jsonable` drops ``_``-keys
 
 
 def jsonable(result: dict) -> dict:

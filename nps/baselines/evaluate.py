@@ -37,25 +37,13 @@ def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,  
              f"{', '.join(SKIPPED)} are skipped."]
     out: dict = {"n": len(images), "kind": "baseline", "config": config, "scores": None, "memorisation": None,
                  "skipped": list(SKIPPED), "notes": notes}
+    from nps.analysis import image_memorisation, image_scores
     if scores:
-        from nps.metrics.classifier import load_classifier
-        from nps.metrics.scores import classifier_report
-        try:
-            clf = classifier if classifier is not None else load_classifier(corpus.name)
-        except NPSError as exc:
-            clf = None
-            notes.append(f"IS/FID skipped: {exc}")
-        if clf is not None and len(images) >= 2:
-            out["scores"] = classifier_report(images, corpus.name, corpus=corpus, classifier=clf)
-        elif clf is not None:
-            notes.append("IS/FID skipped: they need at least 2 samples.")
+        out["scores"] = image_scores(images, corpus, notes, classifier)
     if memorisation:
-        from nps.analysis.memorisation import memorisation as memo
         if encoder is None:
             notes.append("memorisation in pixel space only; pass --encoder NAME for the embedding space.")
-        rep = memo(images, corpus, encoder=encoder)
-        out["memorisation"] = rep.to_dict()
-        out["_memorisation_report"] = rep
+        out["memorisation"], out["_memorisation_report"] = image_memorisation(images, corpus, encoder)
     return out
 
 
