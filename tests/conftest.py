@@ -14,10 +14,28 @@ import os
 # Set before numpy/torch/faiss are imported by any test module.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+_REAL_MAIN = sys.modules.get("__main__")
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Put pytest's own ``__main__`` back after every test.
+
+    Streamlit's script runner (AppTest included) installs each page as a fake
+    ``sys.modules["__main__"]`` and leaves it there.  A ``spawn`` child started later
+    in the same session then re-ran that page as its main module (in bare mode, with
+    torch), and sometimes aborted at exit ("terminate called without an active
+    exception"): the CI failure of test_two_concurrent_builders... on 2026-12-01.
+    """
+    yield
+    if _REAL_MAIN is not None and sys.modules.get("__main__") is not _REAL_MAIN:
+        sys.modules["__main__"] = _REAL_MAIN
 
 
 @pytest.fixture(scope="session", autouse=True)

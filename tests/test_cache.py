@@ -234,6 +234,7 @@ def _die_before_rename(root: str) -> None:
 
 
 def test_build_killed_before_rename_is_never_read(tmp_path: Path) -> None:
+    _assert_spawn_children_will_not_rerun_a_page()
     ctx = multiprocessing.get_context("spawn")
     p = ctx.Process(target=_die_before_rename, args=(str(tmp_path),))
     p.start()
@@ -264,7 +265,19 @@ def _concurrent_builder(root: str, log_path: str, barrier, results) -> None:
     results.put((float(arrays["x"].sum()), float(arrays["y"].sum())))
 
 
+def _assert_spawn_children_will_not_rerun_a_page() -> None:
+    """A spawn child imports ``__main__.__file__``; after an AppTest that was a Streamlit page.
+
+    conftest's ``_restore_main_module`` puts pytest's own back after every test.
+    """
+    import sys
+    main_file = str(getattr(sys.modules.get("__main__"), "__file__", "") or "")
+    repo = Path(__file__).resolve().parents[1]
+    assert not main_file.startswith(str(repo / "pages")) and not main_file.endswith("streamlit_app.py"), main_file
+
+
 def test_two_concurrent_builders_build_once_and_leave_a_valid_file(tmp_path: Path) -> None:
+    _assert_spawn_children_will_not_rerun_a_page()
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     log_path = tmp_path / "builds.log"
