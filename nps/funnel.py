@@ -126,6 +126,7 @@ class _Replay:
         cpad: (1,C,H+2h,W+2h) float32 padded canvas in [0,1] before the step.
         img, known: the canvas before the step, (H,W[,C]) uint8 and (H,W) bool.
         pool_ids: the semantic pool (see :meth:`Sampler.candidate_pool`), None: the whole corpus.
+        keep: (O*P,) bool the candidates the engine kept (:meth:`Sampler.kept_mask`).
     """
 
     sampler: Sampler
@@ -136,6 +137,7 @@ class _Replay:
     d: torch.Tensor
     img: np.ndarray
     known: np.ndarray
+    keep: torch.Tensor
 
     def sources(self, flat_index: np.ndarray) -> np.ndarray:
         """(M,3) int64 (train id, y, x) of candidates given by their flat (O*P) index."""
@@ -170,17 +172,18 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
     pool = sampler.candidate_pool(pool_ids, record.reference[n:n + 1], 1)
     geo = sampler.geometry(y, x, known)
-    d = sampler.distances(geo, cpad, pool)[0]  # (O,P)
-    return _Replay(sampler, step, pool_ids, geo, cpad, d, img, known)
+    d = sampler.distances(geo, cpad, pool)  # (1,O,P)
+    keep = sampler.kept_mask(geo, cpad, pool, d)[0] if sampler.config.uses("ssd") else torch.isfinite(d[0].reshape(-1))
+    return _Replay(sampler, step, pool_ids, geo, cpad, d[0], img, known, keep)
 
 
-def _cut(flat: torch.Tensor, cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
-    """The kept mask over ``flat`` distances, d_min and threshold, by the engine's one rule."""
+def _cut(flat: torch.Tensor, keep: torch.Tensor,
+         cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
+    """The kept mask (the engine's, certified), d_min and the rule's threshold for display."""
     if cfg.uses("ssd"):
-        # The engine's own rule (nps.selection.thresholds), ceiling and fall-back included.
         thr, _ = thresholds(flat.min().reshape(1), cfg)
-        return flat <= thr[0], float(flat.min()), float(thr[0])
-    return torch.isfinite(flat), None, None
+        return keep, float(flat.min()), float(thr[0])
+    return keep, None, None
 
 
 def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
@@ -206,7 +209,7 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
     h, w = record.canvas_shape
     refs = record.reference[n:n + 1]
     flat = rep.d.reshape(-1)
-    keep, d_min, threshold = _cut(flat, cfg)
+    keep, d_min, threshold = _cut(flat, rep.keep, cfg)
     kept = torch.nonzero(keep).squeeze(1).numpy()
     sources = rep.sources(kept)
     train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]
@@ -219,8 +222,8 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
     ssd_alone = None
     if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
         everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
-        full = sampler.distances(everywhere, cpad, sampler.candidate_pool(None, refs, 1))[0].reshape(-1)
-        ssd_alone = int((full <= thresholds(full.min().reshape(1), cfg)[0][0]).sum())
+        whole = sampler.candidate_pool(None, refs, 1)
+        ssd_alone = int(sampler.kept_mask(everywhere, cpad, whole, sampler.distances(everywhere, cpad, whole)).sum())
     formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
                + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
     return Funnel(
@@ -291,8 +294,7 @@ def ranked_candidates(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     if chosen_rank >= len(ranks):
         ranks = np.append(ranks, chosen_rank)
     ssd_sorted = flat[order].astype(np.float32)
-    threshold = fun.threshold
-    kept_sorted = np.ones(len(order), bool) if threshold is None else ssd_sorted <= np.float32(threshold)
+    kept_sorted = rep.keep.numpy()[order]
     # Thin the curve on a log-spaced grid of ranks; keep the last kept and first rejected ranks.
     at = (np.arange(len(order)) if len(order) <= curve_points
           else np.unique(np.geomspace(1, len(order), curve_points).astype(np.int64) - 1))

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from nps import __version__
+from nps.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
 from nps.config import GenerationConfig
 from nps.corpora import Corpus, load_corpus
 from nps.errors import NPSError
@@ -41,7 +42,7 @@ from nps.sampler_setup import (
 )
 from nps.search import ExactSearch, StepQuery
 from nps.search_index import window_index
-from nps.selection import draw, draw_chunked, thresholds
+from nps.selection import draw, draw_chunked
 from nps.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared, with_squares
 
 __all__ = ["Progress", "Sampler", "Stopped", "complete", "gaussian_kernel", "generate", "sample_streams"]
@@ -328,11 +329,11 @@ class Sampler:
         if pool.images is None:
             chunks = self._shared_chunks(geo, cpad, pool)
             d_min = torch.stack([c.amin((0, 1, 2)) for c in chunks]).amin(0)
-            thr, fell_back = thresholds(d_min, self.config)
+            thr, fell_back = self.certified_threshold(geo, cpad, pool, ChunkView(chunks), d_min)
             offset, slot, count = draw_chunked(chunks, thr, u)
         else:
             d = self.distances(geo, cpad, pool)
-            thr, fell_back = thresholds(d.reshape(d.shape[0], -1).amin(1), self.config)
+            thr, fell_back = self.certified_threshold(geo, cpad, pool, DenseView(d), d.reshape(d.shape[0], -1).amin(1))
             offset, slot, count = draw(d, thr, u)
         oy, ox = np.divmod(offset, geo.centres[3] - geo.centres[2])
         ids = pool.ids
@@ -344,6 +345,69 @@ class Sampler:
             sid = ids[np.arange(len(slot)), slot]
         sources = (sid, (geo.centres[0] + oy).astype(np.int64), (geo.centres[2] + ox).astype(np.int64))
         return sources, count, fell_back
+
+    def certified_threshold(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
+                            view: DenseView | ChunkView, d_min: torch.Tensor,
+                            apply: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The step's threshold with every near-threshold float32 decision made in float64.
+
+        See :mod:`nps.certify`: entries of ``view`` too close to call are recomputed by the
+        definition and written back as -inf (kept) or +inf (dropped), so ``d <= thr`` is
+        the float64 rule's kept set.  With ``apply=False`` they are returned instead.
+
+        Args:
+            view: the step's float32 scores; d_min: (B,) float32 their per-sample minimum.
+        Returns:
+            (B,) float32 threshold and the fell-back rows (None without ``max_ssd``); with
+            ``apply=False`` also the (b, j, keep) overrides.
+        """
+        C = self.train_u8.shape[3]
+        w = self.config.window
+        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]
+        # tau only scales the error bound (which has a factor 2 of margin): float32 will do.
+        tau = ((geo.gm * target * target).sum((1, 2, 3)) / geo.gm_sum).double().sqrt_()
+        cy0, _, cx0, cx1 = geo.centres
+
+        def exact(b: np.ndarray, j: np.ndarray) -> torch.Tensor:
+            if geo.weights is None:
+                _, channels, hp, wp = self.padded_.shape
+                geo.weights = ExactWeights(self.gauss_ * geo.known, int(channels), int(hp), int(wp))
+            wts: ExactWeights = geo.weights
+            o, p = view.locate(j)
+            if pool.images is None:
+                images = p if pool.subset is None else pool.subset.cpu().numpy()[p]
+            else:
+                images = pool.ids[b if pool.ids.shape[0] > 1 else np.zeros_like(b), p]
+            oy, ox = np.divmod(o, cx1 - cx0)
+            s = window_pixels(self._padded_np(), wts, images, cy0 + oy, cx0 + ox)
+            t = wts.context(cpad, geo.y, geo.x, w)  # (B,K) float64, 0..255
+            return direct_distance(s, t[torch.from_numpy(b)], wts.w, wts.denom)
+
+        thr, fell_back, (b, j, keep) = certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C,
+                                               self.config, exact)
+        if not apply:
+            return thr, fell_back, (b, j, keep)
+        view.apply(b, j, keep, thr)
+        return thr, fell_back
+
+    def kept_mask(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool, d: torch.Tensor) -> torch.Tensor:
+        """(B,O*P) bool: the candidates the engine keeps, for (B,O,P) scores from :meth:`distances`.
+
+        The same certified rule as :meth:`_choose` (the funnel and the explainer recount with it,
+        so their pools are the engine's by construction); ``d`` is left unchanged.
+        """
+        flat = d.reshape(d.shape[0], -1)
+        thr, _, (b, j, keep) = self.certified_threshold(geo, cpad, pool, DenseView(d), flat.amin(1), apply=False)
+        mask = flat <= thr[:, None]
+        if len(b):
+            mask[torch.from_numpy(b), torch.from_numpy(j)] = torch.from_numpy(keep).to(mask.device)
+        return mask
+
+    def _padded_np(self) -> np.ndarray | torch.Tensor:
+        """The padded corpus as a numpy array when it is a plain CPU tensor (else the tensor/view)."""
+        p = self.padded_
+        plain = isinstance(p, torch.Tensor) and p.device.type == "cpu" and p.is_contiguous()
+        return p.numpy() if plain else p  # (a view, never a copy of the corpus)
 
     def _choose_exact(self, search: ExactSearch, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
                       u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:

@@ -32,6 +32,7 @@ class StepGeometry:
         index, template: the banded-matrix index and :func:`square_template` for
             per-sample pools (built on first use).
         query: the :class:`nps.search.StepQuery` of a whole-corpus step (built on first use).
+        weights: the step's :class:`nps.certify.ExactWeights` (built on first use).
     """
 
     y: int
@@ -44,6 +45,7 @@ class StepGeometry:
     index: BandIndex | None = None
     template: torch.Tensor | None = None
     query: object = None
+    weights: object = None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nps.certify import ExactWeights, direct_distance
 from nps.config import GenerationConfig
 from nps.search_index import WindowIndex
 from nps.selection import _picks, thresholds
@@ -52,17 +53,10 @@ class StepQuery:
     def __init__(self, index: WindowIndex, centres: tuple[int, int, int, int], gm: np.ndarray,
                  channels: int, width: int, hp: int, wp: int) -> None:
         y0, y1, x0, x1 = centres
-        window = gm.shape[0]
         self.positions = np.array([cy * width + cx for cy in range(y0, y1) for cx in range(x0, x1)], np.int64)
-        weights = np.repeat(np.asarray(gm, np.float64).ravel(), channels)  # (D,) dims (ky, kx, c)
-        self.dims = np.flatnonzero(weights > 0)
-        self.w = torch.from_numpy(weights[self.dims])  # (K,) float64
+        exact = ExactWeights(gm, channels, hp, wp)  # the definition, shared with nps.certify
+        self.dims, self.w, self.denom, self.offsets = exact.dims, exact.w, exact.denom, exact.offsets
         self.w32 = self.w.float()
-        # The normaliser in one fixed order, in [0,1]-intensity units (pixels here are 0..255).
-        self.denom = float(np.asarray(gm, np.float64).ravel().sum()) * 255.0 * 255.0
-        ky, rest = np.divmod(self.dims, window * channels)
-        kx, ch = np.divmod(rest, channels)
-        self.offsets = (ch * hp + ky) * wp + kx  # (K,) flat offset of each dimension from a window's corner
         self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
                                       for p in self.positions])
         # Canonical slot of each band position, by position id (-1: outside the band).
@@ -87,25 +81,6 @@ def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) 
         gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
         out.addcmul_(gap, gap, value=float(w[k]))
     return out
-
-
-def direct_distance(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor, denom: float) -> torch.Tensor:
-    """The definition ``sum_k w_k (t_k - s_k)^2 / denom``, elementwise in a fixed order of k.
-
-    Only single, correctly rounded operations (no fused ones, whose vector and scalar code
-    paths may round differently), so every element is the same IEEE computation whatever
-    the tensor's length.
-
-    Args:
-        s, t: (n,K) float64 pixel values (0..255) of n (window, context) pairs; w: (K,) float64.
-    Returns:
-        (n,) float64.
-    """
-    acc = torch.zeros(s.shape[0], dtype=torch.float64)
-    for k in range(s.shape[1]):
-        diff = t[:, k] - s[:, k]
-        acc = acc + float(w[k]) * (diff * diff)
-    return acc / denom
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ _REAL_MAIN = sys.modules.get("__main__")
 
 @pytest.fixture(autouse=True)
 def _restore_main_module():
-    """Put pytest's own ``__main__`` back after every test.
+    """Put pytest's own ``__main__`` and the ``nps`` logger's handlers back after every test.
 
     Streamlit's script runner (AppTest included) installs each page as a fake
     ``sys.modules["__main__"]`` and leaves it there.  A ``spawn`` child started later
@@ -33,9 +33,15 @@ def _restore_main_module():
     torch), and sometimes aborted at exit ("terminate called without an active
     exception"): the CI failure of test_two_concurrent_builders... on 2026-12-01.
     """
+    import logging
+    nps_log = logging.getLogger("nps")
+    handlers, level = list(nps_log.handlers), nps_log.level
     yield
     if _REAL_MAIN is not None and sys.modules.get("__main__") is not _REAL_MAIN:
         sys.modules["__main__"] = _REAL_MAIN
+    # The app attaches its log handler to "nps" when it runs (AppTest counts); a later CLI
+    # test would then see the app's WARNING lines in its stderr.
+    nps_log.handlers[:], nps_log.level = handlers, level
 
 
 @pytest.fixture(scope="session", autouse=True)
