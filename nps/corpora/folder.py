@@ -25,7 +25,7 @@ from pathlib import Path
 
 from nps.corpora.base import Corpus, frozen_corpus
 from nps.errors import NPSError
-from nps.image_folder import MAX_SIZE, read_image_folder, shown
+from nps.image_folder import MAX_SIZE, read_image_folder
 
 PREFIX = "folder:"
 #: option -> default, in canonical order.
@@ -39,6 +39,11 @@ HOW_TO_GET_FOLDER = ("pass folder:PATH where PATH holds one subfolder of images 
 USAGE = f"folder corpora take size=1..{MAX_SIZE} and colour=gray|rgb, e.g. folder:PATH?size=32&colour=rgb"
 
 
+def printable(text: object, limit: int = 200) -> str:
+    """``text`` for a one-line message: control characters (a newline in a name) escaped, at most ``limit`` chars."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text)[:limit])
+
+
 def _size(value: object, where: str) -> int:
     """The image side from ``size=`` text or an int; one NPSError line (naming "image size") otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -46,7 +51,7 @@ def _size(value: object, where: str) -> int:
     if isinstance(value, str):
         text = value.strip()
         if not (text.isascii() and text.isdigit()):
-            raise NPSError(f"image size '{shown(Path(text))[:40]}' in '{where}' is not a whole number; {USAGE}.")
+            raise NPSError(f"image size '{printable(text, 40)}' in '{where}' is not a whole number; {USAGE}.")
         value = int(text)
     if not 1 <= value <= MAX_SIZE:
         raise NPSError(f"image size {value} in '{where}' is out of range; {USAGE}.")
@@ -58,7 +63,7 @@ def _colour(value: object, where: str) -> str:
         return "rgb" if value else "gray"
     text = str(value).strip().lower()
     if text not in _VALUE_ALIASES:
-        raise NPSError(f"colour '{shown(Path(str(value)))[:40]}' in '{where}' is unknown; {USAGE}.")
+        raise NPSError(f"colour '{printable(value, 40)}' in '{where}' is unknown; {USAGE}.")
     return _VALUE_ALIASES[text]
 
 
@@ -77,9 +82,9 @@ def parse_options(query: str, where: str) -> dict[str, object]:
         key, eq, value = part.partition("=")
         key = _KEY_ALIASES.get(key.strip().lower(), key.strip().lower())
         if not eq:
-            raise NPSError(f"corpus option '{shown(Path(part))[:40]}' in '{where}' is not key=value; {USAGE}.")
+            raise NPSError(f"corpus option '{printable(part, 40)}' in '{where}' is not key=value; {USAGE}.")
         if key not in _PARSE:
-            raise NPSError(f"unknown corpus option '{shown(Path(key))[:40]}' in '{where}'; {USAGE}.")
+            raise NPSError(f"unknown corpus option '{printable(key, 40)}' in '{where}'; {USAGE}.")
         if key in seen:
             raise NPSError(f"corpus option '{key}' is given twice in '{where}'; give it once.")
         seen.add(key)

@@ -114,22 +114,23 @@ def parse_corpus_name(name: object) -> CorpusName:
     if not isinstance(name, str) or not name.strip():
         raise NPSError(f"no corpus name given; choose one of {known_names()}.")
     name = name.strip()
+    where = folder.printable(name)
     key, colon, rest = name.partition(":")
     key, _q, key_query = key.partition("?")
     entry = ENTRIES.get(key)
     if entry is None or (entry.parameter is None and colon):
-        raise NPSError(f"unknown corpus '{name[:200]}'; choose one of {known_names()} "
+        raise NPSError(f"unknown corpus '{where}'; choose one of {known_names()} "
                        "(`python -m nps corpora` lists what is available).")
     if entry.parameter is not None and not colon:
-        raise NPSError(f"corpus '{key}' needs its {entry.parameter}: give {entry.pattern}.")
+        raise NPSError(f"corpus '{where}' needs its {entry.parameter}: give {entry.pattern}.")
     parameter, _q2, query = rest.partition("?") if colon else (None, "", key_query)
     if (query or _q or _q2) and entry.read_options is None:
         takers = [e.pattern for e in ENTRIES.values() if e.read_options is not None]
-        raise NPSError(f"corpus '{entry.pattern}' takes no options ('?{query[:40]}'); only "
+        raise NPSError(f"corpus '{entry.pattern}' takes no options ('?{folder.printable(query, 40)}'); only "
                        f"{' and '.join(takers)} {'does' if len(takers) == 1 else 'do'}.")
     if entry.check_parameter is not None:
         entry.check_parameter(parameter or "")
-    options = entry.read_options(query, name[:200]) if entry.read_options is not None else {}
+    options = entry.read_options(query, where) if entry.read_options is not None else {}
     return CorpusName(entry, parameter, options)
 
 
@@ -167,7 +168,7 @@ def load_corpus(name: str, subset: int | None = None, data_root: str | None = No
     parsed = parse_corpus_name(name)
     if parsed.entry.name == "folder" and (image_size is not None or color is not None):
         parsed = CorpusName(parsed.entry, parsed.parameter,
-                            folder.with_overrides(parsed.options, image_size, color, str(name).strip()[:200]))
+                            folder.with_overrides(parsed.options, image_size, color, folder.printable(name.strip())))
     full = _load_full(parsed.canonical, data_root if parsed.entry.data_root else None)
     if subset is None or subset == len(full):
         return full
