@@ -18,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps.corpora import ENTRIES, corpus_status
+    from nps.corpora import corpus_status, parse_corpus_name
 
     rows = corpus_status(args.data_root, verify=args.verify)
     width = max(len(r.name) for r in rows)
     print(f"{'CORPUS':<{width}}  {'STATUS':<9}  SOURCE / HOW TO GET IT")
     for r in rows:
         print(f"{r.name:<{width}}  {'available' if r.available else 'missing':<9}  {r.detail}")
-        entry = ENTRIES[r.name.split(":")[0]]
+        entry = parse_corpus_name(r.name).entry
         # Indented, so a reader of the first column (a script, the tests) sees one row per corpus.
         print(f"{'':<{width}}  {'':<9}  {entry.shape}, {entry.colour}; {entry.licence}")
     missing = sum(not r.available for r in rows)
