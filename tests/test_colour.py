@@ -149,3 +149,22 @@ def test_every_entry_is_listed_once() -> None:
     assert [r.name for r in rows if r.parameterised] == ["folder:PATH", "mnist-deformed:N"]
     for e in ENTRIES.values():
         assert e.shape and e.colour and e.licence and e.how_to_get
+
+
+def test_sample_photos_folder_is_the_photos_tiled(tmp_path: Path) -> None:
+    """tools/sample_photos_folder.py (the README's colour grid): every tile read back is its crop of the photo."""
+    import importlib.util
+
+    from sklearn.datasets import load_sample_image
+    spec = importlib.util.spec_from_file_location("sample_photos_folder",
+                                                  Path(__file__).resolve().parents[1] / "tools/sample_photos_folder.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(tmp_path / "photos"), "--tile", "64"]) == 0
+    assert tool.main([str(tmp_path / "x"), "--tile", "2"]) == 2
+    corpus = load_corpus(f"folder:{tmp_path / 'photos'}?size=64&colour=rgb")
+    assert corpus.class_names == ("china", "flower") and corpus.image_shape == (64, 64, 3)
+    assert len(corpus) + len(corpus.test) == 2 * (427 // 64) * (640 // 64)
+    china = load_sample_image("china.jpg")
+    np.testing.assert_array_equal(corpus.train[0], china[:64, :64])          # r00c00, the first file
+    np.testing.assert_array_equal(corpus.train[1], china[:64, 64:128])       # r00c01

@@ -85,10 +85,11 @@ def positive(value: int | None, flag: str, minimum: int = 1, maximum: int | None
 
 
 def add_corpus_args(p: argparse.ArgumentParser, default: str = "mnist") -> None:
+    from nps.corpora import ENTRIES  # the registry: a new corpus shows up here by itself
     p.add_argument("--corpus", default=default,
-                   help="mnist, fashion-mnist, cifar10, digits, mnist-deformed:N or folder:PATH, where a folder may "
-                        "add ?size=S (1..256, default 28) and &colour=rgb (default gray), e.g. "
-                        "folder:PATH?size=32&colour=rgb (`python -m nps corpora` lists them) (default: %(default)s)")
+                   help=f"{', '.join(e.pattern for e in ENTRIES.values())}; a folder may add ?size=S (1..256, "
+                        "default 28) and &colour=rgb (default gray), e.g. folder:PATH?size=32&colour=rgb "
+                        "(`python -m nps corpora` lists them) (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, help="use a class-stratified subset of N train images")
     p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
 

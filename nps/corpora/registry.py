@@ -242,9 +242,9 @@ register_corpus(CorpusEntry(
     "needs mnist (see its row); N is 60000..16M with k/M suffixes, e.g. mnist-deformed:240k; built once "
     "into the corpus store", _load_deformed, parameter="N", needs=("mnist",)))
 
-#: The plain names `nps corpora` lists and checks (the parameterised families follow them).
+#: The built-in plain names (an entry registered later is in :data:`ENTRIES`, which every reader uses).
 CORPUS_NAMES = tuple(e.name for e in ENTRIES.values() if e.parameter is None)
-#: How to get each corpus, by entry name.
+#: How to get each built-in corpus, by entry name.
 HOW_TO_GET = {e.name: e.how_to_get for e in ENTRIES.values()}
 
 
@@ -278,8 +278,8 @@ def corpus_status(data_root: str | None = None, verify: bool = False) -> list[Co
     if data_root and not Path(data_root).expanduser().is_dir():
         raise NPSError(f"--data-root '{data_root}' is not a folder; give the folder that holds the corpus files.")
     out = []
-    for name in CORPUS_NAMES:
-        entry = ENTRIES[name]
+    for entry in [e for e in ENTRIES.values() if e.parameter is None]:  # the live registry, plugins included
+        name = entry.name
         root = data_root if entry.data_root else None
         if verify:
             try:
