@@ -59,7 +59,7 @@ def test_a_folder_not_offered_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def colour_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def colour_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # yields (AppTest, folder)
     import streamlit as st
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
@@ -75,7 +75,12 @@ def colour_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update(corpus=f"folder:{root}", size="16", colour="rgb", seed="0")
-    return at, root
+    import logging
+    before = list(logging.getLogger("nps").handlers)
+    yield at, root
+    # AppTest counts as a running server, so app_support.resources installs its server log on the
+    # nps logger; left there it writes WARNING lines into later CLI tests' stderr (their one-line checks).
+    logging.getLogger("nps").handlers[:] = before
 
 
 def test_colour_folder_in_the_app(colour_app, monkeypatch: pytest.MonkeyPatch) -> None:
