@@ -144,8 +144,18 @@ def corpus_table() -> list:
     return corpus_status()
 
 
+def sidebar_corpora() -> list[str]:
+    """The sidebar's corpus choices: the named corpora present here, then the operator's folders
+    (``$NPS_APP_FOLDERS``, :mod:`app_support.corpus_choices`), without their size and colour."""
+    from app_support.corpus_choices import offered_folders
+    return [s.name for s in corpus_table() if s.available and not s.parameterised] + offered_folders()
+
+
 def available_corpora() -> list[str]:
-    return [s.name for s in corpus_table() if s.available and s.name != "folder:PATH"]
+    """Every corpus name the controls can produce: the named corpora, and each offered folder at each
+    size and colour the sidebar offers (what every build and uploaded record is held to)."""
+    from app_support.corpus_choices import offered, offered_folders
+    return [s.name for s in corpus_table() if s.available and not s.parameterised] + offered(offered_folders())
 
 
 @st.cache_resource(show_spinner="Fitting the encoder…", max_entries=8)

@@ -4,6 +4,9 @@ It is drawn by the entry script on every run, so its widgets (keys ``sb_*``) kee
 their values across pages.  On a session's first run the URL's query string
 (``?corpus=digits&subset=all&encoder=pca&seed=3``) seeds them; afterwards every run
 writes them back, so the address bar always holds a shareable link to the view.
+A folder corpus the operator offers (:mod:`app_support.corpus_choices`) adds its image
+size and colour (``sb_size``, ``sb_colour``; ``&size=32&colour=rgb`` in the URL), and
+the pages see the full corpus name, e.g. ``folder:PATH?size=32&colour=rgb``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 
 import streamlit as st
 
-from app_support import resources
+from app_support import corpus_choices, resources
 from nps.app_state import BOUNDS, SIDEBAR_KEYS, SUBSET_CHOICES, sidebar_from_query, sidebar_to_query
 from nps.config import DEFAULTS, resolve_encoder
 
@@ -37,12 +40,16 @@ def _apply_query(available: list[str]) -> None:
         key = f"sb_{k}"
         if k in st.query_params or key not in st.session_state:
             st.session_state[key] = settings[k]
-    st.session_state["_query_notes"] = notes
+    size, colour, more = corpus_choices.from_query(st.query_params.get("size"), st.query_params.get("colour"))
+    for key, value, given in (("sb_size", size, "size"), ("sb_colour", colour, "colour")):
+        if given in st.query_params or key not in st.session_state:
+            st.session_state[key] = value
+    st.session_state["_query_notes"] = notes + more
 
 
 def sidebar() -> dict:
     """Draw the sidebar; return the settings dict (``corpus``, ``subset``, ``encoder``, ``seed``)."""
-    available = resources.available_corpora()
+    available = resources.sidebar_corpora()
     if not st.session_state.get("_query_applied"):
         _apply_query(available)
         st.session_state["_query_applied"] = True
@@ -50,8 +57,17 @@ def sidebar() -> dict:
         st.session_state["sb_corpus"] = available[0]
     with st.sidebar:
         st.markdown("### Shared settings")
-        st.selectbox("Corpus", available, key="sb_corpus",
+        st.selectbox("Corpus", available, key="sb_corpus", format_func=corpus_choices.label,
                      help="Only corpora present on this machine are listed; the Corpus page says how to get the rest.")
+        is_folder = corpus_choices.split(st.session_state.get("sb_corpus") or "") is not None
+        if is_folder:  # an operator's folder: the visitor picks the canvas size and colour, nothing else
+            st.session_state.setdefault("sb_size", corpus_choices.DEFAULT_SIZE)
+            st.session_state.setdefault("sb_colour", corpus_choices.DEFAULT_COLOUR)
+            c = st.columns(2)
+            c[0].selectbox("Image size", corpus_choices.SIZES, key="sb_size", format_func=lambda v: f"{v}×{v}",
+                           help="Every image of the folder is resized to this square (bilinear).")
+            c[1].radio("Colour", corpus_choices.COLOURS, key="sb_colour", horizontal=True,
+                       help="gray: one channel (luma); rgb: three channels, copied pixel for pixel.")
         st.selectbox("Subset (training images)", [v or 0 for v in SUBSET_CHOICES], key="sb_subset",
                      format_func=lambda v: "all" if not v else f"{v:,}",
                      help="A class-stratified subset makes everything faster; image ids then index the subset.")
@@ -74,7 +90,16 @@ def sidebar() -> dict:
     settings = {k: st.session_state[f"sb_{k}"] for k in SIDEBAR_KEYS}
     settings["seed"] = int(settings["seed"])
     settings["subset"] = int(settings["subset"]) or None
-    for k, v in sidebar_to_query(settings).items():
+    query = sidebar_to_query(settings)
+    if is_folder:
+        query.update(size=str(st.session_state["sb_size"]), colour=str(st.session_state["sb_colour"]))
+        settings["corpus"] = corpus_choices.folder_name(settings["corpus"], int(st.session_state["sb_size"]),
+                                                        str(st.session_state["sb_colour"]))
+    else:
+        for k in ("size", "colour"):
+            if k in st.query_params:
+                del st.query_params[k]
+    for k, v in query.items():
         if st.query_params.get(k) != v:
             st.query_params[k] = v
     settings["encoder"] = resolve_encoder(settings["encoder"], settings["corpus"])  # pages see a concrete name

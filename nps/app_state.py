@@ -461,7 +461,9 @@ def is_splits(n: int) -> int:
 
 def cli_command(config: GenerationConfig, out: str = "samples.npz") -> str:
     """The ``python -m nps generate`` command that reproduces ``config`` (non-default options only)."""
-    parts = ["python -m nps generate", f"--corpus {config.corpus}", f"--n {config.n}", f"--seed {config.seed}"]
+    import shlex  # a folder corpus name carries ?size=..&colour=..: quoted, or the shell splits it at &
+    parts = ["python -m nps generate", f"--corpus {shlex.quote(config.corpus)}", f"--n {config.n}",
+             f"--seed {config.seed}"]
     flags = {"subset": "--subset", "window": "--window", "sigma": "--sigma", "eps": "--eps", "radius": "--radius",
              "k": "--k", "encoder": "--encoder", "ssl_mode": "--ssl-mode", "reference": "--reference",
              "label": "--label", "seed_size": "--seed-size", "batch_size": "--batch-size", "ssl_eps": "--ssl-eps"}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import streamlit as st
 
-from app_support import resources
+from app_support import corpus_choices, resources
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names, read_only
 from app_support.ui import attempt, show_grid, sidebar_corpus, ss_default
 from nps.app_state import display_scale, grid_picture, redact_paths
 from nps.config import resolve_encoder
+from nps.corpora import CorpusStatus, parse_corpus_name
 
 entry_guard()
 st.title("Corpus & encoder")
@@ -18,15 +21,29 @@ settings = st.session_state["settings"]
 
 st.subheader("Corpora on this machine")
 rows = resources.corpus_table()
-st.dataframe([{"corpus": r.name,
-               "available": ("CLI only" if r.name.startswith("folder:") else "yes") if r.available else "no",
-               "details / how to get it": redact_paths(r.detail)} for r in rows], hide_index=True, width="stretch")
-st.caption("The app never reads a folder path from a visitor; image folders are for the command line.")
+folders = corpus_choices.offered_folders()
+
+
+def _available(r: CorpusStatus) -> str:
+    if not r.available:
+        return "no"
+    if parse_corpus_name(r.name).entry.user_path:
+        return f"{len(folders)} offered here" if folders else "CLI only"
+    return "CLI only" if r.parameterised else "yes"
+
+
+st.dataframe([{"corpus": r.name, "available": _available(r), "image shape": e.shape, "colour": e.colour,
+               "details / how to get it": redact_paths(r.detail), "licence / source": e.licence}
+              for r in rows for e in [parse_corpus_name(r.name).entry]], hide_index=True, width="stretch")
+st.caption("The app never reads a folder path from a visitor. The server's operator may offer image folders "
+           f"(`{corpus_choices.ENV}`, separated by `{os.pathsep}`); for those, "
+           "the sidebar chooses the image size and gray or RGB. Any folder works from the command line: "
+           "`--corpus \"folder:PATH?size=32&colour=rgb\"`.")
 
 corpus = sidebar_corpus(settings)
 info, sample = resources.corpus_overview(settings["corpus"], settings["subset"])
 
-st.subheader(f"{info['name']}" + (f" (subset of {info['subset']:,})" if info["subset"] else ""))
+st.subheader(corpus_choices.label(info["name"]) + (f" (subset of {info['subset']:,})" if info["subset"] else ""))
 m = st.columns(4)
 m[0].metric("train images", f"{info['train']:,}")
 m[1].metric("test images", f"{info['test']:,}")
@@ -42,7 +59,8 @@ with c2:
     fig.update_layout(height=300, margin=dict(l=0, r=0, t=24, b=0), title="train images per class",
                       xaxis_title="class (label)", yaxis_title="train images", xaxis_type="category")
     st.plotly_chart(fig, key="cor_class_counts")
-    st.caption(f"Source: {redact_paths(info['source'])}")
+    st.caption(f"Source: {redact_paths(info['source'])} · licence: "
+               f"{parse_corpus_name(info['name']).entry.licence}")
 
 # --------------------------------------------------------------------------- encoders
 st.subheader("Encoders")
@@ -73,7 +91,7 @@ with st.expander("Train SimCLR weights for this corpus (progress per epoch, with
         st.info("Training is switched off on this server (NPS_APP_READONLY).")
     elif have != "absent":
         st.info(f"Weights already exist ({have}); the app does not overwrite them. Retrain from the command "
-                f"line: `python -m nps train-encoder --corpus {corpus.name}`.")
+                f"line: `python -m nps train-encoder --corpus {redact_paths(corpus.name)}`.")
     elif settings["subset"] is not None:
         st.info("Train on the whole corpus: set the subset in the sidebar to 'all' (weights are per corpus).")
     else:
@@ -153,7 +171,8 @@ st.dataframe([{"kind": e.kind, "key": e.key, "MB": round(e.size / 1e6, 2),
                "built (s)": e.meta.get("built_s"), "created": e.meta.get("created")} for e in entries],
              hide_index=True, width="stretch")
 bc = st.columns(3)
-if bc[0].button(f"Build the index for {settings['corpus']} / {settings['encoder']}", key="btn_build_index"):
+if bc[0].button(f"Build the index for {corpus_choices.label(settings['corpus'])} / {settings['encoder']}",
+                key="btn_build_index"):
     from nps.retrieval import source_index
     enc = attempt(resources.encoder, settings["encoder"], settings["corpus"], settings["subset"],
                   what="fitting the encoder")

@@ -21,9 +21,9 @@ from app_support.ui import (
     ss_default,
     take_link,
 )
+from nps.app_display import redact_paths
 from nps.app_links import record_query
 from nps.app_state import record_id
-from nps.corpora import CORPUS_NAMES
 from nps.presets import PRESETS
 
 RECORD_MB = 50
@@ -39,9 +39,10 @@ if present.show_secondary():
         if up is not None and st.session_state.get("_uploaded_name") != (up.name, up.size):
             rec = attempt(resources.uploaded_record, up.getvalue(), RECORD_MB, what="reading the uploaded record")
             if rec is not None:
-                if rec.config.get("corpus") not in CORPUS_NAMES:
-                    st.error(f"this record was made on corpus '{rec.config.get('corpus')}', which the app cannot open "
-                             f"(it opens {', '.join(CORPUS_NAMES)}); analyse it with `python -m nps evaluate`.")
+                if rec.config.get("corpus") not in resources.available_corpora():
+                    st.error(f"this record was made on corpus '{redact_paths(str(rec.config.get('corpus')))}', which "
+                             "the app cannot open (the sidebar lists what it opens); analyse it with "
+                             "`python -m nps evaluate`.")
                 else:
                     add_record(f"upload: {up.name}", rec)
                     st.session_state["_uploaded_name"] = (up.name, up.size)

