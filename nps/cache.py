@@ -406,12 +406,13 @@ def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
         for e in list_entries(root):
             if key is None or e.key.startswith(key) or e.path.name.startswith(key):
                 e.path.unlink(missing_ok=True)
+                e.path.with_suffix(".faiss").unlink(missing_ok=True)  # a memory-mapped index's sidecar
                 for suffix in (".lock", ".pin"):
                     Path(str(e.path) + suffix).unlink(missing_ok=True)
                 removed.append(e.path)
         if key is None:
             # Leftovers of killed builds (temp files are never read), orphaned locks and pins.
-            for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock"), *root.glob("*.npz.pin")]:
+            for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock"), *root.glob("*.npz.pin"), *root.glob("*.faiss")]:
                 p.unlink(missing_ok=True)
     except OSError as exc:
         done = f" ({len(removed)} removed before that)" if removed else ""

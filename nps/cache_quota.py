@@ -84,8 +84,11 @@ def is_pinned(path: Path) -> bool:
 
 
 def _files_of(path: Path) -> list[Path]:
-    """The entry and its sidecar (a safetensors entry keeps its metadata in ``<stem>.json``)."""
-    return [path, path.with_suffix(".json")] if path.suffix == ".safetensors" else [path]
+    """The entry and its sidecar: a safetensors entry keeps its metadata in ``<stem>.json``; an
+    index entry may keep its faiss index in ``<stem>.faiss`` (memory-mapped, :mod:`nps.retrieval`)."""
+    if path.suffix == ".safetensors":
+        return [path, path.with_suffix(".json")]
+    return [path, path.with_suffix(".faiss")]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from nps.cache import cached_arrays, content_key
+from nps.cache import atomic_write, cache_root, cached_arrays, content_key, file_sha256, read_only
 from nps.encoders.base import Encoder
 from nps.errors import NPSError
 
@@ -137,12 +138,30 @@ class SourceIndex:
                     index.add(x)
                 finally:
                     faiss.omp_set_num_threads(threads)
-            return {"faiss": faiss.serialize_index(index)}
+            data = faiss.serialize_index(index)
+            if self.kind == "ivf" and not read_only():
+                # The lists go to a sidecar that later runs memory-map: only the probed lists are
+                # ever paged in, and the index is never held twice (bytes + deserialised copy).
+                atomic_write(sidecar, lambda f: f.write(memoryview(data)))
+                return {"faiss_sha256": np.array(file_sha256(sidecar)), "faiss_size": np.array(len(data))}
+            return {"faiss": data}
 
-        arrays = cached_arrays("index", key, build, meta={
-            "index_kind": self.kind, "n": n, "d": d, "nlist": nlist if self.kind == "ivf" else None,
-            "hnsw_m": self.hnsw_m if self.kind == "hnsw" else None, "embeddings": table.key})
-        self.index_ = faiss.deserialize_index(arrays["faiss"])
+        meta = {"index_kind": self.kind, "n": n, "d": d, "nlist": nlist if self.kind == "ivf" else None,
+                "hnsw_m": self.hnsw_m if self.kind == "hnsw" else None, "embeddings": table.key}
+        sidecar = cache_root() / f"index-{key}.faiss"
+        arrays = cached_arrays("index", key, build, meta=meta)
+        if "faiss" not in arrays and not _sidecar_ok(sidecar, arrays):
+            log.warning("the memory-mapped index %s is missing or damaged; rebuilding it", sidecar.name)
+            if read_only():
+                arrays = build()  # in memory: nothing is written in read-only mode
+            else:
+                (cache_root() / f"index-{key}.npz").unlink(missing_ok=True)
+                arrays = cached_arrays("index", key, build, meta=meta)
+        if "faiss" in arrays:
+            self.index_ = faiss.deserialize_index(arrays["faiss"])
+        else:
+            self.index_ = faiss.read_index(str(sidecar), faiss.IO_FLAG_MMAP)
+        self.mmapped_ = "faiss" not in arrays
         self.nlist_ = nlist if self.kind == "ivf" else None
         self.key_ = key
         return self
@@ -171,6 +190,15 @@ class SourceIndex:
         elif self.kind == "hnsw":
             self.index_.hnsw.efSearch = self.ef_search
         return self.index_.search(q, min(k, self.ntotal_))
+
+
+def _sidecar_ok(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Whether the index sidecar has the size and sha256 its cache entry recorded."""
+    try:
+        return (path.stat().st_size == int(arrays["faiss_size"])
+                and file_sha256(path) == str(arrays["faiss_sha256"]))
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def recall_at_k(approx: SourceIndex, exact: SourceIndex, queries: np.ndarray, k: int) -> float:

@@ -154,6 +154,44 @@ def test_approximate_index_is_cached_and_reproducible(rng: np.random.Generator, 
     np.testing.assert_array_equal(faiss.serialize_index(rebuilt.index_), blob)
 
 
+def test_ivf_index_is_memory_mapped_from_a_verified_sidecar(rng: np.random.Generator, cache_dir: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from nps.cache import clear
+    x = clustered(rng, 1600)
+    t = table(x[:1500], x[1500:], key="mmap")
+    first = SourceIndex("ivf").fit(t)
+    sidecar = cache_dir / f"index-{first.key_}.faiss"
+    assert sidecar.is_file() and first.mmapped_
+    want = first.search(t.test, 10)
+    again = SourceIndex("ivf").fit(t)
+    assert again.mmapped_
+    for a, b in zip(want, again.search(t.test, 10)):
+        np.testing.assert_array_equal(a, b)
+    # A flipped byte in the lists: refused by its sha256, rebuilt (same answers), with a warning.
+    data = bytearray(sidecar.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    sidecar.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="nps"):
+        rebuilt = SourceIndex("ivf").fit(t)
+    assert "missing or damaged" in caplog.text
+    for a, b in zip(want, rebuilt.search(t.test, 10)):
+        np.testing.assert_array_equal(a, b)
+    # The sidecar belongs to its entry: clearing removes both.
+    clear(None)
+    assert not sidecar.exists() and list(cache_dir.iterdir()) == []
+
+
+def test_quota_eviction_takes_the_index_sidecar_with_its_entry(rng: np.random.Generator, cache_dir: Path) -> None:
+    from nps import cache_quota
+    x = clustered(rng, 1600)
+    first = SourceIndex("ivf").fit(table(x, key="evict"))
+    entry = cache_dir / f"index-{first.key_}.npz"
+    size = entry.stat().st_size + entry.with_suffix(".faiss").stat().st_size
+    assert cache_quota.usage(cache_dir) >= size
+    assert entry in cache_quota.enforce_quota(cache_dir, quota=1)
+    assert not entry.exists() and not entry.with_suffix(".faiss").exists()
+
+
 def test_index_cache_is_keyed_by_content_not_only_the_table_key(rng: np.random.Generator) -> None:
     a, b = clustered(rng, 800), clustered(rng, 800)
     ia = SourceIndex("ivf").fit(table(a, key="shared"))
