@@ -12,6 +12,7 @@ from nps.analysis.entropy import entropy_map, record_entropies, window_entropy
 from nps.analysis.entropy_readings import (
     PAPER,
     Reading,
+    admits_paper,
     closest,
     counted_pixels,
     histogram_entropy,
@@ -116,3 +117,10 @@ def test_distance_and_closest():
     assert exact.distance == 0.0 and off.distance == pytest.approx(1.0)
     assert closest([off, exact], 1) == [exact]
     assert Reading("batch", None, "all", "2", 0.0, 1.0, 0, 0).ratio == math.inf
+
+
+def test_the_paper_class_entropy_is_impossible_in_base_10_for_ten_classes():
+    assert admits_paper("2", 10) and admits_paper("e", 10) and not admits_paper("10", 10)
+    assert not admits_paper("2", 2)  # two classes: at most 1 bit
+    uniform10 = histogram_entropy(np.arange(10)[None], np.ones((1, 10), bool), 10.0)[0]
+    assert uniform10 == pytest.approx(1.0) and uniform10 < PAPER[0]  # the most a 10-class histogram reaches

@@ -20,7 +20,9 @@ itself, so the sampling is never touched:
   (the background is copied from anywhere and is one flat value); ``generated`` the
   seed patch (shell 0, one source by construction) left out;
 * **base**: 2 (bits), e (nats), 10 (dits).  H_b = H_2 / log2(b) exactly, so the base
-  scales both entropies alike and cannot change their ratio.
+  scales both entropies alike and cannot change their ratio; and a class entropy is at
+  most log_b(10) for ten classes, so the paper's 1.075 cannot be in base 10
+  (:func:`admits_paper`).
 
 Per sample, a score is the mean over its windows (or pixels, positions) that hold at
 least one counted pixel; a configuration reports the mean over samples (``batch``: the
@@ -49,6 +51,9 @@ from nps.errors import NPSError
 PAPER = (1.075, 2.496)
 WINDOWS = (3, 5, 7, 9, 11, 15)
 SCOPES = ("window", "pixel", "image", "position", "batch")
+#: Scopes that measure one sample's composition (the paper's part-whole claim); the
+#: others pool across samples, so their class entropy measures the batch's class mix.
+WITHIN = ("window", "pixel", "image")
 PIXELS = ("all", "ink", "generated")
 BASES = {"2": 2.0, "e": math.e, "10": 10.0}
 INK = 128  # uint8 intensity from which a pixel is stroke, not background
@@ -236,6 +241,15 @@ def readings(record, windows: tuple[int, ...] = WINDOWS, scopes: tuple[str, ...]
                 out.append(Reading(scope, win, which, b, stats["class"][0] * f, stats["id"][0] * f,
                                    stats["class"][1] * f, stats["id"][1] * f))
     return out
+
+
+def admits_paper(base: str, n_classes: int) -> bool:
+    """Whether the paper's class entropy 1.075 is possible at all in ``base`` with ``n_classes`` labels.
+
+    A histogram over n_classes values has entropy at most log_b(n_classes): 3.32 bits,
+    2.30 nats, but 1.0 in base 10 for MNIST's ten classes, so 1.075 cannot be base 10.
+    """
+    return PAPER[0] <= math.log(n_classes) / math.log(BASES[base]) + 1e-12
 
 
 def closest(rows: list[Reading], top: int = 10) -> list[Reading]:
