@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nps.baselines.compare import comparison_section, select_models
+from nps.baselines.compare import comparison_section, plan_order, select_models
 from nps.cli import main
 from nps.errors import NPSError
 
@@ -46,10 +46,18 @@ def test_table4_rows_carry_intervals_training_and_sampling_time():
     assert "| SSD only | 128 |" in text and "40% [30%, 50%]" in text and "| 1500.0 |" in text
     assert "none (sampler); SimCLR encoder" in text  # the encoder's training is a cost of the full model
     assert "Every row is n = 128 samples" in text
+    assert "real test images (ceiling, half B)" not in text  # no ceiling in these configurations
     assert "- full, all 60k vs VAE (MLP): intervals disjoint for FID, memorised" not in text  # memo overlaps
     assert "- full, all 60k vs VAE (MLP): intervals disjoint for FID; overlapping for KID" in text
     assert "- full, all 60k vs DCGAN: intervals disjoint for no metric" in text
     assert comparison_section(cfgs, {}) == []
+
+
+def test_plan_order_restores_the_ablation_order_that_sorted_json_loses():
+    slugs = ["full:ssd+loc+ssl", "full:ssd+loc+ssl/pca", "ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pca",
+             "ssd+loc+ssl/pixels"]
+    assert sorted(slugs, key=plan_order) == ["ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pca", "ssd+loc+ssl/pixels",
+                                             "full:ssd+loc+ssl", "full:ssd+loc+ssl/pca"]
 
 
 def test_select_models():
@@ -80,6 +88,8 @@ def test_ablate_report_gets_the_baseline_table_and_compare_rebuilds_it(tmp_path,
         assert e["n"] == 8 and e["low"] <= e["value"] <= e["high"]
     assert vae["training"]["steps"] == 3 and vae["sampling_ms_per_image"] > 0
     report = (out / "report.md").read_text()
+    table4 = report[report.index("## Table 4"):report.index("## Mechanics")]
+    assert "| real test images (ceiling, half B) | 8 |" in table4
     assert "## Table 4" in report and "| VAE (MLP) | 8 |" in report and "| SSD only | 8 |" in report
     # compare rebuilds it from metrics.json alone (the records are not regenerated) and writes a docs copy
     del m["baselines"]
@@ -88,7 +98,9 @@ def test_ablate_report_gets_the_baseline_table_and_compare_rebuilds_it(tmp_path,
     docs = tmp_path / "docs" / "ablation.md"
     docs.parent.mkdir()
     assert main(["baselines", "compare", str(out), "--baselines", "vae", "--docs", str(docs)]) == 0
-    assert "| VAE (MLP) | 8 |" in (out / "report.md").read_text()
+    rebuilt = (out / "report.md").read_text()
+    assert "| VAE (MLP) | 8 |" in rebuilt
+    assert rebuilt.index("| SSD only | 8 |") < rebuilt.index("| SSD + loc | 8 |")  # the run's order, not sorted
     slim = docs.read_text()
     assert "| VAE (MLP) | 8 |" in slim and "## Per configuration" not in slim and "trace_0" not in slim
     assert "](ablation-figure2.png)" in slim and (docs.parent / "ablation-figure2.png").is_file()

@@ -183,6 +183,11 @@ def comparison_section(cfgs: dict, baselines: dict) -> list[str]:
                  None if r.get("time_per_image_s") is None else 1000 * r["time_per_image_s"])
             for r in cfgs.values() if (r.get("research") or {}).get("metrics")]
     rows += [_row(b["label"], b, _training(b), b.get("sampling_ms_per_image")) for b in baselines.values()]
+    ceiling = next((r["research"].get("ceiling") for r in cfgs.values() if (r.get("research") or {}).get("ceiling")),
+                   None)
+    if ceiling:  # n real test images scored the same way: what a perfect generator would get at this n
+        c = {"research": {"n": next(iter(ceiling.values()))["n"], "metrics": ceiling}}
+        rows.append(_row("real test images (ceiling, half B)", c, "—", None))
     header = ["model", "n", "IS (10 splits)", *(h for _, h, _, _ in COLUMNS), "nearest = own reference",
               "training", "sampling ms/image (this run)"]
     lines = ["## Table 4: NPS against learned baselines, same metrics, 95 % bootstrap intervals", "",
@@ -210,6 +215,18 @@ def comparison_section(cfgs: dict, baselines: dict) -> list[str]:
     return lines
 
 
+def plan_order(slug: str) -> tuple:
+    """The order ``nps ablate`` runs its configurations in, from a slug (its metrics.json sorts keys).
+
+    SSD only, SSD + loc, SSD + loc + SSL (main encoder, then the others by name), then
+    the whole-corpus rows the same way.
+    """
+    full, _, rest = slug.rpartition(":")
+    base, _, encoder = rest.partition("/")
+    sets = ("ssd", "ssd+loc", "ssd+loc+ssl")
+    return (bool(full), sets.index(base) if base in sets else len(sets), bool(encoder), encoder)
+
+
 def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str | None = None,
                     docs_copy: str | Path | None = None) -> tuple[Path, dict]:
     """Score the baselines beside a finished ablation and rewrite its ``report.md`` and ``metrics.json``.
@@ -231,7 +248,7 @@ def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str 
     path = folder / "metrics.json"
     try:
         results = json.loads(path.read_text())
-        cfgs = results["configs"]
+        results["configs"] = cfgs = {k: results["configs"][k] for k in sorted(results["configs"], key=plan_order)}
         n = next(int(r["n"]) for r in cfgs.values())
         seed = int(next(iter(cfgs.values()))["config"]["seed"])
     except (OSError, ValueError, KeyError, TypeError, StopIteration):
@@ -270,5 +287,5 @@ def write_docs_copy(results: dict, folder: Path, target: Path) -> Path:
     return write_text(target, text)
 
 
-__all__ = ["COLUMNS", "LABELS", "add_to_ablation", "comparison_section", "evaluate_baselines", "select_models",
-           "write_docs_copy"]
+__all__ = ["COLUMNS", "LABELS", "add_to_ablation", "comparison_section", "evaluate_baselines", "plan_order",
+           "select_models", "write_docs_copy"]
