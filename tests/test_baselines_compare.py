@@ -104,7 +104,13 @@ def test_ablate_report_gets_the_baseline_table_and_compare_rebuilds_it(tmp_path,
     slim = docs.read_text()
     assert "| VAE (MLP) | 8 |" in slim and "## Per configuration" not in slim and "trace_0" not in slim
     assert "](ablation-figure2.png)" in slim and (docs.parent / "ablation-figure2.png").is_file()
-    assert "baselines compare" in json.loads((out / "metrics.json").read_text())["notes"][-1]
+    after = json.loads((out / "metrics.json").read_text())
+    assert "baselines compare" in after["notes"][-1]
+    # a second compare reuses the rows it finds at this n: metrics.json is left alone, the report re-rendered
+    (out / "report.md").write_text("stale")
+    before = (out / "metrics.json").read_bytes()
+    assert main(["baselines", "compare", str(out), "--baselines", "vae"]) == 0
+    assert (out / "metrics.json").read_bytes() == before and "| VAE (MLP) | 8 |" in (out / "report.md").read_text()
     capsys.readouterr()
     # bad input is one line before any work
     assert main([*argv, "--baselines", "dit"]) == 2

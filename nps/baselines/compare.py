@@ -228,13 +228,15 @@ def plan_order(slug: str) -> tuple:
 
 
 def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str | None = None,
-                    docs_copy: str | Path | None = None) -> tuple[Path, dict]:
+                    docs_copy: str | Path | None = None, rescore: bool = False) -> tuple[Path, dict]:
     """Score the baselines beside a finished ablation and rewrite its ``report.md`` and ``metrics.json``.
 
     The n, seed and corpus are the ablation's own (from its ``metrics.json``); the NPS rows
     are read, not regenerated.  With ``docs_copy`` a copy of the report without the
     per-configuration pictures is written there too (Figure 2 linked as
-    ``ablation-figure2.png`` beside it).
+    ``ablation-figure2.png`` beside it).  Baseline rows already in ``metrics.json`` at the
+    same n (``ablate --baselines``) are reused unless ``rescore``; then only the report is
+    rendered again.
 
     Returns:
         (path of report.md, the baseline entries).
@@ -259,12 +261,17 @@ def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str 
     if not models:
         raise NPSError(f"no baseline has weights for '{corpus_name}'; train one with `python -m nps baselines "
                        f"train --corpus {corpus_name} --model vae`.")
-    corpus = load_corpus(corpus_name, data_root=data_root)
-    results["baselines"] = jsonable(evaluate_baselines(models, corpus, n, seed, load_classifier(corpus_name)))
-    results.setdefault("notes", []).append(
-        f"Table 4's baseline rows were added by `python -m nps baselines compare {folder}` on "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')} (the NPS rows are the ablation's own).")
-    write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    have = results.get("baselines") or {}
+    if rescore or [m for m in models if (have.get(f"baseline:{m}") or {}).get("n") != n]:
+        corpus = load_corpus(corpus_name, data_root=data_root)
+        results["baselines"] = jsonable(evaluate_baselines(models, corpus, n, seed, load_classifier(corpus_name)))
+        results.setdefault("notes", []).append(
+            f"Table 4's baseline rows were added by `python -m nps baselines compare {folder}` on "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} (the NPS rows are the ablation's own).")
+        write_text(path, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    else:  # the ablation scored them already at this n (ablate --baselines): reuse, only re-render
+        results["baselines"] = {f"baseline:{m}": have[f"baseline:{m}"] for m in models}
+        log.info("reusing the baseline rows in %s", path)
     report = write_report(results, folder)
     if docs_copy is not None:
         write_docs_copy(results, folder, Path(docs_copy))

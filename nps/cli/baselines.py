@@ -88,6 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--docs", default=None, metavar="FILE.md",
                    help="also write the report without per-configuration pictures to FILE.md, with Figure 2 "
                         "copied beside it as ablation-figure2.png")
+    c.add_argument("--rescore", action="store_true",
+                   help="sample and score the baselines again even when metrics.json already holds them at this n "
+                        "(default: reuse them and only rewrite the report)")
     c.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
     c.set_defaults(func=run_compare)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -237,7 +240,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if not (folder / "metrics.json").is_file():
         raise NPSError(f"'{folder}' holds no metrics.json; run `python -m nps ablate --out {folder}` first.")
     docs = writable_path(args.docs, ".md") if args.docs else None
-    report, entries = add_to_ablation(folder, args.baselines, args.data_root, docs)
+    report, entries = add_to_ablation(folder, args.baselines, args.data_root, docs, args.rescore)
     from nps.metrics.evaluation import research_line
     for e in entries.values():
         print(f"{e['label']}: {e['sampling_ms_per_image']} ms/image;" + research_line(e["research"]))
