@@ -103,6 +103,7 @@ def test_ablate_report_gets_the_baseline_table_and_compare_rebuilds_it(tmp_path,
     assert rebuilt.index("| SSD only | 8 |") < rebuilt.index("| SSD + loc | 8 |")  # the run's order, not sorted
     slim = docs.read_text()
     assert "| VAE (MLP) | 8 |" in slim and "## Per configuration" not in slim and "trace_0" not in slim
+    assert "This copy, without the per-configuration pictures, was rendered from" in slim
     assert "](ablation-figure2.png)" in slim and (docs.parent / "ablation-figure2.png").is_file()
     after = json.loads((out / "metrics.json").read_text())
     assert "baselines compare" in after["notes"][-1]

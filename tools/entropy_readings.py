@@ -56,11 +56,16 @@ def _finding(rows: dict[str, tuple[list, int]]) -> list[str]:
         top = max(within, key=lambda r: r.class_h)
         ident = min(within, key=lambda r: abs(r.image_id_h - PAPER[1]))
         out.append(f"- {label}: the largest class entropy of any within-sample reading is {top.class_h:.3f} "
-                   f"({top.scope} {_win(top)}, {top.pixels} pixels, base {top.base}), "
+                   f"({_name(top)}, {top.pixels} pixels, base {top.base}), "
                    f"{PAPER[0] / max(top.class_h, 1e-12):.1f}× below the paper's {PAPER[0]}; the image-ID entropy "
-                   f"is matched by {ident.scope} {_win(ident)}, {ident.pixels} pixels, base {ident.base} "
+                   f"is matched by {_name(ident)}, {ident.pixels} pixels, base {ident.base} "
                    f"({ident.image_id_h:.3f}, with class {ident.class_h:.3f}).")
     return out
+
+
+def _name(r) -> str:  # noqa: ANN001
+    return f"{r.scope} {_win(r)}" if r.window is not None else {"image": "whole image", "position": "per position",
+                                                                "batch": "whole batch"}.get(r.scope, r.scope)
 
 
 def report(rows: dict[str, tuple[list, int]], source: str, command: str) -> str:

@@ -285,7 +285,10 @@ def write_docs_copy(results: dict, folder: Path, target: Path) -> Path:
 
     from nps.cache import write_text
     from nps.report import write_report
-    slim = {**results, "configs": {k: {**v, "pictures": {}} for k, v in results["configs"].items()}}
+    slim = {**results, "configs": {k: {**v, "pictures": {}} for k, v in results["configs"].items()},
+            "notes": [*results.get("notes", []), f"This copy, without the per-configuration pictures, was "
+                      f"rendered from {folder / 'metrics.json'} by `python -m nps baselines compare {folder} "
+                      f"--docs {target}`; every figure is the ablation command's (above)."]}
     if results.get("figure2") and (folder / results["figure2"]).is_file():
         shutil.copyfile(folder / results["figure2"], target.parent / "ablation-figure2.png")
         slim["figure2"] = "ablation-figure2.png"
