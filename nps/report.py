@@ -120,7 +120,8 @@ def write_report(results: dict, out: str | Path) -> Path:
         results: dict with ``protocol`` (dict of strings), ``configs`` (slug -> result with
             ``label``, ``scores``, ``entropy``, ``composition``, ``relaxed_rate``,
             ``time_per_image_s``, ``memorisation``, ``pictures``), optional ``figure2``
-            (PNG name), ``real`` (ceiling scores), ``notes`` (list of str), ``command``.
+            (PNG name), ``real`` (ceiling scores), ``notes`` (list of str), ``command``,
+            ``baselines`` (:func:`nps.baselines.compare.evaluate_baselines` entries: Table 4).
     """
     out = Path(out)
     cfgs = results["configs"]
@@ -179,6 +180,9 @@ def write_report(results: dict, out: str | Path) -> Path:
                        "class (paper)", "image-ID (paper)"], rows), ""]
 
     lines += research_section(cfgs)
+    if results.get("baselines"):  # Table 4: the learned baselines beside every configuration (nps.baselines.compare)
+        from nps.baselines.compare import comparison_section
+        lines += comparison_section(cfgs, results["baselines"])
 
     # ---------------------------------------------------------------- mechanics
     lines += ["## Mechanics: composition, empty pools, memorisation, cost", ""]
@@ -206,9 +210,12 @@ def write_report(results: dict, out: str | Path) -> Path:
     lines += [""]
 
     # ---------------------------------------------------------------- per-configuration pictures
-    lines += ["## Per configuration", ""]
+    if any(r.get("pictures") for r in cfgs.values()):  # a docs copy (nps.baselines.compare) carries none
+        lines += ["## Per configuration", ""]
     for r in cfgs.values():
-        pics = r.get("pictures", {})
+        pics = r.get("pictures") or {}
+        if not pics:
+            continue
         lines += [f"### {r['label']}", ""]
         for key, caption in (("trace_0", "source trace of sample 0 (top-5 sources, copied pixels tinted)"),
                              ("trace_1", "source trace of sample 1"),

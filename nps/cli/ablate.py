@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="generate each configuration as Ray tasks (nps.distributed); no ADDRESS starts a local "
                         "Ray; every record is bit-identical to a plain run")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
+    p.add_argument("--baselines", default="auto", metavar="auto|none|LIST",
+                   help="learned baselines sampled at the same n and scored beside every configuration (the "
+                        "report's Table 4): auto = every one with weights for the corpus, none, or a comma list "
+                        "of vae,gan,flow (default: %(default)s)")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -152,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         if bad or not args.encoders.strip():
             raise NPSError(f"--encoders '{args.encoders}' names {f'an unknown encoder {bad[0]!r}' if bad else 'none'}; "
                            f"give a comma list of {', '.join(sorted(ENCODERS))}.")
+    from nps.baselines.compare import evaluate_baselines, select_models
+    baselines = select_models(args.baselines, args.corpus)  # a typo or missing weights: one line, before any work
     out = writable_dir(args.out)
     (out / "records").mkdir(exist_ok=True)
     full_corpus = load_corpus(args.corpus, data_root=args.data_root)
@@ -235,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
         "notes": notes, "configs": results,
         "protocol": protocol(args, base, corpus, full_corpus, memo["subset"], classifier),
     }
+    if baselines:  # Table 4: the same n, seed and metrics for the learned baselines, on the whole corpus
+        summary["baselines"] = evaluate_baselines(baselines, full_corpus, n, args.seed, classifier)
     write_report(jsonable(summary), out)
     write_text(out / "metrics.json", json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
     print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}")

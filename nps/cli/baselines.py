@@ -76,6 +76,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a row: its label and an evaluate output folder or metrics.json (repeatable)")
     r.add_argument("--out", default=None, help="markdown file to write (default: print)")
     r.set_defaults(func=run_report)
+    c = bsub.add_parser("compare", help="add the baselines to a finished ablation report (Table 4)",
+                        description="Sample each baseline at the ablation's n and seed, score it with the same "
+                                    "metrics and intervals as the ablation's records (against the whole corpus), "
+                                    "and rewrite DIR/report.md and DIR/metrics.json with Table 4. The NPS rows are "
+                                    "read from DIR/metrics.json, not regenerated.")
+    c.add_argument("folder", help="an `nps ablate --out` folder (holds metrics.json)")
+    c.add_argument("--baselines", default="auto", metavar="auto|LIST",
+                   help="auto = every baseline with weights for the corpus, or a comma list of vae,gan,flow "
+                        "(default: %(default)s)")
+    c.add_argument("--docs", default=None, metavar="FILE.md",
+                   help="also write the report without per-configuration pictures to FILE.md, with Figure 2 "
+                        "copied beside it as ablation-figure2.png")
+    c.add_argument("--rescore", action="store_true",
+                   help="sample and score the baselines again even when metrics.json already holds them at this n "
+                        "(default: reuse them and only rewrite the report)")
+    c.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
+    c.set_defaults(func=run_compare)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -214,4 +231,18 @@ def run_report(args: argparse.Namespace) -> int:
     from nps.cache import atomic_write
     atomic_write(out, lambda f: f.write(text.encode()))
     print(f"wrote {out}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from nps.baselines.compare import add_to_ablation
+    folder = Path(args.folder)
+    if not (folder / "metrics.json").is_file():
+        raise NPSError(f"'{folder}' holds no metrics.json; run `python -m nps ablate --out {folder}` first.")
+    docs = writable_path(args.docs, ".md") if args.docs else None
+    report, entries = add_to_ablation(folder, args.baselines, args.data_root, docs, args.rescore)
+    from nps.metrics.evaluation import research_line
+    for e in entries.values():
+        print(f"{e['label']}: {e['sampling_ms_per_image']} ms/image;" + research_line(e["research"]))
+    print(f"wrote {report}" + (f" and {docs}" if docs else ""))
     return 0
