@@ -35,7 +35,7 @@ def stage_names(config: GenerationConfig) -> list[str]:
     ['loading corpus', 'sampling']
     """
     names = ["loading corpus"]
-    if config.uses("ssl") and config.label is None:
+    if config.per_sample_pools():  # an embedding index to build (nps.constraints.representation)
         names += ["fitting encoder", "embedding", "building index"]
     return [*names, "sampling"]
 
@@ -60,7 +60,7 @@ def prepare(config: GenerationConfig, live: Any = None) -> Any:
     fields = (config.corpus, config.subset, resources.pool_fields(config))
     with _LOCK:
         done = fields in _PREPARED
-    if config.uses("ssl") and config.label is None and not done:
+    if config.per_sample_pools() and not done:
         say(1, f" {config.encoder}")
         enc = resources.encoder(config.encoder, config.corpus, config.subset)
         say(2, f" {len(corpus.train) + len(corpus.test):,} images with {config.encoder} "

@@ -17,9 +17,8 @@ from nps.record import ProvenanceRecord
 
 def constraint_label(constraints: Iterable[str]) -> str:
     """'ssd+loc+ssl' style label ('none' for the empty set)."""
-    from nps.config import CONSTRAINTS
-    cons = [c for c in CONSTRAINTS if c in set(constraints)]
-    return "+".join(cons) if cons else "none"
+    from nps.constraints import label
+    return label(tuple(constraints))
 
 
 # An absolute POSIX path: a "/" not preceded by a word character, a dot, a colon or another "/"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from nps.config import GenerationConfig
+from nps.constraints import active, plain_step_centres
 from nps.corpora import Corpus
 from nps.fill_order import fill_order, seed_box
 from nps.sampler import gaussian_kernel, sample_streams
-from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.sampler_pool import SemanticPools
 
 
 def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndarray | None = None,
@@ -65,7 +66,7 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
         for step, (y, x) in enumerate(order):
             target = canvas[y:y + cfg.window, x:x + cfg.window]
             gm = gauss * known[y:y + cfg.window, x:x + cfg.window]
-            (cy0, cy1, cx0, cx1), _ = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+            (cy0, cy1, cx0, cx1), _ = plain_step_centres(cfg, y, x, h, w)  # each constraint's plain centres
             cands, dists = [], []
             for cy in range(cy0, cy1):  # candidate order: centre offset (row-major), then pool id
                 for cx in range(cx0, cx1):
@@ -74,10 +75,10 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
                     dists.append((d * gm).sum((1, 2)) / gm.sum())
                     cands.extend((int(p), cy, cx) for p in pool)
             dist = np.concatenate(dists)
-            if cfg.uses("ssd"):
-                keep = np.flatnonzero(dist <= dist.min() * (1.0 + cfg.eps) + cfg.tol)
-            else:
-                keep = np.arange(len(dist))
+            kept = np.ones(len(dist), bool)
+            for rule in active(cfg, "threshold"):  # appearance: d <= (1 + eps) d_min + tol
+                kept &= rule.plain_keep(dist, cfg)
+            keep = np.flatnonzero(kept)
             sid, sy, sx = cands[keep[int(np.floor(uniforms[s, step] * len(keep)))]]
             canvas[y + half, x + half] = train[sid, sy, sx]
             known[y + half, x + half] = True

@@ -26,11 +26,12 @@ import torch
 
 from nps import __version__
 from nps.config import GenerationConfig
+from nps.constraints import active, step_centres
 from nps.corpora import Corpus, load_corpus
 from nps.errors import NPSError
 from nps.fill_order import fill_order, seed_box
 from nps.record import ENGINE_VERSION, ProvenanceRecord
-from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.sampler_pool import SemanticPools
 from nps.sampler_setup import (
     CandidatePool,
     StepGeometry,
@@ -127,7 +128,7 @@ class Sampler:
         it); without one the dense scan runs, which makes the same draws.
         """
         cfg = self.config
-        if cfg.search != "exact" or cfg.uses("ssl") or not cfg.uses("ssd"):
+        if cfg.search != "exact" or active(cfg, "images") or not cfg.uses("ssd"):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
@@ -173,7 +174,7 @@ class Sampler:
         """Everything about filling (y, x) with ``known`` (H,W) bool that does not depend on pixel values."""
         cfg, half = self.config, self.half
         h, w = known.shape
-        centres, relaxed = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+        centres, relaxed = step_centres(cfg, y, x, h, w)  # every "centres" constraint (nps.constraints)
         m = np.pad(known, half)[y:y + cfg.window, x:x + cfg.window]
         gm = self.gauss_ * m
         return StepGeometry(y, x, centres, relaxed, m, torch.from_numpy(gm).float().to(self.device),
