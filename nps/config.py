@@ -229,6 +229,10 @@ class GenerationConfig:
             labels: label values present, to check ``label``.
         """
         check_types(dataclasses.asdict(self) | {"constraints": list(self.constraints)})
+        missing = [c for c in self.constraints if c not in _cons.names()]
+        if missing:  # a config made where a plug-in was registered, run where it is not (a Ray worker)
+            raise NPSError(f"constraint '{missing[0]}' is not registered in this process; import the module that "
+                           "registers it (nps.constraints.register) before generating.")
         for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:

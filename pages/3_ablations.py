@@ -36,7 +36,7 @@ from nps.app_state import (
 )
 from nps.app_state import suggested_params as suggested
 from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
-from nps.constraints import default_names, get, names
+from nps.constraints import chooses_images, default_names
 
 entry_guard()
 st.title("Ablations side by side")
@@ -85,8 +85,7 @@ def column_caption(config: dict, n: int) -> str:
     """What a column is: training images (all or a subset), constraints, encoder and k (or none), n."""
     cons = list(config.get("constraints", ()))
     sub = config.get("subset")
-    chooses = any(get(c).kind == "images" for c in cons if c in names())  # a semantic pool: encoder and k
-    rep = f"{config.get('encoder')}, k = {config.get('k')}" if chooses else "no representation"
+    rep = f"{config.get('encoder')}, k = {config.get('k')}" if chooses_images(cons) else "no representation"
     return (f"{config.get('corpus')} · {'subset of ' + format(sub, ',') if sub else 'all'} training images · "
             f"{'+'.join(cons)} · {rep} · n = {n} · seed {config.get('seed')}")
 

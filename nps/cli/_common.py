@@ -120,7 +120,7 @@ def add_field_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, f: Field
     if f.metavar:
         kw["metavar"] = f.metavar
     kw.update(override)
-    kw["help"] = override.get("help", field_help(f, kw["default"]))
+    kw["help"] = override.get("help") or field_help(f, kw["default"])
     p.add_argument(f.cli_flag, **kw)
 
 

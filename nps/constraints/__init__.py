@@ -44,9 +44,12 @@ __all__ = [
     "active",
     "appearance",
     "cache_key",
+    "chooses_images",
     "default_names",
     "funnel_counts",
+    "funnel_rows",
     "get",
+    "image_constraint",
     "label",
     "locality",
     "names",
@@ -97,6 +100,11 @@ def image_constraint(config: GenerationConfig) -> Constraint | None:
         raise NPSError(f"constraints {', '.join(c.name for c in found)} both choose source images; the engine "
                        "holds one image pool per sample, so enable one of them.")
     return found[0] if found else None
+
+
+def chooses_images(constraints: tuple[str, ...] | list[str]) -> bool:
+    """Whether a constraint set (names; unknown ones ignored) has an "images" constraint (a semantic pool)."""
+    return any(c.kind == "images" for c in registered() if c.name in set(constraints))
 
 
 def set_label(constraints: tuple[str, ...] | list[str]) -> str:
