@@ -42,7 +42,7 @@ ENGINE_FIELDS: tuple[Field, ...] = (
     Field("n", "int", 64, "number of samples (default: %(default)s)", limits=(1, 10**9), app=(1, 64), group="run",
           sweep=False),
     Field("seed", "int", 0, "RNG seed (default: %(default)s)", limits=(0, 2**63 - 1), app=(0, 2**31 - 1),
-          group="run"),
+          group="run", why=" (numpy seeds are non-negative)"),
     Field("constraints", "tuple", _cons.default_names(), "comma list of the constraints to enable", sweep=True),
     Field("window", "int", 7, "context window w, odd (default: %(default)s)", limits=(3, 255), app=(3, 15),
           ablate=True),
@@ -237,7 +237,7 @@ class GenerationConfig:
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:
                 raise NPSError(f"--{name.replace('_', '-')} {value} is out of range; use {_num(lo)}..{_num(hi)}"
-                               f"{LIMIT_WHY.get(name, '')}.")
+                               f"{FIELDS[name].why}.")
         if self.window % 2 == 0:
             raise NPSError(f"--window {self.window} must be an odd number >= 3 (e.g. 5, 7, 9) "
                            "so the window has a centre pixel and some context.")
@@ -384,14 +384,6 @@ def _options(options: object) -> tuple[tuple[str, object], ...]:
 
 _rebuild()
 _cons.on_change(_rebuild)
-LIMIT_WHY = {
-    "eps": " (the threshold (1 + eps) d_min + tol must stay finite in float32; 1e30 already keeps "
-           "every window with a non-zero best distance)",
-    "tol": " (a finite tolerance, so that excluded windows, held at +inf, never pass)",
-    "max_ssd": " (or omit it for no ceiling)",
-    "seed": " (numpy seeds are non-negative)",
-    "radius": " (any radius past the canvas side is the whole canvas)",
-}
 #: Every pixel is filled with a known 8-neighbour (the shell before it is complete), whose
 #: weight is at least exp(-1/sigma^2); it must stay a normal float32 (> 1.2e-38, so sigma > 0.107)
 #: or the window's weights vanish, the SSD is 0/0 and the pool empty.  Measured on digits:

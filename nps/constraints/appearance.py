@@ -25,11 +25,14 @@ FIELDS = (
     Field("sigma", "float", None, "Gaussian std of the window weights (default: window/6.4)", optional=True,
           app=(0.15, 5.0), owner="ssd"),  # config.SIGMA_MIN: below it the weights underflow float32
     Field("eps", "float", 0.1, "keep windows with d <= (1+eps)*min d + tol (default: %(default)s)",
-          limits=(0.0, 1e30), app=(0.0, 1.0), owner="ssd", ablate=True),
+          limits=(0.0, 1e30), app=(0.0, 1.0), owner="ssd", ablate=True,
+          why=" (the threshold (1 + eps) d_min + tol must stay finite in float32; 1e30 already keeps "
+              "every window with a non-zero best distance)"),
     Field("tol", "float", 1e-6, "absolute SSD tolerance (default: %(default)g)", limits=(0.0, 1e30),
-          app=(0.0, 1e6), owner="ssd"),
+          app=(0.0, 1e6), owner="ssd", why=" (a finite tolerance, so that excluded windows, held at +inf, never pass)"),
     Field("max_ssd", "float", None, "optional absolute SSD ceiling; pixels where nothing passes fall back and "
-          "are marked relaxed", optional=True, limits=(0.0, 1e30), app=(0.0, 1e6), owner="ssd"),
+          "are marked relaxed", optional=True, limits=(0.0, 1e30), app=(0.0, 1e6), owner="ssd",
+          why=" (or omit it for no ceiling)"),
 )
 
 

@@ -50,6 +50,7 @@ class Field:
         help: one phrase for ``--help`` and the app (``%(default)s`` is filled by argparse).
         optional: None is allowed (and means "unset").
         limits: inclusive (low, high) range the CLI, the API and records accept (None: unbounded).
+        why: why the range is what it is, appended to the out-of-range message.
         app: inclusive (low, high) range the app's controls offer (None: the app sets no widget
             for it; :mod:`nps.app_limits` then holds an uploaded record to ``app_fixed``).
         app_fixed: what the app holds a field without a widget to: "default" (only its default),
@@ -69,6 +70,7 @@ class Field:
     help: str
     optional: bool = False
     limits: tuple[float, float] | None = None
+    why: str = ""
     app: tuple[float, float] | None = None
     app_fixed: Any = "any"
     owner: str | None = None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FIELDS = (
     Field("radius", "int", 2, "locality radius R in pixels (default: %(default)s)", limits=(0, 4096), app=(0, 8),
-          owner="loc", ablate=True),
+          owner="loc", ablate=True, why=" (any radius past the canvas side is the whole canvas)"),
 )
 
 
