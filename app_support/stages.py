@@ -17,6 +17,7 @@ from typing import Any
 
 from app_support import resources
 from nps.config import GenerationConfig
+from nps.constraints import active
 
 _PREPARED: set[tuple] = set()  # pool fields already built in this server process (a later run skips the stages)
 _LOCK = threading.Lock()
@@ -92,7 +93,7 @@ def open_preset(name: str):  # noqa: ANN201
     c = attempt(prepare, cfg, live, what=f"preparing preset {name}")
     built = None
     if c is not None:
-        built = attempt(load_preset, name, c, resources.pools(cfg) if cfg.uses("ssl") else None, live,
+        built = attempt(load_preset, name, c, resources.pools(cfg) if active(cfg, "images") else None, live,
                         what=f"building preset {name}")
     live.done()
     return built

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nps.config import GenerationConfig
-from nps.constraints import FunnelContext, funnel_counts
+from nps.constraints import FunnelContext, active, funnel_counts
 from nps.corpora import Corpus
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord, check_fits
@@ -186,7 +186,7 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
 
 def _cut(flat: torch.Tensor, cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
     """The kept mask over ``flat`` distances, d_min and threshold, by the engine's one rule."""
-    if cfg.uses("ssd"):
+    if active(cfg, "threshold"):
         # The engine's own rule (nps.selection.thresholds), ceiling and fall-back included.
         thr, _ = thresholds(flat.min().reshape(1), cfg)
         return flat <= thr[0], float(flat.min()), float(thr[0])
@@ -227,7 +227,7 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
     n_pool_images = (len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())) - n_excluded
     counts = funnel_counts(FunnelContext(cfg, y, x, h, w, len(corpus), n_pool_images, n_excluded))
     ssd_alone = None
-    if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
+    if active(cfg, "threshold") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
         everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
         full = sampler.distances(everywhere, cpad, sampler.candidate_pool(None, refs, 1))[0].reshape(-1)
         ssd_alone = int((full <= thresholds(full.min().reshape(1), cfg)[0][0]).sum())
