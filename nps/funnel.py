@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nps.config import GenerationConfig
-from nps.constraints import FunnelContext, active, funnel_counts
+from nps.constraints import FunnelContext, active, funnel_counts, mask_pool
 from nps.corpora import Corpus
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord, check_fits
@@ -179,6 +179,8 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
     pool = sampler.candidate_pool(pool_ids, record.reference[n:n + 1], 1)
+    masks = active(sampler.config, "mask")  # multi-scale: its admission, rebuilt from the record's coarse level
+    pool = mask_pool(pool, [c.admit(c.replay(sampler.config, corpus, record, n, pool_ids), y, x) for c in masks])
     geo = sampler.geometry(y, x, known)
     d = sampler.distances(geo, cpad, pool)[0]  # (O,P)
     return _Replay(sampler, step, pool_ids, geo, cpad, d, img, known)

@@ -46,6 +46,9 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
     refs, uniforms = sample_streams(cfg.seed, ids, len(corpus), len(order), cfg.reference, label_ids)
     pools = pools if pools is not None else SemanticPools.build(cfg, corpus)
     members = pools.members(refs)
+    # "mask" constraints (multi-scale): their per-sample state, then a plain admission per pixel.
+    masks = [(c, *c.plain_prepare(cfg, corpus, ids, refs, pools.for_references(refs)))
+             for c in active(cfg, "mask")]
     out = {"images": np.zeros((len(ids), h, w, train.shape[3]), np.uint8)}
     for key in ("source_index", "source_y", "source_x", "pool_size"):
         out[key] = np.full((len(ids), h, w), -1, np.int64)
@@ -64,16 +67,20 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
         out["source_x"][s, y0:y1, x0:x1] = np.arange(x0, x1)[None, :]
         out["pool_size"][s, y0:y1, x0:x1] = 1
         for step, (y, x) in enumerate(order):
+            keep = np.ones(len(pool), bool)
+            for c, coarse_train, coarse in masks:  # multi-scale: pool images whose coarse window matches
+                keep &= c.plain_admit(cfg, coarse_train, coarse[s], y, x, pool)
+            admitted = pool[keep]
             target = canvas[y:y + cfg.window, x:x + cfg.window]
             gm = gauss * known[y:y + cfg.window, x:x + cfg.window]
             (cy0, cy1, cx0, cx1), _ = plain_step_centres(cfg, y, x, h, w)  # each constraint's plain centres
             cands, dists = [], []
             for cy in range(cy0, cy1):  # candidate order: centre offset (row-major), then pool id
                 for cx in range(cx0, cx1):
-                    windows = padded[pool, cy:cy + cfg.window, cx:cx + cfg.window]  # (P,w,w,C)
+                    windows = padded[admitted, cy:cy + cfg.window, cx:cx + cfg.window]  # (P,w,w,C)
                     d = ((windows - target) ** 2).sum(-1)
                     dists.append((d * gm).sum((1, 2)) / gm.sum())
-                    cands.extend((int(p), cy, cx) for p in pool)
+                    cands.extend((int(p), cy, cx) for p in admitted)
             dist = np.concatenate(dists)
             kept = np.ones(len(dist), bool)
             for rule in active(cfg, "threshold"):  # appearance: d <= (1 + eps) d_min + tol

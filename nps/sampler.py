@@ -26,7 +26,7 @@ import torch
 
 from nps import __version__
 from nps.config import GenerationConfig
-from nps.constraints import active, step_centres
+from nps.constraints import active, mask_pool, step_centres
 from nps.corpora import Corpus, load_corpus
 from nps.errors import NPSError
 from nps.fill_order import fill_order, seed_box
@@ -154,7 +154,7 @@ class Sampler:
         n_batches = (len(ids) + cfg.batch_size - 1) // cfg.batch_size
         for b in range(n_batches):
             rows = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-            parts.append(self._run_batch(refs[rows], uniforms[rows], b, n_batches, progress))
+            parts.append(self._run_batch(refs[rows], uniforms[rows], b, n_batches, progress, ids[rows]))
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         ky, kx = np.nonzero(self.known0)
         order = np.concatenate([np.stack([ky, kx], 1), self.order_]).astype(np.int64)
@@ -234,7 +234,8 @@ class Sampler:
 
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, refs: np.ndarray, uniforms: np.ndarray, batch: int, n_batches: int,
-                   progress: Callable[[Progress], bool | None] | None) -> dict[str, np.ndarray]:
+                   progress: Callable[[Progress], bool | None] | None,
+                   sample_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
         B = len(refs)
         h, w = self.corpus.image_shape[:2]
         C = self.train_u8.shape[3]
@@ -264,6 +265,10 @@ class Sampler:
         if self.given_image is not None:
             pool_ids = self.pools.for_given(self._images(canvas), refs)
         pool = self.candidate_pool(pool_ids, refs, B)
+        # "mask" constraints (nps.constraints: multi-scale) prepare their state per batch and admit
+        # pool slots per step; none is enabled in the built-in sets, so their path is untouched.
+        masks = [(c, c.prepare(self.config, self.corpus, sample_ids, refs, pool_ids))
+                 for c in active(self.config, "mask")]
         u_all = torch.from_numpy(uniforms).to(self.device)
         labels = self.corpus.train_labels
         current_shell = 0
@@ -275,7 +280,8 @@ class Sampler:
                 if self.pools.per_shell:
                     pool_ids = self.pools.for_canvases(self._images(canvas), known, refs)
                     pool = self.candidate_pool(pool_ids, refs, B)
-            (sid, sy, sx), count, fell_back = self._choose(geo, cpad, pool, u_all[:, step])
+            step_pool = mask_pool(pool, [c.admit(state, y, x) for c, state in masks]) if masks else pool
+            (sid, sy, sx), count, fell_back = self._choose(geo, cpad, step_pool, u_all[:, step])
             pixel = self.train_u8[torch.from_numpy(sid), torch.from_numpy(sy), torch.from_numpy(sx)]  # (B,C)
             canvas[:, y, x] = pixel
             cpad[:, :, y + half, x + half] = pixel.to(self.device, torch.float32).div_(255.0)
@@ -288,8 +294,11 @@ class Sampler:
                 info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
                 if progress(info) is False:
                     raise Stopped("stopped at your request; no record was written.")
-        return {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
-                "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
+        out = {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
+               "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
+        for c, state in masks:
+            out.update(c.record_arrays(state))
+        return out
 
     @staticmethod
     def _images(canvas: torch.Tensor) -> np.ndarray:

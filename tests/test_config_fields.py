@@ -14,7 +14,7 @@ import typing
 
 import pytest
 
-from nps.config import DEFAULTS, FIELDS, LIMITS, GenerationConfig, check_types
+from nps.config import DEFAULTS, FIELDS, LIMITS, GenerationConfig, check_types, plugin_fields
 from nps.constraints import get
 from nps.errors import NPSError
 
@@ -24,13 +24,16 @@ CHANGED = {
     "reference": 5, "include_reference": True, "seed_size": 3, "batch_size": 2, "device": "cuda",
     "search": "exact", "data_root": "/tmp/some where", "sigma": 0.7, "eps": 0.2, "tol": 0.001, "max_ssd": 0.5,
     "radius": 3, "k": 9, "encoder": "pixels", "ssl_mode": "canvas", "ssl_eps": 0.3, "label": 2,
+    "ms_eps": 0.25, "ms_window": 5,  # multi-scale's: held in GenerationConfig.options
 }
 
 
 def test_the_table_is_the_dataclass():
     hints = typing.get_type_hints(GenerationConfig)
     fields = {f.name: f for f in dataclasses.fields(GenerationConfig) if f.name != "options"}
-    assert set(fields) == set(FIELDS), "every GenerationConfig field has exactly one row in nps.config.FIELDS"
+    held = {f.name for f in plugin_fields()}
+    assert held == {"ms_eps", "ms_window"} and not held & set(fields)
+    assert set(fields) | held == set(FIELDS), "every GenerationConfig field has exactly one row in nps.config.FIELDS"
     for name, f in fields.items():
         row = FIELDS[name]
         assert f.default == row.default or name == "constraints", name
@@ -56,7 +59,7 @@ def test_cli_command_round_trips_every_field():
     from nps.app_state import cli_command
     from nps.cli import build_parser
     from nps.cli.generate import config_from_args
-    cfg = GenerationConfig(**CHANGED)
+    cfg = GenerationConfig.make(**CHANGED)
     cmd = cli_command(cfg, out="o.npz")
     for name in FIELDS:
         assert FIELDS[name].cli_flag in cmd, name

@@ -51,11 +51,12 @@ def row():
 
 # --------------------------------------------------------------------------- the built-in three
 def test_builtins_are_declared_once_in_canonical_order():
-    assert names() == ("ssd", "loc", "ssl")
-    assert [c.kind for c in registered()] == ["threshold", "centres", "images"]
+    assert names() == ("ssd", "loc", "ssl", "ms")
+    assert [c.kind for c in registered()] == ["threshold", "centres", "images", "mask"]
     owned = {c.name: [f.name for f in c.fields] for c in registered()}
     assert owned == {"ssd": ["sigma", "eps", "tol", "max_ssd"], "loc": ["radius"],
-                     "ssl": ["k", "encoder", "ssl_mode", "ssl_eps", "label"]}
+                     "ssl": ["k", "encoder", "ssl_mode", "ssl_eps", "label"], "ms": ["ms_eps", "ms_window"]}
+    assert GenerationConfig().constraints == ("ssd", "loc", "ssl")  # multi-scale is opt-in
     assert GenerationConfig(constraints="ssl,ssd").constraints == ("ssd", "ssl")
 
 
@@ -63,13 +64,14 @@ def test_one_definition_of_the_ablation_sets():
     from nps import presets
     from nps.app_state import ABLATION_SETS
     from nps.cli.ablate import ablation_plan
-    assert ablation_chain() == ablation_sets() == ABLATION_SETS == (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
+    assert ablation_chain() == (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
+    assert ablation_sets() == ABLATION_SETS == (*ablation_chain(), ("ssd", "loc", "ssl", "ms"))
     lesson = next(le for le in presets.LESSONS if le.key == "three-ablations")
     assert [tuple(c) for c in lesson.controls["columns"]] == list(ablation_chain())
-    assert [set_label(s) for s in ABLATION_SETS] == ["SSD only", "SSD + loc", "SSD + loc + SSL"]
+    assert [set_label(s) for s in ABLATION_SETS] == ["SSD only", "SSD + loc", "SSD + loc + SSL", "SSD + loc + SSL + MS"]
     plan = ablation_plan(GenerationConfig(**SMALL), ["pca", "pixels"], 1442, 64)
-    assert [p[0] for p in plan] == ["ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pixels", "full:ssd+loc+ssl",
-                                    "full:ssd+loc+ssl/pixels"]
+    assert [p[0] for p in plan] == ["ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pixels", "ssd+loc+ssl+ms",
+                                    "ssd+loc+ssl+ms/pixels", "full:ssd+loc+ssl", "full:ssd+loc+ssl/pixels"]
     assert [p[1] for p in plan][:4] == ["SSD only", "SSD + loc", "SSD + loc + SSL (pca)", "SSD + loc + SSL (pixels)"]
     assert plan[-1][2].subset is None and plan[-1][2].k == 64 and plan[-1][3] == "full"
 

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"copied from train image {sid} at (y={sy}, x={sx}), label {out['source']['label']}; "
           "this provenance is exact, not a similarity guess")
     from nps.constraints import registered
-    counting = [c for c in registered() if c.kind != "threshold"]  # each constraint's own count (nps.funnel)
+    counting = [c for c in registered() if c.kind in ("centres", "images")]  # each one's own count (nps.funnel)
     rows = [("every window of every image", f.total),
             *((c.funnel_label(record.config) if c.name in f.counts else c.title, f.counts.get(c.name))
               for c in counting),

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 # Importing them registers them; Constraint.order gives the canonical order: ssd, loc, ssl.
-from nps.constraints import appearance, locality, representation
+from nps.constraints import appearance, locality, multiscale, representation
 from nps.constraints.base import (
     KINDS,
     Constraint,
@@ -52,6 +54,8 @@ __all__ = [
     "image_constraint",
     "label",
     "locality",
+    "mask_pool",
+    "multiscale",
     "names",
     "on_change",
     "plain_step_centres",
@@ -86,6 +90,23 @@ def plain_step_centres(config: GenerationConfig, y: int, x: int, h: int,
         box, r = c.plain_centres(config, y, x, h, w, box)
         relaxed = relaxed or r
     return box, relaxed
+
+
+def mask_pool(pool: Any, admits: list[np.ndarray]) -> Any:
+    """``pool`` (:class:`nps.sampler_setup.CandidatePool`) with the slots no "mask" constraint admits excluded.
+
+    Args:
+        admits: (B,P) bool per mask constraint (:meth:`Constraint.admit`).
+    """
+    import dataclasses
+
+    import torch
+    if not admits:
+        return pool
+    block = torch.from_numpy(~np.logical_and.reduce(admits))
+    block = block.to(pool.images.device if pool.images is not None else "cpu")
+    excluded = block if pool.excluded is None else pool.excluded | block
+    return dataclasses.replace(pool, excluded=excluded)
 
 
 def image_constraint(config: GenerationConfig) -> Constraint | None:

@@ -8,7 +8,9 @@ A constraint narrows the candidate windows of a fill step in one of three ways
 * ``"images"``: the train images a sample may copy from, as
   :class:`nps.sampler_pool.SemanticPools` (representation);
 * ``"threshold"``: a cut over the step's SSD scores ``d`` (B,O,P) float32, as per-sample
-  thresholds (B,) float32 with ``keep d <= threshold`` (appearance).
+  thresholds (B,) float32 with ``keep d <= threshold`` (appearance);
+* ``"mask"``: a per-step admission (B,P) bool over the slots of per-sample pools, from state
+  it prepares per batch (:meth:`Constraint.prepare`; the coarse level of multi-scale).
 
 The pool a pixel is drawn from is the intersection of the enabled constraints; the
 threshold is taken inside the centres and images the others allow.
@@ -36,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from nps.config import GenerationConfig
 
-KINDS = ("centres", "images", "threshold")
+KINDS = ("centres", "images", "threshold", "mask")
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,23 @@ class Constraint:
 
     def check(self, config: GenerationConfig, corpus_size: int) -> None:
         """Raise a one-line NPSError if ``config`` cannot run on a corpus of ``corpus_size`` images."""
+
+    def prepare(self, config: GenerationConfig, corpus: Any, sample_ids: np.ndarray, refs: np.ndarray,
+                pool_ids: np.ndarray | None) -> Any:
+        """kind "mask": the batch's state (B samples, pools (B,P) int64), before its first step."""
+        raise NotImplementedError
+
+    def admit(self, state: Any, y: int, x: int) -> np.ndarray:
+        """kind "mask": (B,P) bool pool slots admitted at pixel (y, x); the threshold is taken inside them."""
+        raise NotImplementedError
+
+    def record_arrays(self, state: Any) -> dict[str, np.ndarray]:
+        """kind "mask": per-sample arrays the record keeps (keys of :data:`nps.record.KEYS`), or none."""
+        return {}
+
+    def replay(self, config: GenerationConfig, corpus: Any, record: Any, n: int, pool_ids: np.ndarray) -> Any:
+        """kind "mask": the state of sample n of ``record``, rebuilt from what the record keeps (the funnel)."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- plain reference versions
     def plain_centres(self, config: GenerationConfig, y: int, x: int, h: int, w: int,
