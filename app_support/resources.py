@@ -167,19 +167,17 @@ def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
 
 
 def pool_fields(config: GenerationConfig) -> tuple:
-    """The config fields a :class:`~nps.sampler_pool.SemanticPools` depends on."""
-    if not config.uses("ssl"):
-        return ("none",)
-    if config.label is not None:
-        return ("label", config.label)
-    return (config.encoder, config.ssl_mode, config.k, config.include_reference, config.ssl_eps, config.device)
+    """The config fields a :class:`~nps.sampler_pool.SemanticPools` depends on: each constraint's
+    :meth:`~nps.constraints.Constraint.pool_key` (``("none",)`` when no constraint chooses images)."""
+    from nps.constraints import pool_key
+    return pool_key(config)
 
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
 def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
     from nps.app_state import check_against, check_bounds
     from nps.sampler_pool import SemanticPools
-    check_choices(corpus_name, subset, _config.encoder if _config.uses("ssl") and _config.label is None else None)
+    check_choices(corpus_name, subset, _config.encoder if _config.per_sample_pools() else None)
     check_bounds({"k": _config.k, "ssl_eps": _config.ssl_eps})
     c = corpus(corpus_name, subset)
     check_against(_config, c)  # k, reference and label against this corpus (an uploaded record's too)
@@ -205,9 +203,13 @@ def _record_cache(key: str, _record: ProvenanceRecord | None = None,
 
 
 def generation_key(config: GenerationConfig, corpus_hash: str, pool_key: str) -> str:
+    """The results-cache key: the config, each enabled constraint's part (:func:`nps.constraints.cache_key`),
+    the corpus, the pools and the engine's semantics version."""
     from nps.cache import content_key
+    from nps.constraints import cache_key
     from nps.record import ENGINE_VERSION
-    return content_key("app-generation", config.to_json(), corpus_hash, pool_key, ENGINE_VERSION)
+    return content_key("app-generation", config.to_json(), repr(cache_key(config)), corpus_hash, pool_key,
+                       ENGINE_VERSION)
 
 
 def stored_record(key: str) -> tuple[ProvenanceRecord, float] | None:

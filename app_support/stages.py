@@ -17,6 +17,7 @@ from typing import Any
 
 from app_support import resources
 from nps.config import GenerationConfig
+from nps.constraints import active
 
 _PREPARED: set[tuple] = set()  # pool fields already built in this server process (a later run skips the stages)
 _LOCK = threading.Lock()
@@ -35,7 +36,7 @@ def stage_names(config: GenerationConfig) -> list[str]:
     ['loading corpus', 'sampling']
     """
     names = ["loading corpus"]
-    if config.uses("ssl") and config.label is None:
+    if config.per_sample_pools():  # an embedding index to build (nps.constraints.representation)
         names += ["fitting encoder", "embedding", "building index"]
     return [*names, "sampling"]
 
@@ -60,7 +61,7 @@ def prepare(config: GenerationConfig, live: Any = None) -> Any:
     fields = (config.corpus, config.subset, resources.pool_fields(config))
     with _LOCK:
         done = fields in _PREPARED
-    if config.uses("ssl") and config.label is None and not done:
+    if config.per_sample_pools() and not done:
         say(1, f" {config.encoder}")
         enc = resources.encoder(config.encoder, config.corpus, config.subset)
         say(2, f" {len(corpus.train) + len(corpus.test):,} images with {config.encoder} "
@@ -92,7 +93,7 @@ def open_preset(name: str):  # noqa: ANN201
     c = attempt(prepare, cfg, live, what=f"preparing preset {name}")
     built = None
     if c is not None:
-        built = attempt(load_preset, name, c, resources.pools(cfg) if cfg.uses("ssl") else None, live,
+        built = attempt(load_preset, name, c, resources.pools(cfg) if active(cfg, "images") else None, live,
                         what=f"building preset {name}")
     live.done()
     return built

@@ -71,8 +71,10 @@ def _apply_cheaper(changes: dict, keys: dict) -> None:
     for field, value in changes.items():
         if field == "subset":
             ss["sb_subset"] = int(value)
-        elif field == "constraints" and "loc" in keys:
-            ss[keys["loc"]] = True
+        elif field == "constraints":  # switch on the constraints the alternative adds (their toggles)
+            for name in value:
+                if name in keys:
+                    ss[keys[name]] = True
         elif field in keys:
             ss[keys[field]] = value
 
@@ -81,15 +83,16 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
     """The expected run time before the click (:mod:`nps.cost`); a slow run gets cheaper alternatives.
 
     Args:
-        keys: widget keys that realise an alternative on this page (``loc``: the locality
-            toggle, ``n``: the sample count); a subset is set in the shared sidebar.  Without
-            a key an alternative is only named.
+        keys: widget keys that realise an alternative on this page (a constraint's name: its
+            toggle, from ``app_support.toggles.toggle_keys``; ``n``: the sample count); a subset is
+            set in the shared sidebar.  Without a key an alternative is only named.
         key: a prefix for the buttons' keys (one notice per column on Ablations).
     """
     from app_support.stages import prepared
+    from nps.constraints import active
     from nps.cost import cheaper, estimate, format_seconds
     est = estimate(config, len(corpus), corpus.image_shape)
-    cold = "" if prepared(config) or not (config.uses("ssl") and config.label is None) else (
+    cold = "" if prepared(config) or not config.per_sample_pools() else (
         f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
         + (" (up to two minutes with SimCLR on 2 cores" if config.encoder == "simclr" else " (cached on disk")
         + "; the progress bar names each stage).")
@@ -100,15 +103,16 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
     with st.container(border=True):
         st.warning(f"Expected: **{format_seconds(est.seconds)}** on this 2-core machine: {est.windows_per_pixel:,} "
                    f"candidate windows per pixel ({len(corpus):,} images"
-                   f"{'' if config.uses('loc') else ', every position'}) × {est.pixels} pixels × {est.n} "
+                   f"{'' if active(config, 'centres') else ', every position'}) × {est.pixels} pixels × {est.n} "
                    f"samples.{cold}", icon=":material/hourglass_top:")
         alts = cheaper(config, len(corpus), corpus.image_shape)
         if alts:
             row = st.container(horizontal=True)
             for i, alt in enumerate(alts):
                 label = f"Try {alt.what} ({format_seconds(alt.estimate.seconds)})"
-                can = all(f == "subset" or (f == "constraints" and "loc" in (keys or {})) or f in (keys or {})
-                          for f in alt.changes)
+                keys = keys or {}
+                can = all(f == "subset" or f in keys or (f == "constraints" and all(
+                    c in keys or config.uses(c) for c in alt.changes[f])) for f in alt.changes)
                 if can:
                     row.button(label, key=f"btn_cheaper_{key}_{i}", on_click=_apply_cheaper,
                                args=(alt.changes, keys or {}), icon=":material/bolt:")

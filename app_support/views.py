@@ -365,16 +365,7 @@ def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
     import plotly.graph_objects as go
 
     from nps.plots_maps import funnel_figure
-    rows = [("every window", fun.total)]
-    if fun.loc is not None:
-        rows.append((f"locality (R={cfg.get('radius')})", fun.loc))
-    if fun.ssl is not None:
-        rows.append((f"representation (k={cfg.get('k')})", fun.ssl))
-    if fun.loc is not None and fun.ssl is not None:
-        rows.append(("locality ∩ representation", fun.loc_ssl))
-    if fun.ssd_alone is not None:
-        rows.append(("appearance alone (SSD)", fun.ssd_alone))
-    rows.append(("all enabled (the pool)", fun.final))
+    rows = fun.rows(cfg, "all enabled (the pool)")  # one bar per enabled constraint (nps.constraints)
     fig = funnel_figure(rows)
     left, right = st.columns([1, 1])
     left.plotly_chart(fig, key="funnel_bars", config={"displayModeBar": False})

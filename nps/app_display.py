@@ -17,9 +17,8 @@ from nps.record import ProvenanceRecord
 
 def constraint_label(constraints: Iterable[str]) -> str:
     """'ssd+loc+ssl' style label ('none' for the empty set)."""
-    from nps.config import CONSTRAINTS
-    cons = [c for c in CONSTRAINTS if c in set(constraints)]
-    return "+".join(cons) if cons else "none"
+    from nps.constraints import label
+    return label(tuple(constraints))
 
 
 # An absolute POSIX path: a "/" not preceded by a word character, a dot, a colon or another "/"
@@ -100,11 +99,12 @@ def record_label(config: Mapping[str, object], prefix: str) -> str:
     Records made on a subset and without the representation constraint read differently from a
     full-corpus run, so a table of them cannot be misread.
     """
+    from nps.constraints import chooses_images
     cons = tuple(config.get("constraints", ()))  # type: ignore[arg-type]
     sub = config.get("subset")
     parts = [prefix + ":", str(config.get("corpus")), f"subset {int(sub):,}" if sub else "all images",  # type: ignore[call-overload]
              constraint_label(cons),
-             f"{config.get('encoder')} k={config.get('k')}" if "ssl" in cons else "no representation",
+             f"{config.get('encoder')} k={config.get('k')}" if chooses_images(cons) else "no representation",
              f"seed {config.get('seed')}"]
     if config.get("n") is not None:
         parts.append(f"n={config.get('n')}")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from nps.app_state import BOUNDS, SUBSET_CHOICES, check_bounds
-from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig, resolve_encoder
+from nps.config import DEFAULTS, FIELDS, GenerationConfig, resolve_encoder
+from nps.constraints import names
 from nps.errors import NPSError
 
 
@@ -48,10 +49,12 @@ def check_app_config(config: Mapping[str, object], corpora: Iterable[str],
                      encoders: Iterable[str]) -> GenerationConfig:
     """Hold a config from outside the app's controls (an uploaded record's) to the controls' limits.
 
-    Checks the corpus, subset and encoder against the choices offered
-    (:func:`check_app_choices`), every bounded parameter against :data:`BOUNDS`
-    (types included), the constraints and the SSL mode, then ``GenerationConfig.check``.
-    Nothing is loaded or built.
+    Every field of :data:`nps.config.FIELDS` by what its row says the app offers: the
+    corpus, subset and encoder against the choices offered (``app_fixed="sidebar"``,
+    :func:`check_app_choices`), every bounded parameter against :data:`BOUNDS` (its
+    ``app`` range, types included), a field with a fixed set of choices (``app_fixed``
+    a tuple: SSL mode, device) against it, the rest by type; then the constraints and
+    ``GenerationConfig.check``.  Nothing is loaded or built.
 
     Returns:
         the config as a :class:`GenerationConfig` (``data_root`` dropped: a record never
@@ -72,23 +75,27 @@ def check_app_config(config: Mapping[str, object], corpora: Iterable[str],
     if unset:
         raise NPSError(f"{unset[0]} is null in the record's config; it must be a number in the app's range "
                        f"{BOUNDS[unset[0]][0]:g}..{BOUNDS[unset[0]][1]:g}.")
-    cons = cfg.get("constraints", list(CONSTRAINTS))
-    if not isinstance(cons, list | tuple) or not all(isinstance(c, str) and c in CONSTRAINTS for c in cons):
-        raise NPSError(f"constraints {cons!r} are not a list drawn from {', '.join(CONSTRAINTS)}.")
-    if cfg.get("ssl_mode", "reference") not in SSL_MODES:
-        raise NPSError(f"ssl mode {cfg.get('ssl_mode')!r} is unknown; the app offers {' or '.join(SSL_MODES)}.")
-    if cfg.get("device", "cpu") != "cpu":
-        raise NPSError(f"device {cfg.get('device')!r}: the app runs on the cpu only.")
-    for name in ("reference", "label"):
-        v = cfg.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-            raise NPSError(f"{name} = {v!r} is not an integer (or null).")
-    for name in ("tol", "max_ssd"):
-        v = cfg.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e6):
-            raise NPSError(f"{name} = {v!r} is not a number in 0..1e6 (or null).")
-    if not isinstance(cfg.get("include_reference", False), bool):
-        raise NPSError(f"include_reference = {cfg.get('include_reference')!r} is not true or false.")
+    known = names()
+    cons = cfg.get("constraints", list(DEFAULTS["constraints"]))
+    if not isinstance(cons, list | tuple) or not all(isinstance(c, str) and c in known for c in cons):
+        raise NPSError(f"constraints {cons!r} are not a list drawn from {', '.join(known)}.")
+    for name, f in FIELDS.items():
+        if name not in cfg or name in BOUNDS or f.app_fixed == "sidebar" or name == "constraints":
+            continue
+        v = cfg[name]
+        if isinstance(f.app_fixed, tuple) and v not in f.app_fixed:
+            raise NPSError(f"{name.replace('_', ' ')} {v!r} is not offered by the app; it offers "
+                           f"{' or '.join(f.app_fixed)}.")
+        if f.app_fixed == "default" and v != f.default:
+            raise NPSError(f"{name} = {v!r}: the app keeps it at {f.default!r}.")
+        if v is None and f.optional:
+            continue
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        ok = {"int": number and isinstance(v, int), "bool": isinstance(v, bool), "str": isinstance(v, str),
+              "float": number}.get(f.kind, True)
+        if not ok:
+            want = {"int": "an integer", "bool": "true or false", "str": "a string", "float": "a number"}[f.kind]
+            raise NPSError(f"{name} = {v!r:.60} is not {want}{' (or null)' if f.optional else ''}.")
     cfg.pop("data_root", None)
     try:
         gen = GenerationConfig.from_dict(cfg)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig
+from nps.config import DEFAULTS, SSL_MODES, GenerationConfig
+from nps.constraints import names
 from nps.errors import NPSError
 
 #: Query name -> (GenerationConfig field, kind).  kind: int, float, cons, mode, opt_int (None allowed).
@@ -29,8 +30,6 @@ PARAMS: dict[str, tuple[str, str]] = {
 RECORD_FIELDS: dict[str, tuple[str, str]] = {
     "corpus": ("corpus", "str"), "subset": ("subset", "opt_int"), "enc": ("encoder", "str"), "seed": ("seed", "int"),
 }
-#: Config fields a link cannot carry; a record that sets any of them away from its default has no link.
-UNLINKED = ("tol", "max_ssd", "include_reference", "ssl_eps", "device")
 
 
 def _first(v: object) -> str:
@@ -59,9 +58,9 @@ def _decode(kind: str, text: str) -> object:
         return v
     if base == "cons":
         cons = tuple(c for c in text.split(".") if c)
-        if any(c not in CONSTRAINTS for c in cons):
+        if any(c not in names() for c in cons):
             raise ValueError(text)
-        return tuple(c for c in CONSTRAINTS if c in cons)
+        return tuple(c for c in names() if c in cons)
     if base == "mode":
         if text not in SSL_MODES:
             raise ValueError(text)
@@ -107,10 +106,17 @@ def params_from_query(query: Mapping[str, object], prefix: str = "", with_record
     return out, notes
 
 
+def unlinked() -> tuple[str, ...]:
+    """Config fields a link cannot carry (every field of :data:`nps.config.FIELDS` but those of
+    :data:`PARAMS` and :data:`RECORD_FIELDS`; the device and data root are the server's own)."""
+    from nps.config import FIELDS
+    carried = {fld for fld, _ in (*PARAMS.values(), *RECORD_FIELDS.values())} | {"device", "data_root"}
+    return tuple(name for name in FIELDS if name not in carried)
+
+
 def linkable(config: Mapping[str, object]) -> bool:
     """Whether a record's config can be rebuilt from a link (nothing set that a link cannot carry)."""
-    return all(config.get(f, DEFAULTS[f]) in (DEFAULTS[f], None) or (f == "device")
-               for f in UNLINKED) and "corpus" in config
+    return all(config.get(f, DEFAULTS[f]) in (DEFAULTS[f], None) for f in unlinked()) and "corpus" in config
 
 
 def record_query(label: str, config: Mapping[str, object]) -> dict[str, str]:

@@ -17,25 +17,25 @@ from pathlib import Path
 
 import numpy as np
 
-from nps.config import CONSTRAINTS, DEFAULTS, SSL_MODES, GenerationConfig
+from nps.config import DEFAULTS, FIELDS, SSL_MODES, GenerationConfig
+from nps.constraints import ablation_sets, names, on_change
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord
 
 # --------------------------------------------------------------------------- bounds
-#: Inclusive (low, high) ranges of every parameter the app lets a visitor set.  The
-#: CLI accepts more; the app keeps a shared demo server responsive.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "n": (1, 64),
-    "batch_size": (1, 64),
-    "window": (3, 15),
-    "sigma": (0.15, 5.0),  # config.SIGMA_MIN: below it the weights underflow float32
-    "eps": (0.0, 1.0),
-    "radius": (0, 8),
-    "k": (1, 512),
-    "seed_size": (1, 32),
-    "ssl_eps": (0.0, 2.0),
-    "seed": (0, 2**31 - 1),
-}
+#: Inclusive (low, high) ranges of every parameter the app accepts from a visitor: each field's
+#: ``app`` range in :data:`nps.config.FIELDS`, refilled when a constraint registers (so a plug-in
+#: constraint's fields are in).  The CLI accepts more; the app keeps a shared demo server responsive.
+BOUNDS: dict[str, tuple[float, float]] = {}
+
+
+def _refill_bounds() -> None:
+    BOUNDS.clear()
+    BOUNDS.update({name: f.app for name, f in FIELDS.items() if f.app is not None})
+
+
+_refill_bounds()
+on_change(_refill_bounds)
 SUBSET_CHOICES: tuple[int | None, ...] = (None, 200, 500, 1000, 2000, 5000, 10000, 20000)
 SIDEBAR_KEYS = ("corpus", "subset", "encoder", "seed")
 MAX_UPLOAD_MB = 2
@@ -44,7 +44,7 @@ UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
 #: decoder from the content, not the name, so without this an EPS renamed .png went to the
 #: EPS plugin, which runs Ghostscript on the visitor's bytes.
 UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-ABLATION_SETS: tuple[tuple[str, ...], ...] = (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
+ABLATION_SETS: tuple[tuple[str, ...], ...] = ablation_sets()  # the one definition: nps.constraints.ablation_sets
 MAX_COLUMNS = 4
 
 
@@ -61,8 +61,6 @@ def suggested_params(image_shape: tuple[int, ...]) -> dict:
             "k": DEFAULTS["k"], "eps": DEFAULTS["eps"]}
 
 
-#: Fields that must be whole numbers (the others in :data:`BOUNDS` may be fractional).
-INTEGER_FIELDS = frozenset({"n", "batch_size", "window", "radius", "k", "seed_size", "seed"})
 
 
 def check_bounds(params: Mapping[str, object]) -> None:
@@ -77,8 +75,9 @@ def check_bounds(params: Mapping[str, object]) -> None:
         lo, hi = BOUNDS[name]
         number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
         whole = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-        if not number or (name in INTEGER_FIELDS and not whole) or not lo <= value <= hi:  # NaN fails too
-            kind = "an integer" if name in INTEGER_FIELDS else "a number"
+        integer = FIELDS[name].kind == "int"
+        if not number or (integer and not whole) or not lo <= value <= hi:  # NaN fails too
+            kind = "an integer" if integer else "a number"
             raise NPSError(f"{name} = {value!r} is outside the app's range {lo:g}..{hi:g} (it takes {kind}); "
                            f"pick a value in range (the CLI `python -m nps generate` accepts more).")
 
@@ -95,13 +94,13 @@ def build_config(sidebar: Mapping[str, object], params: Mapping[str, object]) ->
     merged = {k: sidebar[k] for k in SIDEBAR_KEYS if k in sidebar}
     merged.update(params)
     check_bounds(merged)
-    cons = merged.get("constraints", CONSTRAINTS)
+    cons = merged.get("constraints", DEFAULTS["constraints"])
     if not cons:
-        raise NPSError("no constraint is switched on; enable at least one of ssd, loc, ssl.")
+        raise NPSError(f"no constraint is switched on; enable at least one of {', '.join(names())}.")
     merged["constraints"] = tuple(cons)  # type: ignore[arg-type]
     if merged.get("ssl_mode", "reference") not in SSL_MODES:
         raise NPSError(f"ssl mode '{merged['ssl_mode']}' is unknown; use {' or '.join(SSL_MODES)}.")
-    cfg = GenerationConfig(**merged)  # type: ignore[arg-type]
+    cfg = GenerationConfig.make(**merged)
     cfg.check()
     return cfg
 
@@ -459,19 +458,29 @@ def is_splits(n: int) -> int:
     return int(max(1, min(10, n // 16)))
 
 
+#: Fields cli_command always writes, so the command reads as what it makes.
+ALWAYS_IN_COMMAND = ("corpus", "n", "seed")
+
+
 def cli_command(config: GenerationConfig, out: str = "samples.npz") -> str:
-    """The ``python -m nps generate`` command that reproduces ``config`` (non-default options only)."""
-    import shlex  # a folder corpus name carries ?size=..&colour=..: quoted, or the shell splits it at &
-    parts = ["python -m nps generate", f"--corpus {shlex.quote(config.corpus)}", f"--n {config.n}",
-             f"--seed {config.seed}"]
-    flags = {"subset": "--subset", "window": "--window", "sigma": "--sigma", "eps": "--eps", "radius": "--radius",
-             "k": "--k", "encoder": "--encoder", "ssl_mode": "--ssl-mode", "reference": "--reference",
-             "label": "--label", "seed_size": "--seed-size", "batch_size": "--batch-size", "ssl_eps": "--ssl-eps"}
-    for name, flag in flags.items():
+    """The ``python -m nps generate`` command that reproduces ``config``.
+
+    Every field of :data:`nps.config.FIELDS` (plug-in constraints' included) whose value is
+    not its default gets its flag, so parsing the command gives ``config`` back (tested).
+    """
+    import shlex
+
+    from nps.config import FIELDS
+    parts = ["python -m nps generate"]
+    for name, f in FIELDS.items():
         value = getattr(config, name)
-        if value is not None and value != DEFAULTS[name]:
-            parts.append(f"{flag} {value}")
-    if tuple(config.constraints) != tuple(DEFAULTS["constraints"]):
-        parts.append(f"--constraints {','.join(config.constraints)}")
-    parts.append(f"--out {out}")
+        if name not in ALWAYS_IN_COMMAND and (value == f.default or (value is None and f.default is None)):
+            continue
+        if f.kind == "bool":
+            parts.append(f.cli_flag if value else f"--no-{f.cli_flag[2:]}")
+        elif f.kind == "tuple":
+            parts.append(f"{f.cli_flag} {','.join(value)}")
+        elif value is not None:
+            parts.append(f"{f.cli_flag} {shlex.quote(repr(value) if isinstance(value, float) else str(value))}")
+    parts.append(f"--out {shlex.quote(out)}")
     return " ".join(parts)

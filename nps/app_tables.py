@@ -50,12 +50,13 @@ def ablation_row(column: int, label: str, config: Mapping[str, object], n: int, 
         entropy: :func:`nps.app_state.entropy_metrics` output, or None.
         scores: ``classifier_report`` output (``samples`` and ``real``), or None when not scored.
     """
+    from nps.constraints import chooses_images
     cons = list(config.get("constraints", ()))  # type: ignore[call-overload]
     sub = config.get("subset")
     row = {"column": column, "record": label, "corpus": config.get("corpus"),
            "training images": f"subset {sub}" if sub else "all",
            "constraints": "+".join(cons) if cons else "none",
-           "encoder": f"{config.get('encoder')} (k={config.get('k')})" if "ssl" in cons else "no representation",
+           "encoder": f"{config.get('encoder')} (k={config.get('k')})" if chooses_images(cons) else "no representation",
            "n": n, "ms/image": round(seconds / max(n, 1) * 1000, 1)}
     notes = []
     if entropy is not None:

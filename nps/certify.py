@@ -170,7 +170,8 @@ def certify(view: ScoreView, d_min32: torch.Tensor, tau: torch.Tensor, c: float,
             with their float64 decision.
     """
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
-    if not config.uses("ssd"):
+    from nps.constraints import active
+    if not active(config, "threshold"):
         thr, fell = thresholds(d_min32, config)
         return thr, fell, none
     device = d_min32.device

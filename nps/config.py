@@ -1,8 +1,17 @@
-"""The one object that describes a generation.
+"""The one object that describes a generation, and the one table of its fields.
 
 :class:`GenerationConfig` is shared by the CLI, the app and the saved record (it is
-serialised as JSON into every record).  :data:`DEFAULTS` is the single table of
-defaults; the CLI builds its flags and help from it.
+serialised as JSON into every record).  :data:`FIELDS` is the single table of its fields:
+type, default, bounds (CLI and app), help, CLI flag and the constraint that owns it.  The
+engine's own fields are declared here (:data:`ENGINE_FIELDS`); each constraint declares its
+own (:mod:`nps.constraints`).  :data:`DEFAULTS`, :data:`LIMITS`, the type schema, the CLI's
+flags (:mod:`nps.cli.generate`), the app's bounds (``nps.app_state.BOUNDS``),
+``nps.app_state.cli_command``, ``sweep`` and record validation are all read from it.
+
+Fields of a constraint that is not built in (a plug-in registered with
+:func:`nps.constraints.register`) are held in :attr:`GenerationConfig.options` and read as
+attributes like any other field (``config.my_field``); records carry them as top-level
+config keys like the built-in ones.
 """
 
 from __future__ import annotations
@@ -14,14 +23,57 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from nps import constraints as _cons
+from nps.constraints import Field, representation
 from nps.errors import NPSError
 from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
 
-CONSTRAINTS = ("ssd", "loc", "ssl")
-SSL_MODES = ("reference", "canvas")
 SEARCH_MODES = ("exact", "brute")
+SSL_MODES = representation.SSL_MODES
+
+#: The engine's own fields (owner None); the constraints' fields come from :mod:`nps.constraints`.
+ENGINE_FIELDS: tuple[Field, ...] = (
+    Field("corpus", "str", "mnist", "mnist, fashion-mnist, cifar10, digits or folder:PATH (default: %(default)s)",
+          group="corpus", sweep=False, app_fixed="sidebar"),
+    Field("subset", "int", None, "use a class-stratified subset of N train images", optional=True,
+          limits=(1, 2**63 - 1), group="corpus", app_fixed="sidebar"),
+    Field("n", "int", 64, "number of samples (default: %(default)s)", limits=(1, 10**9), app=(1, 64), group="run",
+          sweep=False),
+    Field("seed", "int", 0, "RNG seed (default: %(default)s)", limits=(0, 2**63 - 1), app=(0, 2**31 - 1),
+          group="run", why=" (numpy seeds are non-negative)"),
+    Field("constraints", "tuple", _cons.default_names(), "comma list of the constraints to enable", sweep=True),
+    Field("window", "int", 7, "context window w, odd (default: %(default)s)", limits=(3, 255), app=(3, 15),
+          ablate=True),
+    Field("reference", "int", None, "fixed reference train id for every sample (default: random per sample)",
+          optional=True, limits=(0, 2**63 - 1)),
+    Field("include_reference", "bool", False, "let the reference image be a source beyond the seed (left out of "
+          "every pool by default)"),
+    Field("seed_size", "int", 8, "seed patch side", limits=(1, 4096), app=(1, 32), ablate=True),
+    Field("batch_size", "int", 64, "samples advanced in lockstep (default: %(default)s)", limits=(1, 2**20),
+          app=(1, 64), group="run", sweep=False),
+    Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
+    Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
+          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
+          choices=SEARCH_MODES),
+    Field("data_root", "str", None, "extra folder to look for corpus files", optional=True, group="corpus",
+          sweep=False),
+)
+
+
+def _field_table() -> dict[str, Field]:
+    """The engine's fields and every registered constraint's, by name (a field declared twice is a bug)."""
+    table = {f.name: f for f in ENGINE_FIELDS}
+    for c in _cons.registered():
+        for f in c.fields:
+            if f.name in table:
+                raise ValueError(f"field '{f.name}' of constraint '{c.name}' is declared twice")
+            table[f.name] = f
+    return table
+
+
+_D = _field_table()  # the table as the dataclass below is defined (the built-in constraints)
 
 # encoder="auto" picks, per corpus, the encoder that measured best for the sampler: the
 # higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
@@ -57,7 +109,8 @@ class GenerationConfig:
             passes it the pixel falls back to the adaptive rule and is marked relaxed.
         radius: locality radius R, L-infinity, in pixels.
         k: semantic pool size (nearest corpus images to the condition).
-        constraints: enabled subset of ("ssd", "loc", "ssl").
+        constraints: enabled subset of the registered constraints (:func:`nps.constraints.names`:
+            "ssd", "loc", "ssl" and any plug-in), stored in canonical order.
         encoder: representation encoder name ("pca", "pixels", "simclr"), or "auto" (the
             default): the measured best for the corpus (:func:`resolve_encoder`), resolved
             when the config is made, so records always name a concrete encoder.
@@ -75,54 +128,74 @@ class GenerationConfig:
             "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.search`;
             opt-in until its 60k records are shown identical to the dense scan's).
         data_root: extra folder to look for corpus files.
+        options: (name, value) pairs of the fields of plug-in constraints (sorted, defaults
+            dropped); read them as attributes (``config.name``).
     """
 
-    corpus: str = "mnist"
-    subset: int | None = None
-    n: int = 64
-    seed: int = 0
-    window: int = 7
-    sigma: float | None = None
-    eps: float = 0.1
-    tol: float = 1e-6
-    max_ssd: float | None = None
-    radius: int = 2
-    k: int = 64
-    constraints: tuple[str, ...] = CONSTRAINTS
-    encoder: str = "auto"
-    ssl_mode: str = "reference"
-    ssl_eps: float | None = None
-    reference: int | None = None
-    include_reference: bool = False
-    label: int | None = None
-    seed_size: int = 8
-    batch_size: int = 64
-    device: str = "cpu"
-    search: str = "brute"
-    data_root: str | None = field(default=None, compare=False)
+    corpus: str = _D["corpus"].default
+    subset: int | None = _D["subset"].default
+    n: int = _D["n"].default
+    seed: int = _D["seed"].default
+    window: int = _D["window"].default
+    sigma: float | None = _D["sigma"].default
+    eps: float = _D["eps"].default
+    tol: float = _D["tol"].default
+    max_ssd: float | None = _D["max_ssd"].default
+    radius: int = _D["radius"].default
+    k: int = _D["k"].default
+    constraints: tuple[str, ...] = _D["constraints"].default
+    encoder: str = _D["encoder"].default
+    ssl_mode: str = _D["ssl_mode"].default
+    ssl_eps: float | None = _D["ssl_eps"].default
+    reference: int | None = _D["reference"].default
+    include_reference: bool = _D["include_reference"].default
+    label: int | None = _D["label"].default
+    seed_size: int = _D["seed_size"].default
+    batch_size: int = _D["batch_size"].default
+    device: str = _D["device"].default
+    search: str = _D["search"].default
+    data_root: str | None = field(default=_D["data_root"].default, compare=False)
+    options: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        # Accept "ssd,loc" or any iterable, store a canonical sorted-by-CONSTRAINTS tuple.
+        # Accept "ssd,loc" or any iterable, store a canonical tuple (registration order).
+        known = _cons.names()
         cons = self.constraints
         if isinstance(cons, str):
             cons = tuple(c.strip() for c in cons.split(",") if c.strip())
         if not isinstance(cons, list | tuple) or not all(isinstance(c, str) for c in cons):
-            raise NPSError(f"constraints {cons!r} must be a comma list of {', '.join(CONSTRAINTS)}.")
+            raise NPSError(f"constraints {cons!r} must be a comma list of {', '.join(known)}.")
         cons = tuple(cons)
         if not cons:
             # An empty set would search every window of every image with no rule at all.
-            raise NPSError("no constraint is switched on; enable at least one of ssd, loc, ssl "
+            raise NPSError(f"no constraint is switched on; enable at least one of {', '.join(known)} "
                            "(e.g. --constraints ssd,loc).")
-        unknown = [c for c in cons if c not in CONSTRAINTS]
+        unknown = [c for c in cons if c not in known]
         if unknown:
-            raise NPSError(f"unknown constraint '{unknown[0]}'; use a comma list of {', '.join(CONSTRAINTS)} "
+            raise NPSError(f"unknown constraint '{unknown[0]}'; use a comma list of {', '.join(known)} "
                            "(e.g. --constraints ssd,loc).")
-        object.__setattr__(self, "constraints", tuple(c for c in CONSTRAINTS if c in cons))
+        object.__setattr__(self, "constraints", tuple(c for c in known if c in cons))
+        object.__setattr__(self, "options", _options(self.options))
         if not isinstance(self.encoder, str) or not isinstance(self.corpus, str):
             raise NPSError("corpus and encoder must be names (strings).")
         # The name load_corpus reads ("digits " is digits): a record must name what it was made on.
         object.__setattr__(self, "corpus", self.corpus.strip())
         object.__setattr__(self, "encoder", resolve_encoder(self.encoder, self.corpus))
+
+    def __getattr__(self, name: str) -> object:
+        """A plug-in constraint's field (:attr:`options`, else its default)."""
+        if name.startswith("_") or name == "options" or name not in FIELDS or name in _DATACLASS_FIELDS:
+            raise AttributeError(f"GenerationConfig has no field '{name}'")
+        return dict(object.__getattribute__(self, "options")).get(name, FIELDS[name].default)
+
+    @classmethod
+    def make(cls, **fields: object) -> GenerationConfig:
+        """A config from any fields of :data:`FIELDS`, plug-in constraints' fields included."""
+        core = {k: v for k, v in fields.items() if k in _DATACLASS_FIELDS}
+        extra = {k: v for k, v in fields.items() if k not in _DATACLASS_FIELDS}
+        if extra:
+            core["options"] = (*dict(core.get("options", ())).items(), *extra.items())  # type: ignore[arg-type]
+        return cls(**core)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ derived
     @property
@@ -134,7 +207,12 @@ class GenerationConfig:
         return constraint in self.constraints
 
     def replace(self, **changes) -> GenerationConfig:
-        return dataclasses.replace(self, **changes)
+        """This config with ``changes`` (any field of :data:`FIELDS`, plug-in constraints' included)."""
+        extra = {k: v for k, v in changes.items() if k not in _DATACLASS_FIELDS}
+        core = {k: v for k, v in changes.items() if k in _DATACLASS_FIELDS}
+        if extra:
+            core["options"] = (*dict(core.get("options", self.options)).items(), *extra.items())
+        return dataclasses.replace(self, **core)
 
     # ------------------------------------------------------------------ checks
     def check(self, corpus_size: int | None = None, image_shape: tuple[int, ...] | None = None,
@@ -151,11 +229,15 @@ class GenerationConfig:
             labels: label values present, to check ``label``.
         """
         check_types(dataclasses.asdict(self) | {"constraints": list(self.constraints)})
+        missing = [c for c in self.constraints if c not in _cons.names()]
+        if missing:  # a config made where a plug-in was registered, run where it is not (a Ray worker)
+            raise NPSError(f"constraint '{missing[0]}' is not registered in this process; import the module that "
+                           "registers it (nps.constraints.register) before generating.")
         for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:
                 raise NPSError(f"--{name.replace('_', '-')} {value} is out of range; use {_num(lo)}..{_num(hi)}"
-                               f"{LIMIT_WHY.get(name, '')}.")
+                               f"{FIELDS[name].why}.")
         if self.window % 2 == 0:
             raise NPSError(f"--window {self.window} must be an odd number >= 3 (e.g. 5, 7, 9) "
                            "so the window has a centre pixel and some context.")
@@ -164,14 +246,14 @@ class GenerationConfig:
                            f" x window = {SIGMA_MAX_PER_WINDOW * self.window:g} (below {SIGMA_MIN:g} px the weights "
                            "of the nearest pixels vanish in float32; above, the weights are flat), or omit it "
                            "for window/6.4.")
-        if self.ssl_mode not in SSL_MODES:
-            raise NPSError(f"--ssl-mode '{self.ssl_mode}' is unknown; use {' or '.join(SSL_MODES)}.")
+        for f in FIELDS.values():
+            value = getattr(self, f.name)
+            if f.choices is not None and value not in f.choices:
+                raise NPSError(f"{f.cli_flag} '{value}' is unknown; use {' or '.join(f.choices)}.")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise NPSError(f"--device '{self.device}' is unknown; use cpu or cuda.")
         if not self.corpus.strip():
             raise NPSError("no corpus name given; use --corpus mnist, digits, ... or folder:PATH.")
-        if self.search not in SEARCH_MODES:
-            raise NPSError(f"--search '{self.search}' is unknown; use {' or '.join(SEARCH_MODES)}.")
         if image_shape is not None:
             h, w = image_shape[:2]
             if self.window > min(h, w):
@@ -185,10 +267,8 @@ class GenerationConfig:
                                f"would be a copy of its reference; use --seed-size {canvas_seed_size(image_shape)} "
                                f"(at most {min(h, w) - 1}).")
         if corpus_size is not None:
-            pool_max = corpus_size - (0 if self.include_reference else 1)
-            if self.uses("ssl") and self.label is None and self.k > pool_max:
-                raise NPSError(f"--k {self.k} is larger than the corpus allows ({pool_max} images "
-                               f"besides the reference); use --k <= {pool_max}.")
+            for c in _cons.active(self):
+                c.check(self, corpus_size)
             if self.reference is not None and not 0 <= self.reference < corpus_size:
                 raise NPSError(f"--reference {self.reference} is out of range; "
                                f"train ids are 0..{corpus_size - 1}.")
@@ -219,16 +299,24 @@ class GenerationConfig:
         of it: SSD alone over 60k MNIST images is 47M windows per pixel (hours on a CPU).
         """
         h, w = image_shape[:2]
-        positions = (min(h, 2 * self.radius + 1) * min(w, 2 * self.radius + 1)) if self.uses("loc") else h * w
-        if self.uses("ssl"):
-            images = corpus_size if self.label is not None else min(self.k, corpus_size)
-        else:
-            images = corpus_size
+        positions, images = h * w, corpus_size
+        for c in _cons.active(self):  # each constraint's cost factor (nps.constraints.Constraint.cost_*)
+            positions = c.cost_positions(self, h, w, positions)
+            images = c.cost_images(self, corpus_size, images)
         return int(positions * images)
+
+    def per_sample_pools(self) -> bool:
+        """Whether each sample gets its own small pool of images (the engine's faster path)."""
+        return any(c.per_sample_pools(self) for c in _cons.active(self, "images"))
 
     # ------------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict:
+        """Every field by name (plug-in constraints' fields as top-level keys too), and ``sigma_used``."""
         d = dataclasses.asdict(self)
+        d.pop("options")
+        for f in plugin_fields():  # only where set or enabled, so a built-in config's JSON is unchanged
+            if f.name in dict(self.options) or self.uses(f.owner or ""):
+                d[f.name] = getattr(self, f.name)
         d["constraints"] = list(self.constraints)
         d["sigma_used"] = self.sigma_
         return d
@@ -245,12 +333,11 @@ class GenerationConfig:
         """
         if not isinstance(d, dict):
             raise NPSError(f"a config must be a JSON object, got {type(d).__name__}.")
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs = {k: v for k, v in d.items() if k in FIELDS}
         check_types(kwargs)
         if "constraints" in kwargs:
             kwargs["constraints"] = tuple(kwargs["constraints"])
-        return cls(**kwargs)
+        return cls.make(**kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> GenerationConfig:
@@ -258,22 +345,45 @@ class GenerationConfig:
 
 
 # --------------------------------------------------------------------------- bounds and schema
+#: The field table: every GenerationConfig field (plug-in constraints' included), by name.
+#: Rebuilt in place when the constraint registry changes, so references to it stay current.
+FIELDS: dict[str, Field] = {}
+#: Defaults of every field, from :data:`FIELDS` (one table, shared by the CLI, the app and the API).
+DEFAULTS: dict = {}
 #: Inclusive ranges of the numeric fields (None means unset and is not checked).  They bound
-#: what would overflow or mean nothing, not what is wise: the app has tighter BOUNDS.
-LIMITS: dict[str, tuple[float, float]] = {
-    "n": (1, 10**9), "seed": (0, 2**63 - 1), "window": (3, 255), "eps": (0.0, 1e30), "tol": (0.0, 1e30),
-    "max_ssd": (0.0, 1e30), "radius": (0, 4096), "k": (1, 2**31 - 1), "ssl_eps": (0.0, 1e30),
-    "reference": (0, 2**63 - 1), "label": (-(2**63), 2**63 - 1), "seed_size": (1, 4096),
-    "batch_size": (1, 2**20), "subset": (1, 2**63 - 1),
-}
-LIMIT_WHY = {
-    "eps": " (the threshold (1 + eps) d_min + tol must stay finite in float32; 1e30 already keeps "
-           "every window with a non-zero best distance)",
-    "tol": " (a finite tolerance, so that excluded windows, held at +inf, never pass)",
-    "max_ssd": " (or omit it for no ceiling)",
-    "seed": " (numpy seeds are non-negative)",
-    "radius": " (any radius past the canvas side is the whole canvas)",
-}
+#: what would overflow or mean nothing, not what is wise: the app has tighter bounds (``Field.app``).
+LIMITS: dict[str, tuple[float, float]] = {}
+_DATACLASS_FIELDS = frozenset(f.name for f in dataclasses.fields(GenerationConfig)) - {"options"}
+
+
+def _rebuild() -> None:
+    """Refill FIELDS, DEFAULTS and LIMITS from the engine's fields and every registered constraint's."""
+    table = _field_table()
+    FIELDS.clear()
+    FIELDS.update(table)
+    DEFAULTS.clear()
+    DEFAULTS.update({name: f.default for name, f in table.items()})
+    LIMITS.clear()
+    LIMITS.update({name: f.limits for name, f in table.items() if f.limits is not None})
+
+
+def plugin_fields() -> tuple[Field, ...]:
+    """Fields of constraints that are not GenerationConfig attributes (held in ``options``)."""
+    return tuple(f for f in FIELDS.values() if f.name not in _DATACLASS_FIELDS)
+
+
+def _options(options: object) -> tuple[tuple[str, object], ...]:
+    """Plug-in field values as sorted (name, value) pairs, defaults dropped; unknown names refused."""
+    pairs = dict(options.items() if isinstance(options, dict) else options)  # type: ignore[union-attr, arg-type]
+    for name in pairs:
+        if name not in FIELDS or name in _DATACLASS_FIELDS:
+            raise NPSError(f"'{name}' is not a field of a registered constraint; drop it or register its constraint.")
+    check_types(pairs)
+    return tuple(sorted((k, v) for k, v in pairs.items() if v != FIELDS[k].default))
+
+
+_rebuild()
+_cons.on_change(_rebuild)
 #: Every pixel is filled with a known 8-neighbour (the shell before it is complete), whose
 #: weight is at least exp(-1/sigma^2); it must stay a normal float32 (> 1.2e-38, so sigma > 0.107)
 #: or the window's weights vanish, the SSD is 0/0 and the pool empty.  Measured on digits:
@@ -284,13 +394,8 @@ SIGMA_MAX_PER_WINDOW = 100
 
 
 def _schema() -> dict[str, tuple[str, bool]]:
-    """{field: (kind, optional)} from GenerationConfig's annotations (one source of truth)."""
-    out = {}
-    for f in dataclasses.fields(GenerationConfig):
-        kind = str(f.type)
-        base = next(k for k in ("tuple", "bool", "int", "float", "str") if k in kind)
-        out[f.name] = (base, "None" in kind)
-    return out
+    """{field: (kind, optional)} from :data:`FIELDS` (tests check it against the annotations)."""
+    return {name: (f.kind, f.optional) for name, f in FIELDS.items()}
 
 
 def check_types(values: dict) -> None:
@@ -365,7 +470,7 @@ def estimate_run_bytes(config: GenerationConfig, corpus_size: int, image_shape: 
     b = min(config.batch_size, config.n)
     hp, wp = h + config.window - 1, w + config.window - 1
     batch = b * (c * hp * wp * 4 + h * w * 8 * 6)
-    if config.uses("ssl") and config.label is None:
+    if config.per_sample_pools():
         batch += 2 * b * hp * wp * (c + 1) * min(config.k, corpus_size) * 4
     else:
         batch += 64 << 20  # chunked distances to a shared pool (nps.sampler.CHUNK_SCORES) and their masks
@@ -397,6 +502,3 @@ def check_memory(config: GenerationConfig, corpus_size: int, image_shape: tuple[
                        f"batch {min(config.batch_size, config.n)}) but {have / 1e9:.1f} GB is available; "
                        "lower --n or --batch-size.")
 
-
-DEFAULTS: dict = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
-"""One table of defaults, shared by the CLI, the app and the API."""

@@ -82,7 +82,7 @@ def estimate(config: GenerationConfig, corpus_size: int, image_shape: tuple[int,
         side = min(config.seed_size, h, w)
         pixels = max(h * w - side * side, 0)
     windows = config.windows_per_pixel(corpus_size, image_shape)
-    shared = not config.uses("ssl") or config.label is not None
+    shared = not config.per_sample_pools()
     per_window = SECONDS_PER_WINDOW_SHARED if shared else SECONDS_PER_WINDOW
     batches = math.ceil(config.n / max(config.batch_size, 1))
     seconds = FIXED_S + per_window * windows * pixels * config.n + SECONDS_PER_STEP * pixels * batches
@@ -119,16 +119,19 @@ def cheaper(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, 
             subsets: tuple[int, ...] = (1000, 200)) -> list[Alternative]:
     """Cheaper variants of ``config``, fastest first (only those faster than ``config`` itself).
 
-    Offered: switching locality on, a smaller class-stratified subset (each of ``subsets``
+    Offered: switching on a constraint that shrinks the windows per pixel (each registered one
+    with ``speeds_up``: locality), a smaller class-stratified subset (each of ``subsets``
     smaller than the corpus), and fewer samples (4).  Each changes one thing, so the
     visitor knows what they trade.
     """
+    from nps.constraints import registered
     base = estimate(config, corpus_size, image_shape)
     out: list[Alternative] = []
-    if not config.uses("loc"):
-        cfg = config.replace(constraints=tuple(c for c in ("ssd", "loc", "ssl") if c in (*config.constraints, "loc")))
-        out.append(Alternative(f"locality on (R = {config.radius})", {"constraints": cfg.constraints},
-                               estimate(cfg, corpus_size, image_shape)))
+    for c in registered():
+        if c.speeds_up and not config.uses(c.name):
+            cfg = config.replace(constraints=(*config.constraints, c.name))
+            out.append(Alternative(c.cheaper_phrase(config), {"constraints": cfg.constraints},
+                                   estimate(cfg, corpus_size, image_shape)))
     for size in subsets:
         if size < corpus_size:
             out.append(Alternative(f"a {size:,}-image subset", {"subset": size},

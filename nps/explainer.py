@@ -111,18 +111,8 @@ def default_step(record: ProvenanceRecord, n: int) -> int:
 
 
 def funnel_rows(fun: Funnel, config: dict) -> list[tuple[str, int]]:
-    """(label, count) rows of a funnel, from every window to the pool, for a bar chart."""
-    rows = [("every window", fun.total)]
-    if fun.loc is not None:
-        rows.append((f"locality (R={config.get('radius')})", fun.loc))
-    if fun.ssl is not None:
-        rows.append((f"representation (k={config.get('k')})", fun.ssl))
-    if fun.loc is not None and fun.ssl is not None:
-        rows.append(("locality ∩ representation", fun.loc_ssl))
-    if fun.ssd_alone is not None:
-        rows.append(("appearance alone (SSD)", fun.ssd_alone))
-    rows.append(("all enabled: the pool", fun.final))
-    return rows
+    """(label, count) rows of a funnel, from every window to the pool, for a bar chart (one per constraint)."""
+    return fun.rows(config)
 
 
 def step_frames(record: ProvenanceRecord, corpus: Corpus, n: int, start: int, count: int = 8,

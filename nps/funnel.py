@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nps.config import GenerationConfig
+from nps.constraints import FunnelContext, active, funnel_counts, mask_pool
 from nps.corpora import Corpus
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord, check_fits
@@ -36,6 +37,9 @@ class Funnel:
         loc: windows whose centre is within R of the pixel (any image), or None if loc is off.
         ssl: windows of the semantic-pool images (any position), or None if ssl is off.
         loc_ssl: windows passing the enabled non-appearance constraints (the set SSD ranks).
+        counts: {constraint name: windows it alone admits} for every enabled constraint that
+            counts (:meth:`nps.constraints.Constraint.funnel_count`; ``loc`` and ``ssl`` above are
+            two of them), in canonical order: the funnel's bars.
         ssd_alone: windows passing the SSD rule over every window (None if not computed).
         final: the pool the pixel was drawn from (equals ``record.pool_size``).
         d_min, threshold: the SSD minimum and the cut within ``loc_ssl``, by the engine's
@@ -59,6 +63,12 @@ class Funnel:
     pool_sources: np.ndarray
     chosen: tuple[int, int, int]
     formula: str = field(default="")
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def rows(self, config: dict, final_label: str = "all enabled: the pool") -> list[tuple[str, int]]:
+        """(label, count) bars from every window to the pool (:func:`nps.constraints.funnel_rows`)."""
+        from nps.constraints import funnel_rows
+        return funnel_rows(self.counts, config, self.total, self.loc_ssl, self.ssd_alone, self.final, final_label)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("centre_values", "pool_sources")}
@@ -171,16 +181,18 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
     pool = sampler.candidate_pool(pool_ids, record.reference[n:n + 1], 1)
+    masks = active(sampler.config, "mask")  # multi-scale: its admission, rebuilt from the record's coarse level
+    pool = mask_pool(pool, [c.admit(c.replay(sampler.config, corpus, record, n, pool_ids), y, x) for c in masks])
     geo = sampler.geometry(y, x, known)
     d = sampler.distances(geo, cpad, pool)  # (1,O,P)
-    keep = sampler.kept_mask(geo, cpad, pool, d)[0] if sampler.config.uses("ssd") else torch.isfinite(d[0].reshape(-1))
+    keep = sampler.kept_mask(geo, cpad, pool, d)[0] if active(sampler.config, "threshold") else torch.isfinite(d[0].reshape(-1))
     return _Replay(sampler, step, pool_ids, geo, cpad, d[0], img, known, keep)
 
 
 def _cut(flat: torch.Tensor, keep: torch.Tensor,
          cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
     """The kept mask (the engine's, certified), d_min and the rule's threshold for display."""
-    if cfg.uses("ssd"):
+    if active(cfg, "threshold"):
         thr, _ = thresholds(flat.min().reshape(1), cfg)
         return keep, float(flat.min()), float(thr[0])
     return keep, None, None
@@ -218,9 +230,9 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
     slots = sampler.exclusions(pool_ids, refs)
     n_excluded = int(slots is not None and slots[0] >= 0)
     n_pool_images = (len(corpus) if pool_ids is None else int((pool_ids[0] >= 0).sum())) - n_excluded
-    ball = (min(h, y + cfg.radius + 1) - max(0, y - cfg.radius)) * (min(w, x + cfg.radius + 1) - max(0, x - cfg.radius))
+    counts = funnel_counts(FunnelContext(cfg, y, x, h, w, len(corpus), n_pool_images, n_excluded))
     ssd_alone = None
-    if cfg.uses("ssd") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
+    if active(cfg, "threshold") and (exhaustive if exhaustive is not None else len(corpus) <= EXHAUSTIVE_LIMIT):
         everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
         whole = sampler.candidate_pool(None, refs, 1)
         ssd_alone = int(sampler.kept_mask(everywhere, cpad, whole, sampler.distances(everywhere, cpad, whole)).sum())
@@ -228,8 +240,7 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
                + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
     return Funnel(
         step=rep.step, total=len(corpus) * h * w,
-        loc=(len(corpus) - n_excluded) * ball if cfg.uses("loc") else None,
-        ssl=n_pool_images * h * w if cfg.uses("ssl") else None,
+        loc=counts.get("loc"), ssl=counts.get("ssl"), counts=counts,
         loc_ssl=int(torch.isfinite(flat).sum()), ssd_alone=ssd_alone, final=len(kept),
         d_min=d_min, threshold=threshold, centre_values=centre_values, pool_sources=sources,
         chosen=(int(record.source_index[n, y, x]), int(record.source_y[n, y, x]), int(record.source_x[n, y, x])),

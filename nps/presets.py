@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nps.cache import cache_root, cached_arrays, clear, content_key
 from nps.config import GenerationConfig
+from nps.constraints import ablation_chain
 from nps.errors import NPSError
 from nps.record import ENGINE_VERSION, RECORD_VERSION, ProvenanceRecord
 
@@ -170,7 +171,7 @@ LESSONS: tuple[Lesson, ...] = (
            "lowest class entropy.",
            "The full model keeps one class per digit (low class entropy) while drawing from many images "
            "(high image-ID entropy): part-whole composition, not copying.",
-           "ablations", {"columns": [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")], "n": 16}),
+           "ablations", {"columns": list(ablation_chain()), "n": 16}),
     Lesson("trace-pixel", "Where did this pixel come from?",
            "Pick a stroke pixel. Predict how many candidate windows survive appearance, locality and "
            "representation, and how many images the pool spans.",

@@ -19,6 +19,10 @@ key                       shape, dtype            meaning
 ``shell``                 (H*W,) int64            shell of each ``order`` entry (0 = seed)
 ``train_ids``             (S,) int64              version 2, runs on a ``--subset`` only: the
                                                   full-corpus train id of each subset row
+``coarse_images``         (N,h,w[,C]) uint8       version 3, multi-scale (``ms``) runs only: the
+                                                  half-resolution canvas (h = H//2, w = W//2)
+``coarse_source_index``   (N,h,w) int64           train row each coarse pixel was copied from, in
+``coarse_source_y``/``_x``                        the half-resolution corpus (:func:`half_train`)
 ``record_version``        0-d int64               :data:`RECORD_VERSION`
 ========================  ======================  ==============================================
 
@@ -26,7 +30,8 @@ Invariant: ``images[n,y,x] == train[source_index[n,y,x], source_y[n,y,x], source
 for every pixel with ``source_index >= 0``, where ``train`` is the run's corpus (the
 subset); against the full corpus it holds with ``train_ids[source_index]``
 (:func:`full_source_index`, :func:`check_provenance_full`), so a record is checkable
-from the record alone.
+from the record alone.  A multi-scale record holds the same for its coarse level against
+``half_train(train)`` (:func:`check_provenance_coarse`).
 
 Every reader goes through :meth:`ProvenanceRecord.from_arrays`, which validates keys,
 dtypes, shapes, value ranges and the config against :func:`nps.config.check_types`
@@ -46,7 +51,9 @@ from nps.errors import NPSError
 # 2: records of a --subset run store ``train_ids`` (subset row -> full-corpus train id),
 #    so that provenance can be checked against the full corpus from the record alone;
 #    version-1 records are still read (without the row map).
-RECORD_VERSION = 2
+# 3: multi-scale runs (the ``ms`` constraint, nps.constraints.multiscale) store their coarse level
+#    (coarse_images, coarse_source_index/_y/_x); records without it read as before.
+RECORD_VERSION = 3
 # The sampler's semantics: bumped whenever the same config and corpus would give a different
 # record, so cached records (presets, app results) made by an older engine are never served.
 # 2: the reference is left out of the candidates in every constraint set.
@@ -60,8 +67,10 @@ PER_PIXEL = ("source_index", "source_y", "source_x", "source_label", "pool_size"
 PER_SAMPLE = ("images", "reference", "sample_id", *PER_PIXEL)
 #: Arrays every record holds (``train_ids`` and ``record_version`` are optional).
 REQUIRED = (*PER_SAMPLE, "order", "config", "shell")
+#: The coarse level of a multi-scale run (version 3; all four or none).
+COARSE = ("coarse_images", "coarse_source_index", "coarse_source_y", "coarse_source_x")
 #: Every member a reader looks at; other members of a file are never decompressed.
-KEYS = (*REQUIRED, "train_ids", "record_version")
+KEYS = (*REQUIRED, "train_ids", "record_version", *COARSE)
 MAX_SIDE = 4096  # canvas side beyond any corpus; bounds what validation allocates
 
 
@@ -81,6 +90,10 @@ class ProvenanceRecord:
     shell: np.ndarray
     train_ids: np.ndarray | None = None
     version: int = field(default=RECORD_VERSION)
+    coarse_images: np.ndarray | None = None
+    coarse_source_index: np.ndarray | None = None
+    coarse_source_y: np.ndarray | None = None
+    coarse_source_x: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -96,6 +109,8 @@ class ProvenanceRecord:
             out["train_ids"] = np.asarray(self.train_ids, np.int64)
         # A version-1 record re-saved (merged, selected) stays version 1: it has no row map.
         out["record_version"] = np.array(self.version, np.int64)
+        if self.coarse_images is not None:
+            out.update({name: getattr(self, name) for name in COARSE})
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -147,7 +162,8 @@ class ProvenanceRecord:
             raise NPSError(f"record config must be a JSON object, got {type(config).__name__}.")
         kw = {name: np.asarray(arrays[name]) for name in REQUIRED if name != "config"}
         ids = arrays.get("train_ids")
-        rec = cls(**kw, config=config, train_ids=None if ids is None else np.asarray(ids), version=version)
+        coarse = {name: np.asarray(arrays[name]) for name in COARSE if name in arrays}
+        rec = cls(**kw, config=config, train_ids=None if ids is None else np.asarray(ids), version=version, **coarse)
         rec.validate()
         # Integer keys of any width are accepted; downstream code sees the contract's int64.
         for name in ("source_index", "source_y", "source_x", "source_label", "pool_size", "reference",
@@ -155,6 +171,9 @@ class ProvenanceRecord:
             setattr(rec, name, getattr(rec, name).astype(np.int64, copy=False))
         if rec.train_ids is not None:
             rec.train_ids = rec.train_ids.astype(np.int64, copy=False)
+        for name in COARSE[1:]:
+            if getattr(rec, name) is not None:
+                setattr(rec, name, getattr(rec, name).astype(np.int64, copy=False))
         return rec
 
     @classmethod
@@ -269,12 +288,28 @@ class ProvenanceRecord:
                 fail("source_index points past the rows of train_ids")
         elif self.version >= 2 and self.config.get("subset") is not None:
             fail("a version-2 record of a --subset run must carry train_ids")
+        have = [name for name in COARSE if getattr(self, name) is not None]
+        if have:
+            if len(have) != len(COARSE):
+                fail(f"a multi-scale record needs all of {', '.join(COARSE)}, not only {', '.join(have)}")
+            ci = self.coarse_images
+            shape = (n, h // 2, w // 2)
+            if ci.dtype != np.uint8 or tuple(ci.shape[:3]) != shape or ci.shape[3:] != images.shape[3:]:
+                fail(f"coarse_images must be uint8 {shape + tuple(images.shape[3:])}, got {ci.dtype} {ci.shape}")
+            for name, side in (("coarse_source_index", None), ("coarse_source_y", h // 2), ("coarse_source_x", w // 2)):
+                a = getattr(self, name)
+                if a.shape != shape or a.dtype.kind not in "iu":
+                    fail(f"{name} must be an integer {shape} array, got {a.dtype} {a.shape}")
+                hi = (size if size is not None else 2**62) if side is None else side
+                if a.size and (a.min() < 0 or a.max() >= hi):
+                    fail(f"{name} holds values outside 0..{hi - 1}")
 
     def select(self, rows: np.ndarray | slice | list[int]) -> ProvenanceRecord:
         """A record of a subset of samples (same config and order)."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in PER_SAMPLE:
-            kw[name] = kw[name][rows]
+        for name in (*PER_SAMPLE, *COARSE):
+            if kw[name] is not None:
+                kw[name] = kw[name][rows]
         return ProvenanceRecord(**kw)
 
     def canvas_at(self, n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -332,9 +367,11 @@ def merge(records: list[ProvenanceRecord]) -> ProvenanceRecord:
     ids = np.concatenate([r.sample_id for r in records])
     if len(np.unique(ids)) != len(ids):
         raise NPSError("records overlap (a sample_id appears twice); merge disjoint shards only.")
+    if len({r.coarse_images is None for r in records}) > 1:
+        raise NPSError("some records have a coarse level and some do not; only shards of one run can be merged.")
     rows = np.argsort(ids, kind="stable")
     kw = {}
-    for name in PER_SAMPLE:
+    for name in (*PER_SAMPLE, *(COARSE if first.coarse_images is not None else ())):
         kw[name] = np.concatenate([getattr(r, name) for r in records])[rows]
     config = dict(first.config)
     config["n"] = len(ids)
@@ -386,6 +423,33 @@ def check_provenance(record: ProvenanceRecord, train: np.ndarray) -> int:
     ok = src >= 0
     copied = train[src[ok], record.source_y[ok], record.source_x[ok]].reshape(record.images[ok].shape)
     return int((copied != record.images[ok]).reshape(len(copied), -1).any(1).sum())
+
+
+def half_train(train: np.ndarray) -> np.ndarray:
+    """The half-resolution corpus a multi-scale run's coarse level copies from.
+
+    Each coarse pixel is the mean of a 2x2 block, rounded half up in integers:
+    ``(a + b + c + d + 2) // 4``, a pure function of the training images.
+
+    Args:
+        train: (N,H,W[,C]) uint8.
+    Returns:
+        (N,H//2,W//2[,C]) uint8.
+    """
+    t = np.asarray(train)
+    h, w = t.shape[1] // 2 * 2, t.shape[2] // 2 * 2
+    blocks = t[:, :h, :w].astype(np.uint16)
+    s = blocks[:, 0::2, 0::2] + blocks[:, 1::2, 0::2] + blocks[:, 0::2, 1::2] + blocks[:, 1::2, 1::2]
+    return ((s + 2) // 4).astype(np.uint8)
+
+
+def check_provenance_coarse(record: ProvenanceRecord, train: np.ndarray) -> int:
+    """Count coarse pixels that break the invariant against :func:`half_train` (0: exact; no coarse level: 0)."""
+    if record.coarse_images is None:
+        return 0
+    half = half_train(train)
+    copied = half[record.coarse_source_index, record.coarse_source_y, record.coarse_source_x]
+    return int((copied != record.coarse_images).reshape(len(record), -1).any(1).sum())
 
 
 def full_source_index(record: ProvenanceRecord) -> np.ndarray:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from nps.config import GenerationConfig
+from nps.constraints import active, plain_step_centres
 from nps.corpora import Corpus
 from nps.fill_order import fill_order, seed_box
 from nps.sampler import gaussian_kernel, sample_streams
-from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.sampler_pool import SemanticPools
 
 
 def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndarray | None = None,
@@ -45,6 +46,9 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
     refs, uniforms = sample_streams(cfg.seed, ids, len(corpus), len(order), cfg.reference, label_ids)
     pools = pools if pools is not None else SemanticPools.build(cfg, corpus)
     members = pools.members(refs)
+    # "mask" constraints (multi-scale): their per-sample state, then a plain admission per pixel.
+    masks = [(c, *c.plain_prepare(cfg, corpus, ids, refs, pools.for_references(refs)))
+             for c in active(cfg, "mask")]
     out = {"images": np.zeros((len(ids), h, w, train.shape[3]), np.uint8)}
     for key in ("source_index", "source_y", "source_x", "pool_size"):
         out[key] = np.full((len(ids), h, w), -1, np.int64)
@@ -63,21 +67,25 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
         out["source_x"][s, y0:y1, x0:x1] = np.arange(x0, x1)[None, :]
         out["pool_size"][s, y0:y1, x0:x1] = 1
         for step, (y, x) in enumerate(order):
+            keep = np.ones(len(pool), bool)
+            for c, coarse_train, coarse in masks:  # multi-scale: pool images whose coarse window matches
+                keep &= c.plain_admit(cfg, coarse_train, coarse[s], y, x, pool)
+            admitted = pool[keep]
             target = canvas[y:y + cfg.window, x:x + cfg.window]
             gm = gauss * known[y:y + cfg.window, x:x + cfg.window]
-            (cy0, cy1, cx0, cx1), _ = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+            (cy0, cy1, cx0, cx1), _ = plain_step_centres(cfg, y, x, h, w)  # each constraint's plain centres
             cands, dists = [], []
             for cy in range(cy0, cy1):  # candidate order: centre offset (row-major), then pool id
                 for cx in range(cx0, cx1):
-                    windows = padded[pool, cy:cy + cfg.window, cx:cx + cfg.window]  # (P,w,w,C)
+                    windows = padded[admitted, cy:cy + cfg.window, cx:cx + cfg.window]  # (P,w,w,C)
                     d = ((windows - target) ** 2).sum(-1)
                     dists.append((d * gm).sum((1, 2)) / gm.sum())
-                    cands.extend((int(p), cy, cx) for p in pool)
+                    cands.extend((int(p), cy, cx) for p in admitted)
             dist = np.concatenate(dists)
-            if cfg.uses("ssd"):
-                keep = np.flatnonzero(dist <= dist.min() * (1.0 + cfg.eps) + cfg.tol)
-            else:
-                keep = np.arange(len(dist))
+            kept = np.ones(len(dist), bool)
+            for rule in active(cfg, "threshold"):  # appearance: d <= (1 + eps) d_min + tol
+                kept &= rule.plain_keep(dist, cfg)
+            keep = np.flatnonzero(kept)
             sid, sy, sx = cands[keep[int(np.floor(uniforms[s, step] * len(keep)))]]
             canvas[y + half, x + half] = train[sid, sy, sx]
             known[y + half, x + half] = True

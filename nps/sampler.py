@@ -27,11 +27,12 @@ import torch
 from nps import __version__
 from nps.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
 from nps.config import GenerationConfig
+from nps.constraints import active, mask_pool, step_centres
 from nps.corpora import Corpus, load_corpus
 from nps.errors import NPSError
 from nps.fill_order import fill_order, seed_box
 from nps.record import ENGINE_VERSION, ProvenanceRecord
-from nps.sampler_pool import SemanticPools, candidate_centres
+from nps.sampler_pool import SemanticPools
 from nps.sampler_setup import (
     CandidatePool,
     StepGeometry,
@@ -128,7 +129,7 @@ class Sampler:
         it); without one the dense scan runs, which makes the same draws.
         """
         cfg = self.config
-        if cfg.search != "exact" or cfg.uses("ssl") or not cfg.uses("ssd"):
+        if cfg.search != "exact" or active(cfg, "images") or not cfg.uses("ssd"):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
@@ -154,7 +155,7 @@ class Sampler:
         n_batches = (len(ids) + cfg.batch_size - 1) // cfg.batch_size
         for b in range(n_batches):
             rows = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-            parts.append(self._run_batch(refs[rows], uniforms[rows], b, n_batches, progress))
+            parts.append(self._run_batch(refs[rows], uniforms[rows], b, n_batches, progress, ids[rows]))
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         ky, kx = np.nonzero(self.known0)
         order = np.concatenate([np.stack([ky, kx], 1), self.order_]).astype(np.int64)
@@ -174,7 +175,7 @@ class Sampler:
         """Everything about filling (y, x) with ``known`` (H,W) bool that does not depend on pixel values."""
         cfg, half = self.config, self.half
         h, w = known.shape
-        centres, relaxed = candidate_centres(y, x, h, w, cfg.radius if cfg.uses("loc") else None)
+        centres, relaxed = step_centres(cfg, y, x, h, w)  # every "centres" constraint (nps.constraints)
         m = np.pad(known, half)[y:y + cfg.window, x:x + cfg.window]
         gm = self.gauss_ * m
         return StepGeometry(y, x, centres, relaxed, m, torch.from_numpy(gm).float().to(self.device),
@@ -234,7 +235,8 @@ class Sampler:
 
     # ------------------------------------------------------------------ one batch
     def _run_batch(self, refs: np.ndarray, uniforms: np.ndarray, batch: int, n_batches: int,
-                   progress: Callable[[Progress], bool | None] | None) -> dict[str, np.ndarray]:
+                   progress: Callable[[Progress], bool | None] | None,
+                   sample_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
         B = len(refs)
         h, w = self.corpus.image_shape[:2]
         C = self.train_u8.shape[3]
@@ -264,6 +266,10 @@ class Sampler:
         if self.given_image is not None:
             pool_ids = self.pools.for_given(self._images(canvas), refs)
         pool = self.candidate_pool(pool_ids, refs, B)
+        # "mask" constraints (nps.constraints: multi-scale) prepare their state per batch and admit
+        # pool slots per step; none is enabled in the built-in sets, so their path is untouched.
+        masks = [(c, c.prepare(self.config, self.corpus, sample_ids, refs, pool_ids))
+                 for c in active(self.config, "mask")]
         u_all = torch.from_numpy(uniforms).to(self.device)
         labels = self.corpus.train_labels
         current_shell = 0
@@ -275,7 +281,8 @@ class Sampler:
                 if self.pools.per_shell:
                     pool_ids = self.pools.for_canvases(self._images(canvas), known, refs)
                     pool = self.candidate_pool(pool_ids, refs, B)
-            (sid, sy, sx), count, fell_back = self._choose(geo, cpad, pool, u_all[:, step])
+            step_pool = mask_pool(pool, [c.admit(state, y, x) for c, state in masks]) if masks else pool
+            (sid, sy, sx), count, fell_back = self._choose(geo, cpad, step_pool, u_all[:, step])
             pixel = self.train_u8[torch.from_numpy(sid), torch.from_numpy(sy), torch.from_numpy(sx)]  # (B,C)
             canvas[:, y, x] = pixel
             cpad[:, :, y + half, x + half] = pixel.to(self.device, torch.float32).div_(255.0)
@@ -288,8 +295,11 @@ class Sampler:
                 info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
                 if progress(info) is False:
                     raise Stopped("stopped at your request; no record was written.")
-        return {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
-                "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
+        out = {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
+               "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
+        for c, state in masks:
+            out.update(c.record_arrays(state))
+        return out
 
     @staticmethod
     def _images(canvas: torch.Tensor) -> np.ndarray:

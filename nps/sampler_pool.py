@@ -59,18 +59,11 @@ class SemanticPools:
     _ref_cache: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: GenerationConfig, corpus) -> SemanticPools:
-        if not config.uses("ssl"):
-            return cls(config)
-        if config.label is not None:
-            ids = np.flatnonzero(corpus.train_labels == config.label).astype(np.int64)
-            return cls(config, shared=ids[None, :], key=f"label-{config.label}")
-        from nps.encoders import get_encoder
-        from nps.retrieval import pool_index_kind, source_index
-        encoder = get_encoder(config.encoder, corpus, device=config.device)
-        table, index = source_index(corpus, encoder, pool_index_kind(len(corpus)))  # IVF for large corpora
-        return cls(config, encoder=encoder, index=index, table=table,
-                   per_shell=config.ssl_mode == "canvas", key=table.key if index.kind == "flat" else index.key_)
+    def build(cls, config: GenerationConfig, corpus) -> SemanticPools:  # noqa: ANN001
+        """The pools of the enabled "images" constraint (:meth:`nps.constraints.Constraint.pools`), or none."""
+        from nps.constraints import image_constraint
+        chooser = image_constraint(config)
+        return cls(config) if chooser is None else chooser.pools(config, corpus)
 
     def _exclude(self, refs: np.ndarray) -> np.ndarray | None:
         return None if self.config.include_reference else np.asarray(refs, np.int64)

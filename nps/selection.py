@@ -31,34 +31,27 @@ def thresholds(d_min: torch.Tensor, config: GenerationConfig) -> tuple[torch.Ten
 
     The engine and the funnel (:mod:`nps.funnel`) both call this, so the pool a pixel
     was drawn from and the pool the funnel recomputes are the same set by construction.
-
-    Robust by construction: every threshold is at least its minimum, so the best
-    candidate always survives and no pool is ever empty.  The float32 expansion of the
-    SSD can return a slightly negative minimum (-1.3e-7 measured) for an exact match;
-    the rule then scales ``max(d_min, 0)``, the true (non-negative) SSD, since
-    ``d_min * (1 + eps)`` would fall *below* a negative ``d_min`` for eps > tol / |d_min|
-    and leave the pool empty (the IndexError of issue 9).  The threshold is then
-    capped at :data:`NO_LIMIT`, so excluded slots (+inf) never pass, however large eps
-    or tol (:meth:`GenerationConfig.check` bounds both, so a finite minimum always
-    stays under the cap).
-    For a non-negative minimum this is exactly ``d_min * (1 + eps) + tol``.
+    The rule is each enabled "threshold" constraint's (:meth:`nps.constraints.Constraint.threshold`;
+    appearance's, :mod:`nps.constraints.appearance`, scales ``max(d_min, 0)`` by ``1 + eps``, adds
+    ``tol`` and lowers it to ``max_ssd`` where some window passes it); several combine by their
+    minimum, so a candidate must pass every one.  Without one nothing is cut (:data:`NO_LIMIT`).
 
     Args:
         d_min: (B,) float32.
     Returns:
-        (B,) float32 thresholds (keep ``d <= threshold``), and (B,) bool rows where no
-        candidate passed ``max_ssd`` and the adaptive rule was used instead (None
-        without a ceiling).
+        (B,) float32 thresholds (keep ``d <= threshold``), and (B,) bool rows where a
+        constraint fell back to a relaxed rule (None when none can).
     """
-    if not config.uses("ssd"):
+    from nps.constraints import active
+    rules = active(config, "threshold")
+    if not rules:
         return torch.full_like(d_min, NO_LIMIT), None
-    thr = d_min.clamp(min=0.0) * (1.0 + config.eps) + config.tol
-    thr = torch.maximum(thr, d_min).clamp(max=NO_LIMIT)
-    if config.max_ssd is None:
-        return thr, None
-    # Kept & under the ceiling == under min(thr, max_ssd); empty exactly where d_min > max_ssd.
-    fell_back = d_min > config.max_ssd
-    return torch.where(fell_back, thr, thr.clamp(max=config.max_ssd)), fell_back.cpu().numpy()
+    thr, fell_back = rules[0].threshold(d_min, config)
+    for rule in rules[1:]:
+        more, fell = rule.threshold(d_min, config)
+        thr = torch.minimum(thr, more)
+        fell_back = fell if fell_back is None else (fell_back if fell is None else fell_back | fell)
+    return thr, fell_back
 
 
 def _picks(u: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

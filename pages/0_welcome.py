@@ -8,8 +8,10 @@ import streamlit as st
 
 from app_support import stages
 from app_support.boot import entry_guard
+from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis, show_grid
 from nps.app_state import stroke_pixel
+from nps.constraints import default_names
 from nps.presets import LESSONS, PRESETS, Lesson, is_built, read_built
 
 FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
@@ -58,9 +60,7 @@ def start_lesson(lesson: Lesson) -> None:
     ctl = dict(lesson.controls)
     ss = st.session_state
     if lesson.page == "generate":
-        cons = ctl.pop("constraints", ("ssd", "loc", "ssl"))
-        for c in ("ssd", "loc", "ssl"):
-            ss[f"gen_{c}"] = c in cons
+        set_constraints("gen", ctl.pop("constraints", default_names()))
         for k, v in ctl.items():
             ss[f"gen_{k}"] = v
         ss["gen_lesson"] = lesson.key
@@ -69,8 +69,7 @@ def start_lesson(lesson: Lesson) -> None:
         columns = ctl.pop("columns", [])
         ss["abl_ncols"] = len(columns)
         for i, cons in enumerate(columns):
-            for c in ("ssd", "loc", "ssl"):
-                ss[f"abl_{i}_{c}"] = c in cons
+            set_constraints(f"abl_{i}", cons)
         for k, v in ctl.items():
             ss[f"abl_{k}"] = v
         ss["abl_lesson"] = lesson.key

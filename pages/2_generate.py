@@ -7,6 +7,15 @@ import streamlit as st
 
 from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
+from app_support.toggles import (
+    constraint_toggles,
+    default_toggles,
+    enabled,
+    owner_off,
+    plugin_params,
+    set_constraints,
+    toggle_keys,
+)
 from app_support.ui import (
     LiveProgress,
     add_record,
@@ -26,7 +35,7 @@ from app_support.ui import (
 )
 from nps.app_links import params_from_query, params_to_query
 from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
-from nps.config import DEFAULTS
+from nps.config import DEFAULTS, FIELDS
 
 entry_guard()
 st.title("Generate")
@@ -40,7 +49,8 @@ if st.session_state.get("gen_shape") != [h, w]:
     for k, v in suggested_params(corpus.image_shape).items():
         st.session_state[f"gen_{k}"] = v
     st.session_state["gen_shape"] = [h, w]
-for k, v in {"n": 16, "batch_size": 16, "ssd": True, "loc": True, "ssl": True, "sigma_auto": True,
+default_toggles("gen")
+for k, v in {"n": 16, "batch_size": 16, "sigma_auto": True,
              "sigma": round(DEFAULTS["window"] / 6.4, 3), "ssl_mode": DEFAULTS["ssl_mode"], "label": -1,
              "ref_mode": "random", "reference": 0}.items():
     ss_default(f"gen_{k}", v)
@@ -52,8 +62,7 @@ if link:  # a permalink: its parameters replace the page's (each checked; a bad 
     ss = st.session_state
     for name, value in fields.items():
         if name == "constraints":
-            for c in ("ssd", "loc", "ssl"):
-                ss[f"gen_{c}"] = c in value
+            set_constraints("gen", value)
         elif name == "label":
             ss["gen_label"] = -1 if value is None else int(value)
         elif name == "reference":
@@ -77,10 +86,8 @@ def clamp(key: str, lo: float, hi: float) -> None:
 lesson_banner("gen_lesson", "Then press Generate and look:")
 
 st.subheader("Constraints")
-t = st.columns(3)
-t[0].toggle("appearance (ssd)", key="gen_ssd", help="Gaussian-weighted SSD of the known context, adaptive threshold")
-t[1].toggle("locality (loc)", key="gen_loc", help="source window centre within R (L∞) of the target pixel")
-t[2].toggle("representation (ssl)", key="gen_ssl", help="source image among the k nearest of the reference")
+constraint_toggles("gen")  # one per registered constraint (nps.constraints)
+extra = plugin_params("gen")  # the fields of plug-in constraints, if any
 
 st.subheader("Parameters")
 windows = [v for v in range(int(BOUNDS["window"][0]), int(BOUNDS["window"][1]) + 1, 2) if v <= side]
@@ -100,17 +107,17 @@ p[0].number_input("σ", min_value=BOUNDS["sigma"][0], max_value=BOUNDS["sigma"][
 p[1].slider("ε (SSD threshold)", float(BOUNDS["eps"][0]), float(BOUNDS["eps"][1]), step=0.01, key="gen_eps",
             help="keep windows with d ≤ (1+ε)·d_min + tol")
 p[1].slider("radius R (locality)", int(BOUNDS["radius"][0]), int(BOUNDS["radius"][1]), key="gen_radius",
-            disabled=not st.session_state["gen_loc"])
+            disabled=owner_off("gen", "radius"))
 p[2].number_input("k (semantic pool)", 1, int(BOUNDS["k"][1]), step=8, key="gen_k",
-                  disabled=not st.session_state["gen_ssl"], help="nearest training images of the reference")
-p[2].radio("representation mode", ["reference", "canvas"], key="gen_ssl_mode", horizontal=True,
-           disabled=not st.session_state["gen_ssl"],
+                  disabled=owner_off("gen", "k"), help="nearest training images of the reference")
+p[2].radio("representation mode", list(FIELDS["ssl_mode"].choices), key="gen_ssl_mode", horizontal=True,
+           disabled=owner_off("gen", "ssl_mode"),
            help="reference: k-NN of a reference image; canvas: re-embed the partial canvas every shell")
 if st.session_state["gen_label"] is None or st.session_state["gen_label"] >= len(corpus.class_names):
     st.session_state["gen_label"] = -1  # -1: no class condition (a None option would read as "no choice")
 p[2].selectbox("class condition", [-1, *range(len(corpus.class_names))], key="gen_label",
                format_func=lambda v: "none" if v < 0 else f"{v}: {corpus.class_names[v]}",
-               disabled=not st.session_state["gen_ssl"], help="the pool becomes all images of this class")
+               disabled=owner_off("gen", "label"), help="the pool becomes all images of this class")
 p[3].slider("seed size s", 1, min(int(BOUNDS["seed_size"][1]), side), key="gen_seed_size",
             help="side of the seed patch copied from the reference")
 p[3].slider("samples n", int(BOUNDS["n"][0]), int(BOUNDS["n"][1]), key="gen_n")
@@ -146,7 +153,7 @@ if st.session_state["gen_ref_mode"] == "pick":
 
 def current_params() -> dict:
     ss = st.session_state
-    params = {"constraints": tuple(c for c in ("ssd", "loc", "ssl") if ss[f"gen_{c}"]),
+    params = {"constraints": enabled("gen"), **extra,
               "n": int(ss["gen_n"]), "batch_size": int(ss["gen_batch_size"]), "window": int(ss["gen_window"]),
               "sigma": None if ss["gen_sigma_auto"] else float(ss["gen_sigma"]), "eps": float(ss["gen_eps"]),
               "radius": int(ss["gen_radius"]), "k": int(ss["gen_k"]), "seed_size": int(ss["gen_seed_size"]),
@@ -166,7 +173,7 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
 
 mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
-    warn_if_slow(config, corpus, {"loc": "gen_loc", "n": "gen_n"}, "gen")
+    warn_if_slow(config, corpus, {**toggle_keys("gen"), "n": "gen_n"}, "gen")
     if present.show_secondary():
         with st.expander("The same run from the command line"):
             st.code(cli_command(config), language="bash")

@@ -7,6 +7,7 @@ import streamlit as st
 from app_support import resources, stages
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names
+from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, set_constraints, toggle_keys
 from app_support.ui import (
     LiveProgress,
     add_record,
@@ -35,6 +36,7 @@ from nps.app_state import (
 )
 from nps.app_state import suggested_params as suggested
 from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
+from nps.constraints import chooses_images, default_names
 
 entry_guard()
 st.title("Ablations side by side")
@@ -55,8 +57,7 @@ if link:
         if cols_spec:
             st.session_state["abl_ncols"] = len(cols_spec)
             for i, spec in enumerate(cols_spec):
-                for c in ("ssd", "loc", "ssl"):
-                    st.session_state[f"abl_{i}_{c}"] = c in spec.split(".")
+                set_constraints(f"abl_{i}", spec.split("."))
         for i in range(MAX_COLUMNS):
             if f"enc{i + 1}" in link and str(link[f"enc{i + 1}"]) in encoder_names():
                 st.session_state[f"abl_{i}_encoder"] = str(link[f"enc{i + 1}"])
@@ -84,7 +85,7 @@ def column_caption(config: dict, n: int) -> str:
     """What a column is: training images (all or a subset), constraints, encoder and k (or none), n."""
     cons = list(config.get("constraints", ()))
     sub = config.get("subset")
-    rep = f"{config.get('encoder')}, k = {config.get('k')}" if "ssl" in cons else "no representation"
+    rep = f"{config.get('encoder')}, k = {config.get('k')}" if chooses_images(cons) else "no representation"
     return (f"{config.get('corpus')} · {'subset of ' + format(sub, ',') if sub else 'all'} training images · "
             f"{'+'.join(cons)} · {rep} · n = {n} · seed {config.get('seed')}")
 
@@ -93,23 +94,21 @@ ncols = int(st.session_state["abl_ncols"])
 configs: list = []
 cols = st.columns(ncols)
 for i, col in enumerate(cols):
-    default = ABLATION_SETS[i] if i < len(ABLATION_SETS) else ("ssd", "loc", "ssl")
+    default = ABLATION_SETS[i] if i < len(ABLATION_SETS) else default_names()
     with col:
         st.markdown(f"**Column {i + 1}**")
-        for c in ("ssd", "loc", "ssl"):
-            ss_default(f"abl_{i}_{c}", c in default)
-            st.checkbox(c, key=f"abl_{i}_{c}")
+        default_toggles(f"abl_{i}", default)
+        constraint_toggles(f"abl_{i}", widget="checkbox")
         ss_default(f"abl_{i}_encoder", settings["encoder"])
         if st.session_state[f"abl_{i}_encoder"] not in encoder_names():
             st.session_state[f"abl_{i}_encoder"] = settings["encoder"]
-        st.selectbox("encoder", encoder_names(), key=f"abl_{i}_encoder",
-                     disabled=not st.session_state[f"abl_{i}_ssl"])
-        cons = tuple(c for c in ("ssd", "loc", "ssl") if st.session_state[f"abl_{i}_{c}"])
+        st.selectbox("encoder", encoder_names(), key=f"abl_{i}_encoder", disabled=owner_off(f"abl_{i}", "encoder"))
+        cons = enabled(f"abl_{i}")
         try:
             enc = st.session_state[f"abl_{i}_encoder"]
             cfg = build_config(settings, {**shared, "constraints": cons, "encoder": enc})
             check_against(cfg, corpus)
-            warn_if_slow(cfg, corpus, {"loc": f"abl_{i}_loc", "n": "abl_n"}, f"abl{i}")
+            warn_if_slow(cfg, corpus, {**toggle_keys(f"abl_{i}"), "n": "abl_n"}, f"abl{i}")
         except Exception as exc:  # noqa: BLE001 - one line per column
             show_error(exc, f"checking column {i + 1}")
             cfg = None
@@ -117,9 +116,9 @@ for i, col in enumerate(cols):
 
 ss = st.session_state
 mirror_query({"n": str(int(ss["abl_n"])),
-              "cols": "|".join(".".join(c for c in ("ssd", "loc", "ssl") if ss[f"abl_{i}_{c}"]) or "none"
-                               for i in range(ncols)),
-              **{f"enc{i + 1}": str(ss[f"abl_{i}_encoder"]) for i in range(ncols) if ss[f"abl_{i}_ssl"]}})
+              "cols": "|".join(".".join(enabled(f"abl_{i}")) or "none" for i in range(ncols)),
+              **{f"enc{i + 1}": str(ss[f"abl_{i}_encoder"]) for i in range(ncols)
+                 if not owner_off(f"abl_{i}", "encoder")}})
 
 stop_notice()
 results: dict = view_result("ablations", settings)  # column -> its last run, for this corpus and subset

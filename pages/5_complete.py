@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_support import stages, views
 from app_support.boot import entry_guard
+from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, plugin_params, set_constraints
 from app_support.ui import (
     LiveProgress,
     add_record,
@@ -158,23 +159,19 @@ if st.session_state.get("cmp_shape") != [h, w]:
     for k, v in suggested_params(corpus.image_shape).items():
         st.session_state[f"cmp_{k}"] = v
     st.session_state["cmp_shape"] = [h, w]
-for c in ("ssd", "loc", "ssl"):
-    ss_default(f"cmp_{c}", True)
+default_toggles("cmp")
 if link:
     fields, notes = params_from_query(link, bounds=BOUNDS)
     for name, value in fields.items():
         if name == "constraints":
-            for c in ("ssd", "loc", "ssl"):
-                st.session_state[f"cmp_{c}"] = c in value
+            set_constraints("cmp", value)
         elif name in ("window", "eps", "radius", "k"):
             st.session_state[f"cmp_{name}"] = value
     for note in notes:
         st.caption(f":orange[{note}]")
 st.markdown("**Constraints for the fill**")
-t = st.columns(3)
-t[0].toggle("appearance (ssd)", key="cmp_ssd", help="Gaussian-weighted SSD of the known context")
-t[1].toggle("locality (loc)", key="cmp_loc", help="source window centre within R (L∞) of the target pixel")
-t[2].toggle("representation (ssl)", key="cmp_ssl", help="source image among the k nearest of the masked image")
+constraint_toggles("cmp", page="complete")  # one per registered constraint (nps.constraints)
+extra = plugin_params("cmp")
 with st.expander("Parameters"):
     side = min(h, w)
     windows = [v for v in range(int(BOUNDS["window"][0]), int(BOUNDS["window"][1]) + 1, 2) if v <= side]
@@ -186,10 +183,10 @@ with st.expander("Parameters"):
     pc[0].select_slider("window w", windows, key="cmp_window")
     pc[1].slider("ε (SSD threshold)", float(BOUNDS["eps"][0]), float(BOUNDS["eps"][1]), step=0.01, key="cmp_eps")
     pc[2].slider("radius R", int(BOUNDS["radius"][0]), int(BOUNDS["radius"][1]), key="cmp_radius",
-                 disabled=not st.session_state["cmp_loc"])
+                 disabled=owner_off("cmp", "radius"))
     pc[3].number_input("k (semantic pool)", 1, int(min(BOUNDS["k"][1], len(corpus) - 1)), step=8, key="cmp_k",
-                       disabled=not st.session_state["cmp_ssl"])
-cons = tuple(c for c in ("ssd", "loc", "ssl") if st.session_state[f"cmp_{c}"])
+                       disabled=owner_off("cmp", "k"))
+cons = enabled("cmp")
 query = params_to_query({"constraints": cons, **{f: st.session_state[f"cmp_{f}"] for f in ("window", "eps", "radius",
                                                                                           "k")}})
 if st.session_state["cmp_source"] == "test image":
@@ -198,7 +195,7 @@ mirror_query(query)
 params = {k: st.session_state[f"cmp_{k}"] for k in ("window", "eps", "radius", "k", "seed_size")}
 config = None
 try:
-    config = build_config(settings, {**params, "constraints": cons, "n": 1, "batch_size": 1})
+    config = build_config(settings, {**params, **extra, "constraints": cons, "n": 1, "batch_size": 1})
     check_against(config, corpus)
 except Exception as exc:  # noqa: BLE001
     show_error(exc, "checking the parameters")

@@ -75,6 +75,8 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("sweep", "--subset"): COUNT, ("sweep", "--n"): ["0", "1", "-1", HUGE], ("sweep", "--seed"): ["-1"],
     ("sweep", "--entropy-window"): COUNT, ("sweep", "--batch-size"): COUNT,
     ("generate", "--ray-cpus"): COUNT,
+    ("generate", "--ms-eps"): ["-1", "1e300"], ("generate", "--ms-window"): ["1", "999"],
+    ("ablate", "--ms-eps"): ["-1", "1e300"],
     ("scale", "--n"): COUNT, ("scale", "--seed"): ["-1", str(2**64)], ("scale", "--batch-size"): COUNT,
     ("scale", "--k"): COUNT, ("scale", "--baseline-n"): COUNT, ("scale", "--ray-cpus"): COUNT,
     ("trace", "--sample"): ["-1", "3", HUGE], ("trace", "--y"): ["-1", "8", HUGE], ("trace", "--x"): ["-1", "8", HUGE],

@@ -73,7 +73,8 @@ def test_ablate_and_sweep_on_digits(tmp_path):
                "--k", "16", "--encoders", "pca,pixels", "--out", str(out)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["configs"]) == {"ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pixels",
+    assert set(m["configs"]) == {"ssd", "ssd+loc", "ssd+loc+ssl", "ssd+loc+ssl/pixels", "ssd+loc+ssl+ms",
+                                 "ssd+loc+ssl+ms/pixels",  # the multi-scale constraint (opt-in, ablated)
                                  "full:ssd+loc+ssl", "full:ssd+loc+ssl/pixels"}  # + paper-scale rows
     assert m["configs"]["full:ssd+loc+ssl"]["config"]["subset"] is None
     assert m["configs"]["ssd+loc+ssl"]["config"]["k"] == 16

@@ -53,7 +53,7 @@ def _arrays(record: ProvenanceRecord) -> dict[str, np.ndarray]:
 
 def test_subset_record_checks_against_the_full_corpus_alone(subset_record, digits, tmp_path):
     rec, sub = subset_record
-    assert rec.version == RECORD_VERSION == 2 and rec.train_ids is not None and len(rec.train_ids) == 300
+    assert rec.version == RECORD_VERSION == 3 and rec.train_ids is not None and len(rec.train_ids) == 300
     back = ProvenanceRecord.load(rec.save(tmp_path / "s.npz"))
     assert np.array_equal(back.train_ids, rec.train_ids)
     # Subset ids are rows of the subset; the row map turns them into full-corpus ids, exactly.

@@ -12,8 +12,12 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nps.errors import NPSError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nps.constraints import Field
 
 
 def _probe(folder: Path, what: str) -> None:
@@ -84,18 +88,57 @@ def positive(value: int | None, flag: str, minimum: int = 1, maximum: int | None
         raise NPSError(f"{flag} {value} is out of range; use {minimum}{hi}.")
 
 
+def constraints_help() -> str:
+    """``--constraints``'s help, from the registry: every constraint's name, title and what it does."""
+    from nps.constraints import names, registered
+    each = "; ".join(f"{c.name} ({c.title}): {c.help}" for c in registered())
+    return (f"comma list of {', '.join(names())} (default: %(default)s): {each}; "
+            "e.g. ssd (texture), ssd,loc, ssd,loc,ssl (full model)")
+
+
+def field_help(f: Field, default: object = "table") -> str:
+    """A field's help (:class:`nps.constraints.Field`); ``default=None`` drops the default it names."""
+    text = constraints_help() if f.name == "constraints" else f.help
+    if default is None:
+        text = text.replace(" (default: %(default)s)", "").replace(" (default: %(default)g)", "")
+    return text
+
+
+def add_field_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, f: Field, **override: object) -> None:
+    """Add the flag of one GenerationConfig field (:data:`nps.config.FIELDS`) to a parser or group.
+
+    Its type, default, choices and help come from the field; ``override`` replaces any
+    keyword (e.g. ``default=None`` for a command whose default means "the engine's").
+    """
+    kw: dict = {"default": ",".join(f.default) if f.kind == "tuple" else f.default}
+    if f.kind == "bool":
+        kw["action"] = "store_true" if not f.default else argparse.BooleanOptionalAction
+    elif f.kind in ("int", "float"):
+        kw["type"] = int if f.kind == "int" else float  # floats become finite_float (nps.cli)
+    if f.choices is not None:
+        kw["choices"] = f.choices
+    if f.metavar:
+        kw["metavar"] = f.metavar
+    kw.update(override)
+    kw["help"] = override.get("help") or field_help(f, kw["default"])
+    p.add_argument(f.cli_flag, **kw)
+
+
 def add_corpus_args(p: argparse.ArgumentParser, default: str = "mnist") -> None:
+    """--corpus, --subset and --data-root (:data:`nps.config.FIELDS`)."""
+    from nps.config import FIELDS
     from nps.corpora import ENTRIES  # the registry: a new corpus shows up here by itself
-    p.add_argument("--corpus", default=default,
-                   help=f"{', '.join(e.pattern for e in ENTRIES.values())}; a folder may add ?size=S (1..256, "
-                        "default 28) and &colour=rgb (default gray), e.g. folder:PATH?size=32&colour=rgb "
-                        "(`python -m nps corpora` lists them) (default: %(default)s)")
-    p.add_argument("--subset", type=int, default=None, help="use a class-stratified subset of N train images")
-    p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
+    add_field_arg(p, FIELDS["corpus"], default=default,
+                  help=f"{', '.join(e.pattern for e in ENTRIES.values())}; a folder may add ?size=S (1..256, "
+                       "default 28) and &colour=rgb (default gray), e.g. folder:PATH?size=32&colour=rgb "
+                       "(`python -m nps corpora` lists them) (default: %(default)s)")
+    add_field_arg(p, FIELDS["subset"])
+    add_field_arg(p, FIELDS["data_root"])
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    from nps.config import FIELDS
+    add_field_arg(p, FIELDS["device"])
 
 
 def add_record_corpus_args(p: argparse.ArgumentParser) -> None:

@@ -14,15 +14,19 @@ import shlex
 import sys
 import time
 
-from nps.cli._common import add_device_arg, positive, writable_dir
-from nps.config import DEFAULTS
+from nps.cli._common import add_device_arg, add_field_arg, positive, writable_dir
+from nps.config import DEFAULTS, FIELDS, GenerationConfig
+from nps.constraints import ablation_sets, default_names, get, set_label
+
+FULL_MODEL = default_names()  # the full model: every default constraint (ssd, loc, ssl)
+
+K_HELP = "semantic pool size (default: subset size / 20 within [8, 64] on the subset, 64 on the full corpus)"
 
 # SSD-only and SSD+loc search every training image (SSD-only: every position too), so
 # all configurations share a stratified subset; these defaults fit the time budgets on
 # a 2-core CPU (--quick: a few minutes; full: under 30 minutes).
 QUICK = {"n": 32, "subset": 200}
 FULL = {"n": 128, "subset": 300}
-CONSTRAINT_SETS = (("ssd", "SSD only"), ("ssd,loc", "SSD + loc"), ("ssd,loc,ssl", "SSD + loc + SSL"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,11 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "corpus's auto encoder, then every other registered one that loads)")
     p.add_argument("--entropy-window", type=int, default=5, help="entropy window (default: %(default)s)")
     g = p.add_argument_group("sampler parameters shared by every configuration (engine defaults if omitted)")
-    for flag, kind in (("--window", int), ("--eps", float), ("--radius", int), ("--seed-size", int)):
-        g.add_argument(flag, type=kind, default=None)
-    g.add_argument("--k", type=int, default=None,
-                   help="semantic pool size (default: subset size / 20 within [8, 64] on the subset, 64 on the "
-                        "full corpus)")
+    for f in FIELDS.values():  # every field marked ablate=True in the field table (nps.config.FIELDS)
+        if f.ablate:
+            add_field_arg(g, f, default=None, help=K_HELP if f.name == "k" else None)
     p.add_argument("--batch-size", type=int, default=64, help="samples in lockstep (default: %(default)s)")
     p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -83,6 +85,34 @@ def _progress_bar(label: str, n: int, batch_size: int):  # noqa: ANN202
         return True
 
     return bar, progress
+
+
+def _slug(constraints: tuple[str, ...]) -> str:
+    """('ssd', 'loc') -> 'ssd+loc', the key of a configuration in metrics.json and the report."""
+    return "+".join(constraints)
+
+
+def ablation_plan(base: GenerationConfig, encoders: list[str], full_size: int | None, full_k: int) -> list[tuple]:
+    """(slug, label, config, corpus rows) of every configuration, from :func:`nps.constraints.ablation_sets`.
+
+    Each set that uses an "images" constraint runs once per encoder (the first is the main one,
+    slug without ``/encoder``); the others run once.  With ``full_size`` the full model reruns on
+    the whole corpus (``full:`` slugs, k = ``full_k``).
+    """
+    plan = []
+    for cons in ablation_sets():
+        cfg = base.replace(constraints=cons)
+        per_encoder = any(get(c).kind == "images" for c in cons)
+        for i, name in enumerate(encoders if per_encoder else [None]):
+            slug = _slug(cons) + ("" if i == 0 else f"/{name}")
+            label = set_label(cons) + (f" ({name})" if per_encoder else "")
+            plan.append((slug, label, cfg.replace(encoder=name) if name else cfg, "subset"))
+    if full_size is not None:
+        full = base.replace(subset=None, k=full_k, constraints=FULL_MODEL)
+        for i, name in enumerate(encoders):
+            plan.append(("full:" + _slug(FULL_MODEL) + ("" if i == 0 else f"/{name}"),
+                         f"{set_label(FULL_MODEL)} ({name}), all {full_size}", full.replace(encoder=name), "full"))
+    return plan
 
 
 def _file_stem(slug: str) -> str:
@@ -129,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.analysis import analyse_record, jsonable
     from nps.cache import write_text
     from nps.cli.evaluate import write_pictures
-    from nps.config import GenerationConfig, resolve_encoder, warn_fitted
+    from nps.config import resolve_encoder, warn_fitted
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
@@ -147,10 +177,11 @@ def run(args: argparse.Namespace) -> int:
     positive(args.entropy_window, "--entropy-window", 1, 255)
     if args.ray_cpus is not None:
         positive(args.ray_cpus, "--ray-cpus", 1, 4096)
-    sampler_kw = {k: getattr(args, k) for k in ("window", "eps", "radius", "seed_size") if getattr(args, k) is not None}
+    sampler_kw = {f.name: getattr(args, f.name) for f in FIELDS.values()
+                  if f.ablate and f.name != "k" and getattr(args, f.name, None) is not None}
     # Parameter errors before any loading (the corpus-dependent checks follow once it is loaded).
-    GenerationConfig(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                     k=args.k if args.k is not None else DEFAULTS["k"], encoder="pca", **sampler_kw).check()
+    GenerationConfig.make(corpus=args.corpus, n=n, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                          k=args.k if args.k is not None else DEFAULTS["k"], encoder="pca", **sampler_kw).check()
     if args.encoders is not None:  # a typo is refused here; an encoder that cannot load is skipped below
         bad = [e.strip() for e in args.encoders.split(",") if e.strip() not in ENCODERS]
         if bad or not args.encoders.strip():
@@ -185,23 +216,15 @@ def run(args: argparse.Namespace) -> int:
     if not encoders:
         raise NPSError("no encoder could be loaded; pass --encoders pca.")
     k_subset = args.k if args.k is not None else auto_k(len(corpus))
-    base = GenerationConfig(corpus=args.corpus, subset=subset, n=n, seed=args.seed, batch_size=args.batch_size,
-                            device=args.device, data_root=args.data_root, encoder=encoders[0], k=k_subset,
-                            **sampler_kw)
+    base = GenerationConfig.make(corpus=args.corpus, subset=subset, n=n, seed=args.seed, batch_size=args.batch_size,
+                                 device=args.device, data_root=args.data_root, encoder=encoders[0], k=k_subset,
+                                 **sampler_kw)
     fitted = base.fit_canvas(corpus.image_shape, seed_size_given=args.seed_size is not None)
     fitted.check(len(corpus), corpus.image_shape)
     warn_fitted(base, fitted, corpus.image_shape)
     base = fitted
-    plan = [(cons.replace(",", "+"), label, base.replace(constraints=cons), "subset")
-            for cons, label in CONSTRAINT_SETS[:2]]
-    for i, name in enumerate(encoders):
-        plan.append(("ssd+loc+ssl" + ("" if i == 0 else f"/{name}"), f"SSD + loc + SSL ({name})",
-                     base.replace(encoder=name), "subset"))
-    if subset is not None and not args.no_full_corpus:
-        full = base.replace(subset=None, k=args.k if args.k is not None else DEFAULTS["k"])
-        for i, name in enumerate(encoders):
-            plan.append(("full:ssd+loc+ssl" + ("" if i == 0 else f"/{name}"),
-                         f"SSD + loc + SSL ({name}), all {len(full_corpus)}", full.replace(encoder=name), "full"))
+    plan = ablation_plan(base, encoders, None if subset is None or args.no_full_corpus else len(full_corpus),
+                         args.k if args.k is not None else DEFAULTS["k"])
 
     results: dict = {}
     images: dict = {}
@@ -228,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
               f"relaxed {r['relaxed_rate']:.2%}, {r['time_per_image_s']:.2f} s/image")
         print(research_line(r["research"]))
 
-    grids = {results[s]["label"]: images[s] for s in ("ssd", "ssd+loc", "ssd+loc+ssl", "full:ssd+loc+ssl")
+    grids = {results[s]["label"]: images[s] for s in (*(_slug(c) for c in ablation_sets()), "full:" + _slug(FULL_MODEL))
              if s in results}
     plots.save_ablation_grids(grids, out / "figure2.png")
     first = next(iter(results.values()))["scores"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nps.config import CONSTRAINTS, DEFAULTS, SEARCH_MODES, SSL_MODES, GenerationConfig, warn_fitted
+from nps.config import DEFAULTS, FIELDS, GenerationConfig, warn_fitted
 
 HELP = """Generate images by non-parametric sampling and write a provenance record (.npz).
 
@@ -18,69 +18,51 @@ every pixel, the train image and position it came from."""
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
-    """The GenerationConfig flags, with defaults from :data:`nps.config.DEFAULTS` (shared with sweep/ablate)."""
-    d = DEFAULTS
+    """The GenerationConfig method flags, generated from :data:`nps.config.FIELDS`.
+
+    The engine's fields in a "method" group, then one group per registered constraint
+    (its own fields: ``--eps`` under appearance, ``--radius`` under locality, ...).
+    """
+    from nps.cli._common import add_field_arg
+    from nps.constraints import registered
     g = p.add_argument_group("method")
-    g.add_argument("--constraints", default=",".join(d["constraints"]),
-                   help=f"comma list of {', '.join(CONSTRAINTS)} (default: %(default)s); "
-                        "e.g. ssd (texture), ssd,loc, ssd,loc,ssl (full model)")
-    g.add_argument("--window", type=int, default=d["window"],
-                   help="context window w, odd (default: %(default)s)")
-    g.add_argument("--sigma", type=float, default=d["sigma"], help="Gaussian std (default: window/6.4)")
-    g.add_argument("--eps", type=float, default=d["eps"],
-                   help="keep windows with d <= (1+eps)*min d + tol (default: %(default)s)")
-    g.add_argument("--tol", type=float, default=d["tol"], help="absolute SSD tolerance (default: %(default)g)")
-    g.add_argument("--max-ssd", type=float, default=d["max_ssd"],
-                   help="optional absolute SSD ceiling; pixels where nothing passes fall back and are marked relaxed")
-    g.add_argument("--radius", type=int, default=d["radius"],
-                   help="locality radius R in pixels (default: %(default)s)")
-    g.add_argument("--k", type=int, default=d["k"], help="semantic pool size (default: %(default)s)")
-    g.add_argument("--encoder", default=d["encoder"],
-                   help="auto, pca, pixels or simclr; auto is the measured best for the corpus (simclr for mnist, "
-                        "where it measured best; pca elsewhere) (default: %(default)s)")
-    g.add_argument("--ssl-mode", default=d["ssl_mode"], choices=SSL_MODES,
-                   help="reference: k-NN of a reference image; canvas: re-embed the canvas each shell")
-    g.add_argument("--ssl-eps", type=float, default=d["ssl_eps"],
-                   help="adaptive semantic pool: distance <= (1+ssl_eps)*nearest, capped at k")
-    g.add_argument("--search", default=d["search"], choices=SEARCH_MODES,
-                   help="whole-corpus steps (no ssl): brute scores every window (float32, the default); exact "
-                        "prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)")
-    g.add_argument("--reference", type=int, default=d["reference"],
-                   help="fixed reference train id for every sample (default: random per sample)")
-    g.add_argument("--include-reference", action="store_true",
-                   help="let the reference image be a source beyond the seed (left out of every pool by default)")
-    g.add_argument("--label", type=int, default=d["label"], help="class-conditional: pool = images of this label")
-    g.add_argument("--seed-size", type=int, default=None,
-                   help=f"seed patch side (default: {d['seed_size']}, or a quarter of the canvas side where "
-                        f"{d['seed_size']} would cover more than half of it, e.g. 2 on the 8x8 digits, with a warning)")
+    for f in FIELDS.values():
+        if f.group == "method" and f.owner is None:
+            add_field_arg(g, f, **({"default": None, "help": SEED_SIZE_HELP} if f.name == "seed_size" else {}))
+    for c in registered():
+        owned = [f for f in FIELDS.values() if f.owner == c.name]
+        if owned:
+            g = p.add_argument_group(f"{c.title} ({c.name})", c.help)
+            for f in owned:
+                add_field_arg(g, f)
+
+
+SEED_SIZE_HELP = (f"seed patch side (default: {DEFAULTS['seed_size']}, or a quarter of the canvas side where "
+                  f"{DEFAULTS['seed_size']} would cover more than half of it, e.g. 2 on the 8x8 digits, "
+                  "with a warning)")
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> GenerationConfig:
-    fields = dict(
-        corpus=args.corpus, subset=args.subset, n=getattr(args, "n", DEFAULTS["n"]), seed=args.seed,
-        window=args.window, sigma=args.sigma, eps=args.eps, tol=args.tol, max_ssd=args.max_ssd, radius=args.radius,
-        k=args.k, constraints=args.constraints, encoder=args.encoder, ssl_mode=args.ssl_mode, ssl_eps=args.ssl_eps,
-        reference=args.reference, include_reference=args.include_reference, label=args.label,
-        seed_size=DEFAULTS["seed_size"] if args.seed_size is None else args.seed_size,
-        batch_size=getattr(args, "batch_size", DEFAULTS["batch_size"]),
-        device=args.device, data_root=args.data_root, search=getattr(args, "search", DEFAULTS["search"]),
-    )
+    """The config of parsed generate flags: every field of :data:`nps.config.FIELDS` the parser has."""
+    fields = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    if fields.get("seed_size") is None:
+        fields["seed_size"] = DEFAULTS["seed_size"]  # fit_canvas may shrink it (seed_size_given=False)
     fields.update(overrides)
-    return GenerationConfig(**fields)
+    return GenerationConfig.make(**fields)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nps.cli._common import add_corpus_args, add_device_arg
+    from nps.cli._common import add_corpus_args
     p = sub.add_parser("generate", help="sample images with provenance", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from nps.cli._common import add_field_arg
     add_corpus_args(p)
-    p.add_argument("--n", type=int, default=DEFAULTS["n"], help="number of samples (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="RNG seed (default: %(default)s)")
+    for name in ("n", "seed"):
+        add_field_arg(p, FIELDS[name])
     p.add_argument("--out", default="samples.npz", help="provenance record to write (default: %(default)s)")
     p.add_argument("--grid", default=None, help="also write a PNG grid of the samples")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
-                   help="samples advanced in lockstep (default: %(default)s)")
-    add_device_arg(p)
+    for name in ("batch_size", "device"):
+        add_field_arg(p, FIELDS[name])
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run shards as Ray tasks (nps.distributed); no ADDRESS starts a local Ray, "
                         "else e.g. auto or ray://head:10001; the record is bit-identical to a plain run")

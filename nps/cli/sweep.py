@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import time
@@ -12,7 +11,6 @@ from nps.cli._common import add_device_arg, positive, writable_dir
 
 METRICS = ("IS", "FID", "class_H", "image_id_H", "relaxed_rate", "s_per_image", "n_sources", "top1_share")
 PLOTTED = ("IS", "class_H", "image_id_H", "relaxed_rate", "s_per_image")
-NOT_SWEPT = ("corpus", "data_root", "n", "device", "batch_size")
 MAX_RUNS = 256  # grid points per sweep: each is a full generate + analysis
 
 
@@ -40,16 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def sweepable() -> tuple[str, ...]:
+    """The fields ``--param`` may vary (``sweep=True`` in :data:`nps.config.FIELDS`)."""
+    from nps.config import FIELDS
+    return tuple(name for name, f in FIELDS.items() if f.sweep)
+
+
 def _caster(name: str):  # noqa: ANN202
     """A str -> value parser for GenerationConfig field ``name`` ('none' -> None where allowed)."""
-    from nps.config import GenerationConfig
+    from nps.config import FIELDS
     from nps.errors import NPSError
-    fields = {f.name: f for f in dataclasses.fields(GenerationConfig)}
-    if name not in fields or name in NOT_SWEPT:
-        allowed = ", ".join(sorted(set(fields) - set(NOT_SWEPT)))
-        raise NPSError(f"--param '{name}' is not a sweepable parameter; use one of {allowed}.")
-    kind = str(fields[name].type)
-    optional = "None" in kind
+    if name not in sweepable():
+        raise NPSError(f"--param '{name}' is not a sweepable parameter; use one of {', '.join(sorted(sweepable()))}.")
+    kind, optional = FIELDS[name].kind, FIELDS[name].optional
 
     def cast(text: str):  # noqa: ANN202
         if optional and text.lower() == "none":

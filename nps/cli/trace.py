@@ -47,9 +47,14 @@ def run(args: argparse.Namespace) -> int:
           f"(shell {int(record.shell[f.step])})")
     print(f"copied from train image {sid} at (y={sy}, x={sx}), label {out['source']['label']}; "
           "this provenance is exact, not a similarity guess")
-    rows = [("every window of every image", f.total), ("locality (centre within R)", f.loc),
-            ("representation (semantic pool)", f.ssl), ("candidates ranked by SSD", f.loc_ssl),
-            ("appearance alone (SSD rule, all windows)", f.ssd_alone), ("final pool (intersection)", f.final)]
+    from nps.constraints import registered
+    counting = [c for c in registered() if c.kind in ("centres", "images")]  # each one's own count (nps.funnel)
+    rows = [("every window of every image", f.total),
+            *((c.funnel_label(record.config) if c.name in f.counts else c.title, f.counts.get(c.name))
+              for c in counting),
+            ("candidates ranked by SSD", f.loc_ssl),
+            ("appearance alone (SSD rule, all windows)", f.ssd_alone),
+            ("final pool (intersection)", f.final)]
     for name, value in rows:
         print(f"  {name:44s} {'off / not computed' if value is None else f'{value:,}'}")
     print(f"  {f.formula}")
