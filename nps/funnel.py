@@ -185,7 +185,10 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     pool = mask_pool(pool, [c.admit(c.replay(sampler.config, corpus, record, n, pool_ids), y, x) for c in masks])
     geo = sampler.geometry(y, x, known)
     d = sampler.distances(geo, cpad, pool)  # (1,O,P)
-    keep = sampler.kept_mask(geo, cpad, pool, d)[0] if active(sampler.config, "threshold") else torch.isfinite(d[0].reshape(-1))
+    if active(sampler.config, "threshold"):
+        keep = sampler.kept_mask(geo, cpad, pool, d)[0]
+    else:
+        keep = torch.isfinite(d[0].reshape(-1))
     return _Replay(sampler, step, pool_ids, geo, cpad, d[0], img, known, keep)
 
 
