@@ -11,6 +11,7 @@ else ``<cache>/weights/baseline-<model>-<corpus>.safetensors``.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,8 @@ def locate(model: str, corpus: str) -> Path:
     choice = locate_weights(kind(check_model(model)), corpus)
     if choice is None:
         raise NPSError(f"no {model} baseline weights for '{corpus}'; train them with "
-                       f"`python -m nps baselines train --corpus {corpus} --model {model}`, or pass --weights.")
+                       f"`python -m nps baselines train --corpus {shlex.quote(str(corpus))} --model {model}`, "
+                       "or pass --weights.")
     return choice.path
 
 

@@ -135,7 +135,8 @@ def shipped_note(kind: str, args: argparse.Namespace, out: Path) -> None:
         install_shipped(kind, args.corpus, out)
         print(f"replaced the shipped {shipped.name} and its entry in nps/weights/MANIFEST.json")
     elif not args.out and shipped.is_file():
-        use = (f"`python -m nps encoder-eval --corpus {args.corpus} --weights {out}`" if kind == "simclr"
+        use = (f"`python -m nps encoder-eval --corpus {shlex.quote(args.corpus)} "
+               f"--weights {shlex.quote(str(out))}`" if kind == "simclr"
                else f"`nps.metrics.classifier.Classifier.load('{out}')`")
         print(f"note: the shipped {shipped.name} exists for {args.corpus} and is used first; use {out} "
               f"with {use}, or retrain with --replace-shipped to make it the default.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def weights_status(corpus_name: str) -> tuple[str, str]:
         return "invalid", str(exc)
     if found is None:
         return "absent", (f"no weights for {corpus_name}; train them with "
-                          f"`python -m nps train-encoder --corpus {corpus_name}`")
+                          f"`python -m nps train-encoder --corpus {shlex.quote(str(corpus_name))}`")
     knn = read_report(found.path).get("knn20")
     return found.origin, f"{found.path.name}" + (f", kNN@20 {knn:.1%}" if isinstance(knn, float) else "")
 
@@ -119,7 +120,7 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NPSError(f"cannot read SimCLR weights '{path}' ({first}); retrain with "
                        f"`python -m nps train-encoder`.") from None
-    retrain = f"`python -m nps train-encoder --corpus {meta.get('corpus', 'NAME')}`"
+    retrain = f"`python -m nps train-encoder --corpus {shlex.quote(str(meta.get('corpus', 'NAME')))}`"
     bad = non_finite(state)
     if bad is not None:
         raise NPSError(f"SimCLR weights '{path}' hold NaN or inf (in {bad}); restore the file or retrain with "
@@ -168,14 +169,15 @@ class SimCLREncoder(Encoder):
             path, origin = Path(self.weights), "explicit"
             if not path.is_file():
                 raise DataMissingError(f"no SimCLR weights at {path}; train them with "
-                                       f"`python -m nps train-encoder --corpus {corpus.name} --out {path}`.")
+                                       f"`python -m nps train-encoder --corpus {shlex.quote(corpus.name)} "
+                                       f"--out {shlex.quote(str(path))}`.")
         else:
             found = locate_weights("simclr", corpus.name)
             if found is None:
                 raise DataMissingError(
                     f"no SimCLR weights for corpus '{corpus.name}' (neither {weights_path(corpus.name).name} "
                     f"shipped nor {trained_path(corpus.name)} trained); train them with "
-                    f"`python -m nps train-encoder --corpus {corpus.name}` or use --encoder pca.")
+                    f"`python -m nps train-encoder --corpus {shlex.quote(corpus.name)}` or use --encoder pca.")
             path, origin = found.path, found.origin
         check_device(self.device)
         net, meta = load_backbone(path, self.device)
@@ -183,7 +185,7 @@ class SimCLREncoder(Encoder):
         if want and want != tuple(corpus.image_shape):
             raise NPSError(f"SimCLR weights '{path.name}' were trained on images of shape {want}, but corpus "
                            f"'{corpus.name}' has {tuple(corpus.image_shape)}; train matching weights with "
-                           f"`python -m nps train-encoder --corpus {corpus.name}`.")
+                           f"`python -m nps train-encoder --corpus {shlex.quote(corpus.name)}`.")
         self.net_, self.meta_ = net, meta
         self.weights_path_, self.origin_ = path, origin
         self.digest_ = file_digest(path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -316,7 +317,7 @@ def load_classifier(corpus_name: str) -> Classifier:
     raise DataMissingError(
         f"no classifier for corpus '{corpus_name}' ({weights_path(corpus_name).name} is neither shipped nor "
         f"trained in {trained_path(corpus_name).parent}); train one with "
-        f"`python -m nps train-classifier --corpus {corpus_name}` "
+        f"`python -m nps train-classifier --corpus {shlex.quote(str(corpus_name))}` "
         "(IS and classifier FID need a 10-class grayscale corpus).")
 
 
