@@ -141,7 +141,9 @@ class Lesson:
         controls: settings the app applies, by :class:`GenerationConfig` field name
             (``constraints`` a tuple), plus ``columns`` (a list of constraint tuples) on
             the ablations page, or ``preset``/``pixel`` on the analysis page (``pixel`` is (y, x),
-            or ``"stroke"``: a bright sampled pixel near the centre of sample 0).
+            or ``"stroke"``: a bright sampled pixel near the centre of sample 0).  ``subset``
+            (None: all images) pins the sidebar's subset; on MNIST at the default settings the
+            Generate and Ablations lessons open shipped records (:mod:`nps.lesson_records`).
     """
 
     key: str
@@ -158,19 +160,21 @@ LESSONS: tuple[Lesson, ...] = (
            "connected and centred?",
            "Strokes break and parts drift off-centre: the image-ID overlay shows sources from all over "
            "their images. Turn locality back on and compare.",
-           "generate", {"constraints": ("ssd", "ssl"), "n": 16}),
+           "generate", {"constraints": ("ssd", "ssl"), "n": 16, "subset": None}),
     Lesson("ssd-only", "Appearance alone",
            "Only the Efros-Leung window match is left (no locality, no representation). Predict: digits, "
            "or something else?",
            "A texture of squiggles: locally plausible, globally no digit. The class overlay is a patchwork "
-           "of labels.",
-           "generate", {"constraints": ("ssd",), "n": 16}),
+           "of labels. (This lesson uses a 1,000-image subset, set in the sidebar: SSD alone scores every "
+           "window of every image, hours on all 60,000 here.)",
+           "generate", {"constraints": ("ssd",), "n": 16, "subset": 1000}),
     Lesson("three-ablations", "Compare the three ablations",
            "Same references, same seeds: SSD; SSD + locality; all three. Predict which column has the "
            "lowest class entropy.",
            "The full model keeps one class per digit (low class entropy) while drawing from many images "
-           "(high image-ID entropy): part-whole composition, not copying.",
-           "ablations", {"columns": [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")], "n": 16}),
+           "(high image-ID entropy): part-whole composition, not copying. (On a 1,000-image subset, set in "
+           "the sidebar, so that SSD alone takes minutes rather than hours.)",
+           "ablations", {"columns": [("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl")], "n": 16, "subset": 1000}),
     Lesson("trace-pixel", "Where did this pixel come from?",
            "Pick a stroke pixel. Predict how many candidate windows survive appearance, locality and "
            "representation, and how many images the pool spans.",
