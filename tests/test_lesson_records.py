@@ -295,3 +295,20 @@ def test_complete_shows_an_estimate_and_a_cheaper_fill_before_the_click(mnist_ap
     assert any("locality on" in b.label for b in offers) and any("subset" in b.label for b in offers)
     next(b for b in offers if "locality" in b.label).click().run()
     assert at.toggle(key="cmp_loc").value and not at.calls
+
+
+def test_mnist_preset_opens_the_shipped_record_from_an_empty_cache(cache_dir, monkeypatch):
+    """The MNIST 4x4 preset is the full-model lesson record: shown and opened cold without embedding or sampling."""
+    import nps.sampler
+    from nps import presets
+
+    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the preset must be opened, not generated")
+
+    monkeypatch.setattr(nps.sampler, "generate", forbidden)
+    assert presets.is_built("mnist-4x4") and not presets.get_preset("mnist-4x4").path.exists()
+    shown = presets.read_built("mnist-4x4")  # the Welcome card's grid: hash + validator, no corpus
+    rec = presets.load_preset("mnist-4x4", _mnist())
+    assert np.array_equal(shown.images, rec.images)
+    assert np.array_equal(rec.images, lr.open_shipped("mnist-full", _mnist()).images)
+    assert not list(cache_dir.glob("embeddings-*"))  # nothing was embedded
