@@ -80,7 +80,7 @@ WIDE = Geometry(WIDTH, HEIGHT, MARGIN, TOP_H, (24, CTX_X[0], TOP_H - 30, CTX_X[1
 _N_PLOT_H = 870  # narrow: picture 380, legend and title 70, ranked chart 200, axis and title 90, funnel 130
 NARROW = Geometry(320, 170 + _N_PLOT_H + 170, dict(l=6, r=6, t=170, b=170), 380, (24, 0, 150, 148),
                   (220, 0, 152, 308), (24, 160, 150, 148), 8, 4,
-                  (0.14, 1.0), (220 / _N_PLOT_H, 420 / _N_PLOT_H), (0.46, 1.0), (0.0, 130 / _N_PLOT_H), 0.0,
+                  (0.14, 0.98), (220 / _N_PLOT_H, 420 / _N_PLOT_H), (0.46, 0.95), (0.0, 130 / _N_PLOT_H), 0.0,
                   50 / _N_PLOT_H, 46, 11, "▶ {}")  # 320 px: inside the main column of a 360 px phone
 
 
@@ -430,7 +430,8 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
                     title=dict(text="SSD (intensities 0–1)", font=dict(size=11), standoff=4),
                     showgrid=True, gridcolor="#eee"),
         xaxis3=dict(domain=list(geo.funnel_x), type="log", anchor="y3", fixedrange=True, showgrid=True,
-                    gridcolor="#eee", title=dict(text="candidate windows surviving (log scale)",
+                    gridcolor="#eee", title=dict(text="windows surviving (log scale)" if narrow else
+                                                 "candidate windows surviving (log scale)",
                                                  font=dict(size=11 if narrow else 12))),
         yaxis3=dict(domain=list(geo.funnel_y), anchor="x3", autorange="reversed", fixedrange=True,
                     tickfont=dict(size=10 if narrow else 11)),

@@ -261,7 +261,8 @@ def caption(run: ShippedRun) -> str:
     sub = f"a {c.subset:,}-image subset" if c.subset else "all training images"
     return (f"Precomputed ({run.what}): shipped with the lab and checked against this corpus when opened — "
             f"{c.corpus}, {sub}, {'+'.join(c.constraints)}, {rep}, w = {c.window}, ε = {c.eps}, R = {c.radius}, "
-            f"n = {c.n}, seed {c.seed}{took}. A live run with these settings gives exactly this record.")
+            f"n = {c.n}, seed {c.seed}{took}. Generation is deterministic: a live run with these settings remakes it "
+            "(checked bit for bit on the build machine).")
 
 
 def digest_rows(rec: ProvenanceRecord, rows: np.ndarray) -> dict:
