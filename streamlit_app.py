@@ -31,6 +31,7 @@ def _import_engine() -> None:
     # Only third-party leaves, which never import our modules: a page importing nps.* at the same
     # time then simply waits on torch's import lock instead of risking a cross-thread import cycle.
     import faiss  # noqa: F401
+    import plotly.graph_objects  # noqa: F401  # every result grid is a plotly figure
     import torch  # noqa: F401
 
 
@@ -44,6 +45,33 @@ def _warm_up() -> bool:
     import threading
     threading.Thread(target=_import_engine, name="nps-warm-up", daemon=True).start()
     return True
+
+@st.cache_resource(show_spinner=False)
+def _warm_corpus(name: str, subset: int | None) -> bool:
+    """Once per server and sidebar corpus: load it in the background while the visitor reads the page.
+
+    Loading MNIST takes 2-3 s on 2 busy cores; a lesson or a Generate click needs it
+    first.  The loader module is imported here, in the script thread, so the thread
+    imports nothing of ours; a failure is left to the page that needs the corpus (it
+    shows the one-line error).
+    """
+    import logging
+    import threading
+
+    import nps.app_limits  # noqa: F401
+    import nps.corpora  # noqa: F401
+    import nps.encoders  # noqa: F401
+    from app_support import resources
+
+    def load() -> None:
+        try:
+            resources.corpus(name, subset)
+        except Exception as exc:  # noqa: BLE001 - the page that needs it reports it
+            logging.getLogger("nps.app").info("background load of corpus %s failed: %s", name, exc)
+
+    threading.Thread(target=load, name="nps-warm-corpus", daemon=True).start()
+    return True
+
 
 PAGES = [
     st.Page("pages/0_welcome.py", title="Welcome", icon=":material/school:", url_path="welcome", default=True),
@@ -60,6 +88,7 @@ _warm_up()
 persist_page_state()
 remember_link(page.url_path)  # before the sidebar rewrites the address bar
 st.session_state["settings"] = sidebar()
+_warm_corpus(st.session_state["settings"]["corpus"], st.session_state["settings"]["subset"])
 present.apply()  # presentation mode: larger type and full width
 close_sidebar_on_phone(page.url_path)
 page.run()

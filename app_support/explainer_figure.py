@@ -10,6 +10,7 @@ their own play / pause buttons, speeds and slider): no script rerun per frame.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,60 @@ CHART_DOMAIN = (0.0, 1 - (TOP_H + 64) / PLOT_H)
 CTX_X, THUMB_X, CANVAS_X = (0, 230), (262, 686), (712, PLOT_W)  # panel spans inside the picture
 COLS, ROWS = 8, 6  # thumbnail grid (48 windows)
 PHASES = ("context", "rank", "draw", "fly 1", "fly 2", "land")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where everything sits: the figure's size, the picture's panels, the charts' domains.
+
+    Boxes are (y0, x0, height, width) in picture pixels; domains are paper fractions.
+    :data:`WIDE` is one row (context | candidates | canvas) over two charts side by side;
+    :data:`NARROW` (320 px, inside a 360 px phone) stacks them: context and canvas, then the candidates,
+    then the ranked chart over the funnel, with the beat caption wrapped.
+    """
+
+    width: int
+    height: int
+    margin: dict
+    top_h: int
+    ctx: tuple[int, int, int, int]
+    thumbs: tuple[int, int, int, int]
+    canvas: tuple[int, int, int, int]
+    cols: int
+    rows: int
+    chart_x: tuple[float, float]
+    chart_y: tuple[float, float]
+    funnel_x: tuple[float, float]
+    funnel_y: tuple[float, float]
+    funnel_title_x: float
+    title_gap: float  # paper fraction between a chart's top and its title
+    wrap: int | None  # characters per line of the beat caption and the key (None: as written)
+    font: int  # panel titles and the beat caption
+    play_label: str  # "▶ Play {}" or "▶ {}"
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.margin["l"] - self.margin["r"]
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.margin["t"] - self.margin["b"]
+
+    @property
+    def picture_domain(self) -> tuple[float, float]:
+        return (1 - self.top_h / self.plot_h, 1.0)
+
+
+WIDE = Geometry(WIDTH, HEIGHT, MARGIN, TOP_H, (24, CTX_X[0], TOP_H - 30, CTX_X[1] - CTX_X[0]),
+                (18, THUMB_X[0], TOP_H - 24, THUMB_X[1] - THUMB_X[0]),
+                (24, CANVAS_X[0], TOP_H - 30, CANVAS_X[1] - CANVAS_X[0]), COLS, ROWS,
+                (0.11, 0.52), CHART_DOMAIN, (0.72, 1.0), CHART_DOMAIN, 0.72, 0.075, None, 13, "▶ Play {}")
+_N_PLOT_H = 870  # narrow: picture 380, legend and title 70, ranked chart 200, axis and title 90, funnel 130
+NARROW = Geometry(320, 170 + _N_PLOT_H + 170, dict(l=6, r=6, t=170, b=170), 380, (24, 0, 150, 148),
+                  (220, 0, 152, 308), (24, 160, 150, 148), 8, 4,
+                  (0.14, 0.98), (220 / _N_PLOT_H, 420 / _N_PLOT_H), (0.46, 0.95), (0.0, 130 / _N_PLOT_H), 0.0,
+                  50 / _N_PLOT_H, 46, 11, "▶ {}")  # 320 px: inside the main column of a 360 px phone
+
 
 WHITE = np.array([255, 255, 255], np.uint8)
 KEPT = np.array([44, 160, 44], np.uint8)      # green: in the pool
@@ -48,24 +103,25 @@ class Layout:
     thumb_pitch: tuple[int, int]
     canvas_cell: int
     canvas_origin: tuple[int, int]
+    geo: Geometry = None  # type: ignore[assignment]  # set by layout_for
 
     def thumb_origin(self, i: int) -> tuple[int, int]:
-        r, c = divmod(i, COLS)
-        return (18 + r * self.thumb_pitch[0], THUMB_X[0] + c * self.thumb_pitch[1])
+        r, c = divmod(i, self.geo.cols)
+        return (self.geo.thumbs[0] + r * self.thumb_pitch[0], self.geo.thumbs[1] + c * self.thumb_pitch[1])
 
 
-def layout_for(window: int, canvas_shape: tuple[int, int]) -> Layout:
-    """Cell sizes that fit the window and the canvas into the fixed panels."""
-    ctx_cell = min(64, (min(CTX_X[1] - CTX_X[0], TOP_H - 30)) // window)
-    pitch = ((TOP_H - 24) // ROWS, (THUMB_X[1] - THUMB_X[0]) // COLS)
+def layout_for(window: int, canvas_shape: tuple[int, int], geo: Geometry = WIDE) -> Layout:
+    """Cell sizes that fit the window and the canvas into the fixed panels of ``geo``."""
+    (cy0, cx0, ch, cw_), (_, _, th, tw), (ky0, kx0, kh, kw) = geo.ctx, geo.thumbs, geo.canvas
+    ctx_cell = min(64, min(cw_, ch) // window)
+    pitch = (th // geo.rows, tw // geo.cols)
     thumb_scale = max(1, (min(pitch) - 8) // window)
     h, w = canvas_shape
-    canvas_cell = max(1, min((CANVAS_X[1] - CANVAS_X[0]) // w, (TOP_H - 30) // h))
+    canvas_cell = max(1, min(kw // w, kh // h))
     ctx_px = ctx_cell * window
     cw = canvas_cell * w
-    return Layout(ctx_cell, (24 + (TOP_H - 30 - ctx_px) // 2, CTX_X[0] + (CTX_X[1] - CTX_X[0] - ctx_px) // 2),
-                  thumb_scale, pitch, canvas_cell,
-                  (24 + (TOP_H - 30 - canvas_cell * h) // 2, CANVAS_X[0] + (CANVAS_X[1] - CANVAS_X[0] - cw) // 2))
+    return Layout(ctx_cell, (cy0 + (ch - ctx_px) // 2, cx0 + (cw_ - ctx_px) // 2), thumb_scale, pitch, canvas_cell,
+                  (ky0 + (kh - canvas_cell * h) // 2, kx0 + (kw - cw) // 2), geo)
 
 
 def _box(pic: np.ndarray, y0: int, x0: int, hgt: int, wid: int, colour: np.ndarray, t: int) -> None:
@@ -113,8 +169,8 @@ def canvas_picture(f: StepFrame, cell: int, landed: bool) -> np.ndarray:
 
 
 def compose(f: StepFrame, lay: Layout, phase: str) -> np.ndarray:
-    """(TOP_H, PLOT_W, 3) uint8: the picture row of one animation frame."""
-    pic = np.empty((TOP_H, PLOT_W, 3), np.uint8)
+    """(top_h, plot_w, 3) uint8: the picture of one animation frame (in ``lay.geo``)."""
+    pic = np.empty((lay.geo.top_h, lay.geo.plot_w, 3), np.uint8)
     pic[:] = WHITE
     w = f.known.shape[0]
     landed = phase == "land"
@@ -124,7 +180,7 @@ def compose(f: StepFrame, lay: Layout, phase: str) -> np.ndarray:
     c = w // 2
     _box(pic, oy + c * lay.ctx_cell, ox + c * lay.ctx_cell, lay.ctx_cell, lay.ctx_cell, TARGET, 3)
     # Thumbnails: the top 47 or 48 by SSD, and the drawn window in the last cell if it ranks lower.
-    n_cells = COLS * ROWS
+    n_cells = lay.geo.cols * lay.geo.rows
     show = list(range(min(len(f.windows), n_cells)))
     if f.drawn >= n_cells:
         show[-1] = f.drawn
@@ -165,7 +221,7 @@ def _fly(pic: np.ndarray, f: StepFrame, lay: Layout, show: list[int], t: float) 
     b = np.array([cy + f.y * cc + cc / 2, cx + f.x * cc + cc / 2])
     size = round(float(2 * s + (2 * cc - 2 * s) * t)) + 6  # drawn twice life size, so the eye can follow it
     py, px = (a + (b - a) * t - size / 2).astype(int)
-    py, px = int(np.clip(py, 0, TOP_H - size)), int(np.clip(px, 0, PLOT_W - size))
+    py, px = int(np.clip(py, 0, lay.geo.top_h - size)), int(np.clip(px, 0, lay.geo.plot_w - size))
     pic[py:py + size, px:px + size] = to_rgb(f.value.reshape(1, 1, 1, -1))[0, 0, 0]
     _box(pic, py, px, size, size, DRAWN, 3)
 
@@ -238,46 +294,80 @@ def _frame_data(f: StepFrame, lay: Layout, phase: str) -> list:
 
 def _picture(f: StepFrame, lay: Layout, phase: str) -> dict:
     """The composed picture row as a layout image on the picture axes (one pixel per screen pixel)."""
-    return dict(source=png_uri(compose(f, lay, phase)), xref="x", yref="y", x=-0.5, y=-0.5, sizex=PLOT_W,
-                sizey=TOP_H, xanchor="left", yanchor="top", sizing="stretch", layer="below")
+    return dict(source=png_uri(compose(f, lay, phase)), xref="x", yref="y", x=-0.5, y=-0.5, sizex=lay.geo.plot_w,
+                sizey=lay.geo.top_h, xanchor="left", yanchor="top", sizing="stretch", layer="below")
 
 
-def _static_annotations() -> list[dict]:
+def wrap(html: str, width: int | None) -> str:
+    """``html`` with a ``<br>`` before any word that would take a line past ``width`` visible characters.
+
+    Tags (``<b>``, ``<sub>``, ``<span ...>``) count as no characters; existing ``<br>`` s start a new line.
+
+    >>> wrap("<b>1 · Context.</b> one two three", 14)
+    '<b>1 · Context.</b><br>one two three'
+    """
+    if width is None:
+        return html
+    out = []
+    for line in html.split("<br>"):
+        words, cur, n = re.split(r" (?![^<]*>)", line), [], 0  # spaces inside a tag do not split it
+        for word in words:
+            vis = len(re.sub(r"<[^>]*>", "", word))
+            if cur and n + 1 + vis > width:
+                out.append(" ".join(cur))
+                cur, n = [word], vis
+            else:
+                cur.append(word)
+                n += vis + (1 if len(cur) > 1 else 0)
+        out.append(" ".join(cur))
+    return "<br>".join(out)
+
+
+def _static_annotations(geo: Geometry = WIDE) -> list[dict]:
     """Chart titles and the colour key (repeated in every frame: a frame's annotations replace the figure's)."""
-    def title(x: float, text: str) -> dict:
-        return dict(x=x, y=CHART_DOMAIN[1] + 0.075, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                    showarrow=False, text=text, font=dict(size=13))
+    def title(x: float, y: float, text: str) -> dict:
+        return dict(x=x, y=y + geo.title_gap, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                    showarrow=False, text=text, font=dict(size=geo.font))
+    small = geo.wrap is not None
     return [
-        dict(x=0.5, y=-(MARGIN["b"] - 4) / PLOT_H, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
-             showarrow=False, font=dict(size=12, color="#444"), text=KEY),
-        title(0.0, f"<b>Every candidate ranked by SSD</b> (weighted mean sq. difference; 0 drawn at {SSD_FLOOR:g})"),
-        title(0.72, "<b>Constraint funnel</b> at this pixel"),
+        dict(x=0.5, y=-(geo.margin["b"] - 4) / geo.plot_h, xref="paper", yref="paper", xanchor="center",
+             yanchor="bottom", showarrow=False, font=dict(size=10 if small else 12, color="#444"),
+             text=wrap(KEY.replace("<br>", " · "), geo.wrap + 8) if small else KEY),
+        title(0.0, geo.chart_y[1], "<b>Every candidate ranked by SSD</b>" + (
+            "" if small else f" (weighted mean sq. difference; 0 drawn at {SSD_FLOOR:g})")),
+        title(geo.funnel_title_x, geo.funnel_y[1] - (geo.title_gap - 8 / geo.plot_h if small else 0),
+              "<b>Constraint funnel</b> at this pixel"),
     ]
 
 
 def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[str, ...]) -> list[dict]:
-    top = PICTURE_DOMAIN[1]
+    geo = lay.geo
+    top = geo.picture_domain[1]
     w = f.known.shape[0]
 
-    def at(px: float, text: str, y: float = top, size: int = 13, **kw) -> dict:
-        return dict(x=px / PLOT_W, y=y, xref="paper", yref="paper", text=text, showarrow=False,
-                    font=dict(size=size), **({"xanchor": "center", "yanchor": "bottom"} | kw))
+    def at(box: tuple[int, int, int, int], text: str) -> dict:  # a panel title, just above the panel
+        y = top - max(box[0] - 24, 0) / geo.plot_h
+        return dict(x=(box[1] + box[3] / 2) / geo.plot_w, y=y, xref="paper", yref="paper", text=text,
+                    showarrow=False, font=dict(size=geo.font), xanchor="center", yanchor="bottom")
 
-    shown = min(len(f.windows), COLS * ROWS)
+    shown = min(len(f.windows), geo.cols * geo.rows)
     more = f.n_candidates - shown
+    beat = dict(x=0.0, y=top + (30 if geo.wrap is None else 26) / geo.plot_h, xref="paper", yref="paper",
+                text=wrap(_phase_text(f, phase, cfg, names), geo.wrap), showarrow=False, font=dict(size=geo.font),
+                xanchor="left", yanchor="bottom", **({"align": "left"} if geo.wrap else {}))
     return [
-        at(0, _phase_text(f, phase, cfg, names), y=top + 30 / PLOT_H, size=13, xanchor="left"),
-        at(sum(CTX_X) / 2, f"<b>Context</b> {w}×{w} around ({f.y}, {f.x})"),
-        at(sum(THUMB_X) / 2, f"<b>Candidates ranked by SSD</b> (best {shown}"
-                              + (f", + {more:,} more" if more > 0 else "") + ")"),
-        at(sum(CANVAS_X) / 2, f"<b>Canvas</b> before step {f.step}" if phase != "land"
-           else f"<b>Canvas</b> after step {f.step}"),
-        *_static_annotations(),
+        beat,
+        at(geo.ctx, f"<b>Context</b> {'' if geo.wrap else f'{w}×{w} '}around ({f.y}, {f.x})"),
+        at(geo.thumbs, f"<b>Candidates ranked by SSD</b> (best {shown}" + (f", + {more:,} more" if more > 0 else "")
+           + ")"),
+        at(geo.canvas, f"<b>Canvas</b> {'after' if phase == 'land' else 'before'} step {f.step}"),
+        *_static_annotations(geo),
     ]
 
 
-def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw"):  # noqa: ANN201
-    """The animated plotly figure over ``frames`` (6 animation frames per fill step).
+def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw",  # noqa: ANN201
+                geo: Geometry = WIDE):
+    """The animated plotly figure over ``frames`` (6 animation frames per fill step), laid out by ``geo``.
 
     The first fill step is shown at ``start_phase``; Play runs every phase of every step
     in the browser.  Trace order: picture, kept curve, rejected curve, threshold,
@@ -287,7 +377,7 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
     if not frames:
         raise ValueError("no frames to show")
     f0 = frames[0]
-    lay = layout_for(f0.known.shape[0], f0.canvas.shape[:2])
+    lay = layout_for(f0.known.shape[0], f0.canvas.shape[:2], geo)
     data = _frame_data(f0, lay, start_phase)
     style = [
         dict(xaxis="x", yaxis="y", hoverinfo="skip", showlegend=False),
@@ -321,37 +411,43 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
     lo = min(float(np.maximum(f.ranked_ssd, SSD_FLOOR).min()) for f in frames)
     hi = max(float(np.maximum(f.ranked_ssd, SSD_FLOOR).max()) for f in frames)
     hi = max(hi, max((f.threshold or 0.0) for f in frames), lo * 10)
+    narrow = geo.wrap is not None
     fig.update_layout(
-        width=WIDTH, height=HEIGHT, margin=MARGIN | {"autoexpand": False}, plot_bgcolor="white", paper_bgcolor="white",
-        annotations=_annotations(f0, lay, start_phase, cfg, names), bargap=0.25,
+        width=geo.width, height=geo.height, margin=geo.margin | {"autoexpand": False}, plot_bgcolor="white",
+        paper_bgcolor="white", annotations=_annotations(f0, lay, start_phase, cfg, names), bargap=0.25,
         images=[_picture(f0, lay, start_phase)],
-        legend=dict(x=0.0, y=CHART_DOMAIN[1] + 0.01, xanchor="left", yanchor="bottom", orientation="h",
-                    font=dict(size=11)),
-        xaxis=dict(domain=[0, 1], range=[-0.5, PLOT_W - 0.5], visible=False, fixedrange=True),
-        yaxis=dict(domain=list(PICTURE_DOMAIN), range=[TOP_H - 0.5, -0.5], visible=False, fixedrange=True),
-        xaxis2=dict(domain=[0.11, 0.52], type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
-                    title=dict(text="rank of the candidate window (1 = most similar, log scale)", font=dict(size=12)),
+        legend=dict(x=0.0, y=geo.chart_y[1] + 0.01, xanchor="left", yanchor="bottom", orientation="h",
+                    font=dict(size=10 if narrow else 11)),
+        xaxis=dict(domain=[0, 1], range=[-0.5, geo.plot_w - 0.5], visible=False, fixedrange=True),
+        yaxis=dict(domain=list(geo.picture_domain), range=[geo.top_h - 0.5, -0.5], visible=False, fixedrange=True),
+        xaxis2=dict(domain=list(geo.chart_x), type="log", range=[-0.05, np.log10(n_max) + 0.05], anchor="y2",
+                    title=dict(text="candidate rank (1 = most similar, log scale)" if narrow else
+                               "rank of the candidate window (1 = most similar, log scale)",
+                               font=dict(size=11 if narrow else 12)),
                     showgrid=True, gridcolor="#eee", fixedrange=True),
-        yaxis2=dict(domain=list(CHART_DOMAIN), type="log", anchor="x2",
+        yaxis2=dict(domain=list(geo.chart_y), type="log", anchor="x2",
                     range=[np.log10(lo) - 0.3, np.log10(hi) + 0.3], fixedrange=True, exponentformat="power",
                     title=dict(text="SSD (intensities 0–1)", font=dict(size=11), standoff=4),
                     showgrid=True, gridcolor="#eee"),
-        xaxis3=dict(domain=[0.72, 1.0], type="log", anchor="y3", fixedrange=True, showgrid=True, gridcolor="#eee",
-                    title=dict(text="candidate windows surviving (log scale)", font=dict(size=12))),
-        yaxis3=dict(domain=list(CHART_DOMAIN), anchor="x3", autorange="reversed", fixedrange=True,
-                    tickfont=dict(size=11)),
+        xaxis3=dict(domain=list(geo.funnel_x), type="log", anchor="y3", fixedrange=True, showgrid=True,
+                    gridcolor="#eee", title=dict(text="windows surviving (log scale)" if narrow else
+                                                 "candidate windows surviving (log scale)",
+                                                 font=dict(size=11 if narrow else 12))),
+        yaxis3=dict(domain=list(geo.funnel_y), anchor="x3", autorange="reversed", fixedrange=True,
+                    tickfont=dict(size=10 if narrow else 11)),
         updatemenus=[dict(
-            type="buttons", direction="left", x=0.0, y=1 + (MARGIN["t"] - 4) / PLOT_H, xanchor="left", yanchor="top",
-            pad=dict(t=0, r=6), showactive=False,
-            buttons=[dict(label=f"▶ Play {lab}", method="animate",
+            type="buttons", direction="left", x=0.0, y=1 + (geo.margin["t"] - 4) / geo.plot_h, xanchor="left",
+            yanchor="top", pad=dict(t=0, r=6), showactive=False,
+            buttons=[dict(label=geo.play_label.format(lab), method="animate",
                           args=[None, dict(frame=dict(duration=ms, redraw=True), transition=dict(duration=0),
                                            fromcurrent=True, mode="immediate")]) for lab, ms in SPEEDS]
             + [dict(label="❚❚ Pause", method="animate",
                     args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate",
                                        transition=dict(duration=0))])])],
-        sliders=[dict(active=PHASES.index(start_phase), steps=steps, x=0.47, len=0.53, xanchor="left",
-                      y=1 + (MARGIN["t"] + 4) / PLOT_H, yanchor="top", pad=dict(t=0, b=0),
-                      currentvalue=dict(visible=False), transition=dict(duration=0), ticklen=3,
+        sliders=[dict(active=PHASES.index(start_phase), steps=steps, x=0.0 if narrow else 0.47,
+                      len=1.0 if narrow else 0.53, xanchor="left",
+                      y=1 + (geo.margin["t"] - 38 if narrow else geo.margin["t"] + 4) / geo.plot_h, yanchor="top",
+                      pad=dict(t=0, b=0), currentvalue=dict(visible=False), transition=dict(duration=0), ticklen=3,
                       font=dict(size=10))],
     )
     return fig

@@ -42,11 +42,38 @@ def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: 
 
 @st.cache_data(show_spinner="Drawing the animation…", max_entries=32)
 def _figure(rid: str, n: int, steps: tuple[int, ...], corpus_name: str, subset: int | None,
-            _record: ProvenanceRecord, _frames: list):  # noqa: ANN202
-    """The animated figure of ``_frames`` (the frames of ``steps``; keyed by the steps, not the arrays)."""
-    from app_support.explainer_figure import step_figure
+            _record: ProvenanceRecord, _frames: list, narrow: bool = False):  # noqa: ANN202
+    """The animated figure of ``_frames`` (the frames of ``steps``; keyed by the steps, not the arrays).
+
+    ``narrow``: the stacked 320 px layout for phones (:data:`app_support.explainer_figure.NARROW`).
+    """
+    from app_support.explainer_figure import NARROW, WIDE, step_figure
     names = resources.corpus(corpus_name, subset).class_names
-    return step_figure(_frames, _record.config, tuple(names))
+    return step_figure(_frames, _record.config, tuple(names), geo=NARROW if narrow else WIDE)
+
+
+def _narrow_on_phones() -> None:
+    """Switch the figure to its phone layout once per session when the window is narrow.
+
+    The server cannot see the window's width, so a small script of ours (constant, no
+    visitor input) ticks the "Phone layout" toggle when the screen is at most 768 px wide,
+    once; the visitor can switch it back.
+    """
+    ss = st.session_state
+    if ss.get("_exp_narrow_probed"):
+        return
+    ss["_exp_narrow_probed"] = True
+    st.html("""<script>/* explainer: phone layout */
+(() => {
+  const tick = (tries) => {
+    if (!window.matchMedia("(max-width: 768px)").matches) return;
+    const box = document.querySelector('.st-key-exp_narrow input[type="checkbox"]');
+    if (box) { if (!box.checked) box.click(); return; }
+    if (tries > 0) setTimeout(() => tick(tries - 1), 150);
+  };
+  tick(20);
+})();
+</script>""", unsafe_allow_javascript=True)
 
 
 def _move(key: str, steps: np.ndarray, delta: int) -> None:
@@ -127,6 +154,10 @@ def explainer_page() -> None:
     if traced is not None:
         row.button("Traced pixel", icon=":material/troubleshoot:", key="btn_exp_traced", on_click=_reset,
                    args=("exp_step", traced), help="the pixel selected on the Analysis page")
+    ss_default("exp_narrow", False)
+    row.toggle("Phone layout", key="exp_narrow", help="a narrow figure with the panels stacked (320 px wide); "
+               "switched on by itself on a screen up to 768 px wide")
+    _narrow_on_phones()
     start = int(st.session_state["exp_step"])
     start = int(steps[steps >= start][0]) if (steps >= start).any() else int(steps[-1])
     frames = attempt(_frames, rid, n, start, STEPS_PER_FIGURE, cfg.get("corpus"), cfg.get("subset"), record,
@@ -134,11 +165,12 @@ def explainer_page() -> None:
     if not frames:
         st.stop()
     f = frames[0]
+    narrow = bool(st.session_state["exp_narrow"])
     fig = attempt(_figure, rid, n, tuple(g.step for g in frames), cfg.get("corpus"), cfg.get("subset"), record,
-                  frames, what="drawing the animation")
+                  frames, narrow, what="drawing the animation")
     if fig is None:
         st.stop()
-    st.plotly_chart(fig, key=f"exp_fig_{rid[:8]}_{n}_{start}", width="content",
+    st.plotly_chart(fig, key=f"exp_fig_{rid[:8]}_{n}_{start}{'_narrow' if narrow else ''}", width="content",
                     theme=None, config={"displayModeBar": False, "responsive": False})
     st.markdown(f"**Step {f.step}** of {total} · pixel ({f.y}, {f.x}) · pool **{f.pool_size:,}** of "
                 f"{f.n_candidates:,} candidates · the figure plays steps "

@@ -79,7 +79,8 @@ def _apply_cheaper(changes: dict, keys: dict) -> None:
             ss[keys[field]] = value
 
 
-def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = "gen") -> None:
+def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = "gen",
+                 pixels: int | None = None) -> None:
     """The expected run time before the click (:mod:`nps.cost`); a slow run gets cheaper alternatives.
 
     Args:
@@ -87,11 +88,12 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
             toggle, from ``app_support.toggles.toggle_keys``; ``n``: the sample count); a subset is
             set in the shared sidebar.  Without a key an alternative is only named.
         key: a prefix for the buttons' keys (one notice per column on Ablations).
+        pixels: pixels sampled per canvas (default: all but the seed; Complete passes its unknown count).
     """
     from app_support.stages import prepared
     from nps.constraints import active
     from nps.cost import cheaper, estimate, format_seconds
-    est = estimate(config, len(corpus), corpus.image_shape)
+    est = estimate(config, len(corpus), corpus.image_shape, pixels)
     cold = "" if prepared(config) or not config.per_sample_pools() else (
         f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
         + (" (up to two minutes with SimCLR on 2 cores" if config.encoder == "simclr" else " (cached on disk")
@@ -105,7 +107,7 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
                    f"candidate windows per pixel ({len(corpus):,} images"
                    f"{'' if active(config, 'centres') else ', every position'}) × {est.pixels} pixels × {est.n} "
                    f"samples.{cold}", icon=":material/hourglass_top:")
-        alts = cheaper(config, len(corpus), corpus.image_shape)
+        alts = cheaper(config, len(corpus), corpus.image_shape, pixels=pixels)
         if alts:
             row = st.container(horizontal=True)
             for i, alt in enumerate(alts):

@@ -19,6 +19,7 @@ config                                 n      windows (total)  seconds   s / win
 =====================================  =====  ==============  ========  ===========
 mnist 1k, ssd+loc+ssl (pca, k=64)      16     1.84e7          0.47      per-sample
 mnist 1k, ssd+loc+ssl (pca, k=64)      4      4.61e6          0.28      per-sample
+mnist 60k, ssd+ssl (simclr, k=64) [1]  16     5.78e8          82.5      1.43e-7
 mnist 1k, ssd+loc                      8      1.44e8          1.98      1.37e-8
 mnist 1k, ssd (every position)         2      1.13e9          35.2      3.12e-8
 mnist 60k, ssd+loc                     4      4.32e9          128.8     2.98e-8
@@ -31,6 +32,12 @@ scored in chunks that leave the CPU cache) costs about 3e-8 s per window.  The w
 side barely matters (w = 5 and 7 differ by 10 %), so it is not in the model.  The figures
 are within a factor of about two of the measurements; on a faster or idle machine the
 estimate errs long.  Cold caches add the one-off corpus embedding (:data:`EMBED_COLD_S`).
+
+[1] Per-sample pools *without* locality (every position of each of the k pool images) cost
+ten times more per window than with it (:data:`SECONDS_PER_WINDOW_WIDE`; measured, not
+profiled).  Measured 2026-12-01 building the shipped lesson record ``mnist-ssd-ssl``
+(``nice python -m nps lessons build``, load average 1.8 to 4); the issue's walk-through
+measured 70 s for the same lesson.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from nps.config import GenerationConfig
 
 SECONDS_PER_WINDOW = 1.4e-8  # per-sample semantic pools (the full model)
 SECONDS_PER_WINDOW_SHARED = 3.0e-8  # one shared pool: no representation, or a class condition
+SECONDS_PER_WINDOW_WIDE = 1.4e-7  # per-sample pools without locality (every position of the k images)
 SECONDS_PER_STEP = 3.0e-4  # per sampled pixel and batch (Python, pool bookkeeping, drawing)
 FIXED_S = 0.1
 SLOW_S = 5.0  # runs expected to take longer than this get an estimate and a cheaper alternative first
@@ -83,7 +91,8 @@ def estimate(config: GenerationConfig, corpus_size: int, image_shape: tuple[int,
         pixels = max(h * w - side * side, 0)
     windows = config.windows_per_pixel(corpus_size, image_shape)
     shared = not config.per_sample_pools()
-    per_window = SECONDS_PER_WINDOW_SHARED if shared else SECONDS_PER_WINDOW
+    per_window = SECONDS_PER_WINDOW_SHARED if shared else (
+        SECONDS_PER_WINDOW if config.uses("loc") else SECONDS_PER_WINDOW_WIDE)
     batches = math.ceil(config.n / max(config.batch_size, 1))
     seconds = FIXED_S + per_window * windows * pixels * config.n + SECONDS_PER_STEP * pixels * batches
     return Estimate(float(seconds), int(windows), int(pixels), int(config.n))
@@ -116,30 +125,33 @@ class Alternative:
 
 
 def cheaper(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...],
-            subsets: tuple[int, ...] = (1000, 200)) -> list[Alternative]:
+            subsets: tuple[int, ...] = (1000, 200), pixels: int | None = None) -> list[Alternative]:
     """Cheaper variants of ``config``, fastest first (only those faster than ``config`` itself).
 
     Offered: switching on a constraint that shrinks the windows per pixel (each registered one
     with ``speeds_up``: locality), a smaller class-stratified subset (each of ``subsets``
     smaller than the corpus), and fewer samples (4).  Each changes one thing, so the
     visitor knows what they trade.
+
+    Args:
+        pixels: pixels to sample per canvas, as for :func:`estimate` (a completion's unknown count).
     """
     from nps.constraints import registered
-    base = estimate(config, corpus_size, image_shape)
+    base = estimate(config, corpus_size, image_shape, pixels)
     out: list[Alternative] = []
     for c in registered():
         if c.speeds_up and not config.uses(c.name):
             cfg = config.replace(constraints=(*config.constraints, c.name))
             out.append(Alternative(c.cheaper_phrase(config), {"constraints": cfg.constraints},
-                                   estimate(cfg, corpus_size, image_shape)))
+                                   estimate(cfg, corpus_size, image_shape, pixels)))
     for size in subsets:
         if size < corpus_size:
             out.append(Alternative(f"a {size:,}-image subset", {"subset": size},
-                                   estimate(config, size, image_shape)))
+                                   estimate(config, size, image_shape, pixels)))
             break
     if config.n > 4:
         cfg = config.replace(n=4, batch_size=min(config.batch_size, 4))
-        out.append(Alternative("4 samples", {"n": 4}, estimate(cfg, corpus_size, image_shape)))
+        out.append(Alternative("4 samples", {"n": 4}, estimate(cfg, corpus_size, image_shape, pixels)))
     return sorted((a for a in out if a.estimate.seconds < base.seconds), key=lambda a: a.estimate.seconds)
 
 

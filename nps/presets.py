@@ -2,6 +2,8 @@
 
 A :class:`Preset` is a small, fixed generation whose record is built once into
 ``cache/`` (``preset-<key>.npz``) and then opened instantly by the app or the CLI.
+A preset whose config is one of the shipped lesson records (:mod:`nps.lesson_records`;
+the MNIST 4x4 grid) opens that record, checked against the corpus, instead of building.
 Its key hashes the preset's config and the record format, so changing a preset
 rebuilds it; a cached record that no longer matches its corpus (provenance check)
 is rebuilt too.
@@ -75,17 +77,36 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+def _shipped(name: str):  # noqa: ANN202
+    """The shipped lesson record with this preset's config (:mod:`nps.lesson_records`), if one ships."""
+    from nps import lesson_records
+    run = lesson_records.find(get_preset(name).config)
+    return run if run is not None and lesson_records.available(run.name) else None
+
+
 def is_built(name: str) -> bool:
-    """Whether the preset's record is already in the cache (no compute, no corpus load)."""
-    return get_preset(name).path.is_file()
+    """Whether the preset's record is in the cache or ships with the lab (no compute, no corpus load)."""
+    return get_preset(name).path.is_file() or _shipped(name) is not None
 
 
 def read_built(name: str) -> ProvenanceRecord | None:
-    """The cached record if it is present and valid, else None (never builds)."""
+    """The cached (or shipped) record if it is present and valid, else None (never builds).
+
+    A shipped record is checked against its sha256 and the validator here; its provenance
+    against the corpus is checked when the preset is opened (:func:`load_preset`).
+    """
     from nps.cache import load_validated_npz
     p = get_preset(name)
     if not p.path.is_file():
-        return None
+        run = _shipped(name)
+        if run is None:
+            return None
+        from nps import lesson_records
+        try:
+            lesson_records.verify_file(run.name)
+            return ProvenanceRecord.load(lesson_records.path(run.name))
+        except NPSError:
+            return None
     hit = load_validated_npz(p.path, p.key, quiet=True)
     if hit is None:
         return None
@@ -112,6 +133,13 @@ def load_preset(name: str, corpus=None, pools=None, progress=None) -> Provenance
     p = get_preset(name)
     cfg = p.config
     corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.subset)
+    run = _shipped(name) if not p.path.is_file() else None
+    if run is not None:  # the same run ships (MNIST 4x4 = the full-model lesson record): no embedding, no sampling
+        from nps import lesson_records
+        try:
+            return lesson_records.open_shipped(run.name, corpus)
+        except NPSError as exc:
+            log.warning("shipped record for preset %s refused (%s); building it", name, exc)
 
     def build() -> dict:
         log.info("building preset %s", name)
@@ -142,7 +170,9 @@ class Lesson:
         controls: settings the app applies, by :class:`GenerationConfig` field name
             (``constraints`` a tuple), plus ``columns`` (a list of constraint tuples) on
             the ablations page, or ``preset``/``pixel`` on the analysis page (``pixel`` is (y, x),
-            or ``"stroke"``: a bright sampled pixel near the centre of sample 0).
+            or ``"stroke"``: a bright sampled pixel near the centre of sample 0).  ``subset``
+            (None: all images) pins the sidebar's subset; on MNIST at the default settings the
+            Generate and Ablations lessons open shipped records (:mod:`nps.lesson_records`).
     """
 
     key: str
@@ -159,19 +189,21 @@ LESSONS: tuple[Lesson, ...] = (
            "connected and centred?",
            "Strokes break and parts drift off-centre: the image-ID overlay shows sources from all over "
            "their images. Turn locality back on and compare.",
-           "generate", {"constraints": ("ssd", "ssl"), "n": 16}),
+           "generate", {"constraints": ("ssd", "ssl"), "n": 16, "subset": None}),
     Lesson("ssd-only", "Appearance alone",
            "Only the Efros-Leung window match is left (no locality, no representation). Predict: digits, "
            "or something else?",
            "A texture of squiggles: locally plausible, globally no digit. The class overlay is a patchwork "
-           "of labels.",
-           "generate", {"constraints": ("ssd",), "n": 16}),
+           "of labels. (This lesson uses a 1,000-image subset, set in the sidebar: SSD alone scores every "
+           "window of every image, hours on all 60,000 here.)",
+           "generate", {"constraints": ("ssd",), "n": 16, "subset": 1000}),
     Lesson("three-ablations", "Compare the three ablations",
            "Same references, same seeds: SSD; SSD + locality; all three. Predict which column has the "
            "lowest class entropy.",
            "The full model keeps one class per digit (low class entropy) while drawing from many images "
-           "(high image-ID entropy): part-whole composition, not copying.",
-           "ablations", {"columns": list(ablation_chain()), "n": 16}),
+           "(high image-ID entropy): part-whole composition, not copying. (On a 1,000-image subset, set in "
+           "the sidebar, so that SSD alone takes minutes rather than hours.)",
+           "ablations", {"columns": list(ablation_chain()), "n": 16, "subset": 1000}),
     Lesson("trace-pixel", "Where did this pixel come from?",
            "Pick a stroke pixel. Predict how many candidate windows survive appearance, locality and "
            "representation, and how many images the pool spans.",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_support import stages
+from app_support import lesson_view, stages
 from app_support.boot import entry_guard
 from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis, show_grid
@@ -35,10 +35,9 @@ intro.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representa
               "the » at the top).")
 
 st.subheader("Presets")
-st.caption("Small records built once and kept in the server's cache. Opening one that is not built yet "
-           "generates it: about a second on digits; on MNIST a few seconds once its SimCLR embeddings are cached, "
-           "but the first time on a fresh server it embeds all 70,000 images first (about half a minute to two "
-           "minutes on 2 CPU cores).")
+st.caption("Small records built once and kept in the server's cache; opening one that is not built yet generates "
+           "it (about a second on digits). The MNIST grid ships with the lab as a precomputed record (checked against "
+           "the corpus when opened), so it opens in seconds even on a fresh server.")
 cols = st.columns(len(PRESETS))
 for col, preset in zip(cols, PRESETS.values()):
     with col.container(border=True):
@@ -55,15 +54,27 @@ for col, preset in zip(cols, PRESETS.values()):
                 open_in_analysis(f"preset: {preset.name}")
 
 
+def pin_subset(lesson: Lesson) -> None:
+    """Button callback: set the sidebar subset a lesson pins (a widget value, so before the script reruns)."""
+    if "subset" in lesson.controls:
+        st.session_state["sb_subset"] = lesson.controls["subset"] or 0
+
+
 def start_lesson(lesson: Lesson) -> None:
-    """Apply the lesson's controls to the target page's widgets, then go there."""
+    """Apply the lesson's controls to the target page's widgets, then go there.
+
+    On Generate and Ablations the page opens the lesson's result on arrival (``<page>_autorun``):
+    a shipped record where one matches (:mod:`app_support.lesson_view`), else it waits for the click.
+    """
     ctl = dict(lesson.controls)
+    ctl.pop("subset", None)  # set by pin_subset
     ss = st.session_state
     if lesson.page == "generate":
         set_constraints("gen", ctl.pop("constraints", default_names()))
         for k, v in ctl.items():
             ss[f"gen_{k}"] = v
         ss["gen_lesson"] = lesson.key
+        ss["gen_autorun"] = True
         st.switch_page("pages/2_generate.py")
     elif lesson.page == "ablations":
         columns = ctl.pop("columns", [])
@@ -73,6 +84,7 @@ def start_lesson(lesson: Lesson) -> None:
         for k, v in ctl.items():
             ss[f"abl_{k}"] = v
         ss["abl_lesson"] = lesson.key
+        ss["abl_autorun"] = True
         st.switch_page("pages/3_ablations.py")
     elif lesson.page == "analysis":
         name = ctl.get("preset", "digits")
@@ -85,13 +97,16 @@ def start_lesson(lesson: Lesson) -> None:
 
 
 st.subheader("Guided lessons")
-st.caption("Each card sets the controls for you. Read the question, make a prediction, then press run and look.")
+st.caption("Each card sets the controls for you. Read the question and make a prediction, then start the lesson: "
+           "it opens the result (on MNIST a precomputed record, at once) and says what to look for.")
 cols = st.columns(len(LESSONS))
 for col, lesson in zip(cols, LESSONS):
     with col.container(border=True):
         st.markdown(f"**{lesson.title}**")
         st.markdown(f"*Predict:* {lesson.predict}")
-        if st.button("Start lesson", key=f"btn_lesson_{lesson.key}", icon=":material/play_lesson:"):
+        st.caption(lesson_view.card_note(lesson, st.session_state["settings"]))
+        if st.button("Start lesson", key=f"btn_lesson_{lesson.key}", icon=":material/play_lesson:",
+                     on_click=pin_subset, args=(lesson,)):
             start_lesson(lesson)
 
 st.subheader("The pages")

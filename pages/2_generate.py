@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import present, resources, stages, views
+from app_support import lesson_view, present, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.toggles import (
     constraint_toggles,
@@ -83,7 +83,7 @@ def clamp(key: str, lo: float, hi: float) -> None:
     st.session_state[key] = type(st.session_state[key])(min(max(st.session_state[key], lo), hi))
 
 
-lesson_banner("gen_lesson", "Then press Generate and look:")
+lesson_banner("gen_lesson", "The result opens below (or press Generate); look:")
 
 st.subheader("Constraints")
 constraint_toggles("gen")  # one per registered constraint (nps.constraints)
@@ -173,13 +173,24 @@ except Exception as exc:  # noqa: BLE001 - shown as one line
 
 mirror_query(params_to_query(current_params()))  # the address bar is a link to this view
 if config is not None:
-    warn_if_slow(config, corpus, {**toggle_keys("gen"), "n": "gen_n"}, "gen")
+    if not lesson_view.notice(config, corpus):  # a shipped record answers at once; else the estimate
+        warn_if_slow(config, corpus, {**toggle_keys("gen"), "n": "gen_n"}, "gen")
     if present.show_secondary():
         with st.expander("The same run from the command line"):
             st.code(cli_command(config), language="bash")
 
 stop_notice()
 go = st.button("Generate", type="primary", key="btn_generate", icon=":material/brush:", disabled=config is None)
+rerun_live, autorun = lesson_view.take("gen_rerun_live"), lesson_view.take("gen_autorun")
+shipped = lesson_view.match(config) if not rerun_live else None
+if (go or autorun) and shipped is not None:  # a lesson or toggle with a precomputed record: opened, not run
+    opened = lesson_view.open_record(shipped, corpus)
+    if opened is not None:
+        label = record_label(config.to_dict(), "generate")
+        add_record(label, opened[0])
+        view_result("generate", settings).update(label=label, seconds=opened[1], cached=False, shipped=shipped.name)
+        go = False
+go = go or rerun_live
 if go and config is not None:
     live = LiveProgress(f"Generating {config.n} samples", "gen", scale=max(2, 56 // side))
     try:
@@ -192,7 +203,7 @@ if go and config is not None:
         live.done()
         label = record_label(config.to_dict(), "generate")
         add_record(label, rec)
-        view_result("generate", settings).update(label=label, seconds=seconds, cached=cached)
+        view_result("generate", settings).update(label=label, seconds=seconds, cached=cached, shipped=None)
 
 result = view_result("generate", settings)
 last = result.get("label")
@@ -203,8 +214,12 @@ if last and last in records():
     rec = records()[last]
     seconds, cached = result.get("seconds", float("nan")), result.get("cached", False)
     st.subheader("Result")
-    st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} ms/image)"
-               + (" · from the results cache" if cached else ""))
+    if result.get("shipped"):
+        st.caption(config_caption(rec.config) + f" · opened in {seconds:.2f} s")
+        lesson_view.result_note(result["shipped"], "gen", corpus)
+    else:
+        st.caption(config_caption(rec.config) + f" · {seconds:.2f} s ({seconds / max(len(rec), 1) * 1000:.0f} "
+                   "ms/image)" + (" · from the results cache" if cached else ""))
     ss_default("gen_pick", 0)
     clamp("gen_pick", 0, len(rec) - 1)
     views.pick_grid(rec.images, "gen_pick", "sel_gen_grid", ncol=int(np.ceil(np.sqrt(len(rec)))))

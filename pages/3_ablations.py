@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import resources, stages
+from app_support import lesson_view, resources, stages
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names
 from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, set_constraints, toggle_keys
@@ -43,7 +43,7 @@ st.title("Ablations side by side")
 settings = st.session_state["settings"]
 corpus = sidebar_corpus(settings)
 
-lesson_banner("abl_lesson", "Then press Run all and look:")
+lesson_banner("abl_lesson", "The columns open below (or press Run all); look:")
 
 ss_default("abl_ncols", 3)
 ss_default("abl_n", 16)
@@ -108,7 +108,8 @@ for i, col in enumerate(cols):
             enc = st.session_state[f"abl_{i}_encoder"]
             cfg = build_config(settings, {**shared, "constraints": cons, "encoder": enc})
             check_against(cfg, corpus)
-            warn_if_slow(cfg, corpus, {**toggle_keys(f"abl_{i}"), "n": "abl_n"}, f"abl{i}")
+            if not lesson_view.notice(cfg, corpus):  # a shipped record answers at once; else the estimate
+                warn_if_slow(cfg, corpus, {**toggle_keys(f"abl_{i}"), "n": "abl_n"}, f"abl{i}")
         except Exception as exc:  # noqa: BLE001 - one line per column
             show_error(exc, f"checking column {i + 1}")
             cfg = None
@@ -123,9 +124,22 @@ mirror_query({"n": str(int(ss["abl_n"])),
 stop_notice()
 results: dict = view_result("ablations", settings)  # column -> its last run, for this corpus and subset
 run_one = [cols[i].button("Run", key=f"btn_abl_run_{i}") for i in range(ncols)]
+autorun = lesson_view.take("abl_autorun")  # a lesson just opened this page
 for i, cfg in enumerate(configs):
-    if cfg is None or not (run_all or run_one[i]):
+    rerun_live = lesson_view.take(f"abl{i}_rerun_live")
+    shipped = lesson_view.match(cfg) if not rerun_live else None
+    if cfg is None or not (run_all or run_one[i] or rerun_live or (autorun and shipped is not None)):
         continue
+    if shipped is not None:  # precomputed: opened, not run
+        with cols[i]:
+            opened = lesson_view.open_record(shipped, corpus)
+        if opened is not None:
+            label = record_label(cfg.to_dict(), f"ablation {i + 1}")
+            add_record(label, opened[0], make_current=False)
+            results[i] = {"label": label, "seconds": opened[1], "cached": False, "config": cfg, "shipped": shipped.name}
+            continue
+        if not (run_all or run_one[i]):
+            continue
     with cols[i]:
         live = LiveProgress(f"Column {i + 1}", f"abl{i}", show_canvas=False)
         try:
@@ -143,21 +157,26 @@ for i, cfg in enumerate(configs):
     results[i] = {"label": label, "seconds": seconds, "cached": cached, "config": cfg}
 
 table: list[dict] = []
-for i, col in enumerate(cols):
-    res = results.get(i)
-    if res is None or res["label"] not in records():
-        continue
-    rec = records()[res["label"]]
-    n = len(rec)
-    with col:
+shown = [i for i in range(ncols) if results.get(i) is not None and results[i]["label"] in records()]
+for i in shown:  # every column's grid first, so none waits for another's metrics
+    res, rec = results[i], records()[results[i]["label"]]
+    with cols[i]:
         if configs[i] is not None and res["config"] != configs[i]:
             st.caption(":orange[settings changed since this run; press Run to update]")
         show_grid(rec.images, ncol=4, scale=2 if rec.canvas_shape[0] > 12 else 5)
-        st.caption(column_caption(rec.config, n))
+        st.caption(column_caption(rec.config, len(rec)))
+        if res.get("shipped"):
+            lesson_view.result_note(res["shipped"], f"abl{i}", corpus)
+for i in shown:
+    col, res = cols[i], results[i]
+    rec = records()[res["label"]]
+    n = len(rec)
+    with col:
         rid = record_id(rec)
         ent = attempt(resources.entropy_metrics, rid, rec, what="computing entropies")
-        st.metric("time per image", f"{res['seconds'] / n * 1000:.0f} ms",
-                  "from the results cache" if res["cached"] else None, delta_color="off", delta_arrow="off")
+        if not res.get("shipped"):  # a shipped record's opening time is no sampling time
+            st.metric("time per image", f"{res['seconds'] / n * 1000:.0f} ms",
+                      "from the results cache" if res["cached"] else None, delta_color="off", delta_arrow="off")
         if ent is not None:
             st.metric("class entropy", f"{ent['class_entropy']:.3f} bits", f"± {ent['class_entropy_std']:.3f}",
                       delta_color="off", delta_arrow="off", help=f"mean ± std over the n = {n} samples")
@@ -183,7 +202,11 @@ for i, col in enumerate(cols):
                               delta_color="off", delta_arrow="off")
         if st.button("Open in Analysis", key=f"btn_abl_open_{i}"):
             open_in_analysis(res["label"], 0)
-    table.append(ablation_row(i + 1, res["label"], rec.config, n, res["seconds"], ent, sc))
+    row = ablation_row(i + 1, res["label"], rec.config, n, res["seconds"], ent, sc)
+    if res.get("shipped"):  # opened, not sampled: no time per image to report
+        row["ms/image"] = None
+        row["notes"] = "; ".join(x for x in ("precomputed (shipped record)", row.get("notes")) if x)
+    table.append(row)
 
 if table:
     st.subheader("Metrics of every column")

@@ -22,6 +22,7 @@ from app_support.ui import (
     stop_notice,
     take_link,
     view_result,
+    warn_if_slow,
 )
 from nps.app_links import params_from_query, params_to_query
 from nps.app_state import (
@@ -202,6 +203,7 @@ except Exception as exc:  # noqa: BLE001
     config = None
 if config is not None:
     st.caption("This fill: " + config_caption(config.to_dict()))
+    warn_if_slow(config, corpus, {"loc": "cmp_loc"}, "cmp", pixels=int(unknown.sum()))  # before the click
 
 stop_notice()
 if st.button("Fill the unknown region", type="primary", key="btn_complete", disabled=config is None,

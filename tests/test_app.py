@@ -473,7 +473,7 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
     app.run()
-    app.button(key="btn_lesson_ssd-only").click().run()  # a lesson left running on Generate: SSD only
+    app.button(key="btn_lesson_no-locality").click().run()  # a lesson left running on Generate: locality off
     assert not app.toggle(key="gen_loc").value
     app.switch_page("pages/5_complete.py").run()
     app.number_input(key="cmp_test_id").set_value(3)

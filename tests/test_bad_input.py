@@ -111,6 +111,7 @@ def _base(command: str, tmp, record: str) -> list[str]:
                   "--param", "k=8", "--out", f"{tmp}/sw"],
         "trace": [record, "--y", "3", "--x", "3"],
         "scale": ["--sizes", "1k", "--n", "2", "--baseline-max", "0", "--out", f"{tmp}/sc"],
+        "lessons": ["verify"],
     }[command]
 
 

@@ -359,3 +359,34 @@ def test_painting_the_mask_on_complete(server, page):
     _settle(page)
     _no_errors(page)
     _shot(page, "complete-painted-mask")
+
+
+@pytest.mark.slow
+def test_lesson_opens_its_precomputed_result_and_times_it(server, page):
+    """A lesson on MNIST from this server's empty cache: its first result is the shipped record, timed.
+
+    The time is written to test-output/e2e/lesson-times.txt (a figure, not a limit: the
+    assertion only guards against a live run, which takes over a minute for this lesson).
+    """
+    from nps.corpora import corpus_status
+    if not any(s.name == "mnist" and s.available for s in corpus_status()):
+        pytest.skip("MNIST is not installed here")
+    page.goto(f"{server}/?corpus=mnist&subset=all&encoder=auto&seed=0")
+    page.get_by_role("heading", name="NPS lab", exact=True).wait_for()
+    _settle(page)
+    assert page.get_by_text("Opens a precomputed record at once").count() == 3  # the cards say so before the click
+    t0 = time.monotonic()
+    page.locator(".st-key-btn_lesson_no-locality button").click()
+    page.get_by_text("Precomputed (locality off): shipped with the lab").first.wait_for()
+    page.locator(".st-key-sel_gen_grid .main-svg").first.wait_for()
+    seconds = time.monotonic() - t0
+    _settle(page)
+    _no_errors(page)
+    assert page.get_by_role("button", name="Re-run live (about").count() == 1
+    assert page.get_by_text("Generating 16 samples").count() == 0  # opened, not sampled
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "lesson-times.txt").write_text(f"no-locality lesson, cold server and browser: first result drawn "
+                                           f"{seconds:.2f} s after the click (load average {os.getloadavg()[0]:.1f})\n")
+    page.get_by_text("Precomputed (locality off): shipped with the lab").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "lesson-no-locality.png"))
+    assert seconds < 60, f"the lesson took {seconds:.1f} s: it ran live instead of opening its record"

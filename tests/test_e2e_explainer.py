@@ -105,3 +105,55 @@ def test_explainer_plays_in_the_browser(server):
             assert pg.get_by_text("the figure plays steps").inner_text() != before
         finally:
             b.close()
+
+
+OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def test_explainer_fits_a_phone(server):
+    """At 390 px: the sidebar folds after navigating here, nothing overflows the page, and the figure plays."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            pg = b.new_page(viewport={"width": 390, "height": 844})
+            pg.set_default_timeout(TIMEOUT_MS)
+            pg.goto(f"{server}/?corpus=digits")
+            pg.get_by_role("heading", name="NPS lab", exact=True).wait_for()
+            pg.wait_for_timeout(1500)
+            opener = '[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button'
+            pg.locator(opener).first.click()
+            pg.locator('[data-testid="stSidebarNav"] a', has_text="Step explainer").click()
+            pg.get_by_role("heading", name="Step explainer", exact=True).wait_for()
+            pg.wait_for_function("() => document.querySelector('[data-testid=\"stSidebar\"]')"
+                                 ".getAttribute('data-collapsed') === 'true'", timeout=10_000)
+            pg.get_by_role("button", name="Open preset: Digits, full model (8x8)").click()
+            # The page ticks its "Phone layout" toggle by itself on a narrow screen: the figure is 320 px wide.
+            pg.wait_for_function("() => { const s = document.querySelector('[data-testid=\"stPlotlyChart\"] "
+                                 ".main-svg'); return s && s.getAttribute('width') === '320'; }")
+            pg.wait_for_selector('[data-testid="stPlotlyChart"] .imagelayer image', state="attached")
+            pg.wait_for_timeout(1500)
+            pg.screenshot(path=str(SHOTS / "explainer-phone.png"), full_page=True)
+            assert pg.evaluate(OVERFLOW) <= 0, "the page scrolls sideways on a phone"
+            chart = pg.get_by_test_id("stPlotlyChart")
+            box = chart.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+            assert box["width"] >= 300, f"the figure is too small to read on a phone: {box}"
+            svg = pg.locator('[data-testid="stPlotlyChart"] .main-svg').first.bounding_box()
+            assert svg["x"] >= 0 and svg["x"] + svg["width"] <= 390, f"the figure is cut off: {svg}"
+            titles = pg.locator('[data-testid="stPlotlyChart"] .x2title, [data-testid="stPlotlyChart"] .x3title')
+            assert titles.count() == 2  # both charts' axis titles are drawn
+            chart.get_by_text("▶ 4×", exact=True).click()
+            seen = []
+            for _ in range(20):
+                seen.append(pg.evaluate(PICTURE_HREF))
+                pg.wait_for_timeout(100)
+            assert min(seen) > 0 and len(set(seen)) >= 3, f"the animation did not play on a phone: {seen}"
+            chart.get_by_text("❚❚ Pause", exact=True).click()
+            pg.set_viewport_size({"width": 390, "height": 1500})  # same width, tall enough to paint the whole figure
+            pg.wait_for_timeout(500)
+            chart.screenshot(path=str(SHOTS / "explainer-phone-figure.png"))
+        finally:
+            b.close()

@@ -220,3 +220,40 @@ def test_completion_record_skips_given_pixels(digits):
     f = step_frames(rec, digits, 0, 0, count=1)[0]
     assert f.step == steps[0] and f.pool_size == rec.pool_size[0, f.y, f.x] and f.kept[f.drawn]
     assert rec.source_index[0, f.y, f.x] >= 0
+
+
+@pytest.mark.parametrize("cons", ["ssd,loc,ssl", "loc,ssl"])
+def test_phone_figure_fits_360_px_and_wraps_its_text(records, digits, cons):
+    """The narrow layout: 360 px wide, panels inside the picture, every text line short enough for it."""
+    import re
+
+    from app_support.explainer_figure import NARROW, PHASES, WIDE, compose, layout_for, step_figure
+    rec = records[cons]
+    frames = step_frames(rec, digits, 0, 0, count=2)
+    fig = step_figure(frames, rec.config, digits.class_names, geo=NARROW)
+    assert (fig.layout.width, fig.layout.height) == (NARROW.width, NARROW.height) and NARROW.width <= 328
+    for (y0, x0, h, w) in (NARROW.ctx, NARROW.thumbs, NARROW.canvas):
+        assert x0 >= 0 and x0 + w <= NARROW.plot_w and y0 >= 0 and y0 + h <= NARROW.top_h
+    lay = layout_for(3, (8, 8), NARROW)
+    assert {compose(frames[0], lay, p).shape for p in PHASES} == {(NARROW.top_h, NARROW.plot_w, 3)}
+    beats = [fr.layout.annotations[0].text for fr in fig.frames]
+    longest = max(len(re.sub(r"<[^>]*>", "", line)) for b in beats for line in b.split("<br>"))
+    assert longest <= NARROW.wrap + 12  # one long number may overrun a little, never a whole sentence
+    assert all("<br>" in b for b in beats)
+    wide = step_figure(frames, rec.config, digits.class_names)
+    assert wide.layout.width == WIDE.width and "<br>" not in wide.frames[0].layout.annotations[0].text
+    assert [b.label for b in fig.layout.updatemenus[0].buttons][-1] == "❚❚ Pause"
+
+
+def test_explainer_phone_layout_toggle(app):
+    app.run()
+    app.switch_page("pages/6_explainer.py").run()
+    app.button(key="btn_exp_preset_digits").click().run()
+    assert not app.exception and not app.error
+    import json
+    wide = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert wide["layout"]["width"] == 980
+    app.toggle(key="exp_narrow").set_value(True).run()
+    assert not app.exception and not app.error
+    narrow = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert narrow["layout"]["width"] == 320 and narrow["layout"]["height"] > wide["layout"]["height"]

@@ -20,7 +20,7 @@ from nps.errors import NPSError
 
 COMMANDS = (
     "generate", "corpora", "bench", "cache", "train_encoder", "embed", "encoder_eval",
-    "train_classifier", "evaluate", "ablate", "sweep", "trace", "merge", "baselines", "scale",
+    "train_classifier", "evaluate", "ablate", "sweep", "trace", "merge", "baselines", "scale", "lessons",
 )
 
 
