@@ -44,6 +44,7 @@ from nps.config import GenerationConfig
 from nps.selection import thresholds
 
 U32 = 2.0 ** -24
+EXACT_BATCH = 1 << 16  # entries scored by the definition at a time (about 25 MB of float64 pixels at K = 49)
 
 
 def direct_distance(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor, denom: float) -> torch.Tensor:
@@ -198,7 +199,10 @@ def certify(view: ScoreView, d_min32: torch.Tensor, tau: torch.Tensor, c: float,
     # of it) and those in the band; each scored once by the definition.
     near = _up32(m32 + 3.0 * bm)
     b, j, d32 = view.entries(_on(near, device), lo_t, _on(hi, device), rows)
-    values = exact(b, j).cpu().numpy()
+    # In batches: a whole-corpus step can hold millions of exact matches of an inked context
+    # (true d = 0, all in doubt at tol = 1e-6), and each costs K float64 pixels and context values.
+    values = np.concatenate([np.zeros(0)] + [exact(b[s:s + EXACT_BATCH], j[s:s + EXACT_BATCH]).cpu().numpy()
+                                             for s in range(0, len(b), EXACT_BATCH)])
     m_exact = m32.copy()
     m_exact[rows] = np.inf
     np.minimum.at(m_exact, b, values)  # every candidate of the minimum is in the gather
