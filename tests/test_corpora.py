@@ -196,7 +196,10 @@ def test_stratified_subset_size_balance_determinism(digits) -> None:
     np.testing.assert_array_equal(sub.train_labels, again.train_labels)
     assert sub.content_hash == again.content_hash != digits.content_hash
     assert sub.test.shape == digits.test.shape  # the test split stays whole
-    assert load_corpus("digits", subset=len(digits)) is digits
+    # --subset N equal to the corpus size is the whole corpus: no row map, the same content.
+    # (Not `is digits`: another test may have cleared the loader's cache since the fixture loaded it.)
+    whole = load_corpus("digits", subset=len(digits))
+    assert whole.subset is None and whole.train_ids is None and whole.content_hash == digits.content_hash
     assert not sub.train.flags.writeable and not sub.train_labels.flags.writeable
 
 
