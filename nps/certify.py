@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from nps.config import GenerationConfig
+from nps.constraints import active
 from nps.selection import thresholds
 
 U32 = 2.0 ** -24
@@ -151,6 +152,12 @@ class ScoreView(Protocol):
         """(b, j) int64 and d (float32) of the entries of samples ``rows`` with
         ``d <= near[b]`` or ``lo[b] < d <= hi[b]``."""
 
+    def locate(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(centre offset o, pool slot p) of flat entries j."""
+
+    def apply(self, b: np.ndarray, j: np.ndarray, keep: np.ndarray) -> None:
+        """Write the decided entries back so that ``d <= thr`` reproduces the decisions."""
+
 
 def certify(view: ScoreView, d_min32: torch.Tensor, tau: torch.Tensor, c: float, channels: int,
             config: GenerationConfig,
@@ -171,7 +178,6 @@ def certify(view: ScoreView, d_min32: torch.Tensor, tau: torch.Tensor, c: float,
             with their float64 decision.
     """
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
-    from nps.constraints import active
     if not active(config, "threshold"):
         thr, fell = thresholds(d_min32, config)
         return thr, fell, none
@@ -244,7 +250,7 @@ class DenseView:
         """(offset o, pool slot p) of flat entries j."""
         return np.divmod(j, self.slots)
 
-    def apply(self, b: np.ndarray, j: np.ndarray, keep: np.ndarray, thr: torch.Tensor) -> None:
+    def apply(self, b: np.ndarray, j: np.ndarray, keep: np.ndarray) -> None:
         """Write decided entries so that ``d <= thr`` reproduces them (-inf kept, +inf dropped)."""
         if len(b):
             value = torch.from_numpy(np.where(keep, -np.inf, np.inf)).to(self.flat)
@@ -282,7 +288,7 @@ class ChunkView:
     def locate(self, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.divmod(j, self.slots)
 
-    def apply(self, b: np.ndarray, j: np.ndarray, keep: np.ndarray, thr: torch.Tensor) -> None:
+    def apply(self, b: np.ndarray, j: np.ndarray, keep: np.ndarray) -> None:
         o, p = self.locate(j)
         oy, ox = np.divmod(o, self.nx)
         chunk = np.searchsorted(self.starts, p, side="right") - 1

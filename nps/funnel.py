@@ -185,20 +185,15 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     pool = mask_pool(pool, [c.admit(c.replay(sampler.config, corpus, record, n, pool_ids), y, x) for c in masks])
     geo = sampler.geometry(y, x, known)
     d = sampler.distances(geo, cpad, pool)  # (1,O,P)
-    if active(sampler.config, "threshold"):
-        keep = sampler.kept_mask(geo, cpad, pool, d)[0]
-    else:
-        keep = torch.isfinite(d[0].reshape(-1))
-    return _Replay(sampler, step, pool_ids, geo, cpad, d[0], img, known, keep)
+    return _Replay(sampler, step, pool_ids, geo, cpad, d[0], img, known, sampler.kept_mask(geo, cpad, pool, d)[0])
 
 
-def _cut(flat: torch.Tensor, keep: torch.Tensor,
-         cfg: GenerationConfig) -> tuple[torch.Tensor, float | None, float | None]:
-    """The kept mask (the engine's, certified), d_min and the rule's threshold for display."""
+def _threshold_shown(flat: torch.Tensor, cfg: GenerationConfig) -> tuple[float | None, float | None]:
+    """d_min and the rule's threshold, for the funnel's formula (the kept set is ``_Replay.keep``)."""
     if active(cfg, "threshold"):
         thr, _ = thresholds(flat.min().reshape(1), cfg)
-        return keep, float(flat.min()), float(thr[0])
-    return keep, None, None
+        return float(flat.min()), float(thr[0])
+    return None, None
 
 
 def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
@@ -224,7 +219,8 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
     h, w = record.canvas_shape
     refs = record.reference[n:n + 1]
     flat = rep.d.reshape(-1)
-    keep, d_min, threshold = _cut(flat, rep.keep, cfg)
+    keep = rep.keep
+    d_min, threshold = _threshold_shown(flat, cfg)
     kept = torch.nonzero(keep).squeeze(1).numpy()
     sources = rep.sources(kept)
     train = corpus.train if corpus.train.ndim == 4 else corpus.train[..., None]

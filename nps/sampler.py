@@ -339,11 +339,15 @@ class Sampler:
         if pool.images is None:
             chunks = self._shared_chunks(geo, cpad, pool)
             d_min = torch.stack([c.amin((0, 1, 2)) for c in chunks]).amin(0)
-            thr, fell_back = self.certified_threshold(geo, cpad, pool, ChunkView(chunks), d_min)
+            view = ChunkView(chunks)
+            thr, fell_back, overrides = self.certified_threshold(geo, cpad, pool, view, d_min)
+            view.apply(*overrides)
             offset, slot, count = draw_chunked(chunks, thr, u)
         else:
             d = self.distances(geo, cpad, pool)
-            thr, fell_back = self.certified_threshold(geo, cpad, pool, DenseView(d), d.reshape(d.shape[0], -1).amin(1))
+            view = DenseView(d)
+            thr, fell_back, overrides = self.certified_threshold(geo, cpad, pool, view, view.flat.amin(1))
+            view.apply(*overrides)
             offset, slot, count = draw(d, thr, u)
         oy, ox = np.divmod(offset, geo.centres[3] - geo.centres[2])
         ids = pool.ids
@@ -357,19 +361,18 @@ class Sampler:
         return sources, count, fell_back
 
     def certified_threshold(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
-                            view: DenseView | ChunkView, d_min: torch.Tensor,
-                            apply: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
+                            view: DenseView | ChunkView, d_min: torch.Tensor
+                            ) -> tuple[torch.Tensor, np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The step's threshold with every near-threshold float32 decision made in float64.
 
-        See :mod:`nps.certify`: entries of ``view`` too close to call are recomputed by the
-        definition and written back as -inf (kept) or +inf (dropped), so ``d <= thr`` is
-        the float64 rule's kept set.  With ``apply=False`` they are returned instead.
+        See :mod:`nps.certify`.  Keep ``d <= thr`` except at the overrides, entries too close
+        to call for float32, decided by the definition (``view.apply`` writes them back).
 
         Args:
             view: the step's float32 scores; d_min: (B,) float32 their per-sample minimum.
         Returns:
-            (B,) float32 threshold and the fell-back rows (None without ``max_ssd``); with
-            ``apply=False`` also the (b, j, keep) overrides.
+            (B,) float32 threshold, the fell-back rows (None without ``max_ssd``) and the
+            (b, j, keep) overrides.
         """
         C = self.train_u8.shape[3]
         w = self.config.window
@@ -377,12 +380,12 @@ class Sampler:
         # tau only scales the error bound (which has a factor 2 of margin): float32 will do.
         tau = ((geo.gm * target * target).sum((1, 2, 3)) / geo.gm_sum).double().sqrt_()
         cy0, _, cx0, cx1 = geo.centres
+        context: list[torch.Tensor] = []  # (B,K) float64, 0..255: read once, on the first exact score
 
         def exact(b: np.ndarray, j: np.ndarray) -> torch.Tensor:
-            if geo.weights is None:
-                _, channels, hp, wp = self.padded_.shape
-                geo.weights = ExactWeights(self.gauss_ * geo.known, int(channels), int(hp), int(wp))
-            wts: ExactWeights = geo.weights
+            wts = self._exact_weights(geo)
+            if not context:
+                context.append(wts.context(cpad, geo.y, geo.x, w))
             o, p = view.locate(j)
             if pool.images is None:
                 images = p if pool.subset is None else pool.subset.cpu().numpy()[p]
@@ -390,28 +393,30 @@ class Sampler:
                 images = pool.ids[b if pool.ids.shape[0] > 1 else np.zeros_like(b), p]
             oy, ox = np.divmod(o, cx1 - cx0)
             s = window_pixels(self._padded_np(), wts, images, cy0 + oy, cx0 + ox)
-            t = wts.context(cpad, geo.y, geo.x, w)  # (B,K) float64, 0..255
-            return direct_distance(s, t[torch.from_numpy(b)], wts.w, wts.denom)
+            return direct_distance(s, context[0][torch.from_numpy(b)], wts.w, wts.denom)
 
-        thr, fell_back, (b, j, keep) = certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C,
-                                               self.config, exact)
-        if not apply:
-            return thr, fell_back, (b, j, keep)
-        view.apply(b, j, keep, thr)
-        return thr, fell_back
+        return certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C, self.config, exact)
 
     def kept_mask(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool, d: torch.Tensor) -> torch.Tensor:
         """(B,O*P) bool: the candidates the engine keeps, for (B,O,P) scores from :meth:`distances`.
 
         The same certified rule as :meth:`_choose` (the funnel and the explainer recount with it,
-        so their pools are the engine's by construction); ``d`` is left unchanged.
+        so their pools are the engine's by construction); ``d`` is left unchanged.  Without an
+        appearance threshold every candidate that is not excluded (+inf) is kept.
         """
         flat = d.reshape(d.shape[0], -1)
-        thr, _, (b, j, keep) = self.certified_threshold(geo, cpad, pool, DenseView(d), flat.amin(1), apply=False)
+        thr, _, (b, j, keep) = self.certified_threshold(geo, cpad, pool, DenseView(d), flat.amin(1))
         mask = flat <= thr[:, None]
         if len(b):
             mask[torch.from_numpy(b), torch.from_numpy(j)] = torch.from_numpy(keep).to(mask.device)
         return mask
+
+    def _exact_weights(self, geo: StepGeometry) -> ExactWeights:
+        """The step's float64 definition (built on first use, shared by the certifier and the exact search)."""
+        if geo.weights is None:
+            _, channels, hp, wp = self.padded_.shape
+            geo.weights = ExactWeights(self.gauss_ * geo.known, int(channels), int(hp), int(wp))
+        return geo.weights
 
     def _padded_np(self) -> np.ndarray | torch.Tensor:
         """The padded corpus as a numpy array when it is a plain CPU tensor (else the tensor/view)."""
@@ -423,14 +428,9 @@ class Sampler:
                       u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:
         """:meth:`_choose` through the pruned index (see :mod:`nps.search`)."""
         if geo.query is None:
-            gm = self.gauss_ * geo.known
-            geo.query = StepQuery(search.index, geo.centres, gm, cpad.shape[1], self.corpus.image_shape[1],
-                                  int(self.padded_.shape[2]), int(self.padded_.shape[3]))
+            geo.query = StepQuery(search.index, geo.centres, self._exact_weights(geo), self.corpus.image_shape[1])
         q: StepQuery = geo.query
-        w = self.config.window
-        # The context back in 0..255 (cpad holds pixel / 255 in float32, which rounds back exactly).
-        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w].permute(0, 2, 3, 1).reshape(cpad.shape[0], -1)
-        t = target[:, torch.from_numpy(q.dims)].cpu().double().mul_(255.0).round_()
+        t = q.exact.context(cpad, geo.y, geo.x, self.config.window)  # (B,K) float64, 0..255
         B = t.shape[0]
         refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
         (sid, sy, sx), count, fell_back = search.choose(q, t, refs, u.cpu())

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nps.certify import ExactWeights, direct_distance
+from nps.certify import ExactWeights, direct_distance, window_pixels
 from nps.config import GenerationConfig
 from nps.search_index import WindowIndex
 from nps.selection import _picks, thresholds
@@ -46,16 +46,16 @@ class StepQuery:
     Args:
         index: the corpus's :class:`WindowIndex`.
         centres: (y0, y1, x0, x1) half-open centre ranges of the step.
-        gm: (w,w) float64 Gaussian x known mask.
-        channels: C; width: W (positions are cy * W + cx); hp, wp: the padded image size.
+        exact: the step's :class:`nps.certify.ExactWeights` (the definition, shared with the certifier).
+        width: W (positions are cy * W + cx).
     """
 
-    def __init__(self, index: WindowIndex, centres: tuple[int, int, int, int], gm: np.ndarray,
-                 channels: int, width: int, hp: int, wp: int) -> None:
+    def __init__(self, index: WindowIndex, centres: tuple[int, int, int, int], exact: ExactWeights,
+                 width: int) -> None:
         y0, y1, x0, x1 = centres
         self.positions = np.array([cy * width + cx for cy in range(y0, y1) for cx in range(x0, x1)], np.int64)
-        exact = ExactWeights(gm, channels, hp, wp)  # the definition, shared with nps.certify
-        self.dims, self.w, self.denom, self.offsets = exact.dims, exact.w, exact.denom, exact.offsets
+        self.exact = exact
+        self.dims, self.w, self.denom = exact.dims, exact.w, exact.denom
         self.w32 = self.w.float()
         self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
                                       for p in self.positions])
@@ -100,20 +100,15 @@ class ExactSearch:
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
                  prune: bool = True) -> None:
         self.index, self.config, self.prune = index, config, prune
-        self.n, self.channels, self.hp, self.wp = padded.shape
-        self.padded_np = np.ascontiguousarray(padded.cpu().numpy()).reshape(-1)
+        self.padded_np = np.ascontiguousarray(padded.cpu().numpy())  # (N,C,Hp,Wp)
         self.width = width
         self.window = config.window
 
     def _windows(self, ids: np.ndarray, q: StepQuery) -> torch.Tensor:
-        """(n,K) float64 pixels (0..255) of unique windows ``ids`` on the step's known dimensions.
-
-        Read from the padded corpus at each window's representative image.
-        """
+        """(n,K) float64 pixels (0..255) of unique windows ``ids``, read at each one's representative image."""
         ix = self.index
         cy, cx = np.divmod(ix.upos[ids].astype(np.int64), self.width)
-        base = (ix.rep[ids].astype(np.int64) * self.channels * self.hp + cy) * self.wp + cx
-        return torch.from_numpy(self.padded_np[base[:, None] + q.offsets]).double()
+        return window_pixels(self.padded_np, q.exact, ix.rep[ids], cy, cx)
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
         """(n,) int64 unique ids, every window that may lie within the threshold of some sample."""

@@ -151,7 +151,7 @@ def test_certify_on_a_synthetic_view_is_the_float64_rule():
     tau = torch.tensor([1.0, 1.0], dtype=torch.float64)
     c = 1e-5  # a bound of about 4e-5 here, as for a 7x7 window
     thr, fell, (b, j, keep) = certify(view, view.flat.amin(1), tau, c, 1, cfg, score)
-    view.apply(b, j, keep, thr)
+    view.apply(b, j, keep)
     kept = (view.flat <= thr[:, None]).numpy()
     want = (exact <= thresholds(exact.amin(1), cfg)[0][:, None]).numpy()
     assert (kept == want).all()

@@ -51,8 +51,9 @@ def main() -> None:
         return thr, fell, over
     sm.certify = counting
 
-    def bare(self, geo, cpad, pool, view, d_min, apply=True):
-        return thresholds(d_min, self.config)
+    def bare(self, geo, cpad, pool, view, d_min):
+        thr, fell = thresholds(d_min, self.config)
+        return thr, fell, (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
 
     pools = sm.Sampler(cfg, corpus).pools  # built once, shared by every run
     times: dict[str, list[float]] = {"certified": [], "float32": []}
