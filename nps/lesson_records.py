@@ -122,19 +122,8 @@ def read_manifest() -> dict[str, dict]:
     Raises:
         NPSError: the manifest exists but is damaged.
     """
-    p = LESSONS_DIR / MANIFEST_NAME
-    if not p.is_file():
-        return {}
-    try:
-        doc = json.loads(p.read_text())
-        files = doc["files"]
-        if doc.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not all(
-                isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()):
-            raise ValueError("unexpected layout")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise NPSError(f"the lesson-record manifest '{_shown(p)}' is damaged ({exc}); restore it with "
-                       f"`git checkout -- {_shown(p)}`.") from None
-    return files
+    from nps.shipped import read_manifest_file
+    return read_manifest_file(LESSONS_DIR / MANIFEST_NAME, MANIFEST_FORMAT, "lesson-record manifest")
 
 
 def available(name: str) -> bool:

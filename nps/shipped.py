@@ -84,17 +84,27 @@ def read_manifest() -> dict[str, dict]:
     Raises:
         NPSError: the manifest exists but is not one this version wrote.
     """
-    path = WEIGHTS_DIR / MANIFEST_NAME
+    return read_manifest_file(WEIGHTS_DIR / MANIFEST_NAME, MANIFEST_FORMAT, "weights manifest")
+
+
+def read_manifest_file(path: Path, fmt: str, what: str) -> dict[str, dict]:
+    """The ``files`` table of a shipped-files manifest (weights, lesson records); {} if it is absent.
+
+    Every entry must be a dict with a ``sha256`` string; the document's ``format`` must be ``fmt``.
+
+    Raises:
+        NPSError: the manifest exists but is damaged (one line naming it and how to restore it).
+    """
     if not path.is_file():
         return {}
     try:
         doc = json.loads(path.read_text())
         files = doc["files"]
-        if doc.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not all(
+        if doc.get("format") != fmt or not isinstance(files, dict) or not all(
                 isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()):
             raise ValueError("unexpected layout")
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # deep nesting: RecursionError
-        raise NPSError(f"the weights manifest '{_shown(path)}' is damaged ({exc}); restore it with "
+        raise NPSError(f"the {what} '{_shown(path)}' is damaged ({exc}); restore it with "
                        f"`git checkout -- {_shown(path)}`.") from None
     return files
 
