@@ -105,7 +105,8 @@ def measure(name: str, fields: dict, records: Path, corpora: dict, classifier) -
         "today": today.to_dict(), "closest": best.to_dict(),
         "grid": [r.to_dict() for r in rs if r.scope == "window" and r.pixels == "all" and r.base in ("2", "e")],
         "is": [rep["samples"]["is_mean"], rep["samples"]["is_std"]], "fid_point": rep["samples"]["fid"],
-        "fid": m.get("fid"), "memorisation": m.get("memorisation"),
+        "fid": m.get("fid"), "kid": m.get("kid"), "precision": m.get("precision"), "recall": m.get("recall"),
+        "coverage": m.get("coverage"), "memorisation": m.get("memorisation"),
         "own_nearest": m.get("reference_own_nearest"),
         "relaxed": float(rec.relaxed[:, ys, xs].mean()),
         "pool": float(rec.pool_size[:, ys, xs].mean()),
@@ -150,6 +151,11 @@ def report(results: list[dict], command: str, load: tuple[str, str], subset: int
             f"{r['is'][0]:.2f} ± {r['is'][1]:.2f} | {_iv(r['fid'])} | {_iv(r['memorisation'], pct=True)} | "
             f"{_iv(r['own_nearest'], pct=True, d=0)} | {r['sources']:.1f} | {r['pool']:.1f} | "
             f"{100 * r['relaxed']:.1f} % | {r['s_per_image']:.2f} |")
+    lines += ["", "## The distribution measures (95 % bootstrap intervals, project classifier's features)", "",
+              "| row | FID | KID | precision | recall | coverage |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {_iv(r['fid'])} | {_iv(r['kid'])} | {_iv(r['precision'], pct=True, d=0)} | "
+                     f"{_iv(r['recall'], pct=True, d=0)} | {_iv(r['coverage'], pct=True, d=0)} |")
     lines += ["", "## Class / image-ID entropy over window sizes and log bases (window scope, all pixels)", "",
               "| row | base | " + " | ".join(f"{w}×{w}" for w in WINDOWS) + " |",
               "|---|---|" + "---|" * len(WINDOWS)]
