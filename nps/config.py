@@ -311,7 +311,12 @@ class GenerationConfig:
         for c in _cons.active(self):  # each constraint's cost factor (nps.constraints.Constraint.cost_*)
             positions = c.cost_positions(self, h, w, positions)
             images = c.cost_images(self, corpus_size, images)
-        return int(positions * images)
+        extra = 0  # the opt-in sampling readings (nps.sampling_readings) also scan the whole corpus per pixel
+        if self.uses("ssl") and self.ssl_mode == "window":
+            extra += corpus_size  # every image's window at the pixel is ranked
+        if self.ssd_global_min and self.uses("ssd"):
+            extra += positions * corpus_size  # the minimum over every image's windows in the band
+        return int(positions * images + extra)
 
     def per_sample_pools(self) -> bool:
         """Whether each sample gets its own small pool of images (the engine's faster path)."""

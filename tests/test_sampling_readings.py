@@ -171,3 +171,11 @@ def test_reading_iii_changes_the_pools_and_marks_fallbacks(digits):
     for n in b:
         assert np.array_equal(cut.canvas_at(n, int(steps[first]))[0], today.canvas_at(n, int(steps[first]))[0])
     assert (cut.pool_size[b, y, x] < today.pool_size[b, y, x]).all()
+
+
+def test_the_cost_estimate_counts_the_whole_corpus_scans():
+    today = GenerationConfig(corpus="mnist").windows_per_pixel(60000, (28, 28))
+    assert today == 25 * 64
+    assert GenerationConfig(corpus="mnist", ssl_mode="window").windows_per_pixel(60000, (28, 28)) == today + 60000
+    cut = GenerationConfig(corpus="mnist", ssd_global_min=True)
+    assert cut.windows_per_pixel(60000, (28, 28)) == today + 25 * 60000
