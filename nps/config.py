@@ -114,9 +114,15 @@ class GenerationConfig:
         encoder: representation encoder name ("pca", "pixels", "simclr"), or "auto" (the
             default): the measured best for the corpus (:func:`resolve_encoder`), resolved
             when the config is made, so records always name a concrete encoder.
-        ssl_mode: "reference" (k-NN of a reference image) or "canvas" (re-embed per shell).
+        ssl_mode: "reference" (k-NN of a reference image), "canvas" (re-embed per shell) or
+            "window" (the k images whose window at the pixel is nearest the context in a PCA
+            of windows, every step; reading (ii) of issue 12).
         ssl_eps: if set, the semantic pool is adaptive: images with distance
             <= (1 + ssl_eps) * nearest distance, capped at k.
+        ssl_cap: the cap of that adaptive pool instead of k (None: k); the corpus size
+            gives the uncapped rule (reading (i) of issue 12 with ``ssl_mode="canvas"``).
+        ssd_global_min: take the SSD minimum over every window in the locality band of the
+            whole corpus, before the semantic pool (reading (iii) of issue 12; off by default).
         reference: fixed reference train id for every sample, or None for random.
         include_reference: let the reference be a candidate source beyond the seed (by default
             it is left out of the candidates in every constraint set).
@@ -147,6 +153,8 @@ class GenerationConfig:
     encoder: str = _D["encoder"].default
     ssl_mode: str = _D["ssl_mode"].default
     ssl_eps: float | None = _D["ssl_eps"].default
+    ssl_cap: int | None = _D["ssl_cap"].default
+    ssd_global_min: bool = _D["ssd_global_min"].default
     reference: int | None = _D["reference"].default
     include_reference: bool = _D["include_reference"].default
     label: int | None = _D["label"].default
@@ -303,7 +311,12 @@ class GenerationConfig:
         for c in _cons.active(self):  # each constraint's cost factor (nps.constraints.Constraint.cost_*)
             positions = c.cost_positions(self, h, w, positions)
             images = c.cost_images(self, corpus_size, images)
-        return int(positions * images)
+        extra = 0  # the opt-in sampling readings (nps.sampling_readings) also scan the whole corpus per pixel
+        if self.uses("ssl") and self.ssl_mode == "window":
+            extra += corpus_size  # every image's window at the pixel is ranked
+        if self.ssd_global_min and self.uses("ssd"):
+            extra += positions * corpus_size  # the minimum over every image's windows in the band
+        return int(positions * images + extra)
 
     def per_sample_pools(self) -> bool:
         """Whether each sample gets its own small pool of images (the engine's faster path)."""

@@ -80,6 +80,10 @@ def _pools_at(record: ProvenanceRecord, sampler: Sampler, n: int, step: int) -> 
     ref = record.reference[n:n + 1]
     if pools.index is None:
         return pools.shared
+    if pools.per_step:  # ssl_mode "window": ranked by the context of this very pixel
+        img, known = record.canvas_at(n, step)
+        y, x = (int(v) for v in record.order[step])
+        return pools.for_step(img[None], known, ref, y, x)
     if pools.per_shell:
         shell = record.shell[step]
         first = int(np.flatnonzero(record.shell == shell)[0])
@@ -181,6 +185,7 @@ def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
     cpad = torch.zeros((1, C, h + 2 * half, w + 2 * half))
     cpad[0, :, half:half + h, half:half + w] = torch.from_numpy(img.reshape(h, w, C)).permute(2, 0, 1).float() / 255.0
     pool = sampler.candidate_pool(pool_ids, record.reference[n:n + 1], 1)
+    sampler.refs_ = record.reference[n:n + 1]  # ssd_global_min leaves the reference out of its minimum
     masks = active(sampler.config, "mask")  # multi-scale: its admission, rebuilt from the record's coarse level
     pool = mask_pool(pool, [c.admit(c.replay(sampler.config, corpus, record, n, pool_ids), y, x) for c in masks])
     geo = sampler.geometry(y, x, known)

@@ -89,9 +89,11 @@ def result_fields(config: GenerationConfig | dict) -> dict:
     Accepts a config or a record's config dict (whose extra keys, such as ``corpus_size``
     and ``engine``, are dropped: only :class:`GenerationConfig` fields count).
     """
+    from nps.config import DEFAULTS
     d = config.to_dict() if isinstance(config, GenerationConfig) else dict(config)
     names = set(GenerationConfig.__dataclass_fields__) - set(IGNORED_FIELDS)
-    out = {k: d.get(k) for k in sorted(names)}
+    # A record made before a field existed was made with its default (the field is opt-in).
+    out = {k: d.get(k, DEFAULTS.get(k)) for k in sorted(names)}
     out["constraints"] = list(out["constraints"] or ())
     return out
 

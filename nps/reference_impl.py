@@ -28,8 +28,9 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
         ``source_x``, ``pool_size`` (S,H,W) int64.
     """
     cfg = config
-    if cfg.uses("ssl") and cfg.ssl_mode != "reference":
-        raise ValueError("the plain implementation covers ssl_mode='reference' only")
+    if cfg.uses("ssl") and cfg.ssl_mode not in ("reference", "window"):
+        raise ValueError("the plain implementation covers ssl_mode='reference' and 'window' only")
+    window_mode = cfg.uses("ssl") and cfg.ssl_mode == "window"  # reading (ii): a pool per pixel
     ids = np.arange(cfg.n) if sample_ids is None else np.asarray(sample_ids)
     h, w = corpus.image_shape[:2]
     train = corpus.train.astype(np.float64) / 255.0
@@ -45,7 +46,11 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
     label_ids = np.flatnonzero(corpus.train_labels == cfg.label) if cfg.label is not None else None
     refs, uniforms = sample_streams(cfg.seed, ids, len(corpus), len(order), cfg.reference, label_ids)
     pools = pools if pools is not None else SemanticPools.build(cfg, corpus)
-    members = pools.members(refs)
+    members = [None] * len(refs) if window_mode else pools.members(refs)
+    if window_mode:
+        from nps.sampling_readings import plain_window_pool
+        emb = pools.index  # the fitted WindowEmbedding (its basis is the definition's)
+        padded_u8, basis = emb.padded.numpy(), emb.basis.numpy()
     # "mask" constraints (multi-scale): their per-sample state, then a plain admission per pixel.
     masks = [(c, *c.plain_prepare(cfg, corpus, ids, refs, pools.for_references(refs)))
              for c in active(cfg, "mask")]
@@ -67,6 +72,9 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
         out["source_x"][s, y0:y1, x0:x1] = np.arange(x0, x1)[None, :]
         out["pool_size"][s, y0:y1, x0:x1] = 1
         for step, (y, x) in enumerate(order):
+            if window_mode:
+                pool = plain_window_pool(padded_u8, basis, out["images"][s], known[half:half + h, half:half + w], y, x,
+                                         cfg.window, cfg.k, -1 if cfg.include_reference else int(ref))
             keep = np.ones(len(pool), bool)
             for c, coarse_train, coarse in masks:  # multi-scale: pool images whose coarse window matches
                 keep &= c.plain_admit(cfg, coarse_train, coarse[s], y, x, pool)
@@ -85,6 +93,15 @@ def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndar
             kept = np.ones(len(dist), bool)
             for rule in active(cfg, "threshold"):  # appearance: d <= (1 + eps) d_min + tol
                 kept &= rule.plain_keep(dist, cfg)
+            if cfg.ssd_global_min and cfg.uses("ssd"):  # reading (iii): d_min over every window of every image
+                others = np.arange(len(corpus)) if cfg.include_reference else np.flatnonzero(np.arange(len(corpus))
+                                                                                             != ref)
+                g = min(float(((((padded[others, cy:cy + cfg.window, cx:cx + cfg.window] - target) ** 2).sum(-1)
+                                 * gm).sum((1, 2)) / gm.sum()).min())
+                        for cy in range(cy0, cy1) for cx in range(cx0, cx1))
+                under = dist <= g * (1.0 + cfg.eps) + cfg.tol
+                if under.any():  # else the pool's own rule (the pixel is marked relaxed)
+                    kept = under
             keep = np.flatnonzero(kept)
             sid, sy, sx = cands[keep[int(np.floor(uniforms[s, step] * len(keep)))]]
             canvas[y + half, x + half] = train[sid, sy, sx]

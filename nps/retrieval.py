@@ -231,7 +231,7 @@ def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def semantic_pool(index: SourceIndex, queries: np.ndarray, k: int, exclude: np.ndarray | None = None,
-                  ssl_eps: float | None = None) -> np.ndarray:
+                  ssl_eps: float | None = None, cap: int | None = None) -> np.ndarray:
     """The k nearest train ids of each query, optionally excluding one id per query.
 
     Args:
@@ -240,10 +240,17 @@ def semantic_pool(index: SourceIndex, queries: np.ndarray, k: int, exclude: np.n
             every row, or None; -1 entries exclude nothing.
         ssl_eps: adaptive radius: keep ids with cosine distance <= (1 + ssl_eps) * nearest
             distance; the rest of the row is padded with -1.
+        cap: with ``ssl_eps``, the most ids a row keeps instead of k (the corpus size: the
+            radius alone decides); the rows are then as wide as the widest kept row.
     Returns:
         (M,k) int64 train ids sorted ascending, then -1 in unused slots (the adaptive
-        radius kept fewer, or the corpus has fewer than k other images).
+        radius kept fewer, or the corpus has fewer than k other images); (M,k') with
+        k' = max(1, most ids kept) when ``cap`` is set.
     """
+    if cap is not None and ssl_eps is not None:
+        rows = semantic_pool(index, queries, cap, exclude, ssl_eps)  # the same rule, capped at ``cap``
+        width = max(1, int((rows >= 0).sum(1).max(initial=0)))
+        return np.ascontiguousarray(rows[:, :width])
     if exclude is not None:
         exclude = np.broadcast_to(np.asarray(exclude, np.int64), (len(queries),))
     extra = 0 if exclude is None else 1

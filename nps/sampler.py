@@ -272,6 +272,7 @@ class Sampler:
                  for c in active(self.config, "mask")]
         u_all = torch.from_numpy(uniforms).to(self.device)
         labels = self.corpus.train_labels
+        self.refs_ = refs  # the references the whole-corpus minimum of ssd_global_min leaves out
         current_shell = 0
         total = len(self.order_)
         for step, (geo, shell) in enumerate(zip(geometries, self.shell_)):
@@ -281,6 +282,9 @@ class Sampler:
                 if self.pools.per_shell:
                     pool_ids = self.pools.for_canvases(self._images(canvas), known, refs)
                     pool = self.candidate_pool(pool_ids, refs, B)
+            if self.pools.per_step:  # ssl_mode "window": the pool is ranked by the context of this pixel
+                pool_ids = self.pools.for_step(self._images(canvas), known, refs, y, x)
+                pool = self.candidate_pool(pool_ids, refs, B)
             step_pool = mask_pool(pool, [c.admit(state, y, x) for c, state in masks]) if masks else pool
             (sid, sy, sx), count, fell_back = self._choose(geo, cpad, step_pool, u_all[:, step])
             pixel = self.train_u8[torch.from_numpy(sid), torch.from_numpy(sy), torch.from_numpy(sx)]  # (B,C)
@@ -395,7 +399,11 @@ class Sampler:
             s = window_pixels(self._padded_np(), wts, images, cy0 + oy, cx0 + ox)
             return direct_distance(s, context[0][torch.from_numpy(b)], wts.w, wts.denom)
 
-        return certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C, self.config, exact)
+        out = certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C, self.config, exact)
+        if self.config.ssd_global_min and self.config.uses("ssd"):  # the minimum over every window (opt-in)
+            from nps.sampling_readings import global_cut
+            out = global_cut(self, geo, cpad, pool, view, out, tau, exact)
+        return out
 
     def kept_mask(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool, d: torch.Tensor) -> torch.Tensor:
         """(B,O*P) bool: the candidates the engine keeps, for (B,O,P) scores from :meth:`distances`.

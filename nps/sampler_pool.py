@@ -46,7 +46,9 @@ class SemanticPools:
     * (B,P) int64: one pool per sample, ids sorted ascending, -1 padding (adaptive radius).
 
     In ``canvas`` mode ``per_shell`` is True and :meth:`for_canvases` re-embeds the
-    partial canvases once per shell.
+    partial canvases once per shell.  In ``window`` mode ``per_step`` is True and
+    :meth:`for_step` ranks the images by their window at each pixel
+    (:class:`nps.sampling_readings.WindowEmbedding`, which is then both encoder and index).
     """
 
     config: GenerationConfig
@@ -55,6 +57,7 @@ class SemanticPools:
     index: object = None
     table: object = None
     per_shell: bool = False
+    per_step: bool = False
     key: str = "none"
     _ref_cache: dict = field(default_factory=dict)
 
@@ -72,24 +75,33 @@ class SemanticPools:
         """Pools for a batch whose references are ``refs`` (B,) int64."""
         if self.index is None:
             return self.shared
-        if self.per_shell:
-            return None  # replaced at the first shell; the seed needs no pool
+        if self.per_shell or self.per_step:
+            return None  # replaced at the first shell (step); the seed needs no pool
         from nps.retrieval import semantic_pool
         queries = self.table.train[refs]
-        return semantic_pool(self.index, queries, self.config.k, self._exclude(refs), self.config.ssl_eps)
+        return semantic_pool(self.index, queries, self.config.k, self._exclude(refs), self.config.ssl_eps,
+                             self.config.ssl_cap)
 
     def for_canvases(self, canvases: np.ndarray, known: np.ndarray, refs: np.ndarray) -> np.ndarray:
         """Pools from the embeddings of partial canvases (B,H,W[,C]) uint8, unknown pixels 0."""
         from nps.retrieval import semantic_pool
         queries = self.encoder.encode(canvases)
-        return semantic_pool(self.index, queries, self.config.k, self._exclude(refs), self.config.ssl_eps)
+        return semantic_pool(self.index, queries, self.config.k, self._exclude(refs), self.config.ssl_eps,
+                             self.config.ssl_cap)
+
+    def for_step(self, canvases: np.ndarray, known: np.ndarray, refs: np.ndarray, y: int, x: int) -> np.ndarray:
+        """Window mode: (B,k) int64 pools for filling (y, x) of canvases (B,H,W[,C]) uint8 (unknown 0)."""
+        return self.index.pools(canvases, known, y, x, self.config.k, self._exclude(refs))
 
     def for_given(self, canvases: np.ndarray, refs: np.ndarray) -> np.ndarray | None:
         """Pools for completion: the k-NN of the masked input image (unknown pixels 0)."""
         if self.index is None:
             return self.shared
+        if self.per_step:
+            return None  # replaced at the first step
         from nps.retrieval import semantic_pool
-        return semantic_pool(self.index, self.encoder.encode(canvases), self.config.k, None, self.config.ssl_eps)
+        return semantic_pool(self.index, self.encoder.encode(canvases), self.config.k, None, self.config.ssl_eps,
+                             self.config.ssl_cap)
 
     def members(self, refs: np.ndarray) -> list[np.ndarray]:
         """The pool of each reference as a list of id arrays (for tests and the funnel)."""

@@ -74,7 +74,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("ablate", "--k"): COUNT, ("ablate", "--batch-size"): COUNT, ("ablate", "--ray-cpus"): COUNT,
     ("sweep", "--subset"): COUNT, ("sweep", "--n"): ["0", "1", "-1", HUGE], ("sweep", "--seed"): ["-1"],
     ("sweep", "--entropy-window"): COUNT, ("sweep", "--batch-size"): COUNT,
-    ("generate", "--ray-cpus"): COUNT,
+    ("generate", "--ray-cpus"): COUNT, ("generate", "--ssl-cap"): COUNT,
     ("generate", "--ms-eps"): ["-1", "1e300"], ("generate", "--ms-window"): ["1", "999"],
     ("ablate", "--ms-eps"): ["-1", "1e300"],
     ("scale", "--n"): COUNT, ("scale", "--seed"): ["-1", str(2**64)], ("scale", "--batch-size"): COUNT,

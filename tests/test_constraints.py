@@ -54,8 +54,9 @@ def test_builtins_are_declared_once_in_canonical_order():
     assert names() == ("ssd", "loc", "ssl", "ms")
     assert [c.kind for c in registered()] == ["threshold", "centres", "images", "mask"]
     owned = {c.name: [f.name for f in c.fields] for c in registered()}
-    assert owned == {"ssd": ["sigma", "eps", "tol", "max_ssd"], "loc": ["radius"],
-                     "ssl": ["k", "encoder", "ssl_mode", "ssl_eps", "label"], "ms": ["ms_eps", "ms_window"]}
+    assert owned == {"ssd": ["sigma", "eps", "tol", "max_ssd", "ssd_global_min"], "loc": ["radius"],
+                     "ssl": ["k", "encoder", "ssl_mode", "ssl_eps", "ssl_cap", "label"],
+                     "ms": ["ms_eps", "ms_window"]}
     assert GenerationConfig().constraints == ("ssd", "loc", "ssl")  # multi-scale is opt-in
     assert GenerationConfig(constraints="ssl,ssd").constraints == ("ssd", "ssl")
 

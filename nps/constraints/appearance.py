@@ -7,6 +7,11 @@ For the step's distances d (normalised by the known weight, :mod:`nps.ssd`), a s
 lowered to an optional absolute ceiling ``max_ssd`` (Efros & Leung's delta) wherever some
 window passes it (:meth:`Appearance.threshold`, the one threshold rule: the engine calls it
 through :func:`nps.selection.thresholds`, the funnel and the explainer through the same).
+
+With ``ssd_global_min`` (reading (iii) of issue 12, off by default) d_min is the minimum
+over every window of every image in the locality band, taken before the representation
+constraint, and the pool keeps its windows under that threshold wherever one passes
+(:func:`nps.sampling_readings.global_cut`; elsewhere the rule above, marked relaxed).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ FIELDS = (
     Field("max_ssd", "float", None, "optional absolute SSD ceiling; pixels where nothing passes fall back and "
           "are marked relaxed", optional=True, limits=(0.0, 1e30), app=(0.0, 1e6), owner="ssd",
           why=" (or omit it for no ceiling)"),
+    Field("ssd_global_min", "bool", False, "take the SSD minimum over every window of every image in the locality "
+          "band (the whole corpus) before intersecting with the semantic pool; pixels whose pool has no window "
+          "under that threshold fall back to the pool's own minimum and are marked relaxed", owner="ssd"),
 )
 
 
