@@ -9,7 +9,7 @@ import streamlit as st
 from app_support import lesson_view, stages
 from app_support.boot import entry_guard
 from app_support.toggles import set_constraints
-from app_support.ui import add_record, open_in_analysis, show_grid
+from app_support.ui import add_record, open_in_analysis
 from nps.app_state import stroke_pixel
 from nps.constraints import default_names
 from nps.presets import LESSONS, PRESETS, Lesson, is_built, read_built
@@ -38,20 +38,55 @@ st.subheader("Presets")
 st.caption("Small records built once and kept in the server's cache; opening one that is not built yet generates "
            "it (about a second on digits). The MNIST grid ships with the lab as a precomputed record (checked against "
            "the corpus when opened), so it opens in seconds even on a fresh server.")
+
+
+def _on_preset_pick(name: str, n: int) -> None:
+    """Grid click callback: remember which preset sample to open (the page body switches pages)."""
+    from nps.plots_maps import grid_index_from_points
+    try:
+        points = st.session_state[f"sel_wel_{name}"]["selection"]["points"]
+    except (KeyError, TypeError):
+        return
+    i = grid_index_from_points(points, n)
+    if i is not None:
+        st.session_state["wel_open"] = (name, i)
+
+
+def preset_grid(name: str, images) -> None:  # noqa: ANN001
+    """A built preset's samples as a plotly grid: click one to open it in Analysis.
+
+    It is also the session's first plotly chart, so the browser has loaded plotly's script
+    (a few MB, about 1.5 s on this machine) before a lesson's result grid needs it.
+    """
+    from nps.plots_maps import grid_figure
+    tile = 56 if images.shape[1] > 12 else 48
+    st.plotly_chart(grid_figure(images, 4, None, tile, [f"sample {i}: click to open it in Analysis"
+                                                        for i in range(len(images))]),
+                    key=f"sel_wel_{name}", on_select=lambda: _on_preset_pick(name, len(images)),
+                    selection_mode="points", config={"displayModeBar": False}, width="content")
+
+
 cols = st.columns(len(PRESETS))
 for col, preset in zip(cols, PRESETS.values()):
     with col.container(border=True):
         st.markdown(f"**{preset.title}**")
         st.caption(preset.description)
         rec = read_built(preset.name) if is_built(preset.name) else None
-        if rec is not None:
-            show_grid(rec.images, scale=2 if rec.canvas_shape[0] > 12 else 6, ncol=4)
+        if rec is not None:  # a clickable plotly grid: the browser fetches plotly's script here, not at a lesson
+            preset_grid(preset.name, rec.images)
         if st.button("Open in Analysis" if rec is not None else "Build and open", key=f"btn_preset_{preset.name}",
                      icon=":material/open_in_new:"):
             built = stages.open_preset(preset.name)
             if built is not None:
                 add_record(f"preset: {preset.name}", built)
                 open_in_analysis(f"preset: {preset.name}")
+
+pick = st.session_state.pop("wel_open", None)
+if pick is not None:  # a digit clicked in a preset grid: open that sample in Analysis
+    built = stages.open_preset(pick[0])
+    if built is not None:
+        add_record(f"preset: {pick[0]}", built)
+        open_in_analysis(f"preset: {pick[0]}", pick[1])
 
 
 def pin_subset(lesson: Lesson) -> None:

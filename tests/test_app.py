@@ -653,6 +653,17 @@ def test_cold_welcome_shows_a_picture(app):
     app.run()
     _ok(app)
     assert len(app.image) >= 1  # the shipped grid, with nothing built yet
+    # The shipped MNIST preset is a clickable plotly grid, so the browser loads plotly here, not at a lesson.
+    assert any("sel_wel_mnist-4x4" in str(c.proto) for c in app.get("plotly_chart"))
+
+
+def test_clicking_a_preset_digit_opens_it_in_analysis(app):
+    app.run()
+    app.session_state["wel_open"] = ("digits", 3)  # what the grid's click callback records
+    app.run()
+    _ok(app)
+    assert app.session_state["ana_record"] == "preset: digits" and app.session_state["ana_sample"] == 3
+    assert app.title[0].value.startswith("Analysis")
 
 
 def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):
