@@ -94,7 +94,8 @@ def card_note(lesson: Any, settings: dict) -> str:
     from nps.app_state import build_config, suggested_params
     configs = lesson_configs(lesson, settings, suggested_params((28, 28)))
     if lesson.page == "analysis":
-        return f":material/timer: Opens the {lesson.controls.get('preset', 'digits')} preset: about a second."
+        return (f":material/timer: Opens the {lesson.controls.get('preset', 'digits')} preset: about a second once "
+                "built; the first time on a fresh server it is built, a few seconds.")
     if not configs or settings.get("corpus") != "mnist":
         return (":material/timer: Runs live on this corpus; the page shows the expected time before you press run.")
     runs = [match(build_config(settings | {"subset": c.get("subset")}, c)) for c in configs]

@@ -58,7 +58,8 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("digits", "Digits, full model (8x8)",
-           "16 samples from scikit-learn's 1,442 tiny digits with all three constraints; builds in about a second.",
+           "16 samples from scikit-learn's 1,442 tiny digits with all three constraints; built on first use in "
+           "a few seconds, then opened at once.",
            GenerationConfig(corpus="digits", n=16, seed=0, window=3, seed_size=2, radius=1, k=32,
                             encoder="pca", batch_size=16)),
     Preset("digits-ssd", "Digits, appearance only",

@@ -29,15 +29,17 @@ intro.markdown(
     "**appearance** (Gaussian-weighted SSD of the context, Efros & Leung), **locality** (the source window "
     "sits within *R* pixels of the target) and **representation** (the source image is among the *k* nearest "
     "neighbours of a reference in an encoder's embedding). Because every pixel is copied, every pixel's "
-    "source is *known exactly*: you can trace it, replay the fill, and see which constraint did what.")
+    "source is *known exactly*: you can trace it, replay the fill, and see which constraint did what. "
+    "(A fourth, **multi-scale**, is opt-in: a lesson below tries it.)")
 intro.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representation* (arXiv 2510.22196). "
               "Pick a corpus in the sidebar; its menu lists the pages of the bench (on a phone, open it with "
               "the » at the top).")
 
 st.subheader("Presets")
 st.caption("Small records built once and kept in the server's cache; opening one that is not built yet generates "
-           "it (about a second on digits). The MNIST grid ships with the lab as a precomputed record (checked against "
-           "the corpus when opened), so it opens in seconds even on a fresh server.")
+           "it (a few seconds on digits). The MNIST grid ships with the lab as a precomputed record (checked against "
+           "the corpus when opened), so it opens in seconds even on a fresh server. Click a digit in a grid to open "
+           "that sample in Analysis.")
 
 
 def _on_preset_pick(name: str, n: int) -> None:

@@ -229,10 +229,13 @@ def test_welcome_renders_without_compute(app, monkeypatch):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(app, page):
+    import re
     app.run()
     app.switch_page(page).run()
     _ok(app)
     assert len(app.title) == 1
+    text = _texts(app)  # and shows no absolute server path (the project's, the cache's, a corpus file's)
+    assert not re.search(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var|srv|mnt)/", text), text
 
 
 def test_sidebar_is_mirrored_in_the_url(app):

@@ -198,7 +198,8 @@ def test_lesson_cards_state_their_wait_before_the_click(mnist_app):
     assert len(notes) == 4  # no-locality, ssd-only, three-ablations, multi-scale
     assert all("a live re-run: about" in n for n in notes)
     assert sum("1,000-image subset" in n for n in notes) == 2
-    assert any("preset: about a second" in c.value for c in mnist_app.caption)
+    assert any("preset: about a second once built" in c.value and "a few seconds" in c.value
+               for c in mnist_app.caption)
 
 
 def test_no_locality_lesson_opens_the_shipped_record_at_once(mnist_app):

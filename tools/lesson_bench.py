@@ -41,6 +41,7 @@ CASES = {
     "no-locality": ("lesson", f"Precomputed (locality off): {SHIPPED}", GEN_GRID),
     "ssd-only": ("lesson", f"Precomputed (appearance alone): {SHIPPED}", GEN_GRID),
     "three-ablations": ("lesson", f"Precomputed (appearance alone): {SHIPPED}", None),  # column 1, under its grid
+    "multi-scale": ("lesson", f"Precomputed (full model + multi-scale): {SHIPPED}", None),  # column 2
     "trace-pixel": ("lesson", "The pixel was drawn uniformly", None),  # the funnel's SSD rule at the traced pixel
     "toggle-loc-off": ("gen_loc", f"Precomputed (locality off): {SHIPPED}", GEN_GRID),
     "toggle-ssl-off": ("gen_ssl", f"Precomputed (representation off): {SHIPPED}", GEN_GRID),
