@@ -12,11 +12,65 @@ from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis
 from nps.app_state import stroke_pixel
 from nps.constraints import default_names
-from nps.presets import LESSONS, PRESETS, Lesson, is_built, read_built
+from nps.presets import LESSONS, PRESETS, Lesson, get_lesson, is_built, read_built
 
 FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
 
+
+def pin_subset(lesson: Lesson) -> None:
+    """Start-lesson callback: set the sidebar subset a lesson pins (a widget value, so before the script
+    reruns) and mark the lesson to start at the top of the rerun, before this page draws anything again."""
+    if "subset" in lesson.controls:
+        st.session_state["sb_subset"] = lesson.controls["subset"] or 0
+    st.session_state["wel_start"] = lesson.key
+
+
+def start_lesson(lesson: Lesson) -> None:
+    """Apply the lesson's controls to the target page's widgets, then go there.
+
+    On Generate and Ablations the page opens the lesson's result on arrival (``<page>_autorun``):
+    a shipped record where one matches (:mod:`app_support.lesson_view`), else it waits for the click.
+    """
+    ctl = dict(lesson.controls)
+    ctl.pop("subset", None)  # set by pin_subset
+    ss = st.session_state
+    if lesson.page == "generate":
+        set_constraints("gen", ctl.pop("constraints", default_names()))
+        for k, v in ctl.items():
+            ss[f"gen_{k}"] = v
+        ss["gen_lesson"] = lesson.key
+        ss["gen_autorun"] = True
+        st.switch_page("pages/2_generate.py")
+    elif lesson.page == "ablations":
+        columns = ctl.pop("columns", [])
+        ss["abl_ncols"] = len(columns)
+        for i, cons in enumerate(columns):
+            set_constraints(f"abl_{i}", cons)
+        for k, v in ctl.items():
+            ss[f"abl_{k}"] = v
+        ss["abl_lesson"] = lesson.key
+        ss["abl_autorun"] = True
+        st.switch_page("pages/3_ablations.py")
+    elif lesson.page == "analysis":
+        name = ctl.get("preset", "digits")
+        rec = stages.open_preset(name)
+        if rec is not None:
+            add_record(f"preset: {name}", rec)
+            ss["ana_lesson"] = lesson.key
+            pixel = ctl.get("pixel", "stroke")
+            open_in_analysis(f"preset: {name}", 0, stroke_pixel(rec, 0) if pixel == "stroke" else tuple(pixel))
+
+
 entry_guard()
+# A click on a lesson card or a preset digit: go at once (the rest of this page is not drawn again).
+if (start := st.session_state.pop("wel_start", None)) is not None:
+    start_lesson(get_lesson(start))
+if (pick := st.session_state.pop("wel_open", None)) is not None:  # a digit clicked in a preset grid
+    built = stages.open_preset(pick[0])
+    if built is not None:
+        add_record(f"preset: {pick[0]}", built)
+        open_in_analysis(f"preset: {pick[0]}", pick[1])
+
 st.title("NPS lab")
 intro, picture = st.columns([3, 1])
 if FIRST_PICTURE.is_file():  # a picture on the very first screen, before anything is computed
@@ -83,56 +137,6 @@ for col, preset in zip(cols, PRESETS.values()):
                 add_record(f"preset: {preset.name}", built)
                 open_in_analysis(f"preset: {preset.name}")
 
-pick = st.session_state.pop("wel_open", None)
-if pick is not None:  # a digit clicked in a preset grid: open that sample in Analysis
-    built = stages.open_preset(pick[0])
-    if built is not None:
-        add_record(f"preset: {pick[0]}", built)
-        open_in_analysis(f"preset: {pick[0]}", pick[1])
-
-
-def pin_subset(lesson: Lesson) -> None:
-    """Button callback: set the sidebar subset a lesson pins (a widget value, so before the script reruns)."""
-    if "subset" in lesson.controls:
-        st.session_state["sb_subset"] = lesson.controls["subset"] or 0
-
-
-def start_lesson(lesson: Lesson) -> None:
-    """Apply the lesson's controls to the target page's widgets, then go there.
-
-    On Generate and Ablations the page opens the lesson's result on arrival (``<page>_autorun``):
-    a shipped record where one matches (:mod:`app_support.lesson_view`), else it waits for the click.
-    """
-    ctl = dict(lesson.controls)
-    ctl.pop("subset", None)  # set by pin_subset
-    ss = st.session_state
-    if lesson.page == "generate":
-        set_constraints("gen", ctl.pop("constraints", default_names()))
-        for k, v in ctl.items():
-            ss[f"gen_{k}"] = v
-        ss["gen_lesson"] = lesson.key
-        ss["gen_autorun"] = True
-        st.switch_page("pages/2_generate.py")
-    elif lesson.page == "ablations":
-        columns = ctl.pop("columns", [])
-        ss["abl_ncols"] = len(columns)
-        for i, cons in enumerate(columns):
-            set_constraints(f"abl_{i}", cons)
-        for k, v in ctl.items():
-            ss[f"abl_{k}"] = v
-        ss["abl_lesson"] = lesson.key
-        ss["abl_autorun"] = True
-        st.switch_page("pages/3_ablations.py")
-    elif lesson.page == "analysis":
-        name = ctl.get("preset", "digits")
-        rec = stages.open_preset(name)
-        if rec is not None:
-            add_record(f"preset: {name}", rec)
-            ss["ana_lesson"] = lesson.key
-            pixel = ctl.get("pixel", "stroke")
-            open_in_analysis(f"preset: {name}", 0, stroke_pixel(rec, 0) if pixel == "stroke" else tuple(pixel))
-
-
 st.subheader("Guided lessons")
 st.caption("Each card sets the controls for you. Read the question and make a prediction, then start the lesson: "
            "it opens the result (on MNIST a precomputed record, at once) and says what to look for.")
@@ -142,9 +146,8 @@ for col, lesson in zip(cols, LESSONS):
         st.markdown(f"**{lesson.title}**")
         st.markdown(f"*Predict:* {lesson.predict}")
         st.caption(lesson_view.card_note(lesson, st.session_state["settings"]))
-        if st.button("Start lesson", key=f"btn_lesson_{lesson.key}", icon=":material/play_lesson:",
-                     on_click=pin_subset, args=(lesson,)):
-            start_lesson(lesson)
+        st.button("Start lesson", key=f"btn_lesson_{lesson.key}", icon=":material/play_lesson:",
+                  on_click=pin_subset, args=(lesson,))
 
 st.subheader("The pages")
 st.markdown(
