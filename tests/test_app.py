@@ -439,6 +439,8 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
     assert "classifier FID (n = 32)" not in metrics  # FID needs n >= 64
     row = app.dataframe[-1].value.iloc[0]
     assert row["n"] == 32 and row["IS"] and not row["FID (classifier)"] and "FID:" in row["notes"]
+    labels = [d.proto.label for d in app.get("download_button")]
+    assert "Download the table (.csv)" in labels and "Download the table (.md)" in labels  # the table exports
 
 
 def test_nearest_candidates_match_brute_force(digits):

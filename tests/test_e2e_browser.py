@@ -279,6 +279,15 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("class entropy").count() == 3
     _shot(page, "ablations")
+    # The metrics table under the grids exports: one CSV row and one Markdown row per column.
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the table (.csv)", exact=True).click()
+    csv_rows = Path(dl.value.path()).read_text().splitlines()
+    assert csv_rows[0].startswith("column,record,corpus") and len(csv_rows) == 4, csv_rows
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the table (.md)", exact=True).click()
+    md_rows = Path(dl.value.path()).read_text().splitlines()
+    assert md_rows[0].startswith("| column | record") and len(md_rows) == 5, md_rows
     _no_errors(page)  # includes: no request left the app's host during the whole visit
 
 
