@@ -35,8 +35,16 @@ def match(config: GenerationConfig | None) -> lesson_records.ShippedRun | None:
 
 
 def live_estimate(config: GenerationConfig, corpus: Any) -> str:
-    """The expected time of a live run of ``config`` ("about 9 min")."""
-    return format_seconds(estimate(config, len(corpus), corpus.image_shape).seconds)
+    """The expected time of a live run of ``config`` ("about 9 min").
+
+    A shipped record needs no embedding, but a live run with representation does, once per
+    server (up to two minutes with SimCLR on MNIST here): said when its pools are not built yet.
+    """
+    from app_support.stages import prepared
+    text = format_seconds(estimate(config, len(corpus), corpus.image_shape).seconds)
+    if config.per_sample_pools() and not prepared(config):
+        text += f", plus embedding {len(corpus):,} images once"
+    return text
 
 
 def notice(config: GenerationConfig | None, corpus: Any) -> bool:

@@ -253,12 +253,14 @@ def caption(run: ShippedRun) -> str:
     c = run.config
     entry = read_manifest().get(path(run.name).name, {}) if available(run.name) else {}
     took = f", built in {entry['seconds']:.0f} s" if isinstance(entry.get("seconds"), int | float) else ""
+    from nps.config import plugin_fields
     rep = f"{c.encoder}, k = {c.k}" if c.uses("ssl") else "no representation"
     sub = f"a {c.subset:,}-image subset" if c.subset else "all training images"
+    extra = "".join(f", {f.name} = {getattr(c, f.name)}" for f in plugin_fields() if c.uses(f.owner or ""))
     return (f"Precomputed ({run.what}): shipped with the lab and checked against this corpus when opened — "
-            f"{c.corpus}, {sub}, {'+'.join(c.constraints)}, {rep}, w = {c.window}, ε = {c.eps}, R = {c.radius}, "
-            f"n = {c.n}, seed {c.seed}{took}. Generation is deterministic: a live run with these settings remakes it "
-            "(checked bit for bit on the build machine).")
+            f"{c.corpus}, {sub}, {'+'.join(c.constraints)}, {rep}, w = {c.window}, ε = {c.eps}, R = {c.radius}"
+            f"{extra}, n = {c.n}, seed {c.seed}{took}. Generation is deterministic: a live run with these settings "
+            "remakes it (checked bit for bit on the build machine).")
 
 
 def digest_rows(rec: ProvenanceRecord, rows: np.ndarray) -> dict:

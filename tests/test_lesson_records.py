@@ -247,6 +247,9 @@ def test_multi_scale_lesson_opens_two_precomputed_columns_and_says_ms_does_not_h
     assert [results[i]["shipped"] for i in sorted(results)] == ["mnist-full", "mnist-full-ms"]
     cap = next(c.value for c in at.caption if "Precomputed (full model + multi-scale)" in c.value)
     assert "ssd+loc+ssl+ms" in cap and "all training images" in cap and "n = 16" in cap
+    assert "ms_eps = 0.5, ms_window = 3" in cap  # the fourth constraint's own settings are named too
+    rerun = at.button(key="btn_rerun_live_abl1").label  # a live run would embed 60k images first: said
+    assert rerun.startswith("Re-run live (") and "plus embedding 60,000 images once" in rerun
     banner = next(c.value for c in at.caption if c.value.startswith("The columns open below"))
     assert "does not help" in banner and "FID is worse" in banner  # the README's measurement, not a promise
     ms = at.session_state["records"][results[1]["label"]]
