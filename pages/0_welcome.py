@@ -92,8 +92,9 @@ intro.caption("After Lu et al., *Scaling Non-Parametric Sampling with Representa
 st.subheader("Presets")
 st.caption("Small records built once and kept in the server's cache; opening one that is not built yet generates "
            "it (a few seconds on digits). The MNIST grid ships with the lab as a precomputed record (checked against "
-           "the corpus when opened), so it opens in seconds even on a fresh server. Click a digit in a grid to open "
-           "that sample in Analysis.")
+           "the corpus when opened), so it opens in seconds even on a fresh server; its constraint funnel first embeds "
+           "the 70,000 images once (a button says so and how long). Click a digit in a grid to open that sample in "
+           "Analysis.")
 
 
 def _on_preset_pick(name: str, n: int) -> None:

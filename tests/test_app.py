@@ -662,6 +662,27 @@ def test_cold_welcome_shows_a_picture(app):
     assert any("sel_wel_mnist-4x4" in str(c.proto) for c in app.get("plotly_chart"))
 
 
+def test_a_cold_embedding_is_asked_for_not_run_behind_a_spinner(app, monkeypatch):
+    """Replaying a record's pools (funnel, explainer) on a big corpus whose embedding is not built says so first."""
+    import app_support.stages as stages
+    import nps.retrieval
+    monkeypatch.setattr(stages, "EMBED_ASK_OVER", 0)  # digits stands in for MNIST's 70,000 images
+    monkeypatch.setattr(stages, "prepared", lambda config: False)
+    monkeypatch.setattr(nps.retrieval, "embedding_cached", lambda corpus, encoder: False)
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    funnel = [c for c in app.get("plotly_chart") if "funnel_bars" in str(c.proto)]
+    asks = [i.value for i in app.info if "replays this record's candidate pools" in i.value]
+    assert not funnel and len(asks) == 1 and "embedding 1,797 images with pca once" in asks[0]
+    go = next(b for b in app.button if b.key and b.key.startswith("btn_pools_funnel_"))
+    go.click().run()
+    _ok(app)
+    assert any("funnel_bars" in str(c.proto) for c in app.get("plotly_chart"))  # built on request, then shown
+    app.switch_page("pages/6_explainer.py").run()  # the explainer asks too (its own button)
+    assert any(b.key and b.key.startswith("btn_pools_exp_") for b in app.button)
+
+
 def test_clicking_a_preset_digit_opens_it_in_analysis(app):
     app.run()
     app.session_state["wel_open"] = ("digits", 3)  # what the grid's click callback records
