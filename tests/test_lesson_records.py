@@ -270,6 +270,12 @@ def test_toggle_first_view_is_precomputed(mnist_app):
     at.button(key="btn_generate").click().run()
     _ok(at)
     assert not at.calls and at.session_state["view_results"]["generate|mnist|all"]["shipped"] == "mnist-ssd-loc"
+    at.toggle(key="gen_ssl").set_value(True)
+    at.toggle(key="gen_ms").set_value(True).run()  # the fourth constraint's toggle, on the full model
+    assert any("**Precomputed** (full model + multi-scale)" in c.value for c in at.caption)
+    at.button(key="btn_generate").click().run()
+    _ok(at)
+    assert not at.calls and at.session_state["view_results"]["generate|mnist|all"]["shipped"] == "mnist-full-ms"
 
 
 def test_re_run_live_runs_the_engine_and_gives_the_same_record(mnist_app):
