@@ -353,31 +353,9 @@ def tex_number(v: float) -> str:
     return rf"{float(mant):.4g}\times10^{{{int(exp)}}}"
 
 
-def pools_ready(record: ProvenanceRecord, what: str, key: str) -> bool:
-    """Whether replaying ``record``'s pools may start now; else say what it costs and offer a button.
-
-    A record opened from disk (a shipped lesson or preset) needs no embedding, but its funnel
-    and explainer replay the representation's pools: on MNIST with SimCLR that first embeds
-    70,000 images (a minute or two here), which must not happen behind a spinner unasked.
-    """
-    from app_support.stages import cold_embedding
-    from nps.config import GenerationConfig
-    if st.session_state.get(f"pools_go_{key}"):
-        return True
-    try:
-        cold = cold_embedding(GenerationConfig.from_dict(record.config))
-    except Exception:  # noqa: BLE001 - the replay itself reports a bad record or corpus with its one line
-        return True
-    if cold is None:
-        return True
-    st.info(f"{what} replays this record's candidate pools, which first needs {cold}.", icon=":material/timer:")
-    st.button(f"Build the pools and show {what.lower()}", key=f"btn_pools_{key}", icon=":material/play_arrow:",
-              on_click=st.session_state.__setitem__, args=(f"pools_go_{key}", True))
-    return False
-
-
 def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -> None:
     """The constraint funnel of pixel (y, x), recomputed from the record by nps.funnel."""
+    from app_support.stages import pools_ready
     if not pools_ready(record, "The constraint funnel", f"funnel_{rid[:8]}"):
         return
     fun = attempt_funnel(record, n, y, x, rid)
