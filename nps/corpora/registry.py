@@ -149,14 +149,18 @@ def _load_full_once(canonical: str, data_root: str | None) -> Corpus:
 
 # lru_cache does not hold callers back while it computes: two threads asking for MNIST at once (the app's
 # background load of the sidebar corpus and a lesson's subset of it) each read and decode the files, twice the
-# CPU on 2 cores (measured: the Appearance-alone lesson waited 4.3 s for its 1,000-image subset).  Re-entrant:
-# a derived corpus (mnist-deformed) loads its base inside its own load.
-_LOAD_LOCK = threading.RLock()
+# CPU on 2 cores (measured: the Appearance-alone lesson waited 4.3 s for its 1,000-image subset).  One lock per
+# corpus, so that different corpora still load side by side (a derived corpus, mnist-deformed, loads its base
+# inside its own load: another key).
+_LOCKS: dict[tuple[str, str | None], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 def _load_full(canonical: str, data_root: str | None) -> Corpus:
     """The whole corpus by canonical name, shared by every caller (its arrays are read-only); loaded once."""
-    with _LOAD_LOCK:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault((canonical, data_root), threading.Lock())
+    with lock:
         return _load_full_once(canonical, data_root)
 
 
