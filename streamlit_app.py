@@ -30,8 +30,8 @@ st.set_page_config(page_title="NPS lab", page_icon=str(FAVICON), layout="wide", 
 def _import_engine() -> None:
     # Only third-party leaves, which never import our modules: a page importing nps.* at the same
     # time then simply waits on torch's import lock instead of risking a cross-thread import cycle.
+    import plotly.graph_objects  # noqa: F401, I001  # first: Welcome's preset grid is a plotly figure
     import faiss  # noqa: F401
-    import plotly.graph_objects  # noqa: F401  # every result grid is a plotly figure
     import torch  # noqa: F401
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from nps.explainer import StepFrame
 from nps.plots import to_rgb
+from nps.plots_maps import log_count_range
 
 # Geometry of the figure, in screen pixels (fixed: the picture must not shrink during play).
 WIDTH, HEIGHT = 980, 750  # fits the main column of a 1440 px wide window with the sidebar open
@@ -430,6 +431,7 @@ def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], star
                     title=dict(text="SSD (intensities 0–1)", font=dict(size=11), standoff=4),
                     showgrid=True, gridcolor="#eee"),
         xaxis3=dict(domain=list(geo.funnel_x), type="log", anchor="y3", fixedrange=True, showgrid=True,
+                    range=log_count_range(max(max((r[1] for r in f.funnel), default=1) for f in frames)),
                     gridcolor="#eee", title=dict(text="windows surviving (log scale)" if narrow else
                                                  "candidate windows surviving (log scale)",
                                                  font=dict(size=11 if narrow else 12))),

@@ -160,6 +160,9 @@ def explainer_page() -> None:
     _narrow_on_phones()
     start = int(st.session_state["exp_step"])
     start = int(steps[steps >= start][0]) if (steps >= start).any() else int(steps[-1])
+    from app_support.stages import pools_ready
+    if not pools_ready(record, "The animation", f"exp_{rid[:8]}"):  # a cold SimCLR embedding: asked, not hidden
+        st.stop()
     frames = attempt(_frames, rid, n, start, STEPS_PER_FIGURE, cfg.get("corpus"), cfg.get("subset"), record,
                      what="replaying the step")
     if not frames:

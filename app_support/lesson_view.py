@@ -35,8 +35,16 @@ def match(config: GenerationConfig | None) -> lesson_records.ShippedRun | None:
 
 
 def live_estimate(config: GenerationConfig, corpus: Any) -> str:
-    """The expected time of a live run of ``config`` ("about 9 min")."""
-    return format_seconds(estimate(config, len(corpus), corpus.image_shape).seconds)
+    """The expected time of a live run of ``config`` ("about 9 min").
+
+    A shipped record needs no embedding, but a live run with representation does, once per
+    server (up to two minutes with SimCLR on MNIST here): said when its pools are not built yet.
+    """
+    from app_support.stages import prepared
+    text = format_seconds(estimate(config, len(corpus), corpus.image_shape).seconds)
+    if config.per_sample_pools() and not prepared(config):
+        text += f", plus embedding {len(corpus):,} images once"
+    return text
 
 
 def notice(config: GenerationConfig | None, corpus: Any) -> bool:
@@ -94,7 +102,8 @@ def card_note(lesson: Any, settings: dict) -> str:
     from nps.app_state import build_config, suggested_params
     configs = lesson_configs(lesson, settings, suggested_params((28, 28)))
     if lesson.page == "analysis":
-        return f":material/timer: Opens the {lesson.controls.get('preset', 'digits')} preset: about a second."
+        return (f":material/timer: Opens the {lesson.controls.get('preset', 'digits')} preset: about a second once "
+                "built; the first time on a fresh server it is built, a few seconds.")
     if not configs or settings.get("corpus") != "mnist":
         return (":material/timer: Runs live on this corpus; the page shows the expected time before you press run.")
     runs = [match(build_config(settings | {"subset": c.get("subset")}, c)) for c in configs]

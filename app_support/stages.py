@@ -29,6 +29,52 @@ def prepared(config: GenerationConfig) -> bool:
         return (config.corpus, config.subset, resources.pool_fields(config)) in _PREPARED
 
 
+#: Corpora up to this many images (train + test) are embedded without asking first (digits: a second).
+EMBED_ASK_OVER = 20_000
+
+
+def cold_embedding(config: GenerationConfig) -> str | None:
+    """What building ``config``'s pools would embed now, if that is slow (one phrase), else None.
+
+    None when the pools are built in this process, the embedding table is on disk, or the
+    corpus is small.  A shipped record needs no pools, but replaying its funnel does.
+    """
+    if not config.per_sample_pools() or prepared(config):
+        return None
+    corpus = resources.corpus(config.corpus, config.subset)
+    images = len(corpus.train) + len(corpus.test)
+    if images <= EMBED_ASK_OVER:
+        return None
+    from nps.cost import EMBED_COLD_S, format_seconds
+    from nps.retrieval import embedding_cached
+    if embedding_cached(corpus, resources.encoder(config.encoder, config.corpus, config.subset)):
+        return None
+    return (f"embedding {images:,} images with {config.encoder} once on this server (up to "
+            f"{format_seconds(EMBED_COLD_S).removeprefix('about ')} here; cached on disk afterwards)")
+
+
+def pools_ready(record: Any, what: str, key: str) -> bool:
+    """Whether replaying ``record``'s pools may start now; else say what it costs and offer a button.
+
+    A record opened from disk (a shipped lesson or preset) needs no embedding, but its funnel
+    and explainer replay the representation's pools: on MNIST with SimCLR that first embeds
+    70,000 images (a minute or two here), which must not happen behind a spinner unasked.
+    """
+    import streamlit as st
+    if st.session_state.get(f"pools_go_{key}"):
+        return True
+    try:
+        cold = cold_embedding(GenerationConfig.from_dict(record.config))
+    except Exception:  # noqa: BLE001 - the replay itself reports a bad record or corpus with its one line
+        return True
+    if cold is None:
+        return True
+    st.info(f"{what} replays this record's candidate pools, which first needs {cold}.", icon=":material/timer:")
+    st.button(f"Build the pools and show {what.lower()}", key=f"btn_pools_{key}", icon=":material/play_arrow:",
+              on_click=st.session_state.__setitem__, args=(f"pools_go_{key}", True))
+    return False
+
+
 def stage_names(config: GenerationConfig) -> list[str]:
     """The stages :func:`prepare` walks through for ``config``, in order (the last is always sampling).
 

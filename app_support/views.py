@@ -355,6 +355,9 @@ def tex_number(v: float) -> str:
 
 def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -> None:
     """The constraint funnel of pixel (y, x), recomputed from the record by nps.funnel."""
+    from app_support.stages import pools_ready
+    if not pools_ready(record, "The constraint funnel", f"funnel_{rid[:8]}"):
+        return
     fun = attempt_funnel(record, n, y, x, rid)
     if fun is not None:
         funnel_view(fun, record.config, record.images[n, y, x])

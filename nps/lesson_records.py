@@ -80,6 +80,8 @@ RUNS: dict[str, ShippedRun] = {r.name: r for r in (
     ShippedRun("mnist1k-ssd", _mnist(1000, ("ssd",)), "appearance alone"),
     ShippedRun("mnist1k-ssd-loc", _mnist(1000, ("ssd", "loc")), "SSD + locality"),
     ShippedRun("mnist1k-full", _mnist(1000, ("ssd", "loc", "ssl")), "the full model"),
+    # The multi-scale lesson's second column (its first is mnist-full): ms at its defaults (ms_eps 0.5, window 3).
+    ShippedRun("mnist-full-ms", _mnist(None, ("ssd", "loc", "ssl", "ms")), "full model + multi-scale"),
 )}
 
 
@@ -87,11 +89,15 @@ def result_fields(config: GenerationConfig | dict) -> dict:
     """The fields that decide a record's content: the config without :data:`IGNORED_FIELDS`.
 
     Accepts a config or a record's config dict (whose extra keys, such as ``corpus_size``
-    and ``engine``, are dropped: only :class:`GenerationConfig` fields count).
+    and ``engine``, are dropped: only :class:`GenerationConfig` fields and the fields of the
+    plug-in constraints it uses count).
     """
-    from nps.config import DEFAULTS
+    from nps.config import DEFAULTS, plugin_fields
     d = config.to_dict() if isinstance(config, GenerationConfig) else dict(config)
     names = set(GenerationConfig.__dataclass_fields__) - set(IGNORED_FIELDS)
+    # A plug-in constraint's fields (ms_eps, ms_window) are top-level keys of to_dict() where the
+    # constraint is on: they decide the record too (a built-in config has none, so its fields are unchanged).
+    names |= {f.name for f in plugin_fields() if f.name in d}
     # A record made before a field existed was made with its default (the field is opt-in).
     out = {k: d.get(k, DEFAULTS.get(k)) for k in sorted(names)}
     out["constraints"] = list(out["constraints"] or ())
@@ -248,12 +254,14 @@ def caption(run: ShippedRun) -> str:
     c = run.config
     entry = read_manifest().get(path(run.name).name, {}) if available(run.name) else {}
     took = f", built in {entry['seconds']:.0f} s" if isinstance(entry.get("seconds"), int | float) else ""
+    from nps.config import plugin_fields
     rep = f"{c.encoder}, k = {c.k}" if c.uses("ssl") else "no representation"
     sub = f"a {c.subset:,}-image subset" if c.subset else "all training images"
+    extra = "".join(f", {f.name} = {getattr(c, f.name)}" for f in plugin_fields() if c.uses(f.owner or ""))
     return (f"Precomputed ({run.what}): shipped with the lab and checked against this corpus when opened — "
-            f"{c.corpus}, {sub}, {'+'.join(c.constraints)}, {rep}, w = {c.window}, ε = {c.eps}, R = {c.radius}, "
-            f"n = {c.n}, seed {c.seed}{took}. Generation is deterministic: a live run with these settings remakes it "
-            "(checked bit for bit on the build machine).")
+            f"{c.corpus}, {sub}, {'+'.join(c.constraints)}, {rep}, w = {c.window}, ε = {c.eps}, R = {c.radius}"
+            f"{extra}, n = {c.n}, seed {c.seed}{took}. Generation is deterministic: a live run with these settings "
+            "remakes it (checked bit for bit on the build machine).")
 
 
 def digest_rows(rec: ProvenanceRecord, rows: np.ndarray) -> dict:

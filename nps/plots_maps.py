@@ -130,14 +130,33 @@ def heatmaps_figure(maps: Mapping[str, np.ndarray], colorbar: str | Mapping[str,
     return fig
 
 
+#: A log axis of counts starts at half a window: log10(1) = 0, so a pool of one window would
+#: otherwise be a bar of zero length (invisible); from 0.5 it is 0.3 decades long.
+LOG_COUNT_FLOOR = 0.5
+
+
+def log_count_range(max_count: int) -> list[float]:
+    """The range, in log10 units, of a log axis of window counts 0.5 .. max_count (plus a margin).
+
+    Plotly draws a bar on a log axis from the axis's left edge, so every count >= 1
+    spans at least log10(1 / LOG_COUNT_FLOOR) = 0.3 decades of the plot; 0 draws nothing.
+    """
+    return [float(np.log10(LOG_COUNT_FLOOR)), float(np.log10(max(int(max_count), 2))) + 0.15]
+
+
 def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows surviving each constraint"):  # noqa: ANN201
-    """Horizontal bars on a log axis: how many candidate windows each constraint lets through."""
+    """Horizontal bars on a log axis: how many candidate windows each constraint lets through.
+
+    The axis starts at half a window (:func:`log_count_range`), so a pool of 1 is a visible bar.
+    """
     import plotly.graph_objects as go
-    fig = go.Figure(go.Bar(x=[max(int(v), 0) for _, v in rows], y=[k for k, _ in rows], orientation="h",
+    counts = [max(int(v), 0) for _, v in rows]
+    fig = go.Figure(go.Bar(x=counts, y=[k for k, _ in rows], orientation="h",
                            text=[f"{int(v):,}" for _, v in rows], textposition="auto", marker_color="#4c78a8",
                            hovertemplate="%{y}: %{x:,} windows<extra></extra>"))
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=0), title=title,
-                      xaxis=dict(type="log", title_text="candidate windows (log scale)"),
+                      xaxis=dict(type="log", title_text="candidate windows (log scale)",
+                                 range=log_count_range(max(counts, default=1))),
                       yaxis=dict(autorange="reversed", automargin=True, title_text=None, ticksuffix="  "))
     return fig
 

@@ -50,6 +50,13 @@ class EmbeddingTable:
     key: str
 
 
+def embedding_cached(corpus, encoder: Encoder) -> bool:  # noqa: ANN001
+    """Whether :func:`embed_corpus` would read its table from the cache (a file probe: nothing is built or read)."""
+    from nps.cache import cache_root
+    key = content_key("embeddings", corpus.content_hash, encoder.identity)
+    return (cache_root() / f"embeddings-{key}.npz").is_file()
+
+
 def embed_corpus(corpus, encoder: Encoder) -> EmbeddingTable:
     """Embed train and test splits, cached by (corpus content, encoder identity).
 

@@ -229,10 +229,13 @@ def test_welcome_renders_without_compute(app, monkeypatch):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(app, page):
+    import re
     app.run()
     app.switch_page(page).run()
     _ok(app)
     assert len(app.title) == 1
+    text = _texts(app)  # and shows no absolute server path (the project's, the cache's, a corpus file's)
+    assert not re.search(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var|srv|mnt)/", text), text
 
 
 def test_sidebar_is_mirrored_in_the_url(app):
@@ -436,6 +439,8 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
     assert "classifier FID (n = 32)" not in metrics  # FID needs n >= 64
     row = app.dataframe[-1].value.iloc[0]
     assert row["n"] == 32 and row["IS"] and not row["FID (classifier)"] and "FID:" in row["notes"]
+    labels = [d.proto.label for d in app.get("download_button")]
+    assert "Download the table (.csv)" in labels and "Download the table (.md)" in labels  # the table exports
 
 
 def test_nearest_candidates_match_brute_force(digits):
@@ -653,6 +658,38 @@ def test_cold_welcome_shows_a_picture(app):
     app.run()
     _ok(app)
     assert len(app.image) >= 1  # the shipped grid, with nothing built yet
+    # The shipped MNIST preset is a clickable plotly grid, so the browser loads plotly here, not at a lesson.
+    assert any("sel_wel_mnist-4x4" in str(c.proto) for c in app.get("plotly_chart"))
+
+
+def test_a_cold_embedding_is_asked_for_not_run_behind_a_spinner(app, monkeypatch):
+    """Replaying a record's pools (funnel, explainer) on a big corpus whose embedding is not built says so first."""
+    import app_support.stages as stages
+    import nps.retrieval
+    monkeypatch.setattr(stages, "EMBED_ASK_OVER", 0)  # digits stands in for MNIST's 70,000 images
+    monkeypatch.setattr(stages, "prepared", lambda config: False)
+    monkeypatch.setattr(nps.retrieval, "embedding_cached", lambda corpus, encoder: False)
+    app.run()
+    app.button(key="btn_preset_digits").click().run()
+    _ok(app)
+    funnel = [c for c in app.get("plotly_chart") if "funnel_bars" in str(c.proto)]
+    asks = [i.value for i in app.info if "replays this record's candidate pools" in i.value]
+    assert not funnel and len(asks) == 1 and "embedding 1,797 images with pca once" in asks[0]
+    go = next(b for b in app.button if b.key and b.key.startswith("btn_pools_funnel_"))
+    go.click().run()
+    _ok(app)
+    assert any("funnel_bars" in str(c.proto) for c in app.get("plotly_chart"))  # built on request, then shown
+    app.switch_page("pages/6_explainer.py").run()  # the explainer asks too (its own button)
+    assert any(b.key and b.key.startswith("btn_pools_exp_") for b in app.button)
+
+
+def test_clicking_a_preset_digit_opens_it_in_analysis(app):
+    app.run()
+    app.session_state["wel_open"] = ("digits", 3)  # what the grid's click callback records
+    app.run()
+    _ok(app)
+    assert app.session_state["ana_record"] == "preset: digits" and app.session_state["ana_sample"] == 3
+    assert app.title[0].value.startswith("Analysis")
 
 
 def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):

@@ -437,3 +437,33 @@ def test_a_registered_corpus_appears_everywhere(tmp_path: Path, monkeypatch: pyt
     assert rec.config["corpus"] == "tiny-test" and check_provenance(rec, load_corpus("tiny-test").train) == 0
     with pytest.raises(NPSError, match="takes no options"):
         load_corpus("tiny-test?size=3")
+
+
+def test_a_corpus_asked_for_by_two_threads_at_once_is_loaded_once(monkeypatch):
+    """The app loads the sidebar corpus in the background while a lesson asks for its subset: one read, not two."""
+    import threading
+    import time
+
+    from nps.corpora import registry
+    entry = registry.parse_corpus_name("digits").entry
+    real, calls = entry.load, []
+
+    def slow_load(*args):  # noqa: ANN002, ANN202
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the second thread to arrive while the first is still loading
+        return real(*args)
+
+    object.__setattr__(entry, "load", slow_load)  # a frozen registry entry, restored below
+    registry._load_full.cache_clear()
+    try:
+        got = []
+        threads = [threading.Thread(target=lambda s=s: got.append(corpora.load_corpus("digits", s)))
+                   for s in (None, 500)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        object.__setattr__(entry, "load", real)
+        registry._load_full.cache_clear()
+    assert len(calls) == 1 and sorted(len(c) for c in got) == [500, 1442]

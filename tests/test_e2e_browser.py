@@ -4,13 +4,14 @@ The server runs as a subprocess on a free localhost port with its own cache fold
 The test opens every page, generates on ``digits``, traces a pixel by clicking the
 canvas and by coordinates, downloads the record and checks its provenance, and runs
 the ablation columns.  Every request the browser makes must go to the app's own host
-(an offline classroom has nothing else), and on a phone-sized window the sidebar folds
-away after a page switch.  Screenshots go to ``test-output/e2e/``.
+(an offline classroom has nothing else), no page shows an absolute server path, and on a
+phone-sized window the sidebar folds away after a page switch.  Screenshots go to ``test-output/e2e/``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -101,7 +102,7 @@ def _new_page(browser, server: str, **context):  # noqa: ANN001, ANN202
         if url.scheme not in ("data", "blob", "about") and url.netloc != host:
             FOREIGN.append(request.url)
 
-    pg.on("request", check)
+    ctx.on("request", check)  # the context's: every page, worker and download it makes, not only this tab's
     return ctx, pg
 
 
@@ -135,8 +136,14 @@ def _shot(page, name: str) -> Path:  # noqa: ANN001
     return path
 
 
+#: An absolute server path in the page's text (the app shows only names, e.g. a corpus or cache entry).
+SERVER_PATH = re.compile(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var|srv|mnt)/")
+
+
 def _no_errors(page) -> None:  # noqa: ANN001
     assert not FOREIGN, f"the browser requested {len(FOREIGN)} URL(s) outside the app's host: {FOREIGN[:5]}"
+    shown = SERVER_PATH.search(page.inner_text("body"))
+    assert shown is None, f"the page shows a server path: {page.inner_text('body')[max(shown.start() - 80, 0):][:200]}"
     exc = page.locator('[data-testid="stException"]')
     assert exc.count() == 0, f"a page shows an exception: {exc.first.inner_text()[:2000]}"
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0, \
@@ -272,6 +279,15 @@ def test_lab_in_a_browser(server, page):
     _no_errors(page)
     assert page.get_by_text("class entropy").count() == 3
     _shot(page, "ablations")
+    # The metrics table under the grids exports: one CSV row and one Markdown row per column.
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the table (.csv)", exact=True).click()
+    csv_rows = Path(dl.value.path()).read_text().splitlines()
+    assert csv_rows[0].startswith("column,record,corpus") and len(csv_rows) == 4, csv_rows
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the table (.md)", exact=True).click()
+    md_rows = Path(dl.value.path()).read_text().splitlines()
+    assert md_rows[0].startswith("| column | record") and len(md_rows) == 5, md_rows
     _no_errors(page)  # includes: no request left the app's host during the whole visit
 
 
@@ -374,7 +390,7 @@ def test_lesson_opens_its_precomputed_result_and_times_it(server, page):
     page.goto(f"{server}/?corpus=mnist&subset=all&encoder=auto&seed=0")
     page.get_by_role("heading", name="NPS lab", exact=True).wait_for()
     _settle(page)
-    assert page.get_by_text("Opens a precomputed record at once").count() == 3  # the cards say so before the click
+    assert page.get_by_text("Opens a precomputed record at once").count() == 4  # the cards say so before the click
     t0 = time.monotonic()
     page.locator(".st-key-btn_lesson_no-locality button").click()
     page.get_by_text("Precomputed (locality off): shipped with the lab").first.wait_for()

@@ -67,6 +67,23 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         assert "Traceback" not in text, f"the server logged a traceback:\n{text[-3000:]}"
 
 
+#: Visible length (px) of each funnel bar: its right end minus the funnel axis's left edge (bars on a log
+#: axis start off the plot, so their own width says nothing). Trace 5 is the funnel (step_figure's order).
+FUNNEL_BARS = """(() => { const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const ax = gd._fullLayout.xaxis3, left = gd.querySelector('.main-svg').getBoundingClientRect().left + ax._offset;
+  const bars = [...gd.querySelectorAll('.subplot.x3y3 .bars .point path')];
+  return {counts: Array.from(gd._fullData[5].x), px: bars.map(b => b.getBoundingClientRect().right - left)}; })()"""
+
+
+def _local_only(pg, server: str) -> list[str]:  # noqa: ANN001
+    """Record every request of ``pg``'s context that is not to the app's own host (an offline classroom)."""
+    from urllib.parse import urlparse
+    host, foreign = urlparse(server).netloc, []
+    pg.context.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).scheme not in (
+        "data", "blob", "about") and urlparse(r.url).netloc != host else None)
+    return foreign
+
+
 def test_explainer_plays_in_the_browser(server):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -76,6 +93,7 @@ def test_explainer_plays_in_the_browser(server):
         try:
             pg = b.new_page(viewport={"width": 1440, "height": 900})
             pg.set_default_timeout(TIMEOUT_MS)
+            foreign = _local_only(pg, server)
             pg.goto(f"{server}/explainer?corpus=digits")
             pg.get_by_role("button", name="Open preset: Digits, full model (8x8)").click()
             pg.wait_for_selector('[data-testid="stPlotlyChart"] .imagelayer image', state="attached")
@@ -85,6 +103,9 @@ def test_explainer_plays_in_the_browser(server):
             assert box is not None and box["width"] == pytest.approx(980, abs=2)
             assert box["y"] + 420 < 900, "the picture row must be above the fold"
             pg.screenshot(path=str(SHOTS / "explainer-start.png"))
+            bars = pg.evaluate(FUNNEL_BARS)  # every count >= 1 is a drawn bar (a pool of 1 too: log10(1) = 0)
+            assert len(bars["px"]) == len(bars["counts"]), bars
+            assert all(px >= 5 for c, px in zip(bars["counts"], bars["px"]) if c >= 1), bars
             chart.get_by_text("Play 4×").click()
             seen = []
             for _ in range(30):  # about 3 s at 175 ms a frame
@@ -99,10 +120,13 @@ def test_explainer_plays_in_the_browser(server):
             pg.wait_for_timeout(900)
             assert pg.evaluate(PICTURE_HREF) == paused, "Pause did not stop the animation"
             pg.screenshot(path=str(SHOTS / "explainer-paused.png"))
+            bars = pg.evaluate(FUNNEL_BARS)  # the paused step's funnel too (its pool is often a single window)
+            assert all(px >= 5 for c, px in zip(bars["counts"], bars["px"]) if c >= 1), bars
             before = pg.get_by_text("the figure plays steps").inner_text()
             pg.get_by_role("button", name="Next").click()
             pg.wait_for_function("t => !document.body.innerText.includes(t)", arg=before)
             assert pg.get_by_text("the figure plays steps").inner_text() != before
+            assert not foreign, f"the browser requested URLs outside the app's host: {foreign[:5]}"
         finally:
             b.close()
 
@@ -120,6 +144,7 @@ def test_explainer_fits_a_phone(server):
         try:
             pg = b.new_page(viewport={"width": 390, "height": 844})
             pg.set_default_timeout(TIMEOUT_MS)
+            foreign = _local_only(pg, server)
             pg.goto(f"{server}/?corpus=digits")
             pg.get_by_role("heading", name="NPS lab", exact=True).wait_for()
             pg.wait_for_timeout(1500)
@@ -155,5 +180,6 @@ def test_explainer_fits_a_phone(server):
             pg.set_viewport_size({"width": 390, "height": 1500})  # same width, tall enough to paint the whole figure
             pg.wait_for_timeout(500)
             chart.screenshot(path=str(SHOTS / "explainer-phone-figure.png"))
+            assert not foreign, f"the browser requested URLs outside the app's host: {foreign[:5]}"
         finally:
             b.close()

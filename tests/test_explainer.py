@@ -120,6 +120,10 @@ def test_figure_has_fixed_size_and_all_frames(records, digits, cons):
         assert max(frames[0].threshold, 1e-7) == pytest.approx(thr.y[0])
     # A frame's annotations replace the figure's: the key and chart titles must be in every frame.
     assert all(any("Constraint funnel" in a.text for a in fr.layout.annotations) for fr in fig.frames)
+    # The funnel's log axis is fixed for every frame and starts at half a window: a pool of 1 is a bar.
+    lo, hi = fig.layout.xaxis3.range
+    counts = [r[1] for f in frames for r in f.funnel if r[1] > 0]
+    assert lo < np.log10(1) - 0.25 and hi >= np.log10(max(counts))
     lay = layout_for(3, (8, 8))
     pics = [compose(frames[0], lay, p) for p in PHASES]
     assert len({p.shape for p in pics}) == 1  # same size every phase: nothing shrinks during play

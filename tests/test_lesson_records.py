@@ -98,14 +98,15 @@ def test_a_record_that_breaks_provenance_is_refused_even_with_a_matching_hash(sh
         lr.open_shipped("mnist1k-full", _mnist(2000))
 
 
-@pytest.mark.parametrize("name", ["mnist1k-ssd-loc", "mnist1k-full"])
+@pytest.mark.parametrize("name", ["mnist1k-ssd-loc", "mnist1k-full", "mnist-full-ms"])
 def test_a_shipped_sample_regenerates_bit_identically(name):
     """One of the 16 samples, regenerated alone (batch 1) with the record's config, equals the shipped one.
 
-    One shared-pool run (no representation) and one per-sample-pool run (the full model,
-    SimCLR): the cheapest two; generation is a pure function of (config, corpus, sample id).
+    One shared-pool run (no representation), one per-sample-pool run (the full model,
+    SimCLR) and the multi-scale one (its coarse level too): the cheapest; generation is a
+    pure function of (config, corpus, sample id).
     """
-    from nps.record import PER_SAMPLE
+    from nps.record import COARSE, PER_SAMPLE
     from nps.sampler import generate
     run = lr.RUNS[name]
     corpus = _mnist(run.config.subset)
@@ -115,6 +116,8 @@ def test_a_shipped_sample_regenerates_bit_identically(name):
     for key in PER_SAMPLE:
         assert np.array_equal(getattr(again, key)[0], getattr(shipped, key)[row]), key
     assert np.array_equal(again.order, shipped.order)
+    for key in COARSE if shipped.coarse_images is not None else ():  # multi-scale: its coarse level too
+        assert np.array_equal(getattr(again, key)[0], getattr(shipped, key)[row]), key
 
 
 def test_find_answers_the_app_configs_and_nothing_else():
@@ -123,8 +126,11 @@ def test_find_answers_the_app_configs_and_nothing_else():
     page = {**suggested_params((28, 28)), "n": 16, "batch_size": 16, "sigma": None, "ssl_mode": "reference",
             "label": None, "reference": None}
     for cons, name in [(("ssd", "loc", "ssl"), "mnist-full"), (("ssd", "ssl"), "mnist-ssd-ssl"),
-                       (("ssd", "loc"), "mnist-ssd-loc"), (("loc", "ssl"), "mnist-loc-ssl")]:
+                       (("ssd", "loc"), "mnist-ssd-loc"), (("loc", "ssl"), "mnist-loc-ssl"),
+                       (("ssd", "loc", "ssl", "ms"), "mnist-full-ms")]:
         assert lr.find(build_config(side, {**page, "constraints": cons})).name == name
+    ms = build_config(side, {**page, "constraints": ("ssd", "loc", "ssl", "ms")})
+    assert lr.find(ms.replace(ms_eps=1.0)) is None and lr.find(ms.replace(ms_window=5)) is None  # ms's own fields
     one_k = build_config({**side, "subset": 1000}, {**page, "constraints": ("ssd",), "batch_size": 4})
     assert lr.find(one_k).name == "mnist1k-ssd"  # the batch size does not change a record
     assert lr.find(build_config(side, {**page, "constraints": ("ssd",)})) is None  # all 60k: not shipped
@@ -191,10 +197,11 @@ def test_lesson_cards_state_their_wait_before_the_click(mnist_app):
     mnist_app.run()
     _ok(mnist_app)
     notes = [c.value for c in mnist_app.caption if "precomputed record at once" in c.value]
-    assert len(notes) == 3  # no-locality, ssd-only, three-ablations
+    assert len(notes) == 4  # no-locality, ssd-only, three-ablations, multi-scale
     assert all("a live re-run: about" in n for n in notes)
     assert sum("1,000-image subset" in n for n in notes) == 2
-    assert any("preset: about a second" in c.value for c in mnist_app.caption)
+    assert any("preset: about a second once built" in c.value and "a few seconds" in c.value
+               for c in mnist_app.caption)
 
 
 def test_no_locality_lesson_opens_the_shipped_record_at_once(mnist_app):
@@ -232,6 +239,25 @@ def test_ablation_lesson_opens_three_precomputed_columns(mnist_app):
     assert all(at.button(key=f"btn_rerun_live_abl{i}").label.startswith("Re-run live") for i in range(3))
 
 
+def test_multi_scale_lesson_opens_two_precomputed_columns_and_says_ms_does_not_help(mnist_app):
+    _start(mnist_app, "multi-scale")
+    _ok(mnist_app)
+    at = mnist_app
+    assert at.title[0].value == "Ablations side by side" and not at.calls
+    assert at.sidebar.selectbox(key="sb_subset").value == 0  # all training images
+    results = at.session_state["view_results"]["ablations|mnist|all"]
+    assert [results[i]["shipped"] for i in sorted(results)] == ["mnist-full", "mnist-full-ms"]
+    cap = next(c.value for c in at.caption if "Precomputed (full model + multi-scale)" in c.value)
+    assert "ssd+loc+ssl+ms" in cap and "all training images" in cap and "n = 16" in cap
+    assert "ms_eps = 0.5, ms_window = 3" in cap  # the fourth constraint's own settings are named too
+    rerun = at.button(key="btn_rerun_live_abl1").label  # a live run would embed 60k images first: said
+    assert rerun.startswith("Re-run live (") and "plus embedding 60,000 images once" in rerun
+    banner = next(c.value for c in at.caption if c.value.startswith("The columns open below"))
+    assert "does not help" in banner and "FID is worse" in banner  # the README's measurement, not a promise
+    ms = at.session_state["records"][results[1]["label"]]
+    assert ms.coarse_images is not None and ms.coarse_images.shape == (16, 14, 14)  # the coarse level ships too
+
+
 def test_toggle_first_view_is_precomputed(mnist_app):
     at = mnist_app
     at.run()
@@ -246,6 +272,12 @@ def test_toggle_first_view_is_precomputed(mnist_app):
     at.button(key="btn_generate").click().run()
     _ok(at)
     assert not at.calls and at.session_state["view_results"]["generate|mnist|all"]["shipped"] == "mnist-ssd-loc"
+    at.toggle(key="gen_ssl").set_value(True)
+    at.toggle(key="gen_ms").set_value(True).run()  # the fourth constraint's toggle, on the full model
+    assert any("**Precomputed** (full model + multi-scale)" in c.value for c in at.caption)
+    at.button(key="btn_generate").click().run()
+    _ok(at)
+    assert not at.calls and at.session_state["view_results"]["generate|mnist|all"]["shipped"] == "mnist-full-ms"
 
 
 def test_re_run_live_runs_the_engine_and_gives_the_same_record(mnist_app):

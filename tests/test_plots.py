@@ -127,6 +127,15 @@ def test_funnel_has_a_titled_log_axis():
     assert fig.layout.yaxis.automargin and fig.layout.title.text
 
 
+def test_a_pool_of_one_window_is_a_visible_bar():
+    """log10(1) = 0: the axis must start below 1 or the pool's bar has no length (plotly draws from the edge)."""
+    rows = [("every window", 92288), ("locality", 2000), ("pool", 1)]
+    lo, hi = plots.funnel_figure(rows).layout.xaxis.range
+    assert np.log10(1) - lo >= 0.25 * (hi - lo) / np.log10(92288)  # at least a quarter decade's share drawn
+    assert hi >= np.log10(92288)  # and the largest bar still fits
+    assert all(np.log10(v) > lo for _, v in rows)  # every positive count ends inside the axis
+
+
 def test_every_overlay_has_a_key(record):
     from nps.overlays import LAYER_NOTES, LAYERS, colourise, overlay_key, overlay_layers
     rec, _ = record
