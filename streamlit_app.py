@@ -58,7 +58,7 @@ def _warm_corpus(name: str, subset: int | None) -> bool:
     import logging
     import threading
 
-    import nps.app_limits  # noqa: F401
+    import app_support.limits  # noqa: F401
     import nps.corpora  # noqa: F401
     import nps.encoders  # noqa: F401
     from app_support import resources

@@ -10,7 +10,7 @@
   at the same time share one computation (:func:`app_support.single_flight.single_flight`).
 * What a visitor can make the server build is bounded: every resource that builds
   (a corpus subset, an encoder fit, embeddings, an index) refuses a corpus, subset or
-  encoder the controls do not offer (:func:`nps.app_limits.check_app_choices`), and an
+  encoder the controls do not offer (:func:`app_support.limits.check_app_choices`), and an
   uploaded record's config is held to the controls' limits before it is kept
   (:func:`uploaded_record`).  On disk, ``cache/`` has a quota (:mod:`nps.cache_quota`),
   and with ``NPS_APP_READONLY=1`` nothing is written to it at all (:func:`nps.cache.read_only`).
@@ -94,7 +94,7 @@ def offered_encoders() -> list[str]:
 
 def check_choices(corpus_name: object, subset: object, encoder_name: object | None = None) -> None:
     """One line if a corpus, subset or encoder is not one the app's controls offer (see module doc)."""
-    from nps.app_limits import check_app_choices
+    from app_support.limits import check_app_choices
     check_app_choices(corpus_name, subset, encoder_name, available_corpora(), offered_encoders())
 
 
@@ -102,14 +102,14 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
     """An uploaded ``.npz`` record, parsed (no pickles) and held to the controls' limits.
 
     Nothing is loaded or built before the record's config passed
-    :func:`nps.app_limits.check_app_config` (corpus, subset and encoder offered here;
-    every parameter within :data:`nps.app_state.BOUNDS`).
+    :func:`app_support.limits.check_app_config` (corpus, subset and encoder offered here;
+    every parameter within :data:`app_support.state.BOUNDS`).
 
     Raises:
         NPSError: one line: too large, not a record, or a config outside the app's limits.
     """
-    from nps.app_limits import check_app_config
-    from nps.app_state import record_from_npz_bytes
+    from app_support.limits import check_app_config
+    from app_support.state import record_from_npz_bytes
     from nps.errors import NPSError
     from nps.record import check_fits
     rec = record_from_npz_bytes(data, max_mb)
@@ -167,7 +167,7 @@ def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
 
 
 def pool_fields(config: GenerationConfig) -> tuple:
-    """The config fields a :class:`~nps.sampler_pool.SemanticPools` depends on: each constraint's
+    """The config fields a :class:`~nps.engine.sampler_pool.SemanticPools` depends on: each constraint's
     :meth:`~nps.constraints.Constraint.pool_key` (``("none",)`` when no constraint chooses images)."""
     from nps.constraints import pool_key
     return pool_key(config)
@@ -175,8 +175,8 @@ def pool_fields(config: GenerationConfig) -> tuple:
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
 def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
-    from nps.app_state import check_against, check_bounds
-    from nps.sampler_pool import SemanticPools
+    from app_support.state import check_against, check_bounds
+    from nps.engine.sampler_pool import SemanticPools
     check_choices(corpus_name, subset, _config.encoder if _config.per_sample_pools() else None)
     check_bounds({"k": _config.k, "ssl_eps": _config.ssl_eps})
     c = corpus(corpus_name, subset)
@@ -231,9 +231,9 @@ def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord,
         (record, seconds the generation took, whether it came from the cache or another
         visitor's identical run).
     Raises:
-        NPSError: bad config, missing data/weights, or stopped (``nps.sampler.Stopped``).
+        NPSError: bad config, missing data/weights, or stopped (``nps.engine.sampler.Stopped``).
     """
-    from nps.app_state import check_against
+    from app_support.state import check_against
     c = corpus(config.corpus, config.subset)
     check_against(config, c)
     p = pools(config)
@@ -243,7 +243,7 @@ def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord,
         return hit[0], hit[1], True
 
     def compute(relay: Callable[[Any], Any]) -> tuple[ProvenanceRecord, float, bool]:
-        from nps.sampler import generate as nps_generate
+        from nps.engine.sampler import generate as nps_generate
         again = stored_record(key)  # finished by a leader just before this one took the lead
         if again is not None:
             return again[0], again[1], True
@@ -289,7 +289,7 @@ def embedding_map(corpus_name: str, subset: int | None, encoder_name: str, metho
 @st.cache_data(show_spinner="Scoring with the classifier…", max_entries=32)
 def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> dict:
     """IS and classifier FID of a record's samples, with the real-data ceiling."""
-    from nps.app_state import is_splits
+    from app_support.state import is_splits
     from nps.metrics import scores
     c = corpus(corpus_name, None)
     return scores.classifier_report(_record.images, corpus_name, corpus=c, splits=is_splits(len(_record)),
@@ -298,26 +298,26 @@ def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def entropy_metrics(rid: str, _record: ProvenanceRecord) -> dict:
-    from nps.app_state import entropy_metrics as em
+    from app_support.state import entropy_metrics as em
     return em(_record)
 
 
 @st.cache_data(show_spinner="Finding nearest training images…", max_entries=128)
 def honesty(rid: str, n: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord) -> dict:
-    from nps.app_state import honesty as h
+    from app_support.state import honesty as h
     return h(_record, n, corpus(corpus_name, subset).train)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overlay_layers(rid: str, n: int, _record: ProvenanceRecord) -> dict[str, np.ndarray]:
-    from nps.app_state import overlay_layers as ol
+    from app_support.state import overlay_layers as ol
     return ol(_record, n)
 
 
 @st.cache_data(show_spinner="Recomputing the candidate pool at that step…", max_entries=256)
 def funnel(rid: str, n: int, y: int, x: int, corpus_name: str, subset: int | None,
            _record: ProvenanceRecord):  # noqa: ANN201
-    from nps.funnel import constraint_funnel
+    from nps.lab.funnel import constraint_funnel
     cfg = GenerationConfig.from_dict(_record.config)
     return constraint_funnel(_record, corpus(corpus_name, subset), n, y, x, pools=pools(cfg))
 

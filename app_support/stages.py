@@ -84,7 +84,7 @@ def open_preset(name: str):  # noqa: ANN201
     Returns None after an ``st.error`` line if it cannot be opened.
     """
     from app_support.ui import LiveProgress, attempt
-    from nps.presets import PRESETS, is_built, load_preset
+    from nps.lab.presets import PRESETS, is_built, load_preset
     preset = PRESETS[name]
     cfg = preset.config
     if is_built(name):  # cached: opened from disk, no stages to show
@@ -104,7 +104,7 @@ def no_record_picker(key_prefix: str, message: str) -> None:
     import streamlit as st
 
     from app_support.ui import add_record
-    from nps.presets import PRESETS
+    from nps.lab.presets import PRESETS
     st.info(message)
     for col, preset in zip(st.columns(len(PRESETS)), PRESETS.values()):
         if col.button(f"Open preset: {preset.title}", key=f"btn_{key_prefix}_preset_{preset.name}"):

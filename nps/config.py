@@ -5,8 +5,8 @@ serialised as JSON into every record).  :data:`FIELDS` is the single table of it
 type, default, bounds (CLI and app), help, CLI flag and the constraint that owns it.  The
 engine's own fields are declared here (:data:`ENGINE_FIELDS`); each constraint declares its
 own (:mod:`nps.constraints`).  :data:`DEFAULTS`, :data:`LIMITS`, the type schema, the CLI's
-flags (:mod:`nps.cli.generate`), the app's bounds (``nps.app_state.BOUNDS``),
-``nps.app_state.cli_command``, ``sweep`` and record validation are all read from it.
+flags (:mod:`nps.cli.generate`), the app's bounds (``app_support.state.BOUNDS``),
+``app_support.state.cli_command``, ``sweep`` and record validation are all read from it.
 
 Fields of a constraint that is not built in (a plug-in registered with
 :func:`nps.constraints.register`) are held in :attr:`GenerationConfig.options` and read as
@@ -125,7 +125,7 @@ class GenerationConfig:
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
         search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
-            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.search`;
+            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.engine.search`;
             opt-in until its 60k records are shown identical to the dense scan's).
         data_root: extra folder to look for corpus files.
         options: (name, value) pairs of the fields of plug-in constraints (sorted, defaults
@@ -473,7 +473,7 @@ def estimate_run_bytes(config: GenerationConfig, corpus_size: int, image_shape: 
     if config.per_sample_pools():
         batch += 2 * b * hp * wp * (c + 1) * min(config.k, corpus_size) * 4
     else:
-        batch += 64 << 20  # chunked distances to a shared pool (nps.sampler.CHUNK_SCORES) and their masks
+        batch += 64 << 20  # chunked distances to a shared pool (nps.engine.sampler.CHUNK_SCORES) and their masks
     return int(2 * config.n * per_sample + batch)
 
 

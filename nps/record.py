@@ -57,9 +57,9 @@ RECORD_VERSION = 3
 # The sampler's semantics: bumped whenever the same config and corpus would give a different
 # record, so cached records (presets, app results) made by an older engine are never served.
 # 2: the reference is left out of the candidates in every constraint set.
-# 3: the threshold scales max(d_min, 0), not a float32-negative d_min (nps.selection.thresholds),
+# 3: the threshold scales max(d_min, 0), not a float32-negative d_min (nps.engine.selection.thresholds),
 #    so a pixel whose minimum rounded below zero may keep a few more near-exact matches.
-# 4: every appearance decision is the float64 definition's (nps.certify): float32 scores too close
+# 4: every appearance decision is the float64 definition's (nps.engine.certify): float32 scores too close
 #    to the threshold are recomputed, so brute and exact search, any batch size and any device agree
 #    (on MNIST 1 of 64 full-model samples changed).
 ENGINE_VERSION = 4

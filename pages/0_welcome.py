@@ -8,11 +8,11 @@ import streamlit as st
 
 from app_support import lesson_view, stages
 from app_support.boot import entry_guard
+from app_support.state import stroke_pixel
 from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis, show_grid
-from nps.app_state import stroke_pixel
 from nps.constraints import default_names
-from nps.presets import LESSONS, PRESETS, Lesson, is_built, read_built
+from nps.lab.presets import LESSONS, PRESETS, Lesson, is_built, read_built
 
 FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
 

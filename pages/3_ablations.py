@@ -7,6 +7,17 @@ import streamlit as st
 from app_support import lesson_view, resources, stages
 from app_support.boot import entry_guard
 from app_support.sidebar import encoder_names
+from app_support.state import (
+    ABLATION_SETS,
+    MAX_COLUMNS,
+    build_config,
+    check_against,
+    is_splits,
+    record_id,
+    record_label,
+)
+from app_support.state import suggested_params as suggested
+from app_support.tables import ablation_row, to_csv, to_markdown, unreliable
 from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, set_constraints, toggle_keys
 from app_support.ui import (
     LiveProgress,
@@ -25,17 +36,6 @@ from app_support.ui import (
     view_result,
     warn_if_slow,
 )
-from nps.app_state import (
-    ABLATION_SETS,
-    MAX_COLUMNS,
-    build_config,
-    check_against,
-    is_splits,
-    record_id,
-    record_label,
-)
-from nps.app_state import suggested_params as suggested
-from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
 from nps.constraints import chooses_images, default_names
 
 entry_guard()

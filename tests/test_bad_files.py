@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import nps.corpora as corpora
-import nps.image_folder as image_folder
+import nps.corpora.image_folder as image_folder
 from nps import shipped
 from nps.cli import main
 from nps.corpora import load_corpus, read_cifar_batches
@@ -124,7 +124,7 @@ def test_cifar_payload_via_the_cli_exits_2_in_a_subprocess(tmp_path: Path) -> No
 
 def test_numpy_globals_cannot_be_called_directly(tmp_path: Path) -> None:
     """ndarray(shape, buffer=..., strides=...) or a subclass in _reconstruct are refused too."""
-    from nps.safe_pickle import loads_restricted
+    from nps.corpora.safe_pickle import loads_restricted
     direct = b"cnumpy\nndarray\n(I10\ntR."  # protocol 0: ndarray(10)
     with pytest.raises(TypeError):
         loads_restricted(direct)

@@ -89,7 +89,7 @@ WRONG_CHOICE = ["nope", ""]
 
 @pytest.fixture(scope="module")
 def record_path(tmp_path_factory, digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec = generate(GenerationConfig(corpus="digits", window=3, seed_size=2, k=8, n=3, batch_size=3), digits)
     return str(rec.save(tmp_path_factory.mktemp("rec") / "r.npz"))
 
@@ -218,8 +218,8 @@ def _unwritable() -> str:
 @pytest.mark.parametrize("case", ["out is a folder", "out folder missing", "grid folder missing", "grid unwritable",
                                   "grid is out"])
 def test_generate_outputs_are_checked_before_the_run(case, tmp_path, capsys, monkeypatch):
-    import nps.sampler
-    monkeypatch.setattr(nps.sampler, "generate", lambda *a, **k: pytest.fail("the run started"))
+    import nps.engine.sampler
+    monkeypatch.setattr(nps.engine.sampler, "generate", lambda *a, **k: pytest.fail("the run started"))
     out, grid = str(tmp_path / "s.npz"), None
     if case == "out is a folder":
         (tmp_path / "d.npz").mkdir()

@@ -203,7 +203,7 @@ def test_lab_in_a_browser(server, page):
     _settle(page)
     _no_errors(page)
     assert "corpus=digits" in page.url  # the shared settings survived the page switch
-    from nps.app_state import stroke_pixel
+    from app_support.state import stroke_pixel
     sy, sx = stroke_pixel(rec, 0)
     before = page.get_by_text("Pixel (").first.inner_text()
     assert before.startswith(f"Pixel ({sy}, {sx})")  # the default: a stroke pixel, not background

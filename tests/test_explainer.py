@@ -1,4 +1,4 @@
-"""The step explainer: frame data rebuilt from a record (nps.explainer, nps.funnel.ranked_candidates),
+"""The step explainer: frame data rebuilt from a record (nps.lab.explainer, nps.lab.funnel.ranked_candidates),
 its animated figure, and the page under AppTest."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nps.config import GenerationConfig
+from nps.engine.sampler import generate
+from nps.engine.selection import thresholds
 from nps.errors import NPSError
-from nps.explainer import default_step, sampled_steps, step_frames
-from nps.funnel import constraint_funnel, ranked_candidates
-from nps.sampler import generate
-from nps.selection import thresholds
+from nps.lab.explainer import default_step, sampled_steps, step_frames
+from nps.lab.funnel import constraint_funnel, ranked_candidates
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, n=4, seed=1)
 
@@ -208,7 +208,7 @@ def test_colour_corpus_frames_and_pictures():
 
 
 def test_completion_record_skips_given_pixels(digits):
-    from nps.sampler import complete
+    from nps.engine.sampler import complete
     image = digits.test[0]
     known = np.zeros(image.shape, bool)
     known[:4] = True

@@ -46,7 +46,7 @@ def fresh_resources():
 def _record(built_on: int | None = None, **config_changes):  # noqa: ANN202
     """A real digits record made on subset ``built_on``, its config then edited by ``config_changes``."""
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec = generate(GenerationConfig(subset=built_on, **SMALL), load_corpus("digits", built_on))
     if config_changes:
         rec = dataclasses.replace(rec, config={**rec.config, **config_changes})
@@ -54,7 +54,7 @@ def _record(built_on: int | None = None, **config_changes):  # noqa: ANN202
 
 
 def _upload_bytes(rec) -> bytes:  # noqa: ANN001
-    from nps.app_state import record_npz_bytes
+    from app_support.state import record_npz_bytes
     return record_npz_bytes(rec)
 
 
@@ -96,7 +96,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("changes", "needle"), BAD_CONFIGS)
 def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: str | None) -> None:
-    from nps.app_limits import check_app_config
+    from app_support.limits import check_app_config
     cfg = {**GenerationConfig(**SMALL).to_dict(), **changes}
     with pytest.raises(NPSError) as exc:
         check_app_config(cfg, ["mnist", "digits"], ["pca", "pixels", "simclr"])
@@ -107,8 +107,8 @@ def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: s
 
 
 def test_upload_config_within_the_controls_passes_and_drops_data_root() -> None:
-    from nps.app_limits import check_app_config
-    from nps.app_state import SUBSET_CHOICES
+    from app_support.limits import check_app_config
+    from app_support.state import SUBSET_CHOICES
     for subset in SUBSET_CHOICES:
         cfg = {**GenerationConfig(subset=subset, **SMALL).to_dict(), "data_root": "/somewhere/else"}
         gen = check_app_config(cfg, ["digits"], ["pca"])
@@ -204,7 +204,7 @@ def test_analysis_page_upload_shows_one_error_and_builds_nothing(cache_dir: Path
 # --------------------------------------------------------------------------- quota under repeated uploads
 def _analyse(resources, rec) -> None:  # noqa: ANN001
     """What opening a record and using the Analysis page builds: the funnel's pools, the memorisation check."""
-    from nps.app_state import record_id
+    from app_support.state import record_id
     cfg = GenerationConfig.from_dict(rec.config)
     resources.pools(cfg)
     resources.memorisation(record_id(rec), cfg.corpus, cfg.subset, cfg.encoder, rec)
@@ -296,7 +296,7 @@ def test_single_flight_errors_reach_every_waiter(fresh_resources) -> None:
 
 
 def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_resources) -> None:
-    from nps.sampler import Stopped
+    from nps.engine.sampler import Stopped
     calls = []
     started = threading.Event()
 
@@ -326,8 +326,8 @@ def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_reso
 
 
 def test_six_identical_generates_share_one_run(fresh_resources, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nps.sampler
-    real = nps.sampler.generate
+    import nps.engine.sampler
+    real = nps.engine.sampler.generate
     calls = []
 
     def slow(config, corpus=None, **kw):  # noqa: ANN001, ANN003, ANN202
@@ -335,7 +335,7 @@ def test_six_identical_generates_share_one_run(fresh_resources, monkeypatch: pyt
         time.sleep(0.5)  # long enough that all six arrive while it runs
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", slow)
+    monkeypatch.setattr(nps.engine.sampler, "generate", slow)
     cfg = GenerationConfig(**{**SMALL, "seed": 11})
     fresh_resources.pools(cfg)  # warm resources, so the six threads race on the generation itself
     fresh_resources.corpus("digits", None)

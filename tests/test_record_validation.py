@@ -33,14 +33,14 @@ TINY = dict(corpus="digits", window=3, seed_size=2, k=8, n=3, batch_size=3, seed
 
 @pytest.fixture(scope="module")
 def full_record(digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return generate(GenerationConfig(**TINY), digits)
 
 
 @pytest.fixture(scope="module")
 def subset_record():
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     sub = load_corpus("digits", subset=300)
     return generate(GenerationConfig(**TINY, subset=300), sub), sub
 
@@ -89,7 +89,7 @@ def test_version_1_records_are_still_read(subset_record, full_record):
 
 
 def test_merge_and_select_keep_the_row_map(subset_record):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec, sub = subset_record
     more = generate(GenerationConfig(**TINY, subset=300), sub, sample_ids=np.arange(3, 5))
     merged = merge([rec, more])
@@ -160,7 +160,7 @@ def _mutations(rec: ProvenanceRecord) -> dict[str, dict]:
 
 def _names() -> list[str]:
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return sorted(_mutations(generate(GenerationConfig(**{**TINY, "n": 1}), load_corpus("digits"))))
 
 
@@ -175,7 +175,7 @@ def test_malformed_record_is_one_npserror_line(full_record, name):
 
 @pytest.mark.parametrize("name", ["float source_index", "config not JSON", "no samples", "order repeats a pixel"])
 def test_app_upload_path_validates_fully(full_record, name):
-    from nps.app_state import record_from_npz_bytes
+    from app_support.state import record_from_npz_bytes
     buf = io.BytesIO()
     np.savez(buf, **_mutations(full_record)[name])
     with pytest.raises(NPSError):

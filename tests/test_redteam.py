@@ -47,7 +47,7 @@ def _one_line(rc: int, err: str, needle: str = "") -> None:
 
 @pytest.fixture(scope="module")
 def rec(digits) -> ProvenanceRecord:  # noqa: ANN001
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return generate(GenerationConfig(**SMALL), digits)
 
 
@@ -91,7 +91,7 @@ def test_record_zip_bomb_is_never_inflated(rec_arrays, member, tmp_path) -> None
     Unknown members are no longer read at all; a record member larger than the upload
     budget is refused from its declared size.  Peak memory stays far below the bomb.
     """
-    from nps.app_state import record_from_npz_bytes
+    from app_support.state import record_from_npz_bytes
     data = _npz(rec_arrays, extra=(member, 320))
     assert len(data) < 3e6
     (tmp_path / "bomb.npz").write_bytes(data)
@@ -180,7 +180,7 @@ def test_writers_refuse_a_record_their_readers_would_refuse(rec, tmp_path) -> No
 def test_train_ids_that_are_not_the_corpus_rows_are_refused(tmp_path, capsys) -> None:
     """A subset record's row map is what makes it checkable alone; one that lies was trusted."""
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     sub = generate(GenerationConfig(**{**SMALL, "subset": 200}), load_corpus("digits", 200)).to_arrays()
     for ids in (sub["train_ids"] + 1, sub["train_ids"] + 10**15):
         p = tmp_path / "r.npz"
@@ -227,7 +227,7 @@ GEN = ["generate", "--corpus", "digits", "--n", "1", "--window", "3", "--seed-si
 def test_output_names_too_long_are_refused_before_the_run(flag, tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
     """A 300-byte name crashed stat() (exit 1, 'internal error'); a 240-byte one passed the checks and then
     failed after the run, because the writer's temp name (.<name>.<pid>.<random>.tmp) was too long."""
-    import nps.sampler
+    import nps.engine.sampler
 
     def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("the run started before the output name was checked")
@@ -236,7 +236,7 @@ def test_output_names_too_long_are_refused_before_the_run(flag, tmp_path, capsys
     long = str(tmp_path / ("y" * 300 + suffix))
     base = [*GEN, "--out", str(tmp_path / "r.npz")] if flag == "--grid" else GEN
     with monkeypatch.context() as m:
-        m.setattr(nps.sampler, "generate", forbidden)
+        m.setattr(nps.engine.sampler, "generate", forbidden)
         rc, _, err = _cli([*base, flag, long], capsys)
     _one_line(rc, err, "too long")
     ok = tmp_path / ("z" * 240 + suffix)
@@ -306,7 +306,7 @@ def fresh_resources():
 def test_uploads_must_fit_their_corpus(fresh_resources, rec_arrays) -> None:  # noqa: ANN001
     """Without corpus_size/image_shape in its config a record's ids and canvas were bounded by nothing:
     the analysis page crashed (Streamlit's redacted error box) or indexed past the corpus."""
-    from nps.app_state import record_npz_bytes
+    from app_support.state import record_npz_bytes
     cfg = {k: v for k, v in json.loads(str(rec_arrays["config"])).items() if k not in ("corpus_size", "image_shape")}
     src = rec_arrays["source_index"].copy()
     src[0, -1, -1] = 10**6
@@ -327,7 +327,7 @@ def test_uploads_must_fit_their_corpus(fresh_resources, rec_arrays) -> None:  # 
 def test_link_query_values_never_crash_and_are_shown_inert(value) -> None:  # noqa: ANN001
     """`?seed=²` passed str.isdigit and crashed int(); 5000 digits crashed int(); link text was drawn as markdown
     (a shared link could put a clickable link or a remote picture on the visitor's page)."""
-    from nps.app_state import sidebar_from_query
+    from app_support.state import sidebar_from_query
     defaults = {"corpus": "digits", "subset": None, "encoder": "pca", "seed": 0}
     query = {"seed": value, "subset": value, "corpus": value, "encoder": value}
     out, notes = sidebar_from_query(query, ["digits"], ["pca"], defaults)
@@ -421,7 +421,7 @@ def _no_ghostscript(monkeypatch) -> list:  # noqa: ANN001
 
 def test_an_uploaded_picture_reaches_only_the_advertised_decoders(monkeypatch) -> None:  # noqa: ANN001
     """Pillow chooses a decoder by content: an EPS renamed .png was handed to Ghostscript on the server."""
-    from nps.app_state import image_from_upload
+    from app_support.state import image_from_upload
     calls = _no_ghostscript(monkeypatch)
     with pytest.raises(NPSError, match="not a picture the app can read"):
         image_from_upload(_EPS, (8, 8))
@@ -431,7 +431,7 @@ def test_an_uploaded_picture_reaches_only_the_advertised_decoders(monkeypatch) -
 def test_a_folder_image_reaches_only_the_listed_decoders(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     from PIL import Image
 
-    from nps.image_folder import read_image_folder
+    from nps.corpora.image_folder import read_image_folder
     calls = _no_ghostscript(monkeypatch)
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
@@ -448,7 +448,7 @@ def test_a_16_bit_or_rotated_upload_gives_the_pixels_the_folder_reader_gives() -
     photo's EXIF rotation was ignored."""
     from PIL import Image
 
-    from nps.app_state import image_from_upload
+    from app_support.state import image_from_upload
     ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
     buf = io.BytesIO()
     Image.fromarray(ramp).save(buf, format="PNG")

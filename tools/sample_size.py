@@ -31,7 +31,7 @@ METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "memorisa
 def generate_all(out: Path, corpus, n: int, seed: int) -> dict[str, float]:  # noqa: ANN001
     from nps.cli.ablate import auto_k
     from nps.config import GenerationConfig, resolve_encoder
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     seconds = {}
     enc = resolve_encoder("auto", "mnist")
     for slug, cons, label in CONFIGS:

@@ -113,7 +113,7 @@ def run_ls(args: argparse.Namespace) -> int:
         return 0
     if entries:
         # An entry's meta is file content: no escape codes or newlines reach the terminal.
-        from nps.image_folder import shown
+        from nps.corpora.image_folder import shown
         rows = [tuple(shown(c)[:300] for c in (
                     e.kind + (" (pinned)" if is_pinned(e.path) else ""), e.key, human_size(e.size),
                     str(e.meta.get("created", "?")), _ago(now - e.mtime) + " ago", built_from(e.meta)))

@@ -40,8 +40,8 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
     """All PNGs of one analysed record; returns {picture name: file name}."""
     import numpy as np
 
-    from nps import plots
     from nps.analysis.entropy import entropy_map
+    from nps.lab import plots
     files: dict[str, str] = {}
 
     def name(stem: str) -> Path:

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name in ("batch_size", "device"):
         add_field_arg(p, FIELDS[name])
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run shards as Ray tasks (nps.distributed); no ADDRESS starts a local Ray, "
+                   help="run shards as Ray tasks (nps.lab.distributed); no ADDRESS starts a local Ray, "
                         "else e.g. auto or ray://head:10001; the record is bit-identical to a plain run")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     add_generation_args(p)
@@ -76,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     from nps.cli._common import writable_path
     from nps.corpora import load_corpus
-    from nps.cost import estimate_line
+    from nps.engine.sampler import generate
     from nps.errors import NPSError
+    from nps.lab.cost import estimate_line
     from nps.record import check_provenance
-    from nps.sampler import generate
 
     cfg = config_from_args(args)
     cfg.check()  # parameter errors before any loading
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
-    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.cost; stderr keeps one error line
+    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.lab.cost; stderr keeps one error line
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if getattr(args, "ray", None) is not None:
-        from nps.distributed import generate_on_ray
+        from nps.lab.distributed import generate_on_ray
         record = generate_on_ray(cfg, corpus, None if args.ray == "local" else args.ray, args.ray_cpus,
                                  progress=lambda done: bar.update(done - bar.n))
     else:
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
           f"in {elapsed:.1f}s ({elapsed / len(record) * 1000:.0f} ms/image); "
           f"constraints {','.join(cfg.constraints)}; provenance check: {'exact' if bad == 0 else f'{bad} BAD pixels'}")
     if grid is not None:
-        from nps.plots import save_sample_grid
+        from nps.lab.plots import save_sample_grid
         save_sample_grid(record.images, grid)
         print(f"wrote {grid}")
     return 0 if bad == 0 else 1

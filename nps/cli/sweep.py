@@ -100,13 +100,13 @@ def _fmt(v) -> str:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps import plots
     from nps.analysis import analyse_record, jsonable
     from nps.cache import write_text
     from nps.cli.ablate import run_config
     from nps.config import GenerationConfig, warn_fitted
     from nps.corpora import load_corpus
     from nps.errors import NPSError
+    from nps.lab import plots
     from nps.metrics.classifier import load_classifier
 
     grid = parse_params(args.param)

@@ -7,7 +7,7 @@ of sample s is
     P_s = the k nearest train images of e(reference_s) (reference excluded),
           or those within (1 + ssl_eps) of the nearest, capped at k,
 
-held as :class:`nps.sampler_pool.SemanticPools` (ids (B,P) int64, -1 padding).  Its plain
+held as :class:`nps.engine.sampler_pool.SemanticPools` (ids (B,P) int64, -1 padding).  Its plain
 version is :meth:`SemanticPools.members`, the same ids as lists.
 """
 
@@ -53,7 +53,7 @@ class Representation(Constraint):
         """The semantic pools: a label's images (shared), or a k-NN index over the encoder's embeddings."""
         import numpy as np
 
-        from nps.sampler_pool import SemanticPools
+        from nps.engine.sampler_pool import SemanticPools
         if config.label is not None:
             ids = np.flatnonzero(corpus.train_labels == config.label).astype(np.int64)
             return SemanticPools(config, shared=ids[None, :], key=f"label-{config.label}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nps.plots_maps import canvas_figure, funnel_figure, heatmaps_figure  # noqa: F401 - part of this API
+from nps.lab.plots_maps import canvas_figure, funnel_figure, heatmaps_figure  # noqa: F401 - part of this API
 
 TOP_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180]], np.uint8)
 TAB10 = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],

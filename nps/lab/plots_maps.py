@@ -3,7 +3,7 @@
 Every map here carries what a reader needs to decode it: a colour bar with its unit
 (or a categorical key), titled axes in canvas coordinates (pixel row y, column x, the
 range clamped to the canvas), and a title.  Colour scales are sampled from the same
-matplotlib colour maps that :func:`nps.overlays.colourise` uses, so a bar matches its
+matplotlib colour maps that :func:`nps.lab.overlays.colourise` uses, so a bar matches its
 picture exactly.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nps.overlays import OverlayKey
+from nps.lab.overlays import OverlayKey
 
 AXIS_X = "x (pixel column)"
 AXIS_Y = "y (pixel row)"
@@ -55,7 +55,7 @@ def canvas_figure(pic: np.ndarray, key: OverlayKey | None = None, pixel: tuple[i
         pic: (H,W,3) uint8, the picture to show.
         key: the overlay's key (a legend of colours, or a colour bar with its unit); None: no overlay.
         pixel: (y, x) to outline in red.
-        hover: (H,W) str, one hover line per pixel (e.g. :func:`nps.app_display.pixel_hover`);
+        hover: (H,W) str, one hover line per pixel (e.g. :func:`app_support.display.pixel_hover`);
             None shows the coordinates.
     """
     import plotly.graph_objects as go
@@ -155,7 +155,7 @@ def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | Non
     """
     import plotly.graph_objects as go
 
-    from nps.plots import grid_array
+    from nps.lab.plots import grid_array
     n, h, w = np.asarray(images).shape[:3]
     ncol = ncol or int(np.ceil(np.sqrt(max(n, 1))))
     nrow = int(np.ceil(n / ncol)) if n else 1

@@ -122,7 +122,7 @@ def given_filled_picture(image: np.ndarray, given: np.ndarray, alpha: float = 0.
         image: (H,W[,C]) uint8, the completed image.
         given: (H,W) bool, True where the pixel was given (source -1), not sampled.
     """
-    from nps.plots import to_rgb
+    from nps.lab.plots import to_rgb
     rgb = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
     filled = ~np.asarray(given, bool)
     rgb[filled] = (1 - alpha) * rgb[filled] + alpha * np.array(FILLED_TINT, np.float64)
@@ -162,7 +162,7 @@ def source_highlight(record: ProvenanceRecord, n: int, source: int) -> tuple[np.
     Returns:
         ((H,W,3) uint8 picture, how many pixels that source gave).
     """
-    from nps.plots import to_rgb
+    from nps.lab.plots import to_rgb
     rgb = to_rgb(np.asarray(record.images[n])[None])[0].astype(np.float64)
     mask = record.source_index[n] == int(source)
     pic = rgb * 0.3 + 20

@@ -1,6 +1,6 @@
 """The engine's parts that depend on no pixel value: step geometry, candidate pools, RNG streams.
 
-Split from :mod:`nps.sampler` (which re-exports what callers use) so that each file
+Split from :mod:`nps.engine.sampler` (which re-exports what callers use) so that each file
 has one job: this one sets a run up, the sampler runs it.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nps.corpora import Corpus
-from nps.ssd import BandIndex
+from nps.engine.ssd import BandIndex
 
 
 @dataclass
@@ -31,8 +31,8 @@ class StepGeometry:
         gm_sum: the sum of ``gm`` (float32 arithmetic).
         index, template: the banded-matrix index and :func:`square_template` for
             per-sample pools (built on first use).
-        query: the :class:`nps.search.StepQuery` of a whole-corpus step (built on first use).
-        weights: the step's :class:`nps.certify.ExactWeights` (built on first use).
+        query: the :class:`nps.engine.search.StepQuery` of a whole-corpus step (built on first use).
+        weights: the step's :class:`nps.engine.certify.ExactWeights` (built on first use).
     """
 
     y: int

@@ -1,6 +1,6 @@
 """What the app accepts from outside its controls: the limits an uploaded record's config must keep.
 
-The app's controls can only produce configs within :data:`nps.app_state.BOUNDS`, on
+The app's controls can only produce configs within :data:`app_support.state.BOUNDS`, on
 the corpora present, the offered subsets and the registered encoders.  A record file
 can say anything; these checks hold it to the same limits *before* anything is
 loaded or built, because every visitor-triggered build (a corpus subset in memory;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from nps.app_state import BOUNDS, SUBSET_CHOICES, check_bounds
+from app_support.state import BOUNDS, SUBSET_CHOICES, check_bounds
 from nps.config import DEFAULTS, FIELDS, GenerationConfig, resolve_encoder
 from nps.constraints import names
 from nps.errors import NPSError

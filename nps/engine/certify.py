@@ -1,8 +1,8 @@
 """Certified appearance decisions: float32 scores, float64 answers.
 
-The appearance rule keeps a candidate window when ``d <= thr(d_min)`` (:func:`nps.selection.thresholds`).
-The engine scores windows in float32 (banded matrix products, :mod:`nps.ssd`), whose
-rounding depends on the product's shape and blocking; the exact search (:mod:`nps.search`)
+The appearance rule keeps a candidate window when ``d <= thr(d_min)`` (:func:`nps.engine.selection.thresholds`).
+The engine scores windows in float32 (banded matrix products, :mod:`nps.engine.ssd`), whose
+rounding depends on the product's shape and blocking; the exact search (:mod:`nps.engine.search`)
 decides in float64.  Near the threshold the two could disagree: on all 60,000 MNIST
 images a few pixels did, so ``--search exact`` and ``--search brute`` wrote different
 records.  This module makes every decision the float64 one, whichever path scored it.
@@ -42,7 +42,7 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.constraints import active
-from nps.selection import thresholds
+from nps.engine.selection import thresholds
 
 U32 = 2.0 ** -24
 EXACT_BATCH = 1 << 16  # entries scored by the definition at a time (about 25 MB of float64 pixels at K = 49)
@@ -136,7 +136,7 @@ def _on(a: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _thresholds(m: np.ndarray, config: GenerationConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`nps.selection.thresholds` (the one rule) on float64 numpy minima."""
+    """:func:`nps.engine.selection.thresholds` (the one rule) on float64 numpy minima."""
     thr, fell = thresholds(torch.from_numpy(m), config)
     return thr.numpy(), fell
 
@@ -173,7 +173,7 @@ def certify(view: ScoreView, d_min32: torch.Tensor, tau: torch.Tensor, c: float,
         exact: the float64 definition of the scores of (b, j) entries, (n,) float64.
     Returns:
         thr: (B,) float32, keep ``d32 <= thr`` except at the overrides;
-        fell_back: as :func:`nps.selection.thresholds` (None without ``max_ssd``);
+        fell_back: as :func:`nps.engine.selection.thresholds` (None without ``max_ssd``);
         overrides: (b, j, keep) arrays: entries whose float32 score was too close to call,
             with their float64 decision.
     """

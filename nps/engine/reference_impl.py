@@ -14,14 +14,14 @@ import numpy as np
 from nps.config import GenerationConfig
 from nps.constraints import active, plain_step_centres
 from nps.corpora import Corpus
-from nps.fill_order import fill_order, seed_box
-from nps.sampler import gaussian_kernel, sample_streams
-from nps.sampler_pool import SemanticPools
+from nps.engine.fill_order import fill_order, seed_box
+from nps.engine.sampler import gaussian_kernel, sample_streams
+from nps.engine.sampler_pool import SemanticPools
 
 
 def generate_plain(config: GenerationConfig, corpus: Corpus, sample_ids: np.ndarray | None = None,
                    pools: SemanticPools | None = None) -> dict[str, np.ndarray]:
-    """Plain implementation of :func:`nps.sampler.generate` (reference-mode ssl, or none).
+    """Plain implementation of :func:`nps.engine.sampler.generate` (reference-mode ssl, or none).
 
     Returns:
         dict with ``images`` (S,H,W[,C]) uint8 and ``source_index``, ``source_y``,

@@ -2,7 +2,7 @@
 
 A frame holds everything a picture of one step needs: the target pixel's masked
 w x w context, the candidate windows ranked by SSD with the engine's threshold
-(:func:`nps.selection.thresholds`, through :func:`nps.funnel.ranked_candidates`),
+(:func:`nps.engine.selection.thresholds`, through :func:`nps.lab.funnel.ranked_candidates`),
 the counts through the constraints, and the window the record says was drawn.
 Nothing here samples: the candidates and distances are the engine's own, replayed
 on the canvas as it was before the step (a pixel never changes once filled).
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from nps.corpora import Corpus
+from nps.engine.sampler_pool import SemanticPools
 from nps.errors import NPSError
-from nps.funnel import Funnel, ranked_candidates, replay_sampler
+from nps.lab.funnel import Funnel, ranked_candidates, replay_sampler
 from nps.record import ProvenanceRecord
-from nps.sampler_pool import SemanticPools
 
 #: "Appearance alone" scores every window of the corpus once more per step: only up to this many.
 EXHAUSTIVE_WINDOWS = 500_000  # digits (92k windows) yes; a 2,000-image MNIST subset (1.6M) took 1.4 s a step

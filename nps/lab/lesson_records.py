@@ -2,7 +2,7 @@
 
 Without the representation constraint every candidate window of every training image is
 scored, so on MNIST's 60,000 images "turn off representation" takes minutes and
-"appearance alone" hours (:mod:`nps.cost`).  The lab's lessons and the first view of each
+"appearance alone" hours (:mod:`nps.lab.cost`).  The lab's lessons and the first view of each
 constraint toggle on the default corpus therefore open a record built once with the real
 engine and shipped in ``nps/lessons/`` (n = 16, a few tens of KB each), listed with its
 sha256 in ``nps/lessons/MANIFEST.json``.  Build them with::
@@ -42,12 +42,12 @@ from nps.record import ProvenanceRecord
 
 log = logging.getLogger(__name__)
 
-LESSONS_DIR = Path(__file__).resolve().parent / "lessons"
+LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = "nps-lesson-records-1"
 #: Config fields that do not change a record (generation is identical in any batch size).
 IGNORED_FIELDS = ("batch_size", "data_root")
-_PROJECT = Path(__file__).resolve().parents[1]
+_PROJECT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,8 @@ def build(names: list[str] | None = None) -> list[dict]:
 
     from nps.cache import atomic_write
     from nps.corpora import load_corpus
+    from nps.engine.sampler import generate
     from nps.machine import machine_description
-    from nps.sampler import generate
     from nps.shipped import manifest_entry
     todo = list(RUNS) if not names else list(names)
     unknown = [n for n in todo if n not in RUNS]

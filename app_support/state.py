@@ -187,8 +187,8 @@ def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- what a visitor sees
 # Display helpers (paths, labels, the record list, the default pixel, completion marking) live in
-# nps.app_display; these names stay importable from here.
-from nps.app_display import (  # noqa: E402, F401
+# app_support.display; these names stay importable from here.
+from app_support.display import (  # noqa: E402, F401
     FILLED_TINT,
     constraint_label,
     given_filled_picture,
@@ -247,7 +247,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 def grid_picture(images: np.ndarray, scale: int = 4, ncol: int | None = None) -> np.ndarray:
     """A crisp (Hg*scale, Wg*scale, 3) uint8 grid of (N,H,W[,C]) uint8 images."""
-    from nps.plots import grid_array, upscale
+    from nps.lab.plots import grid_array, upscale
     return upscale(grid_array(images, ncol), scale)
 
 
@@ -279,7 +279,7 @@ def image_from_upload(data: bytes, image_shape: tuple[int, ...], max_mb: float =
         raise NPSError("this file is not a picture the app can read; upload a PNG or JPEG.") from None
     from PIL import ImageOps
 
-    from nps.image_folder import to_8bit
+    from nps.corpora.image_folder import to_8bit
     # The folder reader's conversions, so one picture gives the same pixels either way: 16-bit
     # scaled (not clipped to white by convert("L")), and a phone photo's EXIF rotation applied.
     try:
@@ -338,15 +338,15 @@ def unknown_mask(name: str, h: int, w: int, rect: tuple[int, int, int, int] | No
 
 def masked_preview(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     """(H,W,3) uint8: the image with the unknown region tinted red (what will be synthesised)."""
-    from nps.plots import to_rgb
+    from nps.lab.plots import to_rgb
     rgb = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
     rgb[unknown] = 0.35 * rgb[unknown] + 0.65 * np.array([220.0, 40.0, 40.0])
     return rgb.astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- overlays
-# The overlays and their keys live in nps.overlays; these names stay importable from here.
-from nps.overlays import LAYERS, colourise, compose_overlay, island_size_map, overlay_layers  # noqa: E402, F401
+# The overlays and their keys live in nps.lab.overlays; these names stay importable from here.
+from nps.lab.overlays import LAYERS, colourise, compose_overlay, island_size_map, overlay_layers  # noqa: E402, F401
 
 
 # --------------------------------------------------------------------------- tracing

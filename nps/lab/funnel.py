@@ -17,12 +17,12 @@ import torch
 from nps.config import GenerationConfig
 from nps.constraints import FunnelContext, active, funnel_counts, mask_pool
 from nps.corpora import Corpus
+from nps.engine.sampler import Sampler
+from nps.engine.sampler_pool import SemanticPools
+from nps.engine.sampler_setup import StepGeometry
+from nps.engine.selection import thresholds
 from nps.errors import NPSError
 from nps.record import ProvenanceRecord, check_fits
-from nps.sampler import Sampler
-from nps.sampler_pool import SemanticPools
-from nps.sampler_setup import StepGeometry
-from nps.selection import thresholds
 
 EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
 
@@ -43,7 +43,7 @@ class Funnel:
         ssd_alone: windows passing the SSD rule over every window (None if not computed).
         final: the pool the pixel was drawn from (equals ``record.pool_size``).
         d_min, threshold: the SSD minimum and the cut within ``loc_ssl``, by the engine's
-            rule (:func:`nps.selection.thresholds`: (1+eps) max(d_min, 0) + tol, at least
+            rule (:func:`nps.engine.selection.thresholds`: (1+eps) max(d_min, 0) + tol, at least
             d_min, lowered to ``max_ssd`` where some window passes it).
         centre_values: (final, C) uint8 centre pixels of the pool (the empirical distribution).
         pool_sources: (final, 3) int64 (train id, y, x) of each pool member.
@@ -282,7 +282,7 @@ def ranked_candidates(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     """The step that filled (y, x) of sample n: its candidates ranked by SSD and its funnel.
 
     The distances and the cut are the engine's (:meth:`Sampler.distances`,
-    :func:`nps.selection.thresholds`), so ``kept.sum()`` over every candidate equals
+    :func:`nps.engine.selection.thresholds`), so ``kept.sum()`` over every candidate equals
     ``record.pool_size[n, y, x]`` and the drawn window is always among the kept.
 
     Raises:

@@ -25,15 +25,13 @@ import numpy as np
 import torch
 
 from nps import __version__
-from nps.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
 from nps.config import GenerationConfig
 from nps.constraints import active, mask_pool, step_centres
 from nps.corpora import Corpus, load_corpus
-from nps.errors import NPSError
-from nps.fill_order import fill_order, seed_box
-from nps.record import ENGINE_VERSION, ProvenanceRecord
-from nps.sampler_pool import SemanticPools
-from nps.sampler_setup import (
+from nps.engine.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
+from nps.engine.fill_order import fill_order, seed_box
+from nps.engine.sampler_pool import SemanticPools
+from nps.engine.sampler_setup import (
     CandidatePool,
     StepGeometry,
     engine_threads,
@@ -41,10 +39,20 @@ from nps.sampler_setup import (
     padded_corpus,
     sample_streams,
 )
-from nps.search import ExactSearch, StepQuery
-from nps.search_index import window_index
-from nps.selection import draw, draw_chunked
-from nps.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared, with_squares
+from nps.engine.search import ExactSearch, StepQuery
+from nps.engine.search_index import window_index
+from nps.engine.selection import draw, draw_chunked
+from nps.engine.ssd import (
+    BandIndex,
+    band_index,
+    shared_band,
+    square_template,
+    window_ssd,
+    window_ssd_shared,
+    with_squares,
+)
+from nps.errors import NPSError
+from nps.record import ENGINE_VERSION, ProvenanceRecord
 
 __all__ = ["Progress", "Sampler", "Stopped", "complete", "gaussian_kernel", "generate", "sample_streams"]
 
@@ -111,7 +119,7 @@ class Sampler:
             self.given_image, self.known0 = np.asarray(image, np.uint8), np.asarray(known, bool).copy()
         self.order_, self.shell_ = fill_order(self.known0, config.window)
         self.gauss_ = gaussian_kernel(config.window, config.sigma_)
-        from nps.store_view import gathers_on_demand, sampler_arrays  # a stored corpus: gather pool rows only
+        from nps.engine.store_view import gathers_on_demand, sampler_arrays  # a stored corpus: gather pool rows only
         lazy = gathers_on_demand(c, self.pools.index is not None)
         train_u8, padded = (sampler_arrays if lazy else padded_corpus)(c, self.half)
         self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
@@ -324,7 +332,7 @@ class Sampler:
     # ------------------------------------------------------------------ one pixel
     def _choose(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
                 u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
-        """Draw one candidate window per sample for the step (see :mod:`nps.selection`).
+        """Draw one candidate window per sample for the step (see :mod:`nps.engine.selection`).
 
         Args:
             cpad: (B,C,H+2h,W+2h) float32 padded canvases in [0,1].
@@ -365,7 +373,7 @@ class Sampler:
                             ) -> tuple[torch.Tensor, np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The step's threshold with every near-threshold float32 decision made in float64.
 
-        See :mod:`nps.certify`.  Keep ``d <= thr`` except at the overrides, entries too close
+        See :mod:`nps.engine.certify`.  Keep ``d <= thr`` except at the overrides, entries too close
         to call for float32, decided by the definition (``view.apply`` writes them back).
 
         Args:
@@ -426,7 +434,7 @@ class Sampler:
 
     def _choose_exact(self, search: ExactSearch, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
                       u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:
-        """:meth:`_choose` through the pruned index (see :mod:`nps.search`)."""
+        """:meth:`_choose` through the pruned index (see :mod:`nps.engine.search`)."""
         if geo.query is None:
             geo.query = StepQuery(search.index, geo.centres, self._exact_weights(geo), self.corpus.image_shape[1])
         q: StepQuery = geo.query

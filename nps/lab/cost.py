@@ -11,7 +11,7 @@ the pixels sampled per canvas (all but the seed) and ``batches`` = ceil(n / batc
 (each step has a fixed Python cost per batch).
 
 Calibration (measured once, 2026-12-01, on this project's 2-core shared machine at a load
-average of about 3.5, single-threaded BLAS, warm caches, ``nps.sampler.generate`` timed
+average of about 3.5, single-threaded BLAS, warm caches, ``nps.engine.sampler.generate`` timed
 around the call with the pools prebuilt):
 
 =====================================  =====  ==============  ========  ===========
@@ -159,7 +159,7 @@ def estimate_line(config: GenerationConfig, corpus_size: int, image_shape: tuple
     """One line for the CLI and the app: the expected time, and the cheapest alternative when slow."""
     est = estimate(config, corpus_size, image_shape)
     line = (f"estimate: {format_seconds(est.seconds)} ({est.windows_per_pixel:,} candidate windows per pixel, "
-            f"{est.pixels} pixels, n = {est.n}; nps.cost, calibrated on a 2-core machine)")
+            f"{est.pixels} pixels, n = {est.n}; nps.lab.cost, calibrated on a 2-core machine)")
     if est.slow:
         alts = cheaper(config, corpus_size, image_shape)
         if alts:

@@ -9,7 +9,7 @@ The unique windows of a position are ordered by a k-d tree (median splits on the
 dimension of largest Gaussian-weighted spread) and cut into *leaves* of at most
 ``LEAF`` consecutive windows; ``GROUP`` consecutive leaves form a *group*.  Leaves
 and groups store the per-dimension min and max of their windows (boxes), from which
-:mod:`nps.search` bounds the masked distance from below.
+:mod:`nps.engine.search` bounds the masked distance from below.
 
 Window dimensions run (ky, kx, channel); pixels are the raw uint8 values of the
 edge-padded corpus (the engine's own padding).

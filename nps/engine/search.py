@@ -2,7 +2,7 @@
 
 With ``config.search == "exact"`` (the default) a step whose candidates are every
 training image (constraints without ``ssl``) is served from a :class:`WindowIndex`
-(:mod:`nps.search_index`) instead of a dense scan:
+(:mod:`nps.engine.search_index`) instead of a dense scan:
 
 1. *Bound.*  Each group and leaf of unique windows has a box (per-dimension min, max),
    so ``sum gm * gap(t, box)^2 / sum gm`` bounds the masked distance of all its windows
@@ -29,10 +29,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nps.certify import ExactWeights, direct_distance, window_pixels
 from nps.config import GenerationConfig
-from nps.search_index import WindowIndex
-from nps.selection import _picks, thresholds
+from nps.engine.certify import ExactWeights, direct_distance, window_pixels
+from nps.engine.search_index import WindowIndex
+from nps.engine.selection import _picks, thresholds
 
 # Relative error bound of a float64 product/sum of at most a few hundred terms (gamma_n with
 # n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
@@ -46,7 +46,7 @@ class StepQuery:
     Args:
         index: the corpus's :class:`WindowIndex`.
         centres: (y0, y1, x0, x1) half-open centre ranges of the step.
-        exact: the step's :class:`nps.certify.ExactWeights` (the definition, shared with the certifier).
+        exact: the step's :class:`nps.engine.certify.ExactWeights` (the definition, shared with the certifier).
         width: W (positions are cy * W + cx).
     """
 

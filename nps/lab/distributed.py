@@ -1,6 +1,6 @@
 """Distributed generation on Ray: shards of sample ids as tasks, merged exactly.
 
-Generation is a pure function of (config, corpus, sample ids) (see :mod:`nps.sampler`),
+Generation is a pure function of (config, corpus, sample ids) (see :mod:`nps.engine.sampler`),
 so a run of ``n`` samples is cut into shards of consecutive ids, each shard runs as one
 Ray task on one CPU, and :func:`nps.record.merge` joins them.  Shards are cut at
 multiples of ``batch_size``, so every batch holds exactly the samples it holds in a
@@ -118,7 +118,7 @@ def run_shard(config: dict, content_hash: str, ids: np.ndarray, store_key: str |
     _pin_threads()
     import torch
 
-    from nps.sampler import Sampler
+    from nps.engine.sampler import Sampler
     key = (json.dumps(config, sort_keys=True), content_hash)
     sampler = _SAMPLERS.get(key)
     if sampler is None:
@@ -133,7 +133,7 @@ def run_shard(config: dict, content_hash: str, ids: np.ndarray, store_key: str |
         while len(_SAMPLERS) >= 2:
             _SAMPLERS.pop(next(iter(_SAMPLERS)))
         _SAMPLERS[key] = sampler
-    torch.manual_seed(sampler.config.seed)  # as nps.sampler.generate does
+    torch.manual_seed(sampler.config.seed)  # as nps.engine.sampler.generate does
     return sampler.run(ids)
 
 
@@ -172,7 +172,7 @@ def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201
     if ray.is_initialized():
         return ray, False
     env = _worker_env()
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     t0 = time.perf_counter()
     try:
         if address in (None, "", "local"):
@@ -214,7 +214,7 @@ def _store_key(corpus: Corpus) -> str | None:
 def generate_on_ray(config: GenerationConfig, corpus: Corpus, address: str | None = None,
                     num_cpus: int | None = None, shards: int | None = None,
                     progress: Callable[[int], None] | None = None, use_store: bool = True) -> ProvenanceRecord:
-    """Generate ``config.n`` samples as Ray tasks and merge them; bit-identical to :func:`nps.sampler.generate`.
+    """Generate ``config.n`` samples as Ray tasks and merge them; bit-identical to :func:`nps.engine.sampler.generate`.
 
     Args:
         config: the run (checked here).

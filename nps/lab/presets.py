@@ -2,7 +2,7 @@
 
 A :class:`Preset` is a small, fixed generation whose record is built once into
 ``cache/`` (``preset-<key>.npz``) and then opened instantly by the app or the CLI.
-A preset whose config is one of the shipped lesson records (:mod:`nps.lesson_records`;
+A preset whose config is one of the shipped lesson records (:mod:`nps.lab.lesson_records`;
 the MNIST 4x4 grid) opens that record, checked against the corpus, instead of building.
 Its key hashes the preset's config and the record format, so changing a preset
 rebuilds it; a cached record that no longer matches its corpus (provenance check)
@@ -78,8 +78,8 @@ def get_preset(name: str) -> Preset:
 
 
 def _shipped(name: str):  # noqa: ANN202
-    """The shipped lesson record with this preset's config (:mod:`nps.lesson_records`), if one ships."""
-    from nps import lesson_records
+    """The shipped lesson record with this preset's config (:mod:`nps.lab.lesson_records`), if one ships."""
+    from nps.lab import lesson_records
     run = lesson_records.find(get_preset(name).config)
     return run if run is not None and lesson_records.available(run.name) else None
 
@@ -101,7 +101,7 @@ def read_built(name: str) -> ProvenanceRecord | None:
         run = _shipped(name)
         if run is None:
             return None
-        from nps import lesson_records
+        from nps.lab import lesson_records
         try:
             lesson_records.verify_file(run.name)
             return ProvenanceRecord.load(lesson_records.path(run.name))
@@ -122,20 +122,20 @@ def load_preset(name: str, corpus=None, pools=None, progress=None) -> Provenance
     Args:
         corpus: the preset's corpus if already loaded (else loaded here).
         pools: prebuilt semantic pools for the preset's config (optional).
-        progress: the sampler's progress callback for a build (:class:`nps.sampler.Progress`;
+        progress: the sampler's progress callback for a build (:class:`nps.engine.sampler.Progress`;
             not called when the record is already cached).
     Raises:
         NPSError: the corpus is missing (DataMissingError) or the build fails.
     """
     from nps.corpora import load_corpus
+    from nps.engine.sampler import generate
     from nps.record import check_provenance
-    from nps.sampler import generate
     p = get_preset(name)
     cfg = p.config
     corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.subset)
     run = _shipped(name) if not p.path.is_file() else None
     if run is not None:  # the same run ships (MNIST 4x4 = the full-model lesson record): no embedding, no sampling
-        from nps import lesson_records
+        from nps.lab import lesson_records
         try:
             return lesson_records.open_shipped(run.name, corpus)
         except NPSError as exc:
@@ -172,7 +172,7 @@ class Lesson:
             the ablations page, or ``preset``/``pixel`` on the analysis page (``pixel`` is (y, x),
             or ``"stroke"``: a bright sampled pixel near the centre of sample 0).  ``subset``
             (None: all images) pins the sidebar's subset; on MNIST at the default settings the
-            Generate and Ablations lessons open shipped records (:mod:`nps.lesson_records`).
+            Generate and Ablations lessons open shipped records (:mod:`nps.lab.lesson_records`).
     """
 
     key: str

@@ -114,7 +114,7 @@ def _scales(record: ProvenanceRecord, n: int, entropy_window: int) -> dict[str, 
 
 def overlay_layers(record: ProvenanceRecord, n: int, entropy_window: int = 5) -> dict[str, np.ndarray]:
     """Each overlay of sample n as (H,W,3) uint8, keyed by :data:`LAYERS`."""
-    from nps.plots import class_map_rgb, id_map_rgb
+    from nps.lab.plots import class_map_rgb, id_map_rgb
     src = record.source_index[n]
     out = {"image-ID": id_map_rgb(src)[0], "class": class_map_rgb(record.source_label[n])}
     for name, (values, key) in _scales(record, n, entropy_window).items():
@@ -125,7 +125,7 @@ def overlay_layers(record: ProvenanceRecord, n: int, entropy_window: int = 5) ->
 def overlay_key(record: ProvenanceRecord, n: int, name: str, class_names: tuple[str, ...] = (),
                 entropy_window: int = 5) -> OverlayKey:
     """The key of layer ``name`` for sample n (the colours of :func:`overlay_layers`)."""
-    from nps.plots import TAB10, TOP_COLOURS, id_map_rgb
+    from nps.lab.plots import TAB10, TOP_COLOURS, id_map_rgb
     src = record.source_index[n]
     given = bool((src < 0).any())
     black = (("given pixel (not sampled)", (0, 0, 0)),) if given else ()
@@ -157,7 +157,7 @@ def compose_overlay(image: np.ndarray, layers: Mapping[str, np.ndarray], chosen:
     Returns:
         (H,W,3) uint8; with nothing chosen, the sample itself in RGB.
     """
-    from nps.plots import to_rgb
+    from nps.lab.plots import to_rgb
     out = to_rgb(np.asarray(image)[None])[0].astype(np.float64)
     chosen = [c for c in LAYERS if c in set(chosen)]
     for name in chosen:

@@ -4,11 +4,11 @@ Cases (``kind``):
 
 * ``a``: the full model on MNIST (w=7, R=2, k=64);
 * ``b``: SSD + locality over every training image, dense float32 scan (``search="brute"``);
-* ``loc-exact``: the same through the exact pruned search (:mod:`nps.search`);
+* ``loc-exact``: the same through the exact pruned search (:mod:`nps.engine.search`);
 * ``ssd-exact``: SSD only over every training image, exact pruned search;
 * ``ssd-brute``: SSD only, dense scan: hours per image, so it is timed over its first
   ``steps`` fill steps and extrapolated to the whole fill order (marked in the figures);
-* ``c``: :mod:`nps.reference_impl` (plain per-pixel numpy) on the configuration of (a).
+* ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a).
 
 Method: every (case, batch) runs in its own process (its peak RSS is its own), which
 first warms up (one untimed one-sample run: corpus padding, index load, BLAS start-up),
@@ -48,11 +48,11 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
 
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
-    from nps.reference_impl import generate_plain
-    from nps.sampler import Sampler, Stopped
-    from nps.sampler_pool import SemanticPools
+    from nps.engine.reference_impl import generate_plain
+    from nps.engine.sampler import Sampler, Stopped
+    from nps.engine.sampler_pool import SemanticPools
     try:
-        os.environ["NPS_THREADS"] = str(threads)  # the engine reads it (nps.sampler.engine_threads)
+        os.environ["NPS_THREADS"] = str(threads)  # the engine reads it (nps.engine.sampler.engine_threads)
         torch.set_num_threads(threads)
         corpus = load_corpus(corpus_name, subset)
         constraints, search = CASES[kind]

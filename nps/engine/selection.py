@@ -29,7 +29,7 @@ NO_LIMIT = float(torch.finfo(torch.float32).max)
 def thresholds(d_min: torch.Tensor, config: GenerationConfig) -> tuple[torch.Tensor, np.ndarray | None]:
     """Per-sample thresholds from the per-sample minimum distance: the one threshold rule.
 
-    The engine and the funnel (:mod:`nps.funnel`) both call this, so the pool a pixel
+    The engine and the funnel (:mod:`nps.lab.funnel`) both call this, so the pool a pixel
     was drawn from and the pool the funnel recomputes are the same set by construction.
     The rule is each enabled "threshold" constraint's (:meth:`nps.constraints.Constraint.threshold`;
     appearance's, :mod:`nps.constraints.appearance`, scales ``max(d_min, 0)`` by ``1 + eps``, adds

@@ -1,6 +1,6 @@
 """The sampler's view of a stored corpus: rows gathered on demand, never the whole corpus padded.
 
-:func:`nps.sampler_setup.padded_corpus` holds the train split twice in memory (as is, and
+:func:`nps.engine.sampler_setup.padded_corpus` holds the train split twice in memory (as is, and
 edge-padded by the window's half width), which is right for the corpora of tens of
 thousands that the app uses and wrong for a memory-mapped store of millions.  With the
 representation constraint each batch reads only its semantic pools (k images per
@@ -75,6 +75,6 @@ def gathers_on_demand(corpus: Corpus, per_sample_pools: bool) -> bool:
 
 
 def sampler_arrays(corpus: Corpus, half: int) -> tuple[TrainView, PaddedView]:
-    """The (train, padded) pair of :func:`nps.sampler_setup.padded_corpus`, gathered on demand."""
+    """The (train, padded) pair of :func:`nps.engine.sampler_setup.padded_corpus`, gathered on demand."""
     train = TrainView(corpus.train)
     return train, PaddedView(train, half)
