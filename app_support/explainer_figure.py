@@ -365,7 +365,7 @@ def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[
     ]
 
 
-def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw",  # noqa: ANN201
+def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw",
                 geo: Geometry = WIDE):
     """The animated plotly figure over ``frames`` (6 animation frames per fill step), laid out by ``geo``.
 

@@ -23,7 +23,7 @@ STEPS_PER_FIGURE = 6  # fill steps animated per figure (6 phases each); more mak
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord):  # noqa: ANN202
+def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord):
     """One step's frame (cached per step, so Next recomputes only the step that is new)."""
     from nps.lab.explainer import step_frames
     cfg = GenerationConfig.from_dict(_record.config)
@@ -42,7 +42,7 @@ def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: 
 
 @st.cache_data(show_spinner="Drawing the animation…", max_entries=32)
 def _figure(rid: str, n: int, steps: tuple[int, ...], corpus_name: str, subset: int | None,
-            _record: ProvenanceRecord, _frames: list, narrow: bool = False):  # noqa: ANN202
+            _record: ProvenanceRecord, _frames: list, narrow: bool = False):
     """The animated figure of ``_frames`` (the frames of ``steps``; keyed by the steps, not the arrays).
 
     ``narrow``: the stacked 320 px layout for phones (:data:`app_support.explainer_figure.NARROW`).

@@ -51,7 +51,7 @@ class _ServerLog(logging.Handler):
             stream = self.target if self.target is not None else sys.stderr
             stream.write(self.format(record) + "\n")
             stream.flush()
-        except Exception:  # noqa: BLE001 - logging must never break a page
+        except Exception:  # logging must never break a page
             self.handleError(record)
 
 
@@ -111,7 +111,7 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
     from app_support.limits import check_app_config
     from app_support.state import record_from_npz_bytes
     from nps.errors import NPSError
-    from nps.record import check_fits
+    from nps.provenance import check_fits
     rec = record_from_npz_bytes(data, max_mb)
     try:
         check_app_config(rec.config, available_corpora(), offered_encoders())
@@ -130,7 +130,7 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
 
 # --------------------------------------------------------------------------- resources
 @st.cache_resource(show_spinner="Loading the corpus…", max_entries=6)
-def corpus(name: str, subset: int | None):  # noqa: ANN201
+def corpus(name: str, subset: int | None):
     """The corpus (read-only arrays), loaded once per server (only corpora and subsets the app offers)."""
     from nps.corpora import load_corpus
     check_choices(name, subset)
@@ -159,7 +159,7 @@ def available_corpora() -> list[str]:
 
 
 @st.cache_resource(show_spinner="Fitting the encoder…", max_entries=8)
-def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
+def encoder(name: str, corpus_name: str, subset: int | None):
     """A fitted encoder for the corpus (PCA fit or SimCLR weights load, both cached on disk)."""
     from nps.encoders import get_encoder
     check_choices(corpus_name, subset, name)
@@ -174,7 +174,7 @@ def pool_fields(config: GenerationConfig) -> tuple:
 
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
-def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
+def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):
     from app_support.state import check_against, check_bounds
     from nps.engine.sampler_pool import SemanticPools
     check_choices(corpus_name, subset, _config.encoder if _config.per_sample_pools() else None)
@@ -184,7 +184,7 @@ def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: Generat
     return SemanticPools.build(_config, c)
 
 
-def pools(config: GenerationConfig):  # noqa: ANN201
+def pools(config: GenerationConfig):
     """Semantic pools for ``config``, shared by every config with the same pool fields."""
     return _pools(config.corpus, config.subset, pool_fields(config), config)
 
@@ -224,7 +224,7 @@ def store_record(key: str, record: ProvenanceRecord, seconds: float) -> None:
     _record_cache(key, record, seconds)
 
 
-def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:  # noqa: ANN001
+def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:
     """Generate through the results cache; identical concurrent requests share one run.
 
     Returns:
@@ -298,25 +298,25 @@ def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def entropy_metrics(rid: str, _record: ProvenanceRecord) -> dict:
-    from app_support.state import entropy_metrics as em
+    from nps.analysis.entropy import entropy_metrics as em
     return em(_record)
 
 
 @st.cache_data(show_spinner="Finding nearest training images…", max_entries=128)
 def honesty(rid: str, n: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord) -> dict:
-    from app_support.state import honesty as h
+    from nps.analysis.honesty import honesty as h
     return h(_record, n, corpus(corpus_name, subset).train)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overlay_layers(rid: str, n: int, _record: ProvenanceRecord) -> dict[str, np.ndarray]:
-    from app_support.state import overlay_layers as ol
+    from nps.lab.overlays import overlay_layers as ol
     return ol(_record, n)
 
 
 @st.cache_data(show_spinner="Recomputing the candidate pool at that step…", max_entries=256)
 def funnel(rid: str, n: int, y: int, x: int, corpus_name: str, subset: int | None,
-           _record: ProvenanceRecord):  # noqa: ANN201
+           _record: ProvenanceRecord):
     from nps.lab.funnel import constraint_funnel
     cfg = GenerationConfig.from_dict(_record.config)
     return constraint_funnel(_record, corpus(corpus_name, subset), n, y, x, pools=pools(cfg))
@@ -324,7 +324,7 @@ def funnel(rid: str, n: int, y: int, x: int, corpus_name: str, subset: int | Non
 
 @st.cache_data(show_spinner="Checking for memorisation…", max_entries=16)
 def memorisation(rid: str, corpus_name: str, subset: int | None, encoder_name: str,
-                 _record: ProvenanceRecord):  # noqa: ANN201
+                 _record: ProvenanceRecord):
     from nps.analysis.memorisation import memorisation as mem
     c = corpus(corpus_name, subset)
     return mem(_record.images, c, encoder(encoder_name, corpus_name, subset), n_real=min(500, len(c.test)))

@@ -76,7 +76,7 @@ def prepare(config: GenerationConfig, live: Any = None) -> Any:
     return corpus
 
 
-def open_preset(name: str):  # noqa: ANN201
+def open_preset(name: str):
     """The preset's record, built with a progress bar naming each stage (corpus, encoder, embedding, sampling).
 
     One way to open a preset for every page (Welcome's cards, Analysis and the explainer when

@@ -105,7 +105,7 @@ def build_config(sidebar: Mapping[str, object], params: Mapping[str, object]) ->
     return cfg
 
 
-def check_against(config: GenerationConfig, corpus) -> None:  # noqa: ANN001
+def check_against(config: GenerationConfig, corpus) -> None:
     """``config.check`` with the corpus facts (size, shape, labels)."""
     config.check(len(corpus), corpus.image_shape, set(np.unique(corpus.train_labels).tolist()))
 
@@ -183,22 +183,6 @@ def sidebar_to_query(settings: Mapping[str, object]) -> dict[str, str]:
     sub = settings.get("subset")
     return {"corpus": str(settings["corpus"]), "subset": "all" if sub is None else str(sub),
             "encoder": str(settings["encoder"]), "seed": str(int(settings["seed"]))}  # type: ignore[call-overload]
-
-
-# --------------------------------------------------------------------------- what a visitor sees
-# Display helpers (paths, labels, the record list, the default pixel, completion marking) live in
-# app_support.display; these names stay importable from here.
-from app_support.display import (  # noqa: E402, F401
-    FILLED_TINT,
-    constraint_label,
-    given_filled_picture,
-    record_label,
-    records_to_evict,
-    redact_paths,
-    sentence,
-    stroke_pixel,
-    view_key,
-)
 
 
 # --------------------------------------------------------------------------- bytes in and out
@@ -344,11 +328,6 @@ def masked_preview(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- overlays
-# The overlays and their keys live in nps.lab.overlays; these names stay importable from here.
-from nps.lab.overlays import LAYERS, colourise, compose_overlay, island_size_map, overlay_layers  # noqa: E402, F401
-
-
 # --------------------------------------------------------------------------- tracing
 def source_window(record: ProvenanceRecord, n: int, y: int, x: int, window: int) -> dict:
     """Where pixel (y, x) of sample n came from, and its w x w window in the source.
@@ -389,98 +368,7 @@ def pixel_from_points(points: Iterable[Mapping[str, object]], h: int, w: int) ->
     return (y, x) if 0 <= y < h and 0 <= x < w else None
 
 
-def nearest_candidates(image: np.ndarray, train: np.ndarray, k: int = 16, chunk: int = 8192) -> np.ndarray:
-    """Train ids of the ``k`` images nearest to ``image`` in pixel L2, found chunk by chunk.
-
-    Memory stays at one float32 chunk (a whole-corpus float copy of MNIST would be 190 MB
-    per request on a shared demo server).
-
-    Args:
-        image: (H,W[,C]) uint8.  train: (N,H,W[,C]) uint8, N >= 2.
-    Returns:
-        (min(k, N),) int64 ids, nearest first (float32 ranking; re-rank exactly before use).
-    """
-    q = np.asarray(image, np.float32).reshape(-1) / 255.0
-    train = np.asarray(train)
-    best_d = np.empty(0, np.float32)
-    best_i = np.empty(0, np.int64)
-    for s in range(0, len(train), chunk):
-        x = train[s:s + chunk].reshape(-1, q.size).astype(np.float32) / 255.0
-        d = (x * x).sum(1) - 2.0 * (x @ q)  # |x - q|^2 - |q|^2
-        best_d = np.concatenate([best_d, d])
-        best_i = np.concatenate([best_i, np.arange(s, s + len(x), dtype=np.int64)])
-        keep = np.argsort(best_d, kind="stable")[:k]
-        best_d, best_i = best_d[keep], best_i[keep]
-    return best_i
-
-
-def honesty(record: ProvenanceRecord, n: int, train: np.ndarray) -> dict:
-    """Facts that keep a sample honest: is it a copy, and how large is its largest copied region?
-
-    Args:
-        train: (N,H,W[,C]) uint8, the corpus the record points into.
-    Returns:
-        dict with ``nearest`` (train id nearest in pixels), ``nearest_distance`` (L2, [0,1] pixels),
-        ``nn_ratio`` (nearest / second nearest; near 0 means a copy), ``largest_island`` (pixels),
-        ``island_share``, ``n_sources``, ``top1_share``, ``mismatches`` (pixels whose value does not
-        equal their recorded source: 0 for an exact record), ``pixels``.
-    """
-    from nps.analysis.composition import composition
-    from nps.analysis.memorisation import nn_ratio
-    from nps.record import check_provenance
-    if not 0 <= n < len(record):
-        raise NPSError(f"sample {n} is out of range; the record has {len(record)} samples.")
-    img = record.images[n:n + 1].reshape(1, -1).astype(np.float32) / 255.0
-    cand = nearest_candidates(record.images[n], train)
-    # nn_ratio re-ranks the shortlist exactly (float64); the shortlist holds the true two nearest.
-    ratio, d1, pos = nn_ratio(img, np.asarray(train)[cand].reshape(len(cand), -1).astype(np.float32) / 255.0)
-    nearest = cand[pos]
-    comp = composition(record.source_index[n:n + 1], record.source_label[n:n + 1])
-    one = record.select([n])
-    return {"nearest": int(nearest[0]), "nearest_distance": float(d1[0]), "nn_ratio": float(ratio[0]),
-            "largest_island": int(comp["largest_island"][0]), "island_share": float(comp["island_share"][0]),
-            "n_sources": int(comp["n_sources"][0]), "top1_share": float(comp["top1_share"][0]),
-            "mismatches": check_provenance(one, train), "pixels": int((one.source_index >= 0).sum())}
-
-
 # --------------------------------------------------------------------------- metrics of a run
-def entropy_metrics(record: ProvenanceRecord) -> dict[str, float]:
-    """Class and image-ID window entropies (bits, mean and std over samples)."""
-    from nps.analysis.entropy import DEFAULT_WINDOW, record_entropies
-    win = min(DEFAULT_WINDOW, *record.canvas_shape)
-    ent = record_entropies(record, win)
-    return {"class_entropy": ent["class"].mean, "class_entropy_std": ent["class"].std,
-            "id_entropy": ent["image_id"].mean, "id_entropy_std": ent["image_id"].std, "entropy_window": win}
-
-
 def is_splits(n: int) -> int:
     """IS splits for a small app batch: 10 as in the paper when there are >= 160 samples, else fewer."""
     return int(max(1, min(10, n // 16)))
-
-
-#: Fields cli_command always writes, so the command reads as what it makes.
-ALWAYS_IN_COMMAND = ("corpus", "n", "seed")
-
-
-def cli_command(config: GenerationConfig, out: str = "samples.npz") -> str:
-    """The ``python -m nps generate`` command that reproduces ``config``.
-
-    Every field of :data:`nps.config.FIELDS` (plug-in constraints' included) whose value is
-    not its default gets its flag, so parsing the command gives ``config`` back (tested).
-    """
-    import shlex
-
-    from nps.config import FIELDS
-    parts = ["python -m nps generate"]
-    for name, f in FIELDS.items():
-        value = getattr(config, name)
-        if name not in ALWAYS_IN_COMMAND and (value == f.default or (value is None and f.default is None)):
-            continue
-        if f.kind == "bool":
-            parts.append(f.cli_flag if value else f"--no-{f.cli_flag[2:]}")
-        elif f.kind == "tuple":
-            parts.append(f"{f.cli_flag} {','.join(value)}")
-        elif value is not None:
-            parts.append(f"{f.cli_flag} {shlex.quote(repr(value) if isinstance(value, float) else str(value))}")
-    parts.append(f"--out {shlex.quote(out)}")
-    return " ".join(parts)

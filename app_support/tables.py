@@ -47,7 +47,7 @@ def ablation_row(column: int, label: str, config: Mapping[str, object], n: int, 
 
     Args:
         config: the record's config (``constraints``, ``encoder``, ``k``, ``subset``, ``corpus``).
-        entropy: :func:`app_support.state.entropy_metrics` output, or None.
+        entropy: :func:`nps.analysis.entropy.entropy_metrics` output, or None.
         scores: ``classifier_report`` output (``samples`` and ``real``), or None when not scored.
     """
     from nps.constraints import chooses_images

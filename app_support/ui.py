@@ -9,14 +9,13 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
+from app_support.pages import PAGE, PERSIST_PREFIXES, hand_over  # PERSIST_PREFIXES: the page table's rule
 from nps.errors import DataMissingError, NPSError
 from nps.record import ProvenanceRecord
 
 log = logging.getLogger("nps.app")
 T = TypeVar("T")
 
-#: Page widget keys with these prefixes keep their values when the visitor switches pages.
-PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_", "exp_")
 MAX_RECORDS = 8  # records kept per session (each holds its images and provenance maps)
 
 
@@ -27,7 +26,7 @@ def show_error(exc: BaseException, what: str) -> None:
     Absolute server paths in the message are shortened to their last part: a visitor
     learns which file is missing, not where the server keeps it.
     """
-    from app_support.state import redact_paths
+    from app_support.display import redact_paths
     from nps.engine.sampler import Stopped
     if isinstance(exc, Stopped):
         st.warning(f"Stopped: {exc}")
@@ -50,7 +49,7 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "working", **kwargs: A
     """
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the app shows every failure as one line
+    except Exception as exc:  # the app shows every failure as one line
         show_error(exc, what)
         return None
 
@@ -124,7 +123,7 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
 
 def lesson_banner(state_key: str, then: str) -> None:
     """The running lesson's question (if any) with an End button; ``then`` says what to do next."""
-    from app_support.state import sentence
+    from app_support.display import sentence
     from nps.lab.presets import get_lesson
     key = st.session_state.get(state_key)
     if not key:
@@ -255,7 +254,7 @@ def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) 
     has to go is named in a toast and in the Analysis page's record list, never dropped
     silently.
     """
-    from app_support.state import records_to_evict
+    from app_support.display import records_to_evict
     recs: dict = st.session_state.setdefault("records", {})
     recs.pop(label, None)
     recs[label] = record
@@ -265,7 +264,7 @@ def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) 
         st.toast(f"Removed the oldest record '{old}': a session keeps {MAX_RECORDS}. "
                  "Pin a record on the Analysis page to keep it.", icon=":material/delete_sweep:")
     if make_current:
-        st.session_state["ana_record"] = label
+        hand_over(st.session_state, "analysis", record=label)
 
 
 def records() -> dict[str, ProvenanceRecord]:
@@ -329,19 +328,18 @@ def view_result(page: str, settings: dict) -> dict:
     Keyed by (page, corpus, subset), so a digits grid never shows under "Result" on the
     MNIST page, and switching back finds the digits one again.
     """
-    from app_support.state import view_key
+    from app_support.display import view_key
     store: dict = st.session_state.setdefault("view_results", {})
     return store.setdefault(view_key(page, settings), {})
 
 
 def open_in_analysis(label: str, sample: int = 0, pixel: tuple[int, int] | None = None) -> None:
     """Select a record and sample for the Analysis page and go there."""
-    st.session_state["ana_record"] = label
-    st.session_state["ana_sample"] = int(sample)
+    hand_over(st.session_state, "analysis", record=label, sample=int(sample))
     if pixel is not None:
-        st.session_state["ana_y"], st.session_state["ana_x"] = int(pixel[0]), int(pixel[1])
+        hand_over(st.session_state, "analysis", y=int(pixel[0]), x=int(pixel[1]))
         st.session_state["_ana_pixel_given"] = True
-    st.switch_page("pages/4_analysis.py")
+    st.switch_page(PAGE["analysis"].file)
 
 
 # --------------------------------------------------------------------------- pictures and downloads
@@ -371,7 +369,7 @@ def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
 
 
 def config_caption(config: dict) -> str:
-    from app_support.state import constraint_label
+    from app_support.display import constraint_label
     return (f"{config.get('corpus')} · {constraint_label(config.get('constraints', ()))} · "
             f"{config.get('encoder')} · w={config.get('window')} ε={config.get('eps')} R={config.get('radius')} "
             f"k={config.get('k')} · seed {config.get('seed')}")

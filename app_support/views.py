@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 from app_support import resources
-from app_support.state import fill_step, source_window, stroke_pixel
+from app_support.display import stroke_pixel
+from app_support.state import fill_step, source_window
 from app_support.ui import ss_default
 from nps.lab.overlays import LAYERS
 from nps.lab.plots import to_rgb, upscale
@@ -77,7 +78,7 @@ def _pause(skey: str) -> None:
         st.session_state[skey] = int(playing)
 
 
-def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:  # noqa: ANN001
+def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:
     """One replay frame, always FRAME_PX wide (the picture never jumps in size during Play)."""
     px = frame_px()
     scale = max(1, -(-px // max(record.canvas_shape)))  # at least px, then shown at exactly px
@@ -210,7 +211,7 @@ def overlay_choice() -> tuple[str, float]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record: ProvenanceRecord):  # noqa: ANN202
+def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record: ProvenanceRecord):
     from nps.lab.overlays import overlay_key, overlay_layers
     return overlay_layers(_record, n), overlay_key(_record, n, name, class_names) if name != "none" else None
 
@@ -293,7 +294,7 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
 
 
 # --------------------------------------------------------------------------- tracing one pixel
-def source_figure(train_image: np.ndarray, info: dict, window: int):  # noqa: ANN201
+def source_figure(train_image: np.ndarray, info: dict, window: int):
     import plotly.graph_objects as go
     rgb = to_rgb(np.asarray(train_image)[None])[0]
     y0, x0, y1, x1 = info["box"]
@@ -308,7 +309,7 @@ def source_figure(train_image: np.ndarray, info: dict, window: int):  # noqa: AN
     return fig
 
 
-def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bool:  # noqa: ANN001
+def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bool:
     """Where pixel (y, x) came from: its source image with the window outlined, and its position.
 
     Returns:
@@ -338,7 +339,7 @@ def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bo
     return True
 
 
-def attempt_funnel(record: ProvenanceRecord, n: int, y: int, x: int, rid: str):  # noqa: ANN201
+def attempt_funnel(record: ProvenanceRecord, n: int, y: int, x: int, rid: str):
     from app_support.ui import attempt
     return attempt(resources.funnel, rid, n, y, x, record.config["corpus"], record.config.get("subset"), record,
                    what="recomputing the constraint funnel")
@@ -360,7 +361,7 @@ def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -
         funnel_view(fun, record.config, record.images[n, y, x])
 
 
-def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
+def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:
     """Counts through the constraints, the SSD rule with live values, and the pool's centre values."""
     import plotly.graph_objects as go
 
@@ -392,7 +393,7 @@ def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------------- honesty
-def honesty_panel(record: ProvenanceRecord, n: int, rid: str, corpus) -> None:  # noqa: ANN001
+def honesty_panel(record: ProvenanceRecord, n: int, rid: str, corpus) -> None:
     from app_support.state import display_scale as ds
     from app_support.ui import attempt
     facts = attempt(resources.honesty, rid, n, record.config["corpus"], record.config.get("subset"), record,

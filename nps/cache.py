@@ -122,13 +122,15 @@ def probe_writable(path: str | Path) -> None:
     os.unlink(tmp)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> Path:
     """Write a file atomically: ``write(f)`` into a temp file in the same folder, then rename.
 
-    The temp file is ``.<name>.<pid>.<random>.tmp`` (hidden, and naming its writer so a
-    leftover of a killed writer can be recognised, see :mod:`nps.cache_quota`); it is
-    fsynced, given :func:`file_mode` (``mkstemp`` makes it 0600) and ``os.replace``-d over
-    ``path``, so a reader sees the old file or the complete new one, never a part.
+    The project's one file writer (records, cache entries, shipped weights and manifests,
+    trained models).  The temp file is ``.<name>.<pid>.<random>.tmp`` (hidden, and naming its
+    writer so a leftover of a killed writer can be recognised, see :mod:`nps.cache_quota`); it is
+    fsynced, given ``mode`` (default :func:`file_mode`, what a plain ``open`` would give; ``mkstemp``
+    alone makes it 0600) and ``os.replace``-d over ``path``, so a reader sees the old file or the
+    complete new one, never a part.
 
     Raises:
         WriteError: any ``OSError`` (unwritable folder, disk full ...), as one line;
@@ -143,7 +145,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
+        os.chmod(tmp, file_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -156,9 +158,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
     """Write ``text`` (UTF-8) through :func:`atomic_write`: a full disk is one WriteError line, never half a file."""
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode)
 
 
 def cache_root() -> Path:

@@ -6,7 +6,7 @@ type, default, bounds (CLI and app), help, CLI flag and the constraint that owns
 engine's own fields are declared here (:data:`ENGINE_FIELDS`); each constraint declares its
 own (:mod:`nps.constraints`).  :data:`DEFAULTS`, :data:`LIMITS`, the type schema, the CLI's
 flags (:mod:`nps.cli.generate`), the app's bounds (``app_support.state.BOUNDS``),
-``app_support.state.cli_command``, ``sweep`` and record validation are all read from it.
+``nps.cli.command.cli_command``, ``sweep`` and record validation are all read from it.
 
 Fields of a constraint that is not built in (a plug-in registered with
 :func:`nps.constraints.register`) are held in :attr:`GenerationConfig.options` and read as

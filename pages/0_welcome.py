@@ -8,7 +8,8 @@ import streamlit as st
 
 from app_support import lesson_view, stages
 from app_support.boot import entry_guard
-from app_support.state import stroke_pixel
+from app_support.display import stroke_pixel
+from app_support.pages import PAGE, SIDEBAR_PREFIX, hand_over, widget_key
 from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis, show_grid
 from nps.constraints import default_names
@@ -57,7 +58,7 @@ for col, preset in zip(cols, PRESETS.values()):
 def pin_subset(lesson: Lesson) -> None:
     """Button callback: set the sidebar subset a lesson pins (a widget value, so before the script reruns)."""
     if "subset" in lesson.controls:
-        st.session_state["sb_subset"] = lesson.controls["subset"] or 0
+        st.session_state[SIDEBAR_PREFIX + "subset"] = lesson.controls["subset"] or 0
 
 
 def start_lesson(lesson: Lesson) -> None:
@@ -71,27 +72,20 @@ def start_lesson(lesson: Lesson) -> None:
     ss = st.session_state
     if lesson.page == "generate":
         set_constraints("gen", ctl.pop("constraints", default_names()))
-        for k, v in ctl.items():
-            ss[f"gen_{k}"] = v
-        ss["gen_lesson"] = lesson.key
-        ss["gen_autorun"] = True
-        st.switch_page("pages/2_generate.py")
+        hand_over(ss, "generate", **ctl, lesson=lesson.key, autorun=True)
+        st.switch_page(PAGE["generate"].file)
     elif lesson.page == "ablations":
         columns = ctl.pop("columns", [])
-        ss["abl_ncols"] = len(columns)
         for i, cons in enumerate(columns):
-            set_constraints(f"abl_{i}", cons)
-        for k, v in ctl.items():
-            ss[f"abl_{k}"] = v
-        ss["abl_lesson"] = lesson.key
-        ss["abl_autorun"] = True
-        st.switch_page("pages/3_ablations.py")
+            set_constraints(widget_key("ablations", str(i)), cons)
+        hand_over(ss, "ablations", ncols=len(columns), **ctl, lesson=lesson.key, autorun=True)
+        st.switch_page(PAGE["ablations"].file)
     elif lesson.page == "analysis":
         name = ctl.get("preset", "digits")
         rec = stages.open_preset(name)
         if rec is not None:
             add_record(f"preset: {name}", rec)
-            ss["ana_lesson"] = lesson.key
+            hand_over(ss, "analysis", lesson=lesson.key)
             pixel = ctl.get("pixel", "stroke")
             open_in_analysis(f"preset: {name}", 0, stroke_pixel(rec, 0) if pixel == "stroke" else tuple(pixel))
 

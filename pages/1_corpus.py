@@ -9,8 +9,9 @@ import streamlit as st
 
 from app_support import corpus_choices, resources
 from app_support.boot import entry_guard
+from app_support.display import redact_paths
 from app_support.sidebar import encoder_names, read_only
-from app_support.state import display_scale, grid_picture, redact_paths
+from app_support.state import display_scale, grid_picture
 from app_support.ui import attempt, show_grid, sidebar_corpus, ss_default
 from nps.config import resolve_encoder
 from nps.corpora import CorpusStatus, parse_corpus_name

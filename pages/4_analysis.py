@@ -24,6 +24,7 @@ from app_support.ui import (
     ss_default,
     take_link,
 )
+from nps.analysis.entropy import CLASS_ENTROPY, IMAGE_ID_ENTROPY, STD
 from nps.lab.presets import PRESETS
 
 RECORD_MB = 50
@@ -51,8 +52,9 @@ if present.show_secondary():
 
 def open_link(link: dict) -> None:
     """Rebuild the record a permalink names (a preset, or a generation from its config) and select its view."""
+    from app_support.display import record_label
     from app_support.links import config_from_query
-    from app_support.state import BOUNDS, check_against, record_label
+    from app_support.state import BOUNDS, check_against
     rec_kind = str(link.get("rec", ""))
     label = rec = None
     if rec_kind.startswith("preset:"):
@@ -191,10 +193,10 @@ with tab_batch:
     ent = attempt(resources.entropy_metrics, rid, record, what="computing entropies")
     if ent is not None:
         m = st.columns(3)
-        m[0].metric(f"class entropy (w={ent['entropy_window']})", f"{ent['class_entropy']:.3f} bits",
-                    f"± {ent['class_entropy_std']:.3f}", delta_color="off", delta_arrow="off",
+        m[0].metric(f"class entropy (w={ent['entropy_window']})", f"{ent[CLASS_ENTROPY]:.3f} bits",
+                    f"± {ent[CLASS_ENTROPY + STD]:.3f}", delta_color="off", delta_arrow="off",
                     help="low: each region comes from one class (coherent parts)")
-        m[1].metric("image-ID entropy", f"{ent['id_entropy']:.3f} bits", f"± {ent['id_entropy_std']:.3f}",
+        m[1].metric("image-ID entropy", f"{ent[IMAGE_ID_ENTROPY]:.3f} bits", f"± {ent[IMAGE_ID_ENTROPY + STD]:.3f}",
                     delta_color="off", delta_arrow="off",
                     help="high: regions are composed from many images (no copying)")
         ps = attempt(resources.pool_summary, rid, record, what="summarising pool sizes")

@@ -7,6 +7,10 @@ import streamlit as st
 
 from app_support import stages, views
 from app_support.boot import entry_guard
+from app_support.display import (
+    given_filled_picture,
+    record_label,
+)
 from app_support.links import params_from_query, params_to_query
 from app_support.state import (
     BOUNDS,
@@ -16,12 +20,10 @@ from app_support.state import (
     build_config,
     check_against,
     display_scale,
-    given_filled_picture,
     image_from_upload,
     masked_preview,
     png_bytes,
     record_id,
-    record_label,
     suggested_params,
     unknown_mask,
 )
@@ -103,7 +105,7 @@ if image is None:
     st.stop()
 
 
-def paint_mask(image: np.ndarray, where) -> np.ndarray | None:  # noqa: ANN001
+def paint_mask(image: np.ndarray, where) -> np.ndarray | None:
     """The region the visitor paints over ``image`` (a second canvas mode), as an (h,w) bool mask."""
     from app_support.display import painted_mask
     try:
@@ -198,7 +200,7 @@ config = None
 try:
     config = build_config(settings, {**params, **extra, "constraints": cons, "n": 1, "batch_size": 1})
     check_against(config, corpus)
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     show_error(exc, "checking the parameters")
     config = None
 if config is not None:
@@ -216,7 +218,7 @@ if st.button("Fill the unknown region", type="primary", key="btn_complete", disa
         live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
         try:
             rec = complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             live.done()
             show_error(exc, "filling the image")
         else:

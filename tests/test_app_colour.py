@@ -85,7 +85,7 @@ def colour_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # yields (AppT
 
 def test_colour_folder_in_the_app(colour_app, monkeypatch: pytest.MonkeyPatch) -> None:
     import nps.engine.sampler
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
     at, root = colour_app
     calls = []
     real = nps.engine.sampler.generate

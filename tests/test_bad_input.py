@@ -119,8 +119,8 @@ class _Slow(BaseException):
     """Raised by the alarm: a BaseException, so no handler in the CLI can swallow it."""
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001
-    def alarm(*_):  # noqa: ANN002, ANN202
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    def alarm(*_):
         raise _Slow(f"{argv} still running after {LIMIT_S}s: a pre-check is missing")
 
     old = signal.signal(signal.SIGALRM, alarm)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nps.cli import main
-from nps.record import ProvenanceRecord, check_provenance
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord
 
 TINY = ["--corpus", "digits", "--window", "3", "--seed-size", "2", "--k", "8", "--n", "4"]
 

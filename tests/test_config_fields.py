@@ -56,8 +56,8 @@ def test_every_field_has_a_changed_value_here():
 
 def test_cli_command_round_trips_every_field():
     """cli_command writes every field off its default (it used to drop tol, max_ssd, include_reference, device)."""
-    from app_support.state import cli_command
     from nps.cli import build_parser
+    from nps.cli.command import cli_command
     from nps.cli.generate import config_from_args
     cfg = GenerationConfig.make(**CHANGED)
     cmd = cli_command(cfg, out="o.npz")

@@ -107,7 +107,8 @@ def test_throwaway_constraint_is_in_the_cli_help_and_flags(row):
     cfg = config_from_args(args)
     assert cfg.constraints == ("ssd", "row") and cfg.row_slack == 2 and cfg.options == (("row_slack", 2),)
     assert FIELDS["row_slack"].owner == "row"
-    from app_support.state import BOUNDS, cli_command
+    from app_support.state import BOUNDS
+    from nps.cli.command import cli_command
     assert BOUNDS["row_slack"] == (0, 8)
     assert "--constraints ssd,row" in cli_command(cfg) and "--row-slack 2" in cli_command(cfg)
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit):
@@ -117,7 +118,7 @@ def test_throwaway_constraint_is_in_the_cli_help_and_flags(row):
 def test_throwaway_constraint_runs_in_engine_and_plain_reference_alike(row, digits):
     from nps.engine.reference_impl import generate_plain
     from nps.engine.sampler import generate
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
     cfg = GenerationConfig.make(**SMALL, n=3, seed=5, constraints="ssd,loc,row", row_slack=0)
     assert [c.name for c in active(cfg, "centres")] == ["loc", "row"]
     rec = generate(cfg, digits)

@@ -413,7 +413,8 @@ def test_a_registered_corpus_appears_everywhere(tmp_path: Path, monkeypatch: pyt
                                                 capsys: pytest.CaptureFixture) -> None:
     """One register_corpus call: `nps corpora` lists it, --help names it, load_corpus and generate read it."""
     from nps.corpora import CorpusEntry, frozen_corpus
-    from nps.record import ProvenanceRecord, check_provenance
+    from nps.provenance import check_provenance
+    from nps.record import ProvenanceRecord
 
     def load(name: str, _parameter: str | None, _options: dict, _root: str | None):  # (N,8,8) checkerboards
         rng = np.random.default_rng(0)

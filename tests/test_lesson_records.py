@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 
 
-def _mnist(subset=None):  # noqa: ANN001, ANN202
+def _mnist(subset=None):
     from nps.corpora import load_corpus
     from nps.errors import DataMissingError
     try:
@@ -302,7 +302,7 @@ def test_mnist_preset_opens_the_shipped_record_from_an_empty_cache(cache_dir, mo
     import nps.engine.sampler
     from nps.lab import presets
 
-    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(*a, **k):
         raise AssertionError("the preset must be opened, not generated")
 
     monkeypatch.setattr(nps.engine.sampler, "generate", forbidden)

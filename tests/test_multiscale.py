@@ -13,7 +13,8 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_provenance, check_provenance_coarse, half_train, merge
+from nps.provenance import check_provenance, check_provenance_coarse, half_train
+from nps.record import ProvenanceRecord, merge
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, encoder="pca")
 

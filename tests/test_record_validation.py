@@ -19,12 +19,14 @@ import pytest
 from nps.cli import main
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import (
-    RECORD_VERSION,
-    ProvenanceRecord,
+from nps.provenance import (
     check_provenance,
     check_provenance_full,
     full_source_index,
+)
+from nps.record import (
+    RECORD_VERSION,
+    ProvenanceRecord,
     merge,
 )
 
@@ -197,7 +199,7 @@ class _Payload:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         import os
         return os.makedirs, (self.marker,)
 

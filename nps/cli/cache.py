@@ -135,7 +135,7 @@ def run_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _matching(root, key: str | None) -> list:  # noqa: ANN001
+def _matching(root, key: str | None) -> list:
     from nps.cache import list_entries
     return [e for e in list_entries(root) if key is None or e.key.startswith(key) or e.path.name.startswith(key)]
 

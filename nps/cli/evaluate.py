@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_record_corpus(record, data_root: str | None = None, corpus: str | None = None):  # noqa: ANN001, ANN201
+def load_record_corpus(record, data_root: str | None = None, corpus: str | None = None):
     """The corpus a record was generated from, from the user's roots only (:func:`record_corpus`)."""
     return record_corpus(record, corpus, data_root)
 
 
-def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, prefix: str = "") -> dict[str, str]:  # noqa: ANN001
+def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, prefix: str = "") -> dict[str, str]:
     """All PNGs of one analysed record; returns {picture name: file name}."""
     import numpy as np
 

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.engine.sampler import generate
     from nps.errors import NPSError
     from nps.lab.cost import estimate_line
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
 
     cfg = config_from_args(args)
     cfg.check()  # parameter errors before any loading
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 
-    def progress(info) -> None:  # noqa: ANN001
+    def progress(info) -> None:
         done = info.batch * cfg.batch_size + round(info.step / info.total * info.canvas.shape[0])
         bar.update(done - state["done"])
         state["done"] = done

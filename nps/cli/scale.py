@@ -62,7 +62,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _source_share(record) -> float:  # noqa: ANN001
+def _source_share(record) -> float:
     """Mean over samples of the largest share of pixels copied from one source image (0..1)."""
     import numpy as np
     shares = []
@@ -72,7 +72,7 @@ def _source_share(record) -> float:  # noqa: ANN001
     return float(np.mean(shares))
 
 
-def _quality(record, mnist) -> dict:  # noqa: ANN001
+def _quality(record, mnist) -> dict:
     from nps.errors import NPSError
     from nps.metrics.scores import classifier_report
     out = {"largest_source_share": _source_share(record)}
@@ -85,7 +85,7 @@ def _quality(record, mnist) -> dict:  # noqa: ANN001
     return out
 
 
-def _config(size: int, opts: dict):  # noqa: ANN202 - GenerationConfig
+def _config(size: int, opts: dict):  # GenerationConfig
     from nps.config import GenerationConfig
     return GenerationConfig(corpus=f"mnist-deformed:{size}", n=opts["n"], seed=opts["seed"],
                             k=min(opts["k"], size - 1), batch_size=opts["batch_size"], encoder=opts["encoder"],
@@ -154,7 +154,7 @@ def measure_generate(size: int, opts: dict) -> dict:
     return row
 
 
-def _child(phase: str, size: int, opts: dict, queue) -> None:  # noqa: ANN001
+def _child(phase: str, size: int, opts: dict, queue) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from nps.errors import NPSError
     try:
@@ -165,7 +165,7 @@ def _child(phase: str, size: int, opts: dict, queue) -> None:  # noqa: ANN001
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def _in_process(ctx, phase: str, size: int, opts: dict) -> tuple[str, dict | str]:  # noqa: ANN001
+def _in_process(ctx, phase: str, size: int, opts: dict) -> tuple[str, dict | str]:
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(phase, size, opts, queue))
     proc.start()
@@ -215,7 +215,7 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     return files
 
 
-def _fmt(v, spec: str = ".3g") -> str:  # noqa: ANN001
+def _fmt(v, spec: str = ".3g") -> str:
     return "-" if v is None else format(v, spec)
 
 

@@ -44,7 +44,7 @@ def sweepable() -> tuple[str, ...]:
     return tuple(name for name, f in FIELDS.items() if f.sweep)
 
 
-def _caster(name: str):  # noqa: ANN202
+def _caster(name: str):
     """A str -> value parser for GenerationConfig field ``name`` ('none' -> None where allowed)."""
     from nps.config import FIELDS
     from nps.errors import NPSError
@@ -52,7 +52,7 @@ def _caster(name: str):  # noqa: ANN202
         raise NPSError(f"--param '{name}' is not a sweepable parameter; use one of {', '.join(sorted(sweepable()))}.")
     kind, optional = FIELDS[name].kind, FIELDS[name].optional
 
-    def cast(text: str):  # noqa: ANN202
+    def cast(text: str):
         if optional and text.lower() == "none":
             return None
         try:
@@ -91,7 +91,7 @@ def parse_params(specs: list[str]) -> dict[str, list]:
     return grid
 
 
-def _fmt(v) -> str:  # noqa: ANN001
+def _fmt(v) -> str:
     if isinstance(v, tuple):
         return "+".join(v)
     if isinstance(v, float):
@@ -172,13 +172,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_tables(rows: list[dict], header: list[str], out) -> None:  # noqa: ANN001
+def _write_tables(rows: list[dict], header: list[str], out) -> None:
     import csv
     import io
 
     from nps.cache import write_text
 
-    def cell(v) -> str:  # noqa: ANN001
+    def cell(v) -> str:
         return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
     buf = io.StringIO(newline="")

@@ -1,7 +1,7 @@
 """Multi-scale (``ms``): coarse to fine, for long-range structure (the paper's open question).
 
 Each batch first grows a half-resolution canvas with the unchanged sampler: the corpus
-``half_train(train)`` (2x2 block means, :func:`nps.record.half_train`), the same reference,
+``half_train(train)`` (2x2 block means, :func:`nps.provenance.half_train`), the same reference,
 semantic pool and constraints, the window ``ms_window``, seed side s//2, radius max(1, R//2),
 and its own RNG stream ``(seed, i, 2)`` per sample.  At full resolution, pixel p = (y, x) may
 then copy only from the pool images i whose coarse window around p/2 matches the coarse canvas
@@ -44,9 +44,9 @@ _HALF: dict[str, Any] = {}  # corpus content hash -> its half-resolution Corpus 
 
 
 def half_corpus(corpus: Any) -> Any:
-    """The half-resolution corpus (same rows, labels and names; :func:`nps.record.half_train`), built once."""
+    """The half-resolution corpus (same rows, labels and names; :func:`nps.provenance.half_train`), built once."""
     from nps.corpora import Corpus
-    from nps.record import half_train
+    from nps.provenance import half_train
     key = corpus.content_hash
     if key not in _HALF:
         _HALF.clear()

@@ -133,7 +133,7 @@ def deformed_rows(train: np.ndarray, labels: np.ndarray, start: int, stop: int) 
     return out, np.asarray(labels, np.int64)[src], src
 
 
-def load_deformed(name: str, data_root: str | None = None, progress: bool = True):  # noqa: ANN201 - Corpus
+def load_deformed(name: str, data_root: str | None = None, progress: bool = True):  # Corpus
     """The ``mnist-deformed:N`` corpus from the store (built once, in chunks, with a progress bar).
 
     Opening a built store reads no MNIST at all (the test split is stored too), so a Ray

@@ -40,7 +40,7 @@ def _listdir(folder: Path) -> list[Path]:
                        "check that it exists and is readable.") from None
 
 
-def to_8bit(im, where: Path):  # noqa: ANN001, ANN201 - PIL.Image.Image, imported lazily
+def to_8bit(im, where: Path):  # PIL.Image.Image, imported lazily
     """A decoded image as an 8-bit Pillow image, scaling 16-bit and float data instead of clipping.
 
     Pillow's own ``convert("L")`` clips 16-bit values at 255 (a 16-bit PNG becomes
@@ -88,7 +88,7 @@ def _read_one(f: Path, size: int, mode: str) -> np.ndarray:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise NPSError(f"image '{shown(f)}' is a decompression bomb (too many pixels for its size); "
                            "remove it from the folder.") from None
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, ValueError...)
+        except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise NPSError(f"cannot read image '{shown(f)}' ({first}); remove or replace it.") from None
 

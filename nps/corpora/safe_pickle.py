@@ -66,14 +66,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` knows only the globals in :data:`_ALLOWED`."""
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: ANN401 - whatever the table holds
+    def find_class(self, module: str, name: str) -> Any:  # whatever the table holds
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refused to load global {module}.{name}") from None
 
 
-def load_restricted(f: IO[bytes], encoding: str = "bytes") -> Any:  # noqa: ANN401 - the pickled structure
+def load_restricted(f: IO[bytes], encoding: str = "bytes") -> Any:  # the pickled structure
     """Unpickle ``f`` admitting only plain data and numpy arrays.
 
     Args:
@@ -85,6 +85,6 @@ def load_restricted(f: IO[bytes], encoding: str = "bytes") -> Any:  # noqa: ANN4
     return RestrictedUnpickler(f, encoding=encoding).load()
 
 
-def loads_restricted(data: bytes, encoding: str = "bytes") -> Any:  # noqa: ANN401
+def loads_restricted(data: bytes, encoding: str = "bytes") -> Any:
     """:func:`load_restricted` on bytes."""
     return load_restricted(io.BytesIO(data), encoding)

@@ -59,7 +59,7 @@ class SemanticPools:
     _ref_cache: dict = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: GenerationConfig, corpus) -> SemanticPools:  # noqa: ANN001
+    def build(cls, config: GenerationConfig, corpus) -> SemanticPools:
         """The pools of the enabled "images" constraint (:meth:`nps.constraints.Constraint.pools`), or none."""
         from nps.constraints import image_constraint
         chooser = image_constraint(config)

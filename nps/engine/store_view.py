@@ -24,7 +24,7 @@ class TrainView:
         self.train = train
         self.shape = (*train.shape[:3], 1 if train.ndim == 3 else int(train.shape[3]))
 
-    def __getitem__(self, key) -> torch.Tensor:  # noqa: ANN001 - a tensor, or (ids, ys, xs) tensors
+    def __getitem__(self, key) -> torch.Tensor:  # a tensor, or (ids, ys, xs) tensors
         parts = key if isinstance(key, tuple) else (key,)
         idx = tuple(np.asarray(k) if isinstance(k, torch.Tensor) else k for k in parts)
         if len(idx) == 1:  # whole images: sort the reads (a memmap likes ascending rows), then restore order
@@ -53,7 +53,7 @@ class PaddedView:
             raise ValueError("a stored corpus is gathered on the CPU")
         return self
 
-    def __getitem__(self, key) -> torch.Tensor:  # noqa: ANN001 - ids tensor, or (rows, :, ys, xs)
+    def __getitem__(self, key) -> torch.Tensor:  # ids tensor, or (rows, :, ys, xs)
         rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         if isinstance(rows, slice):
             rows = torch.arange(self.shape[0])[rows]

@@ -91,7 +91,7 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
                          "extrapolated_from_steps": done if done < total_steps else None})
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.put({"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()})
-    except Exception as exc:  # noqa: BLE001 - report, the parent decides
+    except Exception as exc:  # report, the parent decides
         results.put({"case": kind, "batch": batch, "error": f"{type(exc).__name__}: {exc}"})
 
 

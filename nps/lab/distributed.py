@@ -160,7 +160,7 @@ def _check_reachable(address: str) -> None:
                        "`ray start --head` there, or drop the address for a local Ray.") from None
 
 
-def start_ray(address: str | None, num_cpus: int | None = None):  # noqa: ANN201 - returns the ray module
+def start_ray(address: str | None, num_cpus: int | None = None):  # returns the ray module
     """Connect to ``address`` or start a local Ray with ``num_cpus`` CPUs; returns (ray, started_here)."""
     try:
         import ray

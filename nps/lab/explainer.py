@@ -165,7 +165,7 @@ def step_frames(record: ProvenanceRecord, corpus: Corpus, n: int, start: int, co
     return frames
 
 
-def _windows(padded, sid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _windows(padded, sid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """(M,w,w,C) uint8 windows of a (N,C,Hp,Wp) uint8 tensor at (M,w) row and column indices."""
     import torch
     t = padded[torch.from_numpy(sid)[:, None, None], :, torch.from_numpy(rows)[:, :, None],

@@ -22,7 +22,8 @@ from nps.engine.sampler_pool import SemanticPools
 from nps.engine.sampler_setup import StepGeometry
 from nps.engine.selection import thresholds
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_fits
+from nps.provenance import check_fits
+from nps.record import ProvenanceRecord
 
 EXHAUSTIVE_LIMIT = 10_000  # appearance-alone over every window of larger corpora is too slow to be interactive
 

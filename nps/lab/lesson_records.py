@@ -17,7 +17,7 @@ A shipped record is used only if, when it is opened (:func:`open_shipped`):
 3. its config is the run's (:data:`RUNS`), made by this engine version
    (:data:`nps.record.ENGINE_VERSION`), on a corpus of the loaded corpus's size;
 4. every pixel is the pixel its provenance names in the loaded corpus
-   (:func:`nps.record.check_provenance`; a subset's ``train_ids`` must be its rows).
+   (:func:`nps.provenance.check_provenance`; a subset's ``train_ids`` must be its rows).
 
 Otherwise it is refused with one line (:class:`NPSError`) and the app runs the lesson live.
 Generation is a pure function of (config, corpus, sample ids) and does not depend on the
@@ -151,7 +151,7 @@ def verify_file(name: str) -> None:
                        f"damaged); {fix}.")
 
 
-def open_shipped(name: str, corpus) -> ProvenanceRecord:  # noqa: ANN001
+def open_shipped(name: str, corpus) -> ProvenanceRecord:
     """The shipped record of run ``name``, checked against ``corpus`` (see the module docstring).
 
     Args:
@@ -159,7 +159,8 @@ def open_shipped(name: str, corpus) -> ProvenanceRecord:  # noqa: ANN001
     Raises:
         NPSError: one line saying why the record is refused; the caller runs live instead.
     """
-    from nps.record import ENGINE_VERSION, check_fits, check_provenance
+    from nps.provenance import check_fits, check_provenance
+    from nps.record import ENGINE_VERSION
     run = RUNS.get(name)
     if run is None:
         raise NPSError(f"unknown lesson record '{name}'; choose one of {', '.join(RUNS)}.")

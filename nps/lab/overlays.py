@@ -79,15 +79,8 @@ def colourise(values: np.ndarray, vmin: float | None = None, vmax: float | None 
 
 def island_size_map(source_index: np.ndarray) -> np.ndarray:
     """(H,W) int64: size of the 4-connected single-source region each pixel belongs to (0: given)."""
-    from scipy import ndimage
-    src = np.asarray(source_index)
-    out = np.zeros(src.shape, np.int64)
-    for sid in np.unique(src[src >= 0]):
-        lab, _ = ndimage.label(src == sid)  # default structure: 4-connectivity
-        sizes = np.bincount(lab.ravel())
-        sel = lab > 0
-        out[sel] = sizes[lab[sel]]
-    return out
+    from nps.analysis.composition import island_sizes
+    return island_sizes(np.asarray(source_index)[None])[0]
 
 
 def _scales(record: ProvenanceRecord, n: int, entropy_window: int) -> dict[str, tuple[np.ndarray, OverlayKey]]:

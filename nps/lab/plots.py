@@ -77,7 +77,7 @@ def class_map_rgb(source_label: np.ndarray) -> np.ndarray:
     return out
 
 
-def thumbnails(record, n: int, train: np.ndarray, k: int = 5) -> list[tuple[int, int, np.ndarray]]:  # noqa: ANN001
+def thumbnails(record, n: int, train: np.ndarray, k: int = 5) -> list[tuple[int, int, np.ndarray]]:
     """Top-k sources of sample n: (train id, pixels copied, (H,W,3) uint8 picture).
 
     The picture is the training image dimmed to grey, with the pixels that were copied
@@ -129,7 +129,7 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- sample grid
-def sample_grid_figure(images: np.ndarray, ncol: int | None = None, title: str | None = None):  # noqa: ANN201
+def sample_grid_figure(images: np.ndarray, ncol: int | None = None, title: str | None = None):
     import plotly.graph_objects as go
     fig = go.Figure(go.Image(z=grid_array(images, ncol)))
     fig.update_layout(title=title, margin=dict(l=0, r=0, t=30 if title else 0, b=0))
@@ -148,7 +148,7 @@ def save_ablation_grids(grids: dict[str, np.ndarray], path: str | Path, ncol: in
 
 
 # --------------------------------------------------------------------------- provenance of one sample
-def trace_panels(record, n: int, train: np.ndarray, k: int = 5) -> tuple[list, list]:  # noqa: ANN001
+def trace_panels(record, n: int, train: np.ndarray, k: int = 5) -> tuple[list, list]:
     """(top row, bottom row) of (caption, (H,W,3) uint8) panels for sample n."""
     idmap = id_map_rgb(record.source_index[n], k)[0]
     total = max(int((record.source_index[n] >= 0).sum()), 1)
@@ -159,7 +159,7 @@ def trace_panels(record, n: int, train: np.ndarray, k: int = 5) -> tuple[list, l
     return top, bottom
 
 
-def trace_figure(record, n: int, train: np.ndarray, k: int = 5,  # noqa: ANN001, ANN201
+def trace_figure(record, n: int, train: np.ndarray, k: int = 5,
                  class_names: tuple[str, ...] = ()):
     """Sample, its image-ID and class maps (with the class key), and its top-k sources, copied pixels tinted."""
     import plotly.graph_objects as go
@@ -184,13 +184,13 @@ def trace_figure(record, n: int, train: np.ndarray, k: int = 5,  # noqa: ANN001,
     return fig
 
 
-def save_trace(record, n: int, train: np.ndarray, path: str | Path, k: int = 5, scale: int = 5) -> Path:  # noqa: ANN001
+def save_trace(record, n: int, train: np.ndarray, path: str | Path, k: int = 5, scale: int = 5) -> Path:
     top, bottom = trace_panels(record, n, train, k)
     rows = [_captioned(top, scale)] + ([_captioned(bottom, scale)] if bottom else [])
     return _save_rgb(_stack(rows), path)
 
 
-def class_map_figure(source_label: np.ndarray, class_names: tuple[str, ...] = ()):  # noqa: ANN201
+def class_map_figure(source_label: np.ndarray, class_names: tuple[str, ...] = ()):
     """One class map with a legend of the labels present."""
     import plotly.graph_objects as go
     fig = go.Figure(go.Image(z=class_map_rgb(source_label)))
@@ -215,14 +215,14 @@ def save_id_maps(source_index: np.ndarray, path: str | Path, ncol: int | None = 
 
 
 # --------------------------------------------------------------------------- charts (matplotlib for PNG)
-def _mpl():  # noqa: ANN202
+def _mpl():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _save_mpl(fig, path: str | Path) -> Path:  # noqa: ANN001
+def _save_mpl(fig, path: str | Path) -> Path:
     from nps.cache import atomic_write
     try:
         return atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
@@ -259,7 +259,7 @@ def _composition_shares(comp_or_src: np.ndarray) -> np.ndarray:
 COMPOSITION_PARTS = ("top-1 source", "sources 2-5", "other sources")
 
 
-def composition_figure(source_index: np.ndarray):  # noqa: ANN201
+def composition_figure(source_index: np.ndarray):
     """Stacked bars, one per sample: share of pixels from the top-1, next 4 and other sources."""
     import plotly.graph_objects as go
     shares = _composition_shares(source_index)
@@ -283,7 +283,7 @@ def save_composition(source_index: np.ndarray, path: str | Path) -> Path:
     return _save_mpl(fig, path)
 
 
-def compare_figure(table: dict[str, dict[str, float]], metrics: list[str]):  # noqa: ANN201
+def compare_figure(table: dict[str, dict[str, float]], metrics: list[str]):
     """Grouped bars: one group per metric, one bar per configuration (values as given)."""
     import plotly.graph_objects as go
     fig = go.Figure([go.Bar(name=cfg, x=metrics, y=[row.get(m, np.nan) for m in metrics])
@@ -304,7 +304,7 @@ def save_compare(table: dict[str, dict[str, float]], metrics: list[str], path: s
     return _save_mpl(fig, path)
 
 
-def memorisation_figure(report):  # noqa: ANN001, ANN201
+def memorisation_figure(report):
     """Histograms of nearest/second-nearest ratios: samples vs real test images, per space."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -323,7 +323,7 @@ def memorisation_figure(report):  # noqa: ANN001, ANN201
     return fig
 
 
-def save_memorisation(report, path: str | Path) -> Path:  # noqa: ANN001
+def save_memorisation(report, path: str | Path) -> Path:
     plt = _mpl()
     spaces = list(report.ratios)
     fig, axes = plt.subplots(1, len(spaces), figsize=(3.6 * len(spaces), 2.8), squeeze=False)
@@ -340,7 +340,7 @@ def save_memorisation(report, path: str | Path) -> Path:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------------- sweep
-def sweep_figure(rows: list[dict], x: str, metrics: list[str], group: str | None = None):  # noqa: ANN201
+def sweep_figure(rows: list[dict], x: str, metrics: list[str], group: str | None = None):
     """One panel per metric: metric vs parameter ``x``, one line per value of ``group``."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

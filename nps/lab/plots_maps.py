@@ -37,7 +37,7 @@ def log_ticks(vmax: float) -> dict:
     return {"tickvals": vals, "ticktext": [f"{10 ** v:,}" for v in vals]}
 
 
-def _canvas_axes(fig, h: int, w: int, row: int | None = None, col: int | None = None,  # noqa: ANN001
+def _canvas_axes(fig, h: int, w: int, row: int | None = None, col: int | None = None,
                  anchor: str = "x", titles: bool = True) -> None:
     """Clamp a subplot's axes to the h x w canvas (square pixels, y down) and title them."""
     kw = {} if row is None else {"row": row, "col": col}
@@ -48,7 +48,7 @@ def _canvas_axes(fig, h: int, w: int, row: int | None = None, col: int | None = 
 
 
 def canvas_figure(pic: np.ndarray, key: OverlayKey | None = None, pixel: tuple[int, int] | None = None,
-                  height: int = 380, title: str | None = None, hover: np.ndarray | None = None):  # noqa: ANN201
+                  height: int = 380, title: str | None = None, hover: np.ndarray | None = None):
     """One sample (under an overlay) with its key, a clickable point per pixel and the selected pixel outlined.
 
     Args:
@@ -99,7 +99,7 @@ def canvas_figure(pic: np.ndarray, key: OverlayKey | None = None, pixel: tuple[i
 
 
 def heatmaps_figure(maps: Mapping[str, np.ndarray], colorbar: str | Mapping[str, str] = "bits",
-                    log10: bool = False):  # noqa: ANN201
+                    log10: bool = False):
     """Side-by-side heat maps of (H,W) float maps, each with its own colour bar and unit.
 
     Args:
@@ -130,7 +130,7 @@ def heatmaps_figure(maps: Mapping[str, np.ndarray], colorbar: str | Mapping[str,
     return fig
 
 
-def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows surviving each constraint"):  # noqa: ANN201
+def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows surviving each constraint"):
     """Horizontal bars on a log axis: how many candidate windows each constraint lets through."""
     import plotly.graph_objects as go
     fig = go.Figure(go.Bar(x=[max(int(v), 0) for _, v in rows], y=[k for k, _ in rows], orientation="h",
@@ -143,7 +143,7 @@ def funnel_figure(rows: list[tuple[str, int]], title: str = "Candidate windows s
 
 
 def grid_figure(images: np.ndarray, ncol: int | None = None, selected: int | None = None,
-                tile_px: int = 56, hover: list[str] | None = None):  # noqa: ANN201
+                tile_px: int = 56, hover: list[str] | None = None):
     """A grid of samples in which a click on a tile selects it (selection events carry the index).
 
     Args:

@@ -77,7 +77,7 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _shipped(name: str):  # noqa: ANN202
+def _shipped(name: str):
     """The shipped lesson record with this preset's config (:mod:`nps.lab.lesson_records`), if one ships."""
     from nps.lab import lesson_records
     run = lesson_records.find(get_preset(name).config)
@@ -116,7 +116,7 @@ def read_built(name: str) -> ProvenanceRecord | None:
         return None
 
 
-def load_preset(name: str, corpus=None, pools=None, progress=None) -> ProvenanceRecord:  # noqa: ANN001
+def load_preset(name: str, corpus=None, pools=None, progress=None) -> ProvenanceRecord:
     """The preset's record, built on first use and cached.
 
     Args:
@@ -129,7 +129,7 @@ def load_preset(name: str, corpus=None, pools=None, progress=None) -> Provenance
     """
     from nps.corpora import load_corpus
     from nps.engine.sampler import generate
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
     p = get_preset(name)
     cfg = p.config
     corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.subset)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from nps.analysis.entropy import CLASS, CLASS_ENTROPY, IMAGE_ID, IMAGE_ID_ENTROPY
+
 #: Numbers reported by Lu et al. (arXiv 2510.22196) for the full model on MNIST.
-PAPER = {"is": 6.23, "class_entropy": 1.075, "image_id_entropy": 2.496}
+PAPER = {"is": 6.23, CLASS_ENTROPY: 1.075, IMAGE_ID_ENTROPY: 2.496}
 FIGURE2 = ("ssd", "ssd+loc", "ssd+loc+ssl")
 
 
@@ -47,16 +49,16 @@ def checks(results: dict) -> list[tuple[str, bool | None]]:
         best = max(a["scores"]["samples"]["is_all"] for a in ablations)
         ours = full["scores"]["samples"]["is_all"]
         out.append((f"full model IS (1 split of n) {ours:.2f} > best ablation {best:.2f}", ours > best))
-    lowest = min(a["entropy"]["class"]["mean"] for a in ablations)
-    out.append((f"full model class entropy {full['entropy']['class']['mean']:.3f} < lowest ablation "
-                f"{lowest:.3f} bits", full["entropy"]["class"]["mean"] < lowest))
+    lowest = min(a["entropy"][CLASS]["mean"] for a in ablations)
+    out.append((f"full model class entropy {full['entropy'][CLASS]['mean']:.3f} < lowest ablation "
+                f"{lowest:.3f} bits", full["entropy"][CLASS]["mean"] < lowest))
     # Part-whole generalisation is a claim about the paper-scale model (k=64 of 60k images); on a
     # subset the pool holds k = S/20 images, which caps the image-ID entropy, so use that row when run.
     scale = next((v for k, v in cfg.items() if k.startswith("full:ssd+loc+ssl")), None)
     row, where = (scale, "paper-scale full model (whole corpus)") if scale else (full, "full model")
-    ide, ce = row["entropy"]["image_id"]["mean"], row["entropy"]["class"]["mean"]
+    ide, ce = row["entropy"][IMAGE_ID]["mean"], row["entropy"][CLASS]["mean"]
     out.append((f"{where} image-ID entropy {ide:.3f} bits is high (>= 2 bits, i.e. >= 4 equally used sources "
-                f"per window; paper {PAPER['image_id_entropy']}) and above its class entropy {ce:.3f}: parts are "
+                f"per window; paper {PAPER[IMAGE_ID_ENTROPY]}) and above its class entropy {ce:.3f}: parts are "
                 "composed from many images of one class", ide >= 2.0 and ide > ce))
     return out
 
@@ -172,10 +174,10 @@ def write_report(results: dict, out: str | Path) -> Path:
     for slug, r in cfgs.items():
         e = r["entropy"]
         full = slug == paper_slug
-        rows.append([r["label"], _pm(e["class"]["mean"], e["class"]["std"], 3),
-                     _pm(e["image_id"]["mean"], e["image_id"]["std"], 3),
-                     f"{PAPER['class_entropy']:.3f}" if full else "—",
-                     f"{PAPER['image_id_entropy']:.3f}" if full else "—"])
+        rows.append([r["label"], _pm(e[CLASS]["mean"], e[CLASS]["std"], 3),
+                     _pm(e[IMAGE_ID]["mean"], e[IMAGE_ID]["std"], 3),
+                     f"{PAPER[CLASS_ENTROPY]:.3f}" if full else "—",
+                     f"{PAPER[IMAGE_ID_ENTROPY]:.3f}" if full else "—"])
     lines += [*_table(["configuration", "class entropy (ours)", "image-ID entropy (ours)",
                        "class (paper)", "image-ID (paper)"], rows), ""]
 
