@@ -13,6 +13,8 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
+from nps.analysis.entropy import CLASS_ENTROPY, IMAGE_ID_ENTROPY, STD
+
 #: The smallest n at which each metric is shown as a measurement.
 #: IS: the app splits n into n // 16 parts (at most 10); below 32 there is one split, so its
 #: "± std" is 0 by construction and says nothing.  FID: the mean and covariance of the
@@ -61,8 +63,9 @@ def ablation_row(column: int, label: str, config: Mapping[str, object], n: int, 
     notes = []
     if entropy is not None:
         why = unreliable("entropy", n)
-        row["class entropy (bits)"] = "" if why else fmt(entropy["class_entropy"], entropy["class_entropy_std"], 3)
-        row["image-ID entropy (bits)"] = "" if why else fmt(entropy["id_entropy"], entropy["id_entropy_std"], 3)
+        row["class entropy (bits)"] = "" if why else fmt(entropy[CLASS_ENTROPY], entropy[CLASS_ENTROPY + STD], 3)
+        row["image-ID entropy (bits)"] = "" if why else fmt(entropy[IMAGE_ID_ENTROPY],
+                                                            entropy[IMAGE_ID_ENTROPY + STD], 3)
         if why:
             notes.append(f"entropies: {why}")
     if scores is not None:

@@ -339,7 +339,7 @@ def read_record_arrays(source: str | Path | bytes, what: str, max_bytes: int | N
     """
     from nps.safe_npz import read_npz
     if max_bytes is None:
-        from nps.config import available_memory
+        from nps.memory import available_memory
         have = available_memory()
         max_bytes = have // 2 if have else 8 << 30
     return read_npz(source, KEYS, max_bytes, what, "make records with `python -m nps generate`")

@@ -210,24 +210,20 @@ if config is not None:
 stop_notice()
 if st.button("Fill the unknown region", type="primary", key="btn_complete", disabled=config is None,
              icon=":material/auto_fix_high:"):
+    import nps  # the public API: nps.complete is nps.engine.sampler.complete
+    live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
     try:
-        from nps.engine.sampler import complete
-    except ImportError:
-        st.error("This build of nps has no completion engine (nps.engine.sampler); update the project.")
+        rec = nps.complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
+    except Exception as exc:
+        live.done()
+        show_error(exc, "filling the image")
     else:
-        live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
-        try:
-            rec = complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
-        except Exception as exc:
-            live.done()
-            show_error(exc, "filling the image")
-        else:
-            live.done()
-            label = record_label(config.to_dict(), f"complete ({st.session_state['cmp_mask']})")
-            add_record(label, rec, make_current=False)
-            view_result("complete", settings).update(
-                label=label, original=to_rgb(np.asarray(image)[None])[0],
-                is_test=st.session_state["cmp_source"] == "test image")
+        live.done()
+        label = record_label(config.to_dict(), f"complete ({st.session_state['cmp_mask']})")
+        add_record(label, rec, make_current=False)
+        view_result("complete", settings).update(
+            label=label, original=to_rgb(np.asarray(image)[None])[0],
+            is_test=st.session_state["cmp_source"] == "test image")
 
 last = view_result("complete", settings).get("label")
 recs = st.session_state.get("records", {})

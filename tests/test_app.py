@@ -386,7 +386,6 @@ def test_analysis_traces_a_pixel(app, digits):
 
 
 def test_complete_fills_the_unknown_region(app, digits):
-    pytest.importorskip("nps.engine.sampler", reason="nps.engine.sampler (the completion engine) is not in this build")
     app.run()
     app.switch_page("pages/5_complete.py").run()
     app.selectbox(key="cmp_mask").set_value("bottom half").run()
@@ -711,7 +710,7 @@ def test_ablation_table_exports_and_minimum_n():
     from app_support.tables import ablation_row, to_csv, to_markdown, unreliable
     assert unreliable("is", 16) and unreliable("is", 32) is None and unreliable("fid", 63) and not unreliable("fid", 64)
     cfg = GenerationConfig(corpus="digits", n=16, constraints=("ssd", "loc"), subset=500).to_dict()
-    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "id_entropy": 2.0, "id_entropy_std": 0.2}
+    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "image_id_entropy": 2.0, "image_id_entropy_std": 0.2}
     sc = {"samples": {"is_mean": 4.0, "is_std": 0.0, "fid": 100.0}, "real": {"is_mean": 5.0, "is_std": 0.0,
                                                                             "fid": 50.0}}
     row = ablation_row(1, "x", cfg, 16, 1.6, ent, sc)

@@ -35,7 +35,7 @@ def test_the_entry_file_builds_its_navigation_from_the_table_alone():
 def test_persistence_keeps_exactly_the_sidebar_and_the_page_prefixes():
     from app_support import ui
     prefixes = [p.prefix for p in table.PAGES if p.prefix]
-    assert ui.PERSIST_PREFIXES == (table.SIDEBAR_PREFIX, *prefixes)
+    assert (table.SIDEBAR_PREFIX, *prefixes) == ui.PERSIST_PREFIXES
     assert len(set(prefixes)) == len(prefixes)
     for a in ui.PERSIST_PREFIXES:  # no prefix swallows another page's keys
         assert not any(b != a and b.startswith(a) for b in ui.PERSIST_PREFIXES)
