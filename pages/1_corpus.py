@@ -163,7 +163,8 @@ if emb is not None:
 
 # --------------------------------------------------------------------------- cache
 st.subheader("Cache (indexes and other derived files)")
-from nps.cache import cache_root, clear, list_entries  # noqa: E402
+from nps.cache import cache_root  # noqa: E402
+from nps.cache_quota import clear, list_entries  # noqa: E402
 
 entries = list_entries()
 st.caption(f"the server's {cache_root().name}/ folder · {len(entries)} entries · "

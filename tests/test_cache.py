@@ -19,10 +19,12 @@ from nps.cache import (
     atomic_save_npz,
     cache_root,
     cached_arrays,
-    clear,
     content_key,
-    list_entries,
     load_validated_npz,
+)
+from nps.cache_quota import (
+    clear,
+    list_entries,
 )
 from nps.cli import main
 from nps.cli.cache import human_size

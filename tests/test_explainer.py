@@ -73,6 +73,24 @@ def test_ceiling_lowers_the_line(digits):
         rc = ranked_candidates(rec, digits, 0, y, x)
         expect = float(thresholds(torch.tensor([rc.ranked_ssd[0]]), cfg)[0][0])
         assert rc.funnel.threshold == expect and rc.funnel.final == rec.pool_size[0, y, x]
+        # The formula names the ceiling whenever it, not the adaptive line, is the threshold.
+        adaptive = (1 + cfg.eps) * max(rc.funnel.d_min, 0.0) + cfg.tol
+        lowered = expect < adaptive * (1 - 1e-6)
+        assert ("lowered to max_ssd" in rc.funnel.formula) == lowered
+        assert "max_ssd" in rc.funnel.formula
+
+
+def test_formula_says_when_the_ceiling_is_the_line():
+    from nps.lab.funnel import _formula
+    cfg = GenerationConfig(**{**SMALL, "max_ssd": 0.01, "eps": 5.0})
+    d_min = torch.tensor([0.004], dtype=torch.float32)  # adaptive line 6 x 0.004 = 0.024, above the ceiling
+    thr = float(thresholds(d_min, cfg)[0][0])
+    assert thr == pytest.approx(0.01)
+    assert _formula(cfg, float(d_min[0]), thr).endswith(f"= 0.024001, lowered to max_ssd = {thr:.6g}")
+    low = torch.tensor([0.001], dtype=torch.float32)  # 0.006: under the ceiling, the adaptive line stands
+    assert _formula(cfg, float(low[0]), float(thresholds(low, cfg)[0][0])).endswith("(max_ssd 0.01 does not cut here)")
+    plain = GenerationConfig(**SMALL)
+    assert "max_ssd" not in _formula(plain, 0.004, float(thresholds(d_min, plain)[0][0]))
 
 
 def test_frames_are_deterministic(records, digits):

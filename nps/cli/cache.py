@@ -94,8 +94,8 @@ def _ago(seconds: float) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from nps.cache import cache_root, list_entries
-    from nps.cache_quota import is_pinned, temp_files, usage
+    from nps.cache import cache_root
+    from nps.cache_quota import is_pinned, list_entries, temp_files, usage
 
     root = cache_root()
     footer = _quota_text(usage(root))  # first: a bad NPS_CACHE_QUOTA_MB is one line, not a half table
@@ -136,7 +136,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def _matching(root, key: str | None) -> list:
-    from nps.cache import list_entries
+    from nps.cache_quota import list_entries
     return [e for e in list_entries(root) if key is None or e.key.startswith(key) or e.path.name.startswith(key)]
 
 
@@ -153,7 +153,8 @@ def _key_arg(args: argparse.Namespace, action: str) -> str | None:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    from nps.cache import cache_root, clear
+    from nps.cache import cache_root
+    from nps.cache_quota import clear
 
     root = cache_root()
     key = _key_arg(args, "remove")

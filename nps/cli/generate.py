@@ -74,10 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nps import NPSError, generate, load_corpus  # the public API
     from nps.cli._common import writable_path
-    from nps.corpora import load_corpus
-    from nps.engine.sampler import generate
-    from nps.errors import NPSError
     from nps.lab.cost import estimate_line
     from nps.provenance import check_provenance
 

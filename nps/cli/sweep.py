@@ -7,10 +7,11 @@ import itertools
 import json
 import time
 
+from nps.analysis.entropy import CLASS, CLASS_ENTROPY, IMAGE_ID, IMAGE_ID_ENTROPY
 from nps.cli._common import add_device_arg, positive, writable_dir
 
-METRICS = ("IS", "FID", "class_H", "image_id_H", "relaxed_rate", "s_per_image", "n_sources", "top1_share")
-PLOTTED = ("IS", "class_H", "image_id_H", "relaxed_rate", "s_per_image")
+METRICS = ("IS", "FID", CLASS_ENTROPY, IMAGE_ID_ENTROPY, "relaxed_rate", "s_per_image", "n_sources", "top1_share")
+PLOTTED = ("IS", CLASS_ENTROPY, IMAGE_ID_ENTROPY, "relaxed_rate", "s_per_image")
 MAX_RUNS = 256  # grid points per sweep: each is a full generate + analysis
 
 
@@ -144,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
                            memorisation=False, scores=classifier is not None)
         s = r["scores"]["samples"] if r["scores"] else {}
         row = {k: _fmt(v) for k, v in zip(names, combo)}
-        row.update(IS=s.get("is_mean"), IS_std=s.get("is_std"), FID=s.get("fid"),
-                   class_H=r["entropy"]["class"]["mean"], image_id_H=r["entropy"]["image_id"]["mean"],
-                   relaxed_rate=r["relaxed_rate"], s_per_image=seconds / len(record),
-                   n_sources=r["composition"]["n_sources"]["mean"], top1_share=r["composition"]["top1_share"]["mean"])
+        row.update({"IS": s.get("is_mean"), "IS_std": s.get("is_std"), "FID": s.get("fid"),
+                    CLASS_ENTROPY: r["entropy"][CLASS]["mean"], IMAGE_ID_ENTROPY: r["entropy"][IMAGE_ID]["mean"],
+                    "relaxed_rate": r["relaxed_rate"], "s_per_image": seconds / len(record),
+                    "n_sources": r["composition"]["n_sources"]["mean"],
+                    "top1_share": r["composition"]["top1_share"]["mean"]})
         rows.append(row)
         full.append({"params": row, "result": jsonable(r)})
         print(label + ": " + ", ".join(f"{m} {row[m]:.3f}" for m in METRICS if row.get(m) is not None))

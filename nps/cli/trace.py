@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nps import load_record
     from nps.lab.funnel import constraint_funnel
-    from nps.record import ProvenanceRecord
 
-    record = ProvenanceRecord.load(args.record)
+    record = load_record(args.record)
     corpus = record_corpus(record, args.corpus, args.data_root)
     f = constraint_funnel(record, corpus, args.sample, args.y, args.x,
                           exhaustive=True if args.exhaustive else None)

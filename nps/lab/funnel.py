@@ -197,6 +197,24 @@ def _threshold_shown(flat: torch.Tensor, cfg: GenerationConfig) -> tuple[float |
     return None, None
 
 
+def _formula(cfg: GenerationConfig, d_min: float | None, threshold: float | None) -> str:
+    """The rule and its numbers as one line, naming ``max_ssd`` when it is the line.
+
+    The threshold itself is :func:`nps.engine.selection.thresholds`' (the engine's), so the text
+    only explains it: the adaptive line, then the ceiling where that is lower.
+    """
+    text = "d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
+    if d_min is None or threshold is None:
+        return text + (", at most max_ssd" if cfg.max_ssd is not None else "")
+    adaptive = (1.0 + cfg.eps) * max(d_min, 0.0) + cfg.tol
+    text += f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {adaptive:.6g}"
+    if cfg.max_ssd is None:
+        return text
+    if threshold < adaptive * (1.0 - 1e-6):  # float32 threshold against a float64 recomputation
+        return text + f", lowered to max_ssd = {threshold:.6g}"
+    return text + f" (max_ssd {cfg.max_ssd:g} does not cut here)"
+
+
 def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
                       pools: SemanticPools | None = None, exhaustive: bool | None = None,
                       sampler: Sampler | None = None) -> Funnel:
@@ -236,8 +254,7 @@ def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: i
         everywhere = dataclasses.replace(geo, centres=(0, h, 0, w), relaxed=False, index=None)
         whole = sampler.candidate_pool(None, refs, 1)
         ssd_alone = int(sampler.kept_mask(everywhere, cpad, whole, sampler.distances(everywhere, cpad, whole)).sum())
-    formula = ("d(s) = sum_k g_k m_k (t_k - s_k)^2 / sum_k g_k m_k,  keep d <= (1 + eps) d_min + tol"
-               + (f" = (1 + {cfg.eps:g}) x {d_min:.6g} + {cfg.tol:g} = {threshold:.6g}" if d_min is not None else ""))
+    formula = _formula(cfg, d_min, threshold)
     return Funnel(
         step=rep.step, total=len(corpus) * h * w,
         loc=counts.get("loc"), ssl=counts.get("ssl"), counts=counts,

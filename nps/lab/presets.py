@@ -19,7 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nps.cache import cache_root, cached_arrays, clear, content_key
+from nps.cache import cache_root, cached_arrays, content_key
+from nps.cache_quota import clear
 from nps.config import GenerationConfig
 from nps.constraints import ablation_chain
 from nps.errors import NPSError
