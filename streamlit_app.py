@@ -17,6 +17,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_support import present
+from app_support.pages import PAGES as PAGE_TABLE
 from app_support.sidebar import sidebar
 from app_support.ui import close_sidebar_on_phone, persist_page_state, remember_link
 
@@ -58,7 +59,7 @@ def _warm_corpus(name: str, subset: int | None) -> bool:
     import logging
     import threading
 
-    import nps.app_limits  # noqa: F401
+    import app_support.limits  # noqa: F401
     import nps.corpora  # noqa: F401
     import nps.encoders  # noqa: F401
     from app_support import resources
@@ -66,23 +67,14 @@ def _warm_corpus(name: str, subset: int | None) -> bool:
     def load() -> None:
         try:
             resources.corpus(name, subset)
-        except Exception as exc:  # noqa: BLE001 - the page that needs it reports it
+        except Exception as exc:  # the page that needs it reports it
             logging.getLogger("nps.app").info("background load of corpus %s failed: %s", name, exc)
 
     threading.Thread(target=load, name="nps-warm-corpus", daemon=True).start()
     return True
 
 
-PAGES = [
-    st.Page("pages/0_welcome.py", title="Welcome", icon=":material/school:", url_path="welcome", default=True),
-    st.Page("pages/1_corpus.py", title="Corpus & encoder", icon=":material/dataset:", url_path="corpus"),
-    st.Page("pages/2_generate.py", title="Generate", icon=":material/brush:", url_path="generate"),
-    st.Page("pages/3_ablations.py", title="Ablations", icon=":material/view_column:", url_path="ablations"),
-    st.Page("pages/4_analysis.py", title="Analysis & tracing", icon=":material/troubleshoot:", url_path="analysis"),
-    st.Page("pages/5_complete.py", title="Complete", icon=":material/auto_fix_high:", url_path="complete"),
-    st.Page("pages/6_explainer.py", title="Step explainer", icon=":material/animation:", url_path="explainer"),
-]
-
+PAGES = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGE_TABLE]
 page = st.navigation(PAGES)
 _warm_up()
 persist_page_state()

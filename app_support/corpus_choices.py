@@ -5,7 +5,7 @@ in ``$NPS_APP_FOLDERS`` (separated by ``os.pathsep``, as in ``PATH``); each beco
 corpus in the sidebar, where a visitor picks its image size from :data:`SIZES` and its
 colour from :data:`COLOURS`.  So every folder corpus the app can load is one of
 ``len(SIZES) * len(COLOURS)`` canonical names per offered folder (:func:`offered`), and
-:func:`nps.app_limits.check_app_choices` holds every build and every uploaded record to
+:func:`app_support.limits.check_app_choices` holds every build and every uploaded record to
 that list.  The sidebar keeps the folder (``sb_corpus``), the size (``sb_size``) and the
 colour (``sb_colour``) apart and mirrors them in the URL as ``corpus``, ``size``, ``colour``.
 """

@@ -1,4 +1,4 @@
-"""The step explainer's animated figure: pictures and charts from :class:`nps.explainer.StepFrame` s.
+"""The step explainer's animated figure: pictures and charts from :class:`nps.lab.explainer.StepFrame` s.
 
 Pure numpy + plotly (no streamlit), so it is testable on its own.  The whole top row
 (context | ranked candidates | canvas) is one composed picture per animation frame,
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nps.explainer import StepFrame
-from nps.plots import to_rgb
-from nps.plots_maps import log_count_range
+from nps.lab.explainer import StepFrame
+from nps.lab.plots import to_rgb
+from nps.lab.plots_maps import log_count_range
 
 # Geometry of the figure, in screen pixels (fixed: the picture must not shrink during play).
 WIDTH, HEIGHT = 980, 750  # fits the main column of a 1440 px wide window with the sidebar open
@@ -228,7 +228,7 @@ def _fly(pic: np.ndarray, f: StepFrame, lay: Layout, show: list[int], t: float) 
 
 
 def png_uri(rgb: np.ndarray) -> str:
-    from nps.app_state import png_bytes
+    from app_support.state import png_bytes
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
 
@@ -366,7 +366,7 @@ def _annotations(f: StepFrame, lay: Layout, phase: str, cfg: dict, names: tuple[
     ]
 
 
-def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw",  # noqa: ANN201
+def step_figure(frames: list[StepFrame], cfg: dict, names: tuple[str, ...], start_phase: str = "draw",
                 geo: Geometry = WIDE):
     """The animated plotly figure over ``frames`` (6 animation frames per fill step), laid out by ``geo``.
 

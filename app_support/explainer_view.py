@@ -1,7 +1,7 @@
 """The step explainer page: one pixel, one step, animated (issue 13, item 2).
 
 Everything shown is rebuilt from the current record and the funnel
-(:func:`nps.explainer.step_frames`): no new sampling.  The animation is a plotly
+(:func:`nps.lab.explainer.step_frames`): no new sampling.  The animation is a plotly
 figure with frames and its own play / pause / speed buttons and slider, so it plays
 in the browser without rerunning this script per frame (a rerun loop or
 ``st.fragment(run_every=...)`` would redraw the page several times a second on a
@@ -23,9 +23,9 @@ STEPS_PER_FIGURE = 6  # fill steps animated per figure (6 phases each); more mak
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord):  # noqa: ANN202
+def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord):
     """One step's frame (cached per step, so Next recomputes only the step that is new)."""
-    from nps.explainer import step_frames
+    from nps.lab.explainer import step_frames
     cfg = GenerationConfig.from_dict(_record.config)
     frames = step_frames(_record, resources.corpus(corpus_name, subset), n, step, 1, pools=resources.pools(cfg))
     return frames[0] if frames else None
@@ -34,7 +34,7 @@ def _frame(rid: str, n: int, step: int, corpus_name: str, subset: int | None, _r
 def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: int | None,
             _record: ProvenanceRecord) -> list:
     """Frames for ``count`` sampled steps of sample n from fill step ``start``."""
-    from nps.explainer import sampled_steps
+    from nps.lab.explainer import sampled_steps
     steps = sampled_steps(_record, n)
     with st.spinner("Replaying the candidate pools of these steps…"):
         return [_frame(rid, n, int(s), corpus_name, subset, _record) for s in steps[steps >= start][:count]]
@@ -42,7 +42,7 @@ def _frames(rid: str, n: int, start: int, count: int, corpus_name: str, subset: 
 
 @st.cache_data(show_spinner="Drawing the animation…", max_entries=32)
 def _figure(rid: str, n: int, steps: tuple[int, ...], corpus_name: str, subset: int | None,
-            _record: ProvenanceRecord, _frames: list, narrow: bool = False):  # noqa: ANN202
+            _record: ProvenanceRecord, _frames: list, narrow: bool = False):
     """The animated figure of ``_frames`` (the frames of ``steps``; keyed by the steps, not the arrays).
 
     ``narrow``: the stacked 320 px layout for phones (:data:`app_support.explainer_figure.NARROW`).
@@ -93,7 +93,7 @@ def _reset(key: str, value: int) -> None:
 
 def _traced_step(record: ProvenanceRecord, n: int) -> int | None:
     """The fill step of the pixel traced on the Analysis page, if it is a sampled pixel of this sample."""
-    from nps.explainer import sampled_steps
+    from nps.lab.explainer import sampled_steps
     y, x = st.session_state.get("ana_y"), st.session_state.get("ana_x")
     if y is None or x is None or int(st.session_state.get("ana_sample", 0)) != n:
         return None
@@ -110,8 +110,8 @@ def _no_record() -> None:
 
 def explainer_page() -> None:
     """The whole page: record and sample choice, step controls, the animated figure, the rule."""
-    from nps.app_state import record_id
-    from nps.explainer import default_step, sampled_steps
+    from app_support.state import record_id
+    from nps.lab.explainer import default_step, sampled_steps
     if not records():
         _no_record()
     labels = list(records())
@@ -188,7 +188,7 @@ def explainer_page() -> None:
             "- **Rank**: every candidate window that passes locality and representation is scored by the "
             "Gaussian-weighted SSD over the known pixels, normalised by their total weight (intensities in [0, 1]).\n"
             "- **Cut**: the engine keeps d ≤ (1+ε)·d_min + tol (lowered to the ceiling max_ssd where one is set and "
-            "some window passes it): the one rule in `nps.selection.thresholds`. The survivors are the pool; "
+            "some window passes it): the one rule in `nps.engine.selection.thresholds`. The survivors are the pool; "
             "their number equals the record's pool size at this pixel.\n"
             "- **Draw**: the record says which window was drawn (uniformly from the pool); its centre pixel is "
             "copied to the canvas and never changes again.\n\n"

@@ -1,10 +1,10 @@
-"""The app's side of the shipped lesson records (:mod:`nps.lesson_records`): open, caption, re-run live.
+"""The app's side of the shipped lesson records (:mod:`nps.lab.lesson_records`): open, caption, re-run live.
 
 A run whose config matches a shipped record (the lessons, and the first view of each
 constraint toggle on MNIST at the default settings) is answered by that record at once,
-after it passed the checks of :func:`nps.lesson_records.open_shipped`; the caption says it
+after it passed the checks of :func:`nps.lab.lesson_records.open_shipped`; the caption says it
 is precomputed, names its config (subset included) and offers "Re-run live" with the
-:mod:`nps.cost` estimate.  A refused record is one line, and the page falls back to its
+:mod:`nps.lab.cost` estimate.  A refused record is one line, and the page falls back to its
 live run, with the estimate shown before the click.
 
 Session keys: ``<key>_rerun_live`` (a Re-run live click, for the page's run key ``gen`` or
@@ -19,10 +19,10 @@ from typing import Any
 
 import streamlit as st
 
-from nps import lesson_records
 from nps.config import GenerationConfig
-from nps.cost import estimate, format_seconds
 from nps.errors import NPSError
+from nps.lab import lesson_records
+from nps.lab.cost import estimate, format_seconds
 from nps.record import ProvenanceRecord
 
 
@@ -99,7 +99,7 @@ def card_note(lesson: Any, settings: dict) -> str:
     Reads no corpus: on MNIST the answer comes from the shipped records; elsewhere the
     target page shows its estimate before its run button.
     """
-    from nps.app_state import build_config, suggested_params
+    from app_support.state import build_config, suggested_params
     configs = lesson_configs(lesson, settings, suggested_params((28, 28)))
     if lesson.page == "analysis":
         return (f":material/timer: Opens the {lesson.controls.get('preset', 'digits')} preset: about a second once "

@@ -10,7 +10,7 @@
   at the same time share one computation (:func:`app_support.single_flight.single_flight`).
 * What a visitor can make the server build is bounded: every resource that builds
   (a corpus subset, an encoder fit, embeddings, an index) refuses a corpus, subset or
-  encoder the controls do not offer (:func:`nps.app_limits.check_app_choices`), and an
+  encoder the controls do not offer (:func:`app_support.limits.check_app_choices`), and an
   uploaded record's config is held to the controls' limits before it is kept
   (:func:`uploaded_record`).  On disk, ``cache/`` has a quota (:mod:`nps.cache_quota`),
   and with ``NPS_APP_READONLY=1`` nothing is written to it at all (:func:`nps.cache.read_only`).
@@ -51,7 +51,7 @@ class _ServerLog(logging.Handler):
             stream = self.target if self.target is not None else sys.stderr
             stream.write(self.format(record) + "\n")
             stream.flush()
-        except Exception:  # noqa: BLE001 - logging must never break a page
+        except Exception:  # logging must never break a page
             self.handleError(record)
 
 
@@ -94,7 +94,7 @@ def offered_encoders() -> list[str]:
 
 def check_choices(corpus_name: object, subset: object, encoder_name: object | None = None) -> None:
     """One line if a corpus, subset or encoder is not one the app's controls offer (see module doc)."""
-    from nps.app_limits import check_app_choices
+    from app_support.limits import check_app_choices
     check_app_choices(corpus_name, subset, encoder_name, available_corpora(), offered_encoders())
 
 
@@ -102,16 +102,16 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
     """An uploaded ``.npz`` record, parsed (no pickles) and held to the controls' limits.
 
     Nothing is loaded or built before the record's config passed
-    :func:`nps.app_limits.check_app_config` (corpus, subset and encoder offered here;
-    every parameter within :data:`nps.app_state.BOUNDS`).
+    :func:`app_support.limits.check_app_config` (corpus, subset and encoder offered here;
+    every parameter within :data:`app_support.state.BOUNDS`).
 
     Raises:
         NPSError: one line: too large, not a record, or a config outside the app's limits.
     """
-    from nps.app_limits import check_app_config
-    from nps.app_state import record_from_npz_bytes
+    from app_support.limits import check_app_config
+    from app_support.state import record_from_npz_bytes
     from nps.errors import NPSError
-    from nps.record import check_fits
+    from nps.provenance import check_fits
     rec = record_from_npz_bytes(data, max_mb)
     try:
         check_app_config(rec.config, available_corpora(), offered_encoders())
@@ -130,7 +130,7 @@ def uploaded_record(data: bytes, max_mb: float = 50.0) -> ProvenanceRecord:
 
 # --------------------------------------------------------------------------- resources
 @st.cache_resource(show_spinner="Loading the corpus…", max_entries=6)
-def corpus(name: str, subset: int | None):  # noqa: ANN201
+def corpus(name: str, subset: int | None):
     """The corpus (read-only arrays), loaded once per server (only corpora and subsets the app offers)."""
     from nps.corpora import load_corpus
     check_choices(name, subset)
@@ -159,7 +159,7 @@ def available_corpora() -> list[str]:
 
 
 @st.cache_resource(show_spinner="Fitting the encoder…", max_entries=8)
-def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
+def encoder(name: str, corpus_name: str, subset: int | None):
     """A fitted encoder for the corpus (PCA fit or SimCLR weights load, both cached on disk)."""
     from nps.encoders import get_encoder
     check_choices(corpus_name, subset, name)
@@ -167,16 +167,16 @@ def encoder(name: str, corpus_name: str, subset: int | None):  # noqa: ANN201
 
 
 def pool_fields(config: GenerationConfig) -> tuple:
-    """The config fields a :class:`~nps.sampler_pool.SemanticPools` depends on: each constraint's
+    """The config fields a :class:`~nps.engine.sampler_pool.SemanticPools` depends on: each constraint's
     :meth:`~nps.constraints.Constraint.pool_key` (``("none",)`` when no constraint chooses images)."""
     from nps.constraints import pool_key
     return pool_key(config)
 
 
 @st.cache_resource(show_spinner="Building the semantic index…", max_entries=16)
-def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):  # noqa: ANN202
-    from nps.app_state import check_against, check_bounds
-    from nps.sampler_pool import SemanticPools
+def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: GenerationConfig):
+    from app_support.state import check_against, check_bounds
+    from nps.engine.sampler_pool import SemanticPools
     check_choices(corpus_name, subset, _config.encoder if _config.per_sample_pools() else None)
     check_bounds({"k": _config.k, "ssl_eps": _config.ssl_eps})
     c = corpus(corpus_name, subset)
@@ -184,7 +184,7 @@ def _pools(corpus_name: str, subset: int | None, fields: tuple, _config: Generat
     return SemanticPools.build(_config, c)
 
 
-def pools(config: GenerationConfig):  # noqa: ANN201
+def pools(config: GenerationConfig):
     """Semantic pools for ``config``, shared by every config with the same pool fields."""
     return _pools(config.corpus, config.subset, pool_fields(config), config)
 
@@ -224,16 +224,16 @@ def store_record(key: str, record: ProvenanceRecord, seconds: float) -> None:
     _record_cache(key, record, seconds)
 
 
-def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:  # noqa: ANN001
+def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord, float, bool]:
     """Generate through the results cache; identical concurrent requests share one run.
 
     Returns:
         (record, seconds the generation took, whether it came from the cache or another
         visitor's identical run).
     Raises:
-        NPSError: bad config, missing data/weights, or stopped (``nps.sampler.Stopped``).
+        NPSError: bad config, missing data/weights, or stopped (``nps.engine.sampler.Stopped``).
     """
-    from nps.app_state import check_against
+    from app_support.state import check_against
     c = corpus(config.corpus, config.subset)
     check_against(config, c)
     p = pools(config)
@@ -243,7 +243,7 @@ def generate(config: GenerationConfig, progress=None) -> tuple[ProvenanceRecord,
         return hit[0], hit[1], True
 
     def compute(relay: Callable[[Any], Any]) -> tuple[ProvenanceRecord, float, bool]:
-        from nps.sampler import generate as nps_generate
+        from nps.engine.sampler import generate as nps_generate
         again = stored_record(key)  # finished by a leader just before this one took the lead
         if again is not None:
             return again[0], again[1], True
@@ -289,7 +289,7 @@ def embedding_map(corpus_name: str, subset: int | None, encoder_name: str, metho
 @st.cache_data(show_spinner="Scoring with the classifier…", max_entries=32)
 def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> dict:
     """IS and classifier FID of a record's samples, with the real-data ceiling."""
-    from nps.app_state import is_splits
+    from app_support.state import is_splits
     from nps.metrics import scores
     c = corpus(corpus_name, None)
     return scores.classifier_report(_record.images, corpus_name, corpus=c, splits=is_splits(len(_record)),
@@ -298,33 +298,33 @@ def classifier_scores(rid: str, corpus_name: str, _record: ProvenanceRecord) -> 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def entropy_metrics(rid: str, _record: ProvenanceRecord) -> dict:
-    from nps.app_state import entropy_metrics as em
+    from nps.analysis.entropy import entropy_metrics as em
     return em(_record)
 
 
 @st.cache_data(show_spinner="Finding nearest training images…", max_entries=128)
 def honesty(rid: str, n: int, corpus_name: str, subset: int | None, _record: ProvenanceRecord) -> dict:
-    from nps.app_state import honesty as h
+    from nps.analysis.honesty import honesty as h
     return h(_record, n, corpus(corpus_name, subset).train)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overlay_layers(rid: str, n: int, _record: ProvenanceRecord) -> dict[str, np.ndarray]:
-    from nps.app_state import overlay_layers as ol
+    from nps.lab.overlays import overlay_layers as ol
     return ol(_record, n)
 
 
 @st.cache_data(show_spinner="Recomputing the candidate pool at that step…", max_entries=256)
 def funnel(rid: str, n: int, y: int, x: int, corpus_name: str, subset: int | None,
-           _record: ProvenanceRecord):  # noqa: ANN201
-    from nps.funnel import constraint_funnel
+           _record: ProvenanceRecord):
+    from nps.lab.funnel import constraint_funnel
     cfg = GenerationConfig.from_dict(_record.config)
     return constraint_funnel(_record, corpus(corpus_name, subset), n, y, x, pools=pools(cfg))
 
 
 @st.cache_data(show_spinner="Checking for memorisation…", max_entries=16)
 def memorisation(rid: str, corpus_name: str, subset: int | None, encoder_name: str,
-                 _record: ProvenanceRecord):  # noqa: ANN201
+                 _record: ProvenanceRecord):
     from nps.analysis.memorisation import memorisation as mem
     c = corpus(corpus_name, subset)
     return mem(_record.images, c, encoder(encoder_name, corpus_name, subset), n_real=min(500, len(c.test)))

@@ -16,7 +16,7 @@ import os
 import streamlit as st
 
 from app_support import corpus_choices, resources
-from nps.app_state import BOUNDS, SIDEBAR_KEYS, SUBSET_CHOICES, sidebar_from_query, sidebar_to_query
+from app_support.state import BOUNDS, SIDEBAR_KEYS, SUBSET_CHOICES, sidebar_from_query, sidebar_to_query
 from nps.config import DEFAULTS, resolve_encoder
 
 

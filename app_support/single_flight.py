@@ -45,7 +45,7 @@ def single_flight(key: str, compute: Callable[[Callable[[Any], Any]], T],
     Returns:
         (the result, whether it was another caller's computation).
     """
-    from nps.sampler import Stopped
+    from nps.engine.sampler import Stopped
     while True:
         with _flights_lock:
             flight = _flights.get(key)

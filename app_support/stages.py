@@ -45,7 +45,7 @@ def cold_embedding(config: GenerationConfig) -> str | None:
     images = len(corpus.train) + len(corpus.test)
     if images <= EMBED_ASK_OVER:
         return None
-    from nps.cost import EMBED_COLD_S, format_seconds
+    from nps.lab.cost import EMBED_COLD_S, format_seconds
     from nps.retrieval import embedding_cached
     if embedding_cached(corpus, resources.encoder(config.encoder, config.corpus, config.subset)):
         return None
@@ -65,7 +65,7 @@ def pools_ready(record: Any, what: str, key: str) -> bool:
         return True
     try:
         cold = cold_embedding(GenerationConfig.from_dict(record.config))
-    except Exception:  # noqa: BLE001 - the replay itself reports a bad record or corpus with its one line
+    except Exception:  # the replay itself reports a bad record or corpus with its one line
         return True
     if cold is None:
         return True
@@ -122,7 +122,7 @@ def prepare(config: GenerationConfig, live: Any = None) -> Any:
     return corpus
 
 
-def open_preset(name: str):  # noqa: ANN201
+def open_preset(name: str):
     """The preset's record, built with a progress bar naming each stage (corpus, encoder, embedding, sampling).
 
     One way to open a preset for every page (Welcome's cards, Analysis and the explainer when
@@ -130,7 +130,7 @@ def open_preset(name: str):  # noqa: ANN201
     Returns None after an ``st.error`` line if it cannot be opened.
     """
     from app_support.ui import LiveProgress, attempt
-    from nps.presets import PRESETS, is_built, load_preset
+    from nps.lab.presets import PRESETS, is_built, load_preset
     preset = PRESETS[name]
     cfg = preset.config
     if is_built(name):  # cached: opened from disk, no stages to show
@@ -150,7 +150,7 @@ def no_record_picker(key_prefix: str, message: str) -> None:
     import streamlit as st
 
     from app_support.ui import add_record
-    from nps.presets import PRESETS
+    from nps.lab.presets import PRESETS
     st.info(message)
     for col, preset in zip(st.columns(len(PRESETS)), PRESETS.values()):
         if col.button(f"Open preset: {preset.title}", key=f"btn_{key_prefix}_preset_{preset.name}"):

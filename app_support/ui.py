@@ -9,14 +9,13 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
+from app_support.pages import PAGE, PERSIST_PREFIXES, hand_over  # PERSIST_PREFIXES: the page table's rule
 from nps.errors import DataMissingError, NPSError
 from nps.record import ProvenanceRecord
 
 log = logging.getLogger("nps.app")
 T = TypeVar("T")
 
-#: Page widget keys with these prefixes keep their values when the visitor switches pages.
-PERSIST_PREFIXES = ("sb_", "gen_", "abl_", "ana_", "cmp_", "cor_", "exp_")
 MAX_RECORDS = 8  # records kept per session (each holds its images and provenance maps)
 
 
@@ -27,8 +26,8 @@ def show_error(exc: BaseException, what: str) -> None:
     Absolute server paths in the message are shortened to their last part: a visitor
     learns which file is missing, not where the server keeps it.
     """
-    from nps.app_state import redact_paths
-    from nps.sampler import Stopped
+    from app_support.display import redact_paths
+    from nps.engine.sampler import Stopped
     if isinstance(exc, Stopped):
         st.warning(f"Stopped: {exc}")
     elif isinstance(exc, DataMissingError):
@@ -50,7 +49,7 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "working", **kwargs: A
     """
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the app shows every failure as one line
+    except Exception as exc:  # the app shows every failure as one line
         show_error(exc, what)
         return None
 
@@ -81,7 +80,7 @@ def _apply_cheaper(changes: dict, keys: dict) -> None:
 
 def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = "gen",
                  pixels: int | None = None) -> None:
-    """The expected run time before the click (:mod:`nps.cost`); a slow run gets cheaper alternatives.
+    """The expected run time before the click (:mod:`nps.lab.cost`); a slow run gets cheaper alternatives.
 
     Args:
         keys: widget keys that realise an alternative on this page (a constraint's name: its
@@ -92,7 +91,7 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
     """
     from app_support.stages import prepared
     from nps.constraints import active
-    from nps.cost import cheaper, estimate, format_seconds
+    from nps.lab.cost import cheaper, estimate, format_seconds
     est = estimate(config, len(corpus), corpus.image_shape, pixels)
     cold = "" if prepared(config) or not config.per_sample_pools() else (
         f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
@@ -124,8 +123,8 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
 
 def lesson_banner(state_key: str, then: str) -> None:
     """The running lesson's question (if any) with an End button; ``then`` says what to do next."""
-    from nps.app_state import sentence
-    from nps.presets import get_lesson
+    from app_support.display import sentence
+    from nps.lab.presets import get_lesson
     key = st.session_state.get(state_key)
     if not key:
         return
@@ -198,7 +197,7 @@ def stop_notice() -> None:
 class LiveProgress:
     """A progress bar, a live canvas and a Stop button for one long computation.
 
-    The instance is the ``progress`` callback of :func:`nps.sampler.generate`: it
+    The instance is the ``progress`` callback of :func:`nps.engine.sampler.generate`: it
     redraws every call and returns False once Stop was pressed (the sampler then
     raises ``Stopped``).  Pressing Stop also reruns the script, which ends the run
     at its next redraw; :func:`stop_notice` then reports it.
@@ -239,7 +238,7 @@ class LiveProgress:
         self.bar.progress(min(frac, 1.0), text=f"{self.label}: {self.prefix}sampling pixel {info.step}/{info.total}"
                                                 + batch)
         if self.canvas is not None:
-            from nps.app_state import grid_picture
+            from app_support.state import grid_picture
             self.canvas.image(grid_picture(info.canvas, self.scale), caption="live canvas (filling shell by shell)")
         return not st.session_state.get("stop_requested", False)
 
@@ -255,7 +254,7 @@ def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) 
     has to go is named in a toast and in the Analysis page's record list, never dropped
     silently.
     """
-    from nps.app_state import records_to_evict
+    from app_support.display import records_to_evict
     recs: dict = st.session_state.setdefault("records", {})
     recs.pop(label, None)
     recs[label] = record
@@ -265,7 +264,7 @@ def add_record(label: str, record: ProvenanceRecord, make_current: bool = True) 
         st.toast(f"Removed the oldest record '{old}': a session keeps {MAX_RECORDS}. "
                  "Pin a record on the Analysis page to keep it.", icon=":material/delete_sweep:")
     if make_current:
-        st.session_state["ana_record"] = label
+        hand_over(st.session_state, "analysis", record=label)
 
 
 def records() -> dict[str, ProvenanceRecord]:
@@ -313,7 +312,7 @@ def mirror_query(params: dict[str, str]) -> None:
 
     The sidebar's keys (corpus, subset, encoder, seed) are left to the sidebar.
     """
-    from nps.app_state import SIDEBAR_KEYS
+    from app_support.state import SIDEBAR_KEYS
     for key in list(st.query_params.keys()):
         if key not in SIDEBAR_KEYS and key not in params:
             del st.query_params[key]
@@ -329,25 +328,24 @@ def view_result(page: str, settings: dict) -> dict:
     Keyed by (page, corpus, subset), so a digits grid never shows under "Result" on the
     MNIST page, and switching back finds the digits one again.
     """
-    from nps.app_state import view_key
+    from app_support.display import view_key
     store: dict = st.session_state.setdefault("view_results", {})
     return store.setdefault(view_key(page, settings), {})
 
 
 def open_in_analysis(label: str, sample: int = 0, pixel: tuple[int, int] | None = None) -> None:
     """Select a record and sample for the Analysis page and go there."""
-    st.session_state["ana_record"] = label
-    st.session_state["ana_sample"] = int(sample)
+    hand_over(st.session_state, "analysis", record=label, sample=int(sample))
     if pixel is not None:
-        st.session_state["ana_y"], st.session_state["ana_x"] = int(pixel[0]), int(pixel[1])
+        hand_over(st.session_state, "analysis", y=int(pixel[0]), x=int(pixel[1]))
         st.session_state["_ana_pixel_given"] = True
-    st.switch_page("pages/4_analysis.py")
+    st.switch_page(PAGE["analysis"].file)
 
 
 # --------------------------------------------------------------------------- pictures and downloads
 def show_grid(images: np.ndarray, caption: str | None = None, scale: int | None = None,
               ncol: int | None = None) -> None:
-    from nps.app_state import display_scale, grid_picture
+    from app_support.state import display_scale, grid_picture
     s = scale or max(2, display_scale(images.shape[1:], 56))
     st.image(grid_picture(images, s, ncol), caption=caption)
 
@@ -360,7 +358,7 @@ def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
     from app_support.present import show_secondary
     if not show_secondary():
         return
-    from nps.app_state import grid_picture, png_bytes, record_npz_bytes
+    from app_support.state import grid_picture, png_bytes, record_npz_bytes
     c1, c2 = st.columns(2)
     c1.download_button("Download record (.npz)", data=record_npz_bytes(record), file_name=f"{stem}.npz",
                        mime="application/octet-stream", key=f"dl_npz_{key}", on_click="ignore",
@@ -371,7 +369,7 @@ def download_buttons(record: ProvenanceRecord, stem: str, key: str) -> None:
 
 
 def config_caption(config: dict) -> str:
-    from nps.app_state import constraint_label
+    from app_support.display import constraint_label
     return (f"{config.get('corpus')} · {constraint_label(config.get('constraints', ()))} · "
             f"{config.get('encoder')} · w={config.get('window')} ε={config.get('eps')} R={config.get('radius')} "
             f"k={config.get('k')} · seed {config.get('seed')}")

@@ -8,10 +8,11 @@ import numpy as np
 import streamlit as st
 
 from app_support import resources
+from app_support.display import stroke_pixel
+from app_support.state import fill_step, source_window
 from app_support.ui import ss_default
-from nps.app_state import fill_step, source_window, stroke_pixel
-from nps.overlays import LAYERS
-from nps.plots import to_rgb, upscale
+from nps.lab.overlays import LAYERS
+from nps.lab.plots import to_rgb, upscale
 from nps.record import ProvenanceRecord
 
 UNFILLED = np.array([38, 44, 92], np.uint8)  # dark blue: not yet filled (black is a real pixel value)
@@ -77,7 +78,7 @@ def _pause(skey: str) -> None:
         st.session_state[skey] = int(playing)
 
 
-def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:  # noqa: ANN001
+def _frame(pic, record: ProvenanceRecord, n: int, step: int, total: int) -> None:
     """One replay frame, always FRAME_PX wide (the picture never jumps in size during Play)."""
     px = frame_px()
     scale = max(1, -(-px // max(record.canvas_shape)))  # at least px, then shown at exactly px
@@ -152,7 +153,7 @@ def replay(record: ProvenanceRecord, n: int, key: str) -> None:
 
 # --------------------------------------------------------------------------- a grid to click
 def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
-    from nps.plots_maps import grid_index_from_points
+    from nps.lab.plots_maps import grid_index_from_points
     try:
         points = st.session_state[chart_key]["selection"]["points"]  # type: ignore[index]
     except (KeyError, TypeError):
@@ -165,7 +166,7 @@ def _on_grid_pick(chart_key: str, state_key: str, n: int) -> None:
 def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | None = None,
               tile_px: int | None = None, hover: list[str] | None = None) -> None:
     """A sample grid: click a digit to select it (``state_key`` gets its index); the chosen one is outlined."""
-    from nps.plots_maps import grid_figure
+    from nps.lab.plots_maps import grid_figure
     n = len(images)
     sel = int(st.session_state.get(state_key, 0))
     tile = tile_px or max(40, min(96, 3 * max(images.shape[1:3])))
@@ -178,7 +179,7 @@ def pick_grid(images: np.ndarray, state_key: str, chart_key: str, ncol: int | No
 
 # --------------------------------------------------------------------------- overlay canvas with pixel picking
 def _on_pick(chart_key: str, h: int, w: int) -> None:
-    from nps.app_state import pixel_from_points
+    from app_support.state import pixel_from_points
     state = st.session_state.get(chart_key)
     points = []
     try:
@@ -210,14 +211,14 @@ def overlay_choice() -> tuple[str, float]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record: ProvenanceRecord):  # noqa: ANN202
-    from nps.overlays import overlay_key, overlay_layers
+def _overlay(rid: str, n: int, name: str, class_names: tuple[str, ...], _record: ProvenanceRecord):
+    from nps.lab.overlays import overlay_key, overlay_layers
     return overlay_layers(_record, n), overlay_key(_record, n, name, class_names) if name != "none" else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _hover(rid: str, n: int, class_names: tuple[str, ...], _record: ProvenanceRecord) -> np.ndarray:
-    from nps.app_display import pixel_hover
+    from app_support.display import pixel_hover
     return pixel_hover(_record, n, class_names)
 
 
@@ -232,8 +233,8 @@ def source_picker(record: ProvenanceRecord, n: int, train: np.ndarray, rid: str)
     Clicking a source thumbnail (outlined once chosen) shows every pixel of the sample
     that was copied from it, with how many there are.
     """
-    from nps.app_display import source_highlight
-    from nps.plots import thumbnails
+    from app_support.display import source_highlight
+    from nps.lab.plots import thumbnails
     thumbs = thumbnails(record, n, train, 5)
     if not thumbs:
         st.caption("This sample has no sampled pixels.")
@@ -262,8 +263,8 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
     Returns:
         the selected (y, x).
     """
-    from nps.overlays import compose_overlay
-    from nps.plots_maps import canvas_figure
+    from nps.lab.overlays import compose_overlay
+    from nps.lab.plots_maps import canvas_figure
     name, alpha = choice
     h, w = record.canvas_shape
     layers, okey = _overlay(rid, n, name, tuple(class_names), record)
@@ -293,7 +294,7 @@ def overlay_canvas(record: ProvenanceRecord, n: int, rid: str, key: str, choice:
 
 
 # --------------------------------------------------------------------------- tracing one pixel
-def source_figure(train_image: np.ndarray, info: dict, window: int):  # noqa: ANN201
+def source_figure(train_image: np.ndarray, info: dict, window: int):
     import plotly.graph_objects as go
     rgb = to_rgb(np.asarray(train_image)[None])[0]
     y0, x0, y1, x1 = info["box"]
@@ -308,7 +309,7 @@ def source_figure(train_image: np.ndarray, info: dict, window: int):  # noqa: AN
     return fig
 
 
-def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bool:  # noqa: ANN001
+def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bool:
     """Where pixel (y, x) came from: its source image with the window outlined, and its position.
 
     Returns:
@@ -338,7 +339,7 @@ def trace_source(record: ProvenanceRecord, n: int, y: int, x: int, corpus) -> bo
     return True
 
 
-def attempt_funnel(record: ProvenanceRecord, n: int, y: int, x: int, rid: str):  # noqa: ANN201
+def attempt_funnel(record: ProvenanceRecord, n: int, y: int, x: int, rid: str):
     from app_support.ui import attempt
     return attempt(resources.funnel, rid, n, y, x, record.config["corpus"], record.config.get("subset"), record,
                    what="recomputing the constraint funnel")
@@ -354,7 +355,7 @@ def tex_number(v: float) -> str:
 
 
 def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -> None:
-    """The constraint funnel of pixel (y, x), recomputed from the record by nps.funnel."""
+    """The constraint funnel of pixel (y, x), recomputed from the record by nps.lab.funnel."""
     from app_support.stages import pools_ready
     if not pools_ready(record, "The constraint funnel", f"funnel_{rid[:8]}"):
         return
@@ -363,11 +364,11 @@ def funnel_section(record: ProvenanceRecord, n: int, y: int, x: int, rid: str) -
         funnel_view(fun, record.config, record.images[n, y, x])
 
 
-def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
+def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:
     """Counts through the constraints, the SSD rule with live values, and the pool's centre values."""
     import plotly.graph_objects as go
 
-    from nps.plots_maps import funnel_figure
+    from nps.lab.plots_maps import funnel_figure
     rows = fun.rows(cfg, "all enabled (the pool)")  # one bar per enabled constraint (nps.constraints)
     fig = funnel_figure(rows)
     left, right = st.columns([1, 1])
@@ -395,9 +396,9 @@ def funnel_view(fun, cfg: dict, value: np.ndarray) -> None:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------------- honesty
-def honesty_panel(record: ProvenanceRecord, n: int, rid: str, corpus) -> None:  # noqa: ANN001
+def honesty_panel(record: ProvenanceRecord, n: int, rid: str, corpus) -> None:
+    from app_support.state import display_scale as ds
     from app_support.ui import attempt
-    from nps.app_state import display_scale as ds
     facts = attempt(resources.honesty, rid, n, record.config["corpus"], record.config.get("subset"), record,
                     what="checking this sample against the training set")
     if facts is None:

@@ -16,7 +16,7 @@ content hash of everything the entry depends on.  Entries are:
   ``$NPS_APP_READONLY=1``): a missing entry is built in memory and not stored.
 
 :func:`atomic_write` is the project's one writer of finished files (cache entries,
-records, embeddings, weights): temp file in the same folder, fsync, the umask's mode,
+records, embeddings, weights): temp file in the same folder, fsync, the umask's mode (or a given one),
 ``os.replace``.
 """
 
@@ -28,11 +28,9 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,7 +40,8 @@ from nps.errors import NPSError
 
 log = logging.getLogger(__name__)
 
-_META = "__meta__"
+#: the member of every entry that holds its JSON facts (key, kind, digest, build time)
+META_KEY = "__meta__"
 
 
 def _read_umask() -> int:
@@ -122,13 +121,15 @@ def probe_writable(path: str | Path) -> None:
     os.unlink(tmp)
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> Path:
     """Write a file atomically: ``write(f)`` into a temp file in the same folder, then rename.
 
-    The temp file is ``.<name>.<pid>.<random>.tmp`` (hidden, and naming its writer so a
-    leftover of a killed writer can be recognised, see :mod:`nps.cache_quota`); it is
-    fsynced, given :func:`file_mode` (``mkstemp`` makes it 0600) and ``os.replace``-d over
-    ``path``, so a reader sees the old file or the complete new one, never a part.
+    The project's one file writer (records, cache entries, shipped weights and manifests,
+    trained models).  The temp file is ``.<name>.<pid>.<random>.tmp`` (hidden, and naming its
+    writer so a leftover of a killed writer can be recognised, see :mod:`nps.cache_quota`); it is
+    fsynced, given ``mode`` (default :func:`file_mode`, what a plain ``open`` would give; ``mkstemp``
+    alone makes it 0600) and ``os.replace``-d over ``path``, so a reader sees the old file or the
+    complete new one, never a part.
 
     Raises:
         WriteError: any ``OSError`` (unwritable folder, disk full ...), as one line;
@@ -143,7 +144,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
+        os.chmod(tmp, file_mode() if mode is None else mode)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -156,9 +157,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
     """Write ``text`` (UTF-8) through :func:`atomic_write`: a full disk is one WriteError line, never half a file."""
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode)
 
 
 def cache_root() -> Path:
@@ -219,7 +220,7 @@ def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict | None
     meta["arrays"] = {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
     payload = dict(arrays)
     # default=str: a numpy scalar or a Path in the caller's meta must not lose a finished build.
-    payload[_META] = np.array(json.dumps(meta, sort_keys=True, default=str))
+    payload[META_KEY] = np.array(json.dumps(meta, sort_keys=True, default=str))
     atomic_write(path, lambda f: np.savez(f, **payload))
 
 
@@ -242,10 +243,10 @@ def load_validated_npz(path: Path, key: str | None = None, quiet: bool = False,
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z[_META]))
+            meta = json.loads(str(z[META_KEY]))
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
-            arrays = {k: z[k] for k in z.files if k != _META}
+            arrays = {k: z[k] for k in z.files if k != META_KEY}
     except Exception as exc:  # a flipped byte can surface as almost any exception
         if not quiet:
             log.warning("cache entry %s is unreadable (%s: %s); rebuilding it", path.name, type(exc).__name__, exc)
@@ -348,75 +349,3 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
         if quota is not None:
             cache_quota.enforce_quota(root, quota, keep=path)
         return arrays
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    path: Path
-    kind: str
-    key: str
-    size: int
-    meta: dict
-    mtime: float = 0.0  # last use (the quota's LRU clock), as listed
-
-
-def list_entries(root: Path | None = None) -> list[CacheEntry]:
-    """Every ``.npz`` entry under the cache root, newest first."""
-    root = Path(root) if root is not None else cache_root()
-    out = []
-    for p in root.glob("*.npz"):
-        try:
-            st = p.stat()
-        except OSError:  # removed by another process since the glob
-            continue
-        kind, _, key = p.stem.rpartition("-")
-        meta: dict = {}
-        if not stat.S_ISREG(st.st_mode):  # a FIFO named like an entry would block np.load (and `cache ls`) forever
-            out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, 0, meta, st.st_mtime)))
-            continue
-        with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
-            if _META in z.files:
-                loaded = json.loads(str(z[_META]))
-                meta = loaded if isinstance(loaded, dict) else {}
-        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta, st.st_mtime)))
-    out.sort(key=lambda t: (-t[0], t[1].path.name))
-    return [e for _, e in out]
-
-
-def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
-    """Remove entries whose key (or file name) starts with ``key``; all if None.
-
-    Pinned entries are removed too (clearing is explicit; pins only stop eviction),
-    with their pin markers and lock files.
-
-    Returns:
-        the removed paths.
-    Raises:
-        ValueError: ``key`` is the empty string (it would match everything).
-        NPSError: the cache is read-only (:func:`read_only`) or a file cannot be removed.
-    """
-    if key is not None and not key:
-        raise ValueError("an empty key would match every entry; pass None to clear all")
-    root = Path(root) if root is not None else cache_root()
-    if read_only():
-        raise NPSError(f"the cache {root} is read-only here (NPS_CACHE_READONLY or NPS_APP_READONLY is set); "
-                       "unset it to clear the cache.")
-    removed = []
-    try:
-        for e in list_entries(root):
-            if key is None or e.key.startswith(key) or e.path.name.startswith(key):
-                e.path.unlink(missing_ok=True)
-                e.path.with_suffix(".faiss").unlink(missing_ok=True)  # a memory-mapped index's sidecar
-                for suffix in (".lock", ".pin"):
-                    Path(str(e.path) + suffix).unlink(missing_ok=True)
-                removed.append(e.path)
-        if key is None:
-            # Leftovers of killed builds (temp files are never read), orphaned locks and pins.
-            for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock"), *root.glob("*.npz.pin"), *root.glob("*.faiss")]:
-                p.unlink(missing_ok=True)
-    except OSError as exc:
-        done = f" ({len(removed)} removed before that)" if removed else ""
-        raise NPSError(f"cannot remove '{Path(exc.filename or root).name}' from {root} "
-                       f"({exc.strerror or type(exc).__name__}){done}; the cache folder is not writable by "
-                       "this user: run as its owner, or point NPS_CACHE_DIR elsewhere.") from None
-    return removed

@@ -15,20 +15,27 @@
   is no longer alive on this machine, or when it is older than :data:`STALE_AFTER_S`
   (pid reused, or an older name without a pid); a live writer's temp file is never
   touched.  :func:`clean_stale_temps` runs before each build; ``cache ls`` lists them.
+* **Listing and clearing** (``nps cache ls`` / ``clear``, the Corpus page): :func:`list_entries`,
+  :func:`clear`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import math
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from nps.cache import META_KEY, cache_root, read_only
 from nps.errors import NPSError
 
 log = logging.getLogger("nps.cache")
@@ -246,4 +253,76 @@ def clean_stale_temps(root: Path) -> list[Path]:
     if removed:
         log.info("removed %d leftover temp file%s of interrupted writes: %s", len(removed),
                  "" if len(removed) == 1 else "s", ", ".join(p.name for p in removed))
+    return removed
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    kind: str
+    key: str
+    size: int
+    meta: dict
+    mtime: float = 0.0  # last use (the quota's LRU clock), as listed
+
+
+def list_entries(root: Path | None = None) -> list[CacheEntry]:
+    """Every ``.npz`` entry under the cache root, newest first."""
+    root = Path(root) if root is not None else cache_root()
+    out = []
+    for p in root.glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another process since the glob
+            continue
+        kind, _, key = p.stem.rpartition("-")
+        meta: dict = {}
+        if not stat.S_ISREG(st.st_mode):  # a FIFO named like an entry would block np.load (and `cache ls`) forever
+            out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, 0, meta, st.st_mtime)))
+            continue
+        with contextlib.suppress(Exception), np.load(p, allow_pickle=False) as z:
+            if META_KEY in z.files:
+                loaded = json.loads(str(z[META_KEY]))
+                meta = loaded if isinstance(loaded, dict) else {}
+        out.append((st.st_mtime, CacheEntry(p, kind or p.stem, key, st.st_size, meta, st.st_mtime)))
+    out.sort(key=lambda t: (-t[0], t[1].path.name))
+    return [e for _, e in out]
+
+
+def clear(key: str | None = None, root: Path | None = None) -> list[Path]:
+    """Remove entries whose key (or file name) starts with ``key``; all if None.
+
+    Pinned entries are removed too (clearing is explicit; pins only stop eviction),
+    with their pin markers and lock files.
+
+    Returns:
+        the removed paths.
+    Raises:
+        ValueError: ``key`` is the empty string (it would match everything).
+        NPSError: the cache is read-only (:func:`read_only`) or a file cannot be removed.
+    """
+    if key is not None and not key:
+        raise ValueError("an empty key would match every entry; pass None to clear all")
+    root = Path(root) if root is not None else cache_root()
+    if read_only():
+        raise NPSError(f"the cache {root} is read-only here (NPS_CACHE_READONLY or NPS_APP_READONLY is set); "
+                       "unset it to clear the cache.")
+    removed = []
+    try:
+        for e in list_entries(root):
+            if key is None or e.key.startswith(key) or e.path.name.startswith(key):
+                e.path.unlink(missing_ok=True)
+                e.path.with_suffix(".faiss").unlink(missing_ok=True)  # a memory-mapped index's sidecar
+                for suffix in (".lock", ".pin"):
+                    Path(str(e.path) + suffix).unlink(missing_ok=True)
+                removed.append(e.path)
+        if key is None:
+            # Leftovers of killed builds (temp files are never read), orphaned locks and pins.
+            for p in [*root.glob(".*.tmp"), *root.glob("*.npz.lock"), *root.glob("*.npz.pin"), *root.glob("*.faiss")]:
+                p.unlink(missing_ok=True)
+    except OSError as exc:
+        done = f" ({len(removed)} removed before that)" if removed else ""
+        raise NPSError(f"cannot remove '{Path(exc.filename or root).name}' from {root} "
+                       f"({exc.strerror or type(exc).__name__}){done}; the cache folder is not writable by "
+                       "this user: run as its owner, or point NPS_CACHE_DIR elsewhere.") from None
     return removed

@@ -3,10 +3,10 @@
 :class:`GenerationConfig` is shared by the CLI, the app and the saved record (it is
 serialised as JSON into every record).  :data:`FIELDS` is the single table of its fields:
 type, default, bounds (CLI and app), help, CLI flag and the constraint that owns it.  The
-engine's own fields are declared here (:data:`ENGINE_FIELDS`); each constraint declares its
+engine's own fields are declared in :mod:`nps.config_fields`; each constraint declares its
 own (:mod:`nps.constraints`).  :data:`DEFAULTS`, :data:`LIMITS`, the type schema, the CLI's
-flags (:mod:`nps.cli.generate`), the app's bounds (``nps.app_state.BOUNDS``),
-``nps.app_state.cli_command``, ``sweep`` and record validation are all read from it.
+flags (:mod:`nps.cli.generate`), the app's bounds (``app_support.state.BOUNDS``),
+``nps.cli.command.cli_command``, ``sweep`` and record validation are all read from it.
 
 Fields of a constraint that is not built in (a plug-in registered with
 :func:`nps.constraints.register`) are held in :attr:`GenerationConfig.options` and read as
@@ -20,60 +20,19 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 
 from nps import constraints as _cons
+from nps.config_fields import field_table
 from nps.constraints import Field, representation
 from nps.errors import NPSError
 from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
 
-SEARCH_MODES = ("exact", "brute")
 SSL_MODES = representation.SSL_MODES
 
-#: The engine's own fields (owner None); the constraints' fields come from :mod:`nps.constraints`.
-ENGINE_FIELDS: tuple[Field, ...] = (
-    Field("corpus", "str", "mnist", "mnist, fashion-mnist, cifar10, digits or folder:PATH (default: %(default)s)",
-          group="corpus", sweep=False, app_fixed="sidebar"),
-    Field("subset", "int", None, "use a class-stratified subset of N train images", optional=True,
-          limits=(1, 2**63 - 1), group="corpus", app_fixed="sidebar"),
-    Field("n", "int", 64, "number of samples (default: %(default)s)", limits=(1, 10**9), app=(1, 64), group="run",
-          sweep=False),
-    Field("seed", "int", 0, "RNG seed (default: %(default)s)", limits=(0, 2**63 - 1), app=(0, 2**31 - 1),
-          group="run", why=" (numpy seeds are non-negative)"),
-    Field("constraints", "tuple", _cons.default_names(), "comma list of the constraints to enable", sweep=True),
-    Field("window", "int", 7, "context window w, odd (default: %(default)s)", limits=(3, 255), app=(3, 15),
-          ablate=True),
-    Field("reference", "int", None, "fixed reference train id for every sample (default: random per sample)",
-          optional=True, limits=(0, 2**63 - 1)),
-    Field("include_reference", "bool", False, "let the reference image be a source beyond the seed (left out of "
-          "every pool by default)"),
-    Field("seed_size", "int", 8, "seed patch side", limits=(1, 4096), app=(1, 32), ablate=True),
-    Field("batch_size", "int", 64, "samples advanced in lockstep (default: %(default)s)", limits=(1, 2**20),
-          app=(1, 64), group="run", sweep=False),
-    Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
-    Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
-          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
-          choices=SEARCH_MODES),
-    Field("data_root", "str", None, "extra folder to look for corpus files", optional=True, group="corpus",
-          sweep=False),
-)
-
-
-def _field_table() -> dict[str, Field]:
-    """The engine's fields and every registered constraint's, by name (a field declared twice is a bug)."""
-    table = {f.name: f for f in ENGINE_FIELDS}
-    for c in _cons.registered():
-        for f in c.fields:
-            if f.name in table:
-                raise ValueError(f"field '{f.name}' of constraint '{c.name}' is declared twice")
-            table[f.name] = f
-    return table
-
-
-_D = _field_table()  # the table as the dataclass below is defined (the built-in constraints)
+_D = field_table()  # the table as the dataclass below is defined (the built-in constraints)
 
 # encoder="auto" picks, per corpus, the encoder that measured best for the sampler: the
 # higher class purity of the 64-image semantic pool (README, "Defaults from evidence";
@@ -131,7 +90,7 @@ class GenerationConfig:
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
         search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
-            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.search`;
+            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.engine.search`;
             opt-in until its 60k records are shown identical to the dense scan's).
         data_root: extra folder to look for corpus files.
         options: (name, value) pairs of the fields of plug-in constraints (sorted, defaults
@@ -229,7 +188,7 @@ class GenerationConfig:
 
         Types first (a record's JSON or an API caller may hand over anything), then the
         ranges of :data:`LIMITS`, then, given the corpus facts, the fit to the corpus and
-        the memory the run needs (:func:`check_memory`).
+        the memory the run needs (:func:`nps.memory.check_memory`).
 
         Args:
             corpus_size: number of train images, to check k and reference.
@@ -284,6 +243,7 @@ class GenerationConfig:
             raise NPSError(f"--label {self.label} is not in this corpus; labels are "
                            f"{', '.join(map(str, sorted(labels)))}.")
         if corpus_size is not None and image_shape is not None:
+            from nps.memory import check_memory
             check_memory(self, corpus_size, image_shape)
 
     def fit_canvas(self, image_shape: tuple[int, ...], seed_size_given: bool = True) -> GenerationConfig:
@@ -311,7 +271,7 @@ class GenerationConfig:
         for c in _cons.active(self):  # each constraint's cost factor (nps.constraints.Constraint.cost_*)
             positions = c.cost_positions(self, h, w, positions)
             images = c.cost_images(self, corpus_size, images)
-        extra = 0  # the opt-in sampling readings (nps.sampling_readings) also scan the whole corpus per pixel
+        extra = 0  # the opt-in sampling readings (nps.engine.sampling_readings) also scan the whole corpus per pixel
         if self.uses("ssl") and self.ssl_mode == "window":
             extra += corpus_size  # every image's window at the pixel is ranked
         if self.ssd_global_min and self.uses("ssd"):
@@ -371,7 +331,7 @@ _DATACLASS_FIELDS = frozenset(f.name for f in dataclasses.fields(GenerationConfi
 
 def _rebuild() -> None:
     """Refill FIELDS, DEFAULTS and LIMITS from the engine's fields and every registered constraint's."""
-    table = _field_table()
+    table = field_table()
     FIELDS.clear()
     FIELDS.update(table)
     DEFAULTS.clear()
@@ -467,51 +427,3 @@ def _num(v: float) -> str:
 def canvas_seed_size(image_shape: tuple[int, ...]) -> int:
     """A seed side that suits the canvas: a quarter of its shorter side (8x8 digits: 2; MNIST would get 7)."""
     return max(1, min(image_shape[:2]) // 4)
-
-
-def estimate_run_bytes(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...]) -> int:
-    """A generous estimate of the memory a run needs (bytes), from n, the canvas and the batch.
-
-    The record is 5 int64 maps, a bool map and the images per pixel, and the per-step
-    uniforms are float64; batches are concatenated, so the whole is held twice.  A batch
-    holds its padded canvases and, with per-sample semantic pools, the pool images in
-    float32 with their squares (the largest working set of the engine).
-    """
-    h, w = image_shape[:2]
-    c = image_shape[2] if len(image_shape) > 2 else 1
-    per_sample = h * w * (c + 5 * 8 + 1 + 8)
-    b = min(config.batch_size, config.n)
-    hp, wp = h + config.window - 1, w + config.window - 1
-    batch = b * (c * hp * wp * 4 + h * w * 8 * 6)
-    if config.per_sample_pools():
-        batch += 2 * b * hp * wp * (c + 1) * min(config.k, corpus_size) * 4
-    else:
-        batch += 64 << 20  # chunked distances to a shared pool (nps.sampler.CHUNK_SCORES) and their masks
-    return int(2 * config.n * per_sample + batch)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_memory(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...]) -> None:
-    """Refuse up front (one line) a run whose estimated memory exceeds what is available."""
-    need = estimate_run_bytes(config, corpus_size, image_shape)
-    have = available_memory()
-    if have is not None and need > have:
-        h, w = image_shape[:2]
-        raise NPSError(f"this run needs about {need / 1e9:.1f} GB of memory ({config.n} samples of {h}x{w}, "
-                       f"batch {min(config.batch_size, config.n)}) but {have / 1e9:.1f} GB is available; "
-                       "lower --n or --batch-size.")
-

@@ -50,7 +50,7 @@ class EmbeddingTable:
     key: str
 
 
-def embedding_cached(corpus, encoder: Encoder) -> bool:  # noqa: ANN001
+def embedding_cached(corpus, encoder: Encoder) -> bool:
     """Whether :func:`embed_corpus` would read its table from the cache (a file probe: nothing is built or read)."""
     from nps.cache import cache_root
     key = content_key("embeddings", corpus.content_hash, encoder.identity)

@@ -34,7 +34,7 @@ from nps.errors import NPSError
 MAX_MEMBERS = 64
 
 
-def _header(f) -> tuple[tuple[int, ...], np.dtype]:  # noqa: ANN001 - a zipfile.ZipExtFile
+def _header(f) -> tuple[tuple[int, ...], np.dtype]:  # a zipfile.ZipExtFile
     """(shape, dtype) from a ``.npy`` header, without reading the data."""
     fmt = np.lib.format
     version = fmt.read_magic(f)
@@ -104,7 +104,7 @@ def read_npz(source: str | Path | bytes, names: Iterable[str], max_bytes: int, w
                     out[name] = np.lib.format.read_array(f, allow_pickle=False)
             except NPSError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a damaged member surfaces as many types (zlib, CRC, EOF ...)
+            except Exception as exc:  # a damaged member surfaces as many types (zlib, CRC, EOF ...)
                 raise fail(f"has a damaged member '{name}' ({type(exc).__name__})") from None
             budget -= max(nbytes, 1)
         return out

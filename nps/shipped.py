@@ -160,21 +160,22 @@ def locate_weights(kind: str, corpus_name: str) -> WeightsChoice | None:
     return None
 
 
+#: files meant for the repository, readable by all
+SHIPPED_MODE = 0o644
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, 0o644)  # files meant for the repository, readable by all
-    tmp.replace(dst)
+    from nps.cache import atomic_write
+    with open(src, "rb") as f:
+        atomic_write(dst, lambda out: shutil.copyfileobj(f, out), SHIPPED_MODE)
 
 
 def write_manifest(files: dict[str, dict]) -> Path:
     """Write ``nps/weights/MANIFEST.json`` atomically (sorted, one entry per file)."""
     path = WEIGHTS_DIR / MANIFEST_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))},
-                              indent=2, sort_keys=True) + "\n")
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    from nps.cache import write_text
+    write_text(path, json.dumps({"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))},
+                                indent=2, sort_keys=True) + "\n", SHIPPED_MODE)
     return path
 
 

@@ -341,7 +341,7 @@ def iter_chunks(corpus: Corpus, chunk: int = 65536) -> Iterator[tuple[int, np.nd
             yield s, np.fromfile(f, np.uint8, (e - s) * row).reshape(e - s, *train.shape[1:])
 
 
-def encode_in_chunks(encoder, corpus: Corpus, chunk: int = 65536) -> np.ndarray:  # noqa: ANN001 - an Encoder
+def encode_in_chunks(encoder, corpus: Corpus, chunk: int = 65536) -> np.ndarray:  # an Encoder
     """``encoder.encode(corpus.train)`` as (N,D) float32, in chunks for a stored corpus (bit-identical).
 
     ``chunk`` is a multiple of the encoder's batch (1024), so the batches are the same.

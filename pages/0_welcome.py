@@ -8,11 +8,12 @@ import streamlit as st
 
 from app_support import lesson_view, stages
 from app_support.boot import entry_guard
+from app_support.display import stroke_pixel
+from app_support.pages import PAGE, SIDEBAR_PREFIX, hand_over, widget_key
 from app_support.toggles import set_constraints
 from app_support.ui import add_record, open_in_analysis
-from nps.app_state import stroke_pixel
 from nps.constraints import default_names
-from nps.presets import LESSONS, PRESETS, Lesson, get_lesson, is_built, read_built
+from nps.lab.presets import LESSONS, PRESETS, Lesson, get_lesson, is_built, read_built
 
 FIRST_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "sample-grid.png"  # shipped, pre-rendered
 
@@ -21,7 +22,7 @@ def pin_subset(lesson: Lesson) -> None:
     """Start-lesson callback: set the sidebar subset a lesson pins (a widget value, so before the script
     reruns) and mark the lesson to start at the top of the rerun, before this page draws anything again."""
     if "subset" in lesson.controls:
-        st.session_state["sb_subset"] = lesson.controls["subset"] or 0
+        st.session_state[SIDEBAR_PREFIX + "subset"] = lesson.controls["subset"] or 0
     st.session_state["wel_start"] = lesson.key
 
 
@@ -36,27 +37,20 @@ def start_lesson(lesson: Lesson) -> None:
     ss = st.session_state
     if lesson.page == "generate":
         set_constraints("gen", ctl.pop("constraints", default_names()))
-        for k, v in ctl.items():
-            ss[f"gen_{k}"] = v
-        ss["gen_lesson"] = lesson.key
-        ss["gen_autorun"] = True
-        st.switch_page("pages/2_generate.py")
+        hand_over(ss, "generate", **ctl, lesson=lesson.key, autorun=True)
+        st.switch_page(PAGE["generate"].file)
     elif lesson.page == "ablations":
         columns = ctl.pop("columns", [])
-        ss["abl_ncols"] = len(columns)
         for i, cons in enumerate(columns):
-            set_constraints(f"abl_{i}", cons)
-        for k, v in ctl.items():
-            ss[f"abl_{k}"] = v
-        ss["abl_lesson"] = lesson.key
-        ss["abl_autorun"] = True
-        st.switch_page("pages/3_ablations.py")
+            set_constraints(widget_key("ablations", str(i)), cons)
+        hand_over(ss, "ablations", ncols=len(columns), **ctl, lesson=lesson.key, autorun=True)
+        st.switch_page(PAGE["ablations"].file)
     elif lesson.page == "analysis":
         name = ctl.get("preset", "digits")
         rec = stages.open_preset(name)
         if rec is not None:
             add_record(f"preset: {name}", rec)
-            ss["ana_lesson"] = lesson.key
+            hand_over(ss, "analysis", lesson=lesson.key)
             pixel = ctl.get("pixel", "stroke")
             open_in_analysis(f"preset: {name}", 0, stroke_pixel(rec, 0) if pixel == "stroke" else tuple(pixel))
 
@@ -99,7 +93,7 @@ st.caption("Small records built once and kept in the server's cache; opening one
 
 def _on_preset_pick(name: str, n: int) -> None:
     """Grid click callback: remember which preset sample to open (the page body switches pages)."""
-    from nps.plots_maps import grid_index_from_points
+    from nps.lab.plots_maps import grid_index_from_points
     try:
         points = st.session_state[f"sel_wel_{name}"]["selection"]["points"]
     except (KeyError, TypeError):
@@ -109,13 +103,13 @@ def _on_preset_pick(name: str, n: int) -> None:
         st.session_state["wel_open"] = (name, i)
 
 
-def preset_grid(name: str, images) -> None:  # noqa: ANN001
+def preset_grid(name: str, images) -> None:
     """A built preset's samples as a plotly grid: click one to open it in Analysis.
 
     It is also the session's first plotly chart, so the browser has loaded plotly's script
     (a few MB, about 1.5 s on this machine) before a lesson's result grid needs it.
     """
-    from nps.plots_maps import grid_figure
+    from nps.lab.plots_maps import grid_figure
     tile = 56 if images.shape[1] > 12 else 48
     st.plotly_chart(grid_figure(images, 4, None, tile, [f"sample {i}: click to open it in Analysis"
                                                         for i in range(len(images))]),

@@ -9,9 +9,10 @@ import streamlit as st
 
 from app_support import corpus_choices, resources
 from app_support.boot import entry_guard
+from app_support.display import redact_paths
 from app_support.sidebar import encoder_names, read_only
+from app_support.state import display_scale, grid_picture
 from app_support.ui import attempt, show_grid, sidebar_corpus, ss_default
-from nps.app_state import display_scale, grid_picture, redact_paths
 from nps.config import resolve_encoder
 from nps.corpora import CorpusStatus, parse_corpus_name
 
@@ -162,7 +163,8 @@ if emb is not None:
 
 # --------------------------------------------------------------------------- cache
 st.subheader("Cache (indexes and other derived files)")
-from nps.cache import cache_root, clear, list_entries  # noqa: E402
+from nps.cache import cache_root  # noqa: E402
+from nps.cache_quota import clear, list_entries  # noqa: E402
 
 entries = list_entries()
 st.caption(f"the server's {cache_root().name}/ folder · {len(entries)} entries · "

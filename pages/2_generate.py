@@ -7,6 +7,9 @@ import streamlit as st
 
 from app_support import lesson_view, present, resources, stages, views
 from app_support.boot import entry_guard
+from app_support.display import record_label
+from app_support.links import params_from_query, params_to_query
+from app_support.state import BOUNDS, build_config, grid_picture, suggested_params
 from app_support.toggles import (
     constraint_toggles,
     default_toggles,
@@ -33,8 +36,7 @@ from app_support.ui import (
     view_result,
     warn_if_slow,
 )
-from nps.app_links import params_from_query, params_to_query
-from nps.app_state import BOUNDS, build_config, cli_command, grid_picture, record_label, suggested_params
+from nps.cli.command import cli_command
 from nps.config import DEFAULTS, FIELDS
 
 entry_guard()
@@ -164,10 +166,10 @@ def current_params() -> dict:
 
 config = None
 try:
-    from nps.app_state import check_against
+    from app_support.state import check_against
     config = build_config(settings, current_params())
     check_against(config, corpus)
-except Exception as exc:  # noqa: BLE001 - shown as one line
+except Exception as exc:  # shown as one line
     show_error(exc, "checking the parameters")
     config = None
 
@@ -196,7 +198,7 @@ if go and config is not None:
     try:
         stages.prepare(config, live)
         rec, seconds, cached = resources.generate(config, progress=live)
-    except Exception as exc:  # noqa: BLE001 - NPSError, Stopped and anything unexpected, one line each
+    except Exception as exc:  # NPSError, Stopped and anything unexpected, one line each
         live.done()
         show_error(exc, "generating")
     else:

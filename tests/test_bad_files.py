@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import nps.corpora as corpora
-import nps.image_folder as image_folder
+import nps.corpora.image_folder as image_folder
 from nps import shipped
 from nps.cli import main
 from nps.corpora import load_corpus, read_cifar_batches
@@ -75,7 +75,7 @@ class SystemPayload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -83,7 +83,7 @@ class ExecPayload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         import builtins
         return (builtins.exec, (f"open({str(self.marker)!r}, 'w').close()",))
 
@@ -124,7 +124,7 @@ def test_cifar_payload_via_the_cli_exits_2_in_a_subprocess(tmp_path: Path) -> No
 
 def test_numpy_globals_cannot_be_called_directly(tmp_path: Path) -> None:
     """ndarray(shape, buffer=..., strides=...) or a subclass in _reconstruct are refused too."""
-    from nps.safe_pickle import loads_restricted
+    from nps.corpora.safe_pickle import loads_restricted
     direct = b"cnumpy\nndarray\n(I10\ntR."  # protocol 0: ndarray(10)
     with pytest.raises(TypeError):
         loads_restricted(direct)
@@ -170,7 +170,7 @@ def test_numpy_1x_module_names_load(tmp_path: Path) -> None:
     (lambda b: pickle.dumps({**b, b"labels": np.array(["a"] * 4, object)}), "list of integers"),
     (lambda b: b"\x80\x05" + b"(" * 100_000, "not a CIFAR-10 batch"),                          # deep nesting
 ])
-def test_malformed_cifar_batches_give_one_line(tmp_path: Path, mutate, needle: str) -> None:  # noqa: ANN001
+def test_malformed_cifar_batches_give_one_line(tmp_path: Path, mutate, needle: str) -> None:
     folder = write_batches(tmp_path / "c", mutate(good_batch()))
     with pytest.raises(NPSError, match=needle) as exc:
         read_cifar_batches(folder)
@@ -206,7 +206,7 @@ def folder_with(root: Path, files: dict[str, object]) -> Path:
     return root
 
 
-def gray(v: int = 100, size: int = 8):  # noqa: ANN201
+def gray(v: int = 100, size: int = 8):
     from PIL import Image
     return Image.fromarray(np.full((size, size), v, np.uint8))
 
@@ -299,7 +299,7 @@ def test_unreadable_class_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     root = folder_with(tmp_path / "f", {"a/ok.png": gray(), "b/ok.png": gray()})
     real = Path.iterdir
 
-    def iterdir(self: Path):  # noqa: ANN202 - root cannot drop its own read permission, so simulate it
+    def iterdir(self: Path):  # root cannot drop its own read permission, so simulate it
         if self.name == "b":
             raise PermissionError(13, "Permission denied")
         return real(self)
@@ -333,7 +333,7 @@ def test_malformed_folder_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
 # =========================================================================== weights files
 
 @pytest.fixture
-def tiny_simclr(tmp_path: Path, digits) -> Path:  # noqa: ANN001
+def tiny_simclr(tmp_path: Path, digits) -> Path:
     from nps.encoders.simclr import save_weights
     from nps.encoders.train import TrainConfig, build_model, weights_meta
     cfg = TrainConfig(epochs=1, batch_size=8)
@@ -344,13 +344,13 @@ def tiny_simclr(tmp_path: Path, digits) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture
-def tiny_classifier(tmp_path: Path, digits_small) -> Path:  # noqa: ANN001
+def tiny_classifier(tmp_path: Path, digits_small) -> Path:
     from nps.metrics.classifier import train_classifier
     clf = train_classifier(digits_small, epochs=1, batch_size=64, input_size=8)
     return clf.save(tmp_path / "c" / "classifier-digits.safetensors")
 
 
-def rewrite_safetensors(src: Path, dst: Path, change) -> Path:  # noqa: ANN001
+def rewrite_safetensors(src: Path, dst: Path, change) -> Path:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
     with safe_open(str(src), framework="pt") as f:
@@ -361,7 +361,7 @@ def rewrite_safetensors(src: Path, dst: Path, change) -> Path:  # noqa: ANN001
     return dst
 
 
-def test_weights_files_malformed(tiny_simclr: Path, tiny_classifier: Path, tmp_path: Path, digits) -> None:  # noqa: ANN001
+def test_weights_files_malformed(tiny_simclr: Path, tiny_classifier: Path, tmp_path: Path, digits) -> None:
     import torch
 
     from nps.encoders.simclr import SimCLREncoder
@@ -404,7 +404,7 @@ def test_weights_files_malformed(tiny_simclr: Path, tiny_classifier: Path, tmp_p
             assert path.name in single_line(exc), needle
 
 
-def test_non_finite_weights_are_never_written(tmp_path: Path, digits) -> None:  # noqa: ANN001
+def test_non_finite_weights_are_never_written(tmp_path: Path, digits) -> None:
     import torch
 
     from nps.encoders.simclr import save_weights
@@ -419,7 +419,7 @@ def test_non_finite_weights_are_never_written(tmp_path: Path, digits) -> None:  
     assert not out.exists()
 
 
-def test_non_finite_embeddings_are_refused(digits) -> None:  # noqa: ANN001
+def test_non_finite_embeddings_are_refused(digits) -> None:
     from nps.encoders.base import Encoder
 
     class Broken(Encoder):
@@ -435,7 +435,7 @@ def test_non_finite_embeddings_are_refused(digits) -> None:  # noqa: ANN001
     single_line(exc)
 
 
-def test_non_finite_losses_stop_training(digits_small, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_non_finite_losses_stop_training(digits_small, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     import nps.encoders.train as train
@@ -487,7 +487,7 @@ def ship(path: Path) -> Path:
 
 
 def test_manifest_mismatch_names_the_file_and_the_fix(weights_dir: Path, tiny_simclr: Path, tiny_classifier: Path,
-                                                      digits, capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+                                                      digits, capsys: pytest.CaptureFixture[str],
                                                       cache_dir: Path) -> None:
     from nps.encoders import get_encoder
     from nps.metrics.classifier import load_classifier
@@ -510,7 +510,7 @@ def test_manifest_mismatch_names_the_file_and_the_fix(weights_dir: Path, tiny_si
     assert status == "invalid" and "sha256" in detail
 
 
-def test_unlisted_or_unverifiable_shipped_files(weights_dir: Path, tiny_simclr: Path, digits) -> None:  # noqa: ANN001
+def test_unlisted_or_unverifiable_shipped_files(weights_dir: Path, tiny_simclr: Path, digits) -> None:
     from nps.encoders import get_encoder
     shutil.copyfile(tiny_simclr, weights_dir / tiny_simclr.name)  # dropped in, not in the manifest
     with pytest.raises(NPSError, match=r"not listed in MANIFEST.json"):
@@ -532,7 +532,7 @@ def test_digest_is_computed_once_per_process(tiny_simclr: Path, monkeypatch: pyt
     assert len(calls) == 1
 
 
-def test_lookup_order_shipped_then_trained(weights_dir: Path, tiny_simclr: Path, cache_dir: Path, digits) -> None:  # noqa: ANN001
+def test_lookup_order_shipped_then_trained(weights_dir: Path, tiny_simclr: Path, cache_dir: Path, digits) -> None:
     from nps.encoders.simclr import SimCLREncoder, trained_path, weights_status
     assert weights_status("digits")[0] == "absent"
     trained = trained_path("digits")
@@ -576,7 +576,7 @@ EMBED_BAD = [
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if a command starts loading data: bad flags must be refused first."""
-    def refuse(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def refuse(*a, **k):
         raise AssertionError("the corpus was loaded before the flags were checked")
     monkeypatch.setattr(corpora, "load_corpus", refuse)
 
@@ -632,7 +632,7 @@ def test_embed_out_unwritable_before_any_work(out: str, tmp_path: Path, no_work:
 
 # =========================================================================== default outputs
 
-def test_train_encoder_writes_to_the_cache_and_the_lookup_finds_it(cache_dir: Path, digits,  # noqa: ANN001
+def test_train_encoder_writes_to_the_cache_and_the_lookup_finds_it(cache_dir: Path, digits,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in shipped.WEIGHTS_DIR.iterdir()}
     assert main(["train-encoder", "--corpus", "digits", "--subset", "100", "--epochs", "1", "--batch-size", "50",
@@ -648,7 +648,7 @@ def test_train_encoder_writes_to_the_cache_and_the_lookup_finds_it(cache_dir: Pa
     assert weights_status("digits")[0] == "trained"
 
 
-def test_replace_shipped_installs_and_updates_the_manifest(weights_dir: Path, cache_dir: Path, digits,  # noqa: ANN001
+def test_replace_shipped_installs_and_updates_the_manifest(weights_dir: Path, cache_dir: Path, digits,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train-encoder", "--corpus", "digits", "--subset", "100", "--epochs", "1", "--batch-size", "50",
                  "--threads", "1", "--no-eval", "--replace-shipped"]) == 0
@@ -700,7 +700,7 @@ def test_generate_refuses_damaged_simclr_weights(damage: str, weights_dir: Path,
 
 
 @pytest.mark.parametrize("content", ["garbage", "truncated", "a list"])
-def test_damaged_checkpoint_with_resume(content: str, tmp_path: Path, digits_small,  # noqa: ANN001
+def test_damaged_checkpoint_with_resume(content: str, tmp_path: Path, digits_small,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 

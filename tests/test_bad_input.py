@@ -89,7 +89,7 @@ WRONG_CHOICE = ["nope", ""]
 
 @pytest.fixture(scope="module")
 def record_path(tmp_path_factory, digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec = generate(GenerationConfig(corpus="digits", window=3, seed_size=2, k=8, n=3, batch_size=3), digits)
     return str(rec.save(tmp_path_factory.mktemp("rec") / "r.npz"))
 
@@ -119,8 +119,8 @@ class _Slow(BaseException):
     """Raised by the alarm: a BaseException, so no handler in the CLI can swallow it."""
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001
-    def alarm(*_):  # noqa: ANN002, ANN202
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    def alarm(*_):
         raise _Slow(f"{argv} still running after {LIMIT_S}s: a pre-check is missing")
 
     old = signal.signal(signal.SIGALRM, alarm)
@@ -218,8 +218,8 @@ def _unwritable() -> str:
 @pytest.mark.parametrize("case", ["out is a folder", "out folder missing", "grid folder missing", "grid unwritable",
                                   "grid is out"])
 def test_generate_outputs_are_checked_before_the_run(case, tmp_path, capsys, monkeypatch):
-    import nps.sampler
-    monkeypatch.setattr(nps.sampler, "generate", lambda *a, **k: pytest.fail("the run started"))
+    import nps.engine.sampler
+    monkeypatch.setattr(nps.engine.sampler, "generate", lambda *a, **k: pytest.fail("the run started"))
     out, grid = str(tmp_path / "s.npz"), None
     if case == "out is a folder":
         (tmp_path / "d.npz").mkdir()

@@ -19,10 +19,12 @@ from nps.cache import (
     atomic_save_npz,
     cache_root,
     cached_arrays,
-    clear,
     content_key,
-    list_entries,
     load_validated_npz,
+)
+from nps.cache_quota import (
+    clear,
+    list_entries,
 )
 from nps.cli import main
 from nps.cli.cache import human_size
@@ -424,7 +426,7 @@ def test_one_atomic_writer_gives_records_embeddings_weights_and_entries_one_mode
     from nps.cli.embed import save_npz_atomic
     from nps.config import GenerationConfig
     from nps.encoders.simclr import save_weights
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
 
     expected = cache.file_mode()
     assert expected == 0o666 & ~cache._UMASK

@@ -1,4 +1,4 @@
-"""Certified appearance decisions (nps.certify): the float32 engine decides as float64 does.
+"""Certified appearance decisions (nps.engine.certify): the float32 engine decides as float64 does.
 
 Three kinds of check:
 * the error bound holds for the engine's own float32 kernels (and is not vacuous);
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import nps.sampler as sampler_module
-from nps.certify import (
+import nps.engine.sampler as sampler_module
+from nps.config import GenerationConfig
+from nps.engine.certify import (
     DenseView,
     ExactWeights,
     certify,
@@ -23,11 +24,10 @@ from nps.certify import (
     score_bound,
     window_pixels,
 )
-from nps.config import GenerationConfig
-from nps.reference_impl import generate_plain
-from nps.sampler import generate
-from nps.selection import thresholds
-from nps.ssd import window_ssd_shared
+from nps.engine.reference_impl import generate_plain
+from nps.engine.sampler import generate
+from nps.engine.selection import thresholds
+from nps.engine.ssd import window_ssd_shared
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4)
 KEYS = ("images", "source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nps.cli import main
-from nps.record import ProvenanceRecord, check_provenance
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord
 
 TINY = ["--corpus", "digits", "--window", "3", "--seed-size", "2", "--k", "8", "--n", "4"]
 
@@ -86,7 +87,7 @@ def test_every_subcommand_has_help(capsys):
 
 
 def test_bench_reports_ratio_on_tiny_corpus(capsys):
-    from nps.bench import run_case
+    from nps.lab.bench import run_case
     a = run_case("a", "digits", 4, 4)
     assert "error" not in a and a["ms_per_image"] > 0 and a["peak_rss_mb"] > 0
     np.testing.assert_equal(a["n"], 4)
@@ -116,7 +117,7 @@ def test_threshold_always_keeps_the_minimum():
     import torch
 
     from nps.config import GenerationConfig
-    from nps.selection import NO_LIMIT, thresholds
+    from nps.engine.selection import NO_LIMIT, thresholds
     # -1.3e-7: a float32 SSD minimum measured below zero for an exact match.
     d_min = torch.tensor([-1.3e-7, -1e-3, 0.0, 1e-9, 0.5, 3.0], dtype=torch.float32)
     for eps, tol, max_ssd in itertools.product((0.0, 0.1, 10.0, 1000.0, 1e30), (0.0, 1e-6, 1e30), (None, 0.0, 1e30)):

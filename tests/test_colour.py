@@ -17,7 +17,8 @@ import pytest
 from nps.cli import main
 from nps.corpora import ENTRIES, canonical_name, corpus_status, load_corpus, parse_corpus_name
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_provenance
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord
 
 SIDE = 12
 FLAGS = ["--n", "2", "--window", "3", "--seed-size", "2", "--radius", "1", "--k", "4", "--seed", "1"]

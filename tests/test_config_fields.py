@@ -57,8 +57,8 @@ def test_every_field_has_a_changed_value_here():
 
 def test_cli_command_round_trips_every_field():
     """cli_command writes every field off its default (it used to drop tol, max_ssd, include_reference, device)."""
-    from nps.app_state import cli_command
     from nps.cli import build_parser
+    from nps.cli.command import cli_command
     from nps.cli.generate import config_from_args
     cfg = GenerationConfig.make(**CHANGED)
     cmd = cli_command(cfg, out="o.npz")
@@ -86,8 +86,8 @@ def test_generate_has_a_flag_for_every_field():
 
 
 def test_app_bounds_and_upload_check_cover_every_field():
-    from nps.app_limits import check_app_config
-    from nps.app_state import BOUNDS
+    from app_support.limits import check_app_config
+    from app_support.state import BOUNDS
     small = dict(corpus="digits", window=3, seed_size=2, k=8, n=2, batch_size=2, encoder="pca")
     for name, f in FIELDS.items():
         # Each field is either bounded by the app or held to a stated rule.

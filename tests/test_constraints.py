@@ -62,9 +62,9 @@ def test_builtins_are_declared_once_in_canonical_order():
 
 
 def test_one_definition_of_the_ablation_sets():
-    from nps import presets
-    from nps.app_state import ABLATION_SETS
+    from app_support.state import ABLATION_SETS
     from nps.cli.ablate import ablation_plan
+    from nps.lab import presets
     assert ablation_chain() == (("ssd",), ("ssd", "loc"), ("ssd", "loc", "ssl"))
     assert ablation_sets() == ABLATION_SETS == (*ablation_chain(), ("ssd", "loc", "ssl", "ms"))
     lesson = next(le for le in presets.LESSONS if le.key == "three-ablations")
@@ -88,7 +88,7 @@ def test_pool_key_is_each_constraints_part():
 
 
 def test_cost_and_cheaper_come_from_the_constraints():
-    from nps.cost import cheaper
+    from nps.lab.cost import cheaper
     cfg = GenerationConfig(corpus="mnist", encoder="pca", constraints="ssd")
     assert cfg.windows_per_pixel(60000, (28, 28)) == 60000 * 28 * 28
     assert cfg.replace(constraints="ssd,loc").windows_per_pixel(60000, (28, 28)) == 60000 * 25
@@ -108,7 +108,8 @@ def test_throwaway_constraint_is_in_the_cli_help_and_flags(row):
     cfg = config_from_args(args)
     assert cfg.constraints == ("ssd", "row") and cfg.row_slack == 2 and cfg.options == (("row_slack", 2),)
     assert FIELDS["row_slack"].owner == "row"
-    from nps.app_state import BOUNDS, cli_command
+    from app_support.state import BOUNDS
+    from nps.cli.command import cli_command
     assert BOUNDS["row_slack"] == (0, 8)
     assert "--constraints ssd,row" in cli_command(cfg) and "--row-slack 2" in cli_command(cfg)
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit):
@@ -116,9 +117,9 @@ def test_throwaway_constraint_is_in_the_cli_help_and_flags(row):
 
 
 def test_throwaway_constraint_runs_in_engine_and_plain_reference_alike(row, digits):
-    from nps.record import check_provenance
-    from nps.reference_impl import generate_plain
-    from nps.sampler import generate
+    from nps.engine.reference_impl import generate_plain
+    from nps.engine.sampler import generate
+    from nps.provenance import check_provenance
     cfg = GenerationConfig.make(**SMALL, n=3, seed=5, constraints="ssd,loc,row", row_slack=0)
     assert [c.name for c in active(cfg, "centres")] == ["loc", "row"]
     rec = generate(cfg, digits)
@@ -138,8 +139,8 @@ def test_throwaway_constraint_runs_in_engine_and_plain_reference_alike(row, digi
 
 
 def test_throwaway_constraint_is_in_the_funnel(row, digits):
-    from nps.funnel import constraint_funnel
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
+    from nps.lab.funnel import constraint_funnel
     cfg = GenerationConfig.make(**SMALL, n=1, seed=2, constraints="ssd,loc,row", row_slack=1)
     rec = generate(cfg, digits)
     step = int(np.flatnonzero(rec.shell > 0)[5])
@@ -168,7 +169,7 @@ def test_throwaway_constraint_is_in_the_app_toggles(row, monkeypatch):
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    import nps.sampler
+    import nps.engine.sampler
     init = PagesManager.__init__
 
     def v2_init(self, *args, **kwargs):
@@ -177,13 +178,13 @@ def test_throwaway_constraint_is_in_the_app_toggles(row, monkeypatch):
 
     monkeypatch.setattr(PagesManager, "__init__", v2_init)
     calls: list = []
-    real = nps.sampler.generate
+    real = nps.engine.sampler.generate
 
     def spy(config, corpus=None, **kw):
         calls.append(config)
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", spy)
+    monkeypatch.setattr(nps.engine.sampler, "generate", spy)
     st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.query_params["corpus"] = "digits"

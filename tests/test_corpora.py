@@ -413,7 +413,8 @@ def test_a_registered_corpus_appears_everywhere(tmp_path: Path, monkeypatch: pyt
                                                 capsys: pytest.CaptureFixture) -> None:
     """One register_corpus call: `nps corpora` lists it, --help names it, load_corpus and generate read it."""
     from nps.corpora import CorpusEntry, frozen_corpus
-    from nps.record import ProvenanceRecord, check_provenance
+    from nps.provenance import check_provenance
+    from nps.record import ProvenanceRecord
 
     def load(name: str, _parameter: str | None, _options: dict, _root: str | None):  # (N,8,8) checkerboards
         rng = np.random.default_rng(0)
@@ -448,7 +449,7 @@ def test_a_corpus_asked_for_by_two_threads_at_once_is_loaded_once(monkeypatch):
     entry = registry.parse_corpus_name("digits").entry
     real, calls = entry.load, []
 
-    def slow_load(*args):  # noqa: ANN002, ANN202
+    def slow_load(*args):
         calls.append(threading.get_ident())
         time.sleep(0.3)  # long enough for the second thread to arrive while the first is still loading
         return real(*args)

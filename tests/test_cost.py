@@ -1,11 +1,11 @@
-"""The run-time estimate (nps.cost): its model, its cheaper alternatives and the CLI's line."""
+"""The run-time estimate (nps.lab.cost): its model, its cheaper alternatives and the CLI's line."""
 
 from __future__ import annotations
 
 import pytest
 
-from nps import cost
 from nps.config import GenerationConfig
+from nps.lab import cost
 
 MNIST = (28, 28)
 

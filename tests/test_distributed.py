@@ -9,10 +9,10 @@ import pytest
 
 from nps.cli import main
 from nps.config import GenerationConfig
-from nps.distributed import generate_on_ray, run_shard, shard_ids, start_ray
+from nps.engine.sampler import generate
 from nps.errors import NPSError
+from nps.lab.distributed import generate_on_ray, run_shard, shard_ids, start_ray
 from nps.record import ProvenanceRecord
-from nps.sampler import generate
 from nps.store import store_root
 
 ray = pytest.importorskip("ray")
@@ -88,7 +88,7 @@ def test_cli_generate_with_ray_writes_the_same_record(local_ray, digits, tmp_pat
 
 def test_an_already_stored_corpus_is_not_stored_twice(cache_dir, digits):
     """A corpus that lives in the store under its own key (as mnist-deformed:N does) is sent by that key."""
-    from nps.distributed import _store_key
+    from nps.lab.distributed import _store_key
     from nps.store import StoreSpec, stored
     spec = StoreSpec("0123456789abcdef", "digits", len(digits), digits.image_shape, digits.test, digits.test_labels,
                      digits.class_names, "test")

@@ -90,14 +90,14 @@ def browser():
 FOREIGN: list[str] = []  # requests that left the app's host, in this test
 
 
-def _new_page(browser, server: str, **context):  # noqa: ANN001, ANN202
+def _new_page(browser, server: str, **context):
     """A page in a fresh context that records every request not addressed to ``server``'s host."""
     host = urlparse(server).netloc
     ctx = browser.new_context(**context)
     pg = ctx.new_page()
     pg.set_default_timeout(PAGE_TIMEOUT)
 
-    def check(request) -> None:  # noqa: ANN001
+    def check(request) -> None:
         url = urlparse(request.url)
         if url.scheme not in ("data", "blob", "about") and url.netloc != host:
             FOREIGN.append(request.url)
@@ -114,7 +114,7 @@ def page(browser, server):
     ctx.close()
 
 
-def _settle(page, quiet_polls: int = 4) -> None:  # noqa: ANN001
+def _settle(page, quiet_polls: int = 4) -> None:
     """Wait until the script run is over: the app reports 'notRunning' on several polls in a row.
 
     (A run can rerun itself, e.g. the entry guard or a stop, so one 'notRunning' is not enough.)
@@ -128,7 +128,7 @@ def _settle(page, quiet_polls: int = 4) -> None:  # noqa: ANN001
         page.wait_for_timeout(250)
 
 
-def _shot(page, name: str) -> Path:  # noqa: ANN001
+def _shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -140,7 +140,7 @@ def _shot(page, name: str) -> Path:  # noqa: ANN001
 SERVER_PATH = re.compile(r"(?<![\w.:/])/(usr|work|home|tmp|root|opt|var|srv|mnt)/")
 
 
-def _no_errors(page) -> None:  # noqa: ANN001
+def _no_errors(page) -> None:
     assert not FOREIGN, f"the browser requested {len(FOREIGN)} URL(s) outside the app's host: {FOREIGN[:5]}"
     shown = SERVER_PATH.search(page.inner_text("body"))
     assert shown is None, f"the page shows a server path: {page.inner_text('body')[max(shown.start() - 80, 0):][:200]}"
@@ -153,7 +153,8 @@ def _no_errors(page) -> None:  # noqa: ANN001
 @pytest.mark.slow
 def test_lab_in_a_browser(server, page):
     from nps.corpora import load_corpus
-    from nps.record import ProvenanceRecord, check_provenance
+    from nps.provenance import check_provenance
+    from nps.record import ProvenanceRecord
 
     if SHOTS.exists():
         shutil.rmtree(SHOTS)
@@ -210,7 +211,7 @@ def test_lab_in_a_browser(server, page):
     _settle(page)
     _no_errors(page)
     assert "corpus=digits" in page.url  # the shared settings survived the page switch
-    from nps.app_state import stroke_pixel
+    from app_support.display import stroke_pixel
     sy, sx = stroke_pixel(rec, 0)
     before = page.get_by_text("Pixel (").first.inner_text()
     assert before.startswith(f"Pixel ({sy}, {sx})")  # the default: a stroke pixel, not background

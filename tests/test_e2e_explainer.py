@@ -75,7 +75,7 @@ FUNNEL_BARS = """(() => { const gd = document.querySelector('[data-testid="stPlo
   return {counts: Array.from(gd._fullData[5].x), px: bars.map(b => b.getBoundingClientRect().right - left)}; })()"""
 
 
-def _local_only(pg, server: str) -> list[str]:  # noqa: ANN001
+def _local_only(pg, server: str) -> list[str]:
     """Record every request of ``pg``'s context that is not to the app's own host (an offline classroom)."""
     from urllib.parse import urlparse
     host, foreign = urlparse(server).netloc, []

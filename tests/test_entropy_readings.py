@@ -8,17 +8,21 @@ import numpy as np
 import pytest
 
 from nps.analysis import record_from_maps
-from nps.analysis.entropy import entropy_map, record_entropies, window_entropy
+from nps.analysis.entropy import (
+    entropy_map,
+    histogram_entropy,
+    record_entropies,
+    sliding_entropy,
+    window_entropy,
+)
 from nps.analysis.entropy_readings import (
     PAPER,
     Reading,
     admits_paper,
     closest,
     counted_pixels,
-    histogram_entropy,
     readings,
     scope_entropy,
-    sliding_entropy,
 )
 from nps.errors import NPSError
 

@@ -67,7 +67,6 @@ def test_evaluate_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_ablate_and_sweep_on_digits(tmp_path):
-    pytest.importorskip("nps.sampler")
     out = tmp_path / "abl"
     rc = main(["ablate", "--corpus", "digits", "--n", "8", "--subset", "300", "--window", "3", "--seed-size", "3",
                "--k", "16", "--encoders", "pca,pixels", "--out", str(out)])

@@ -1,4 +1,4 @@
-"""The step explainer: frame data rebuilt from a record (nps.explainer, nps.funnel.ranked_candidates),
+"""The step explainer: frame data rebuilt from a record (nps.lab.explainer, nps.lab.funnel.ranked_candidates),
 its animated figure, and the page under AppTest."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nps.config import GenerationConfig
+from nps.engine.sampler import generate
+from nps.engine.selection import thresholds
 from nps.errors import NPSError
-from nps.explainer import default_step, sampled_steps, step_frames
-from nps.funnel import constraint_funnel, ranked_candidates
-from nps.sampler import generate
-from nps.selection import thresholds
+from nps.lab.explainer import default_step, sampled_steps, step_frames
+from nps.lab.funnel import constraint_funnel, ranked_candidates
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, n=4, seed=1)
 
@@ -73,6 +73,24 @@ def test_ceiling_lowers_the_line(digits):
         rc = ranked_candidates(rec, digits, 0, y, x)
         expect = float(thresholds(torch.tensor([rc.ranked_ssd[0]]), cfg)[0][0])
         assert rc.funnel.threshold == expect and rc.funnel.final == rec.pool_size[0, y, x]
+        # The formula names the ceiling whenever it, not the adaptive line, is the threshold.
+        adaptive = (1 + cfg.eps) * max(rc.funnel.d_min, 0.0) + cfg.tol
+        lowered = expect < adaptive * (1 - 1e-6)
+        assert ("lowered to max_ssd" in rc.funnel.formula) == lowered
+        assert "max_ssd" in rc.funnel.formula
+
+
+def test_formula_says_when_the_ceiling_is_the_line():
+    from nps.lab.funnel import _formula
+    cfg = GenerationConfig(**{**SMALL, "max_ssd": 0.01, "eps": 5.0})
+    d_min = torch.tensor([0.004], dtype=torch.float32)  # adaptive line 6 x 0.004 = 0.024, above the ceiling
+    thr = float(thresholds(d_min, cfg)[0][0])
+    assert thr == pytest.approx(0.01)
+    assert _formula(cfg, float(d_min[0]), thr).endswith(f"= 0.024001, lowered to max_ssd = {thr:.6g}")
+    low = torch.tensor([0.001], dtype=torch.float32)  # 0.006: under the ceiling, the adaptive line stands
+    assert _formula(cfg, float(low[0]), float(thresholds(low, cfg)[0][0])).endswith("(max_ssd 0.01 does not cut here)")
+    plain = GenerationConfig(**SMALL)
+    assert "max_ssd" not in _formula(plain, 0.004, float(thresholds(d_min, plain)[0][0]))
 
 
 def test_frames_are_deterministic(records, digits):
@@ -212,7 +230,7 @@ def test_colour_corpus_frames_and_pictures():
 
 
 def test_completion_record_skips_given_pixels(digits):
-    from nps.sampler import complete
+    from nps.engine.sampler import complete
     image = digits.test[0]
     known = np.zeros(image.shape, bool)
     known[:4] = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nps.fill_order import fill_order, full_order, seed_box, shell_index
+from nps.engine.fill_order import fill_order, full_order, seed_box, shell_index
 
 
 @pytest.mark.parametrize(("h", "w", "s", "win"), [(28, 28, 8, 7), (8, 8, 2, 3), (10, 13, 3, 5), (32, 32, 8, 9)])

@@ -43,18 +43,18 @@ def fresh_resources():
     st.cache_data.clear()
 
 
-def _record(built_on: int | None = None, **config_changes):  # noqa: ANN202
+def _record(built_on: int | None = None, **config_changes):
     """A real digits record made on subset ``built_on``, its config then edited by ``config_changes``."""
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec = generate(GenerationConfig(subset=built_on, **SMALL), load_corpus("digits", built_on))
     if config_changes:
         rec = dataclasses.replace(rec, config={**rec.config, **config_changes})
     return rec
 
 
-def _upload_bytes(rec) -> bytes:  # noqa: ANN001
-    from nps.app_state import record_npz_bytes
+def _upload_bytes(rec) -> bytes:
+    from app_support.state import record_npz_bytes
     return record_npz_bytes(rec)
 
 
@@ -96,7 +96,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("changes", "needle"), BAD_CONFIGS)
 def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: str | None) -> None:
-    from nps.app_limits import check_app_config
+    from app_support.limits import check_app_config
     cfg = {**GenerationConfig(**SMALL).to_dict(), **changes}
     with pytest.raises(NPSError) as exc:
         check_app_config(cfg, ["mnist", "digits"], ["pca", "pixels", "simclr"])
@@ -107,8 +107,8 @@ def test_upload_config_outside_the_controls_is_one_line(changes: dict, needle: s
 
 
 def test_upload_config_within_the_controls_passes_and_drops_data_root() -> None:
-    from nps.app_limits import check_app_config
-    from nps.app_state import SUBSET_CHOICES
+    from app_support.limits import check_app_config
+    from app_support.state import SUBSET_CHOICES
     for subset in SUBSET_CHOICES:
         cfg = {**GenerationConfig(subset=subset, **SMALL).to_dict(), "data_root": "/somewhere/else"}
         gen = check_app_config(cfg, ["digits"], ["pca"])
@@ -126,7 +126,7 @@ def test_upload_is_refused_before_anything_is_built(fresh_resources, cache_dir: 
     good = _upload_bytes(_record(200))
     before = _files(cache_dir)
 
-    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(*a, **k):
         raise AssertionError("an out-of-bounds upload must not load a corpus")
 
     monkeypatch.setattr(nps.corpora, "load_corpus", forbidden)
@@ -145,7 +145,7 @@ def test_upload_is_refused_before_anything_is_built(fresh_resources, cache_dir: 
     (lambda r: r.pools(GenerationConfig(**{**SMALL, "k": 5000})), "k = 5000"),
     (lambda r: r.pools(GenerationConfig(subset=200, **{**SMALL, "k": 400})), "larger than the corpus allows"),
 ])
-def test_builders_refuse_what_the_controls_do_not_offer(fresh_resources, cache_dir: Path, call,  # noqa: ANN001
+def test_builders_refuse_what_the_controls_do_not_offer(fresh_resources, cache_dir: Path, call,
                                                         needle: str) -> None:
     """Defence in depth: every resource that builds checks its corpus, subset and encoder itself."""
     with pytest.raises(NPSError, match=needle):
@@ -162,7 +162,7 @@ def test_analysis_page_upload_shows_one_error_and_builds_nothing(cache_dir: Path
 
     init = PagesManager.__init__
 
-    def v2_init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - as in tests/test_app.py
+    def v2_init(self, *args, **kwargs):  # as in tests/test_app.py
         init(self, *args, **kwargs)
         PagesManager.uses_pages_directory = False
 
@@ -202,9 +202,9 @@ def test_analysis_page_upload_shows_one_error_and_builds_nothing(cache_dir: Path
 
 
 # --------------------------------------------------------------------------- quota under repeated uploads
-def _analyse(resources, rec) -> None:  # noqa: ANN001
+def _analyse(resources, rec) -> None:
     """What opening a record and using the Analysis page builds: the funnel's pools, the memorisation check."""
-    from nps.app_state import record_id
+    from app_support.state import record_id
     cfg = GenerationConfig.from_dict(rec.config)
     resources.pools(cfg)
     resources.memorisation(record_id(rec), cfg.corpus, cfg.subset, cfg.encoder, rec)
@@ -247,7 +247,7 @@ class _Info:
     step = 1
 
 
-def _run_threads(n: int, target) -> list:  # noqa: ANN001
+def _run_threads(n: int, target) -> list:
     out: list = [None] * n
     barrier = threading.Barrier(n)
 
@@ -255,7 +255,7 @@ def _run_threads(n: int, target) -> list:  # noqa: ANN001
         barrier.wait()
         try:
             out[i] = ("ok", target(i))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertions
+        except Exception as exc:  # collected for the assertions
             out[i] = ("error", exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
@@ -270,7 +270,7 @@ def _run_threads(n: int, target) -> list:  # noqa: ANN001
 def test_single_flight_computes_once_for_concurrent_identical_keys(fresh_resources) -> None:
     calls = []
 
-    def compute(relay):  # noqa: ANN001, ANN202
+    def compute(relay):
         calls.append(threading.get_ident())
         relay(_Info())
         time.sleep(0.5)
@@ -285,7 +285,7 @@ def test_single_flight_computes_once_for_concurrent_identical_keys(fresh_resourc
 def test_single_flight_errors_reach_every_waiter(fresh_resources) -> None:
     calls = []
 
-    def compute(relay):  # noqa: ANN001, ANN202
+    def compute(relay):
         calls.append(1)
         time.sleep(0.4)
         raise NPSError("k = 9 is larger than the corpus allows")
@@ -296,11 +296,11 @@ def test_single_flight_errors_reach_every_waiter(fresh_resources) -> None:
 
 
 def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_resources) -> None:
-    from nps.sampler import Stopped
+    from nps.engine.sampler import Stopped
     calls = []
     started = threading.Event()
 
-    def compute(relay):  # noqa: ANN001, ANN202
+    def compute(relay):
         calls.append(1)
         for _ in range(8):
             if relay(_Info()) is False:
@@ -309,7 +309,7 @@ def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_reso
             time.sleep(0.05)
         return "record"
 
-    def visitor(i: int):  # noqa: ANN202
+    def visitor(i: int):
         if i == 0:  # the leader presses Stop at once
             return fresh_resources.single_flight("run", compute, lambda info: False)
         started.wait(5) if i > 2 else time.sleep(0.01)
@@ -326,16 +326,16 @@ def test_single_flight_stop_of_a_waiter_or_the_leader_never_deadlocks(fresh_reso
 
 
 def test_six_identical_generates_share_one_run(fresh_resources, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nps.sampler
-    real = nps.sampler.generate
+    import nps.engine.sampler
+    real = nps.engine.sampler.generate
     calls = []
 
-    def slow(config, corpus=None, **kw):  # noqa: ANN001, ANN003, ANN202
+    def slow(config, corpus=None, **kw):
         calls.append(config)
         time.sleep(0.5)  # long enough that all six arrive while it runs
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", slow)
+    monkeypatch.setattr(nps.engine.sampler, "generate", slow)
     cfg = GenerationConfig(**{**SMALL, "seed": 11})
     fresh_resources.pools(cfg)  # warm resources, so the six threads race on the generation itself
     fresh_resources.corpus("digits", None)

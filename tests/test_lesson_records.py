@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nps import lesson_records as lr
 from nps.errors import NPSError
+from nps.lab import lesson_records as lr
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 
 
-def _mnist(subset=None):  # noqa: ANN001, ANN202
+def _mnist(subset=None):
     from nps.corpora import load_corpus
     from nps.errors import DataMissingError
     try:
@@ -106,8 +106,8 @@ def test_a_shipped_sample_regenerates_bit_identically(name):
     SimCLR) and the multi-scale one (its coarse level too): the cheapest; generation is a
     pure function of (config, corpus, sample id).
     """
+    from nps.engine.sampler import generate
     from nps.record import COARSE, PER_SAMPLE
-    from nps.sampler import generate
     run = lr.RUNS[name]
     corpus = _mnist(run.config.subset)
     shipped = lr.open_shipped(name, corpus)
@@ -121,7 +121,7 @@ def test_a_shipped_sample_regenerates_bit_identically(name):
 
 
 def test_find_answers_the_app_configs_and_nothing_else():
-    from nps.app_state import build_config, suggested_params
+    from app_support.state import build_config, suggested_params
     side = {"corpus": "mnist", "subset": None, "encoder": "auto", "seed": 0}
     page = {**suggested_params((28, 28)), "n": 16, "batch_size": 16, "sigma": None, "ssl_mode": "reference",
             "label": None, "reference": None}
@@ -151,12 +151,12 @@ def test_cli_verify_and_an_unknown_name(capsys):
 # --------------------------------------------------------------------------- the app
 @pytest.fixture
 def mnist_app(monkeypatch):
-    """AppTest on MNIST (the default corpus); nps.sampler.generate is recorded (and still runs)."""
+    """AppTest on MNIST (the default corpus); nps.engine.sampler.generate is recorded (and still runs)."""
     import streamlit as st
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    import nps.sampler
+    import nps.engine.sampler
     _mnist()
     init = PagesManager.__init__
 
@@ -165,14 +165,14 @@ def mnist_app(monkeypatch):
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", v2_init)
-    real = nps.sampler.generate
+    real = nps.engine.sampler.generate
     calls: list = []
 
     def spy(config, corpus=None, **kw):
         calls.append(config)
         return real(config, corpus, **kw)
 
-    monkeypatch.setattr(nps.sampler, "generate", spy)
+    monkeypatch.setattr(nps.engine.sampler, "generate", spy)
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["corpus"] = "mnist"
@@ -333,13 +333,13 @@ def test_complete_shows_an_estimate_and_a_cheaper_fill_before_the_click(mnist_ap
 
 def test_mnist_preset_opens_the_shipped_record_from_an_empty_cache(cache_dir, monkeypatch):
     """The MNIST 4x4 preset is the full-model lesson record: shown and opened cold without embedding or sampling."""
-    import nps.sampler
-    from nps import presets
+    import nps.engine.sampler
+    from nps.lab import presets
 
-    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(*a, **k):
         raise AssertionError("the preset must be opened, not generated")
 
-    monkeypatch.setattr(nps.sampler, "generate", forbidden)
+    monkeypatch.setattr(nps.engine.sampler, "generate", forbidden)
     assert presets.is_built("mnist-4x4") and not presets.get_preset("mnist-4x4").path.exists()
     shown = presets.read_built("mnist-4x4")  # the Welcome card's grid: hash + validator, no corpus
     rec = presets.load_preset("mnist-4x4", _mnist())

@@ -13,7 +13,8 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import ProvenanceRecord, check_provenance, check_provenance_coarse, half_train, merge
+from nps.provenance import check_provenance, check_provenance_coarse, half_train
+from nps.record import ProvenanceRecord, merge
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, encoder="pca")
 
@@ -24,7 +25,7 @@ def _cfg(**kw) -> GenerationConfig:
 
 @pytest.fixture(scope="module")
 def rec(digits) -> ProvenanceRecord:
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return generate(_cfg(), digits)
 
 
@@ -42,14 +43,14 @@ def test_record_holds_an_exact_coarse_level(rec, digits):
 
 
 def test_engine_equals_plain_reference_with_multiscale(rec, digits):
-    from nps.reference_impl import generate_plain
+    from nps.engine.reference_impl import generate_plain
     plain = generate_plain(_cfg(), digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
         assert np.array_equal(getattr(rec, key), plain[key]), key
 
 
 def test_multiscale_narrows_the_pools_of_the_full_model(rec, digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     full = generate(_cfg(constraints="ssd,loc,ssl"), digits)
     assert np.array_equal(full.reference, rec.reference)  # same references and seeds
     sampled = rec.shell[np.argsort(np.arange(len(rec.order)))] > 0
@@ -57,7 +58,7 @@ def test_multiscale_narrows_the_pools_of_the_full_model(rec, digits):
     assert rec.pool_size[:, ys, xs].mean() < full.pool_size[:, ys, xs].mean()
     # every sampled pixel's source image passed the coarse rule at its p/2
     from nps.constraints import get
-    from nps.sampler_pool import SemanticPools
+    from nps.engine.sampler_pool import SemanticPools
     cfg = _cfg()
     pool_ids = SemanticPools.build(cfg, digits).for_references(rec.reference)
     ms = get("ms")
@@ -69,7 +70,7 @@ def test_multiscale_narrows_the_pools_of_the_full_model(rec, digits):
 
 
 def test_funnel_replays_the_multiscale_pool(rec, digits):
-    from nps.funnel import ranked_candidates
+    from nps.lab.funnel import ranked_candidates
     steps = np.flatnonzero(rec.shell > 0)
     for step in steps[::7]:
         y, x = (int(v) for v in rec.order[step])
@@ -79,7 +80,7 @@ def test_funnel_replays_the_multiscale_pool(rec, digits):
 
 
 def test_record_round_trip_select_and_merge(rec, tmp_path):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     path = rec.save(tmp_path / "ms.npz")
     back = ProvenanceRecord.load(path)
     assert np.array_equal(back.coarse_images, rec.coarse_images)
@@ -100,7 +101,7 @@ def test_record_round_trip_select_and_merge(rec, tmp_path):
 
 
 def test_multiscale_needs_per_sample_pools(digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     with pytest.raises(NPSError, match="needs ssl"):
         generate(_cfg(constraints="ssd,loc,ms"), digits)
     with pytest.raises(NPSError, match="must be odd"):

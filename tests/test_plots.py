@@ -7,9 +7,9 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from nps import plots
 from nps.analysis import record_from_maps
 from nps.analysis.memorisation import MemorisationReport
+from nps.lab import plots
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_a_pool_of_one_window_is_a_visible_bar():
 
 
 def test_every_overlay_has_a_key(record):
-    from nps.overlays import LAYER_NOTES, LAYERS, colourise, overlay_key, overlay_layers
+    from nps.lab.overlays import LAYER_NOTES, LAYERS, colourise, overlay_key, overlay_layers
     rec, _ = record
     names = tuple(f"digit {i}" for i in range(10))
     layers = overlay_layers(rec, 1)
@@ -162,14 +162,14 @@ def test_every_overlay_has_a_key(record):
     assert pool.log10 and pool.vmin == 0
     # The key's range is the one that coloured the layer.
     isl = overlay_key(rec, 0, "copy islands")
-    from nps.overlays import island_size_map
+    from nps.lab.overlays import island_size_map
     sizes = np.where(rec.source_index[0] >= 0, island_size_map(rec.source_index[0]), np.nan).astype(float)
     assert np.array_equal(layers_of(rec, 0)["copy islands"], colourise(sizes, isl.vmin, isl.vmax, isl.cmap))
     assert isl.vmax == np.nanmax(sizes) >= 16  # at least the 4x4 island of sample 0
 
 
 def layers_of(rec, n):
-    from nps.overlays import overlay_layers
+    from nps.lab.overlays import overlay_layers
     return overlay_layers(rec, n)
 
 
@@ -189,7 +189,7 @@ def test_charts_have_titled_axes(record):
 
 
 def test_grid_figure_points_cover_the_tiles_and_map_back():
-    from nps.plots_maps import grid_figure, grid_index_from_points
+    from nps.lab.plots_maps import grid_figure, grid_index_from_points
     imgs = np.zeros((6, 8, 8), np.uint8)
     fig = grid_figure(imgs, ncol=3, selected=4, tile_px=50)
     pts = fig.data[1]

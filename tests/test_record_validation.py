@@ -19,12 +19,14 @@ import pytest
 from nps.cli import main
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import (
-    RECORD_VERSION,
-    ProvenanceRecord,
+from nps.provenance import (
     check_provenance,
     check_provenance_full,
     full_source_index,
+)
+from nps.record import (
+    RECORD_VERSION,
+    ProvenanceRecord,
     merge,
 )
 
@@ -33,14 +35,14 @@ TINY = dict(corpus="digits", window=3, seed_size=2, k=8, n=3, batch_size=3, seed
 
 @pytest.fixture(scope="module")
 def full_record(digits):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return generate(GenerationConfig(**TINY), digits)
 
 
 @pytest.fixture(scope="module")
 def subset_record():
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     sub = load_corpus("digits", subset=300)
     return generate(GenerationConfig(**TINY, subset=300), sub), sub
 
@@ -89,7 +91,7 @@ def test_version_1_records_are_still_read(subset_record, full_record):
 
 
 def test_merge_and_select_keep_the_row_map(subset_record):
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     rec, sub = subset_record
     more = generate(GenerationConfig(**TINY, subset=300), sub, sample_ids=np.arange(3, 5))
     merged = merge([rec, more])
@@ -160,7 +162,7 @@ def _mutations(rec: ProvenanceRecord) -> dict[str, dict]:
 
 def _names() -> list[str]:
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     return sorted(_mutations(generate(GenerationConfig(**{**TINY, "n": 1}), load_corpus("digits"))))
 
 
@@ -175,7 +177,7 @@ def test_malformed_record_is_one_npserror_line(full_record, name):
 
 @pytest.mark.parametrize("name", ["float source_index", "config not JSON", "no samples", "order repeats a pixel"])
 def test_app_upload_path_validates_fully(full_record, name):
-    from nps.app_state import record_from_npz_bytes
+    from app_support.state import record_from_npz_bytes
     buf = io.BytesIO()
     np.savez(buf, **_mutations(full_record)[name])
     with pytest.raises(NPSError):
@@ -197,7 +199,7 @@ class _Payload:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         import os
         return os.makedirs, (self.marker,)
 

@@ -29,7 +29,7 @@ SMALL = {"corpus": "digits", "n": 2, "window": 3, "seed_size": 2, "radius": 1, "
          "batch_size": 2}
 
 
-def _cli(argv: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         rc = main(argv)
     except SystemExit as exc:
@@ -46,13 +46,13 @@ def _one_line(rc: int, err: str, needle: str = "") -> None:
 
 
 @pytest.fixture(scope="module")
-def rec(digits) -> ProvenanceRecord:  # noqa: ANN001
-    from nps.sampler import generate
+def rec(digits) -> ProvenanceRecord:
+    from nps.engine.sampler import generate
     return generate(GenerationConfig(**SMALL), digits)
 
 
 @pytest.fixture(scope="module")
-def rec_arrays(rec) -> dict[str, np.ndarray]:  # noqa: ANN001
+def rec_arrays(rec) -> dict[str, np.ndarray]:
     return rec.to_arrays()
 
 
@@ -85,13 +85,13 @@ def _npz(arrays: dict[str, np.ndarray], extra: tuple[str, int] | None = None, du
 
 # --------------------------------------------------------------------------- record files: bounded reads
 @pytest.mark.parametrize("member", ["junk", "images"])
-def test_record_zip_bomb_is_never_inflated(rec_arrays, member, tmp_path) -> None:  # noqa: ANN001
+def test_record_zip_bomb_is_never_inflated(rec_arrays, member, tmp_path) -> None:
     """A 300 MB member deflated to ~1 MB: np.load inflated it (1 GB for a 4.7 MB file was measured).
 
     Unknown members are no longer read at all; a record member larger than the upload
     budget is refused from its declared size.  Peak memory stays far below the bomb.
     """
-    from nps.app_state import record_from_npz_bytes
+    from app_support.state import record_from_npz_bytes
     data = _npz(rec_arrays, extra=(member, 320))
     assert len(data) < 3e6
     (tmp_path / "bomb.npz").write_bytes(data)
@@ -112,7 +112,7 @@ def test_record_zip_bomb_is_never_inflated(rec_arrays, member, tmp_path) -> None
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MB while reading a 320 MB bomb"
 
 
-def test_record_with_duplicate_or_too_many_members_is_refused(rec_arrays, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_record_with_duplicate_or_too_many_members_is_refused(rec_arrays, tmp_path, capsys) -> None:
     """A zip may hold two members of one name; np.load silently took one (another reader may take the other)."""
     other = rec_arrays["images"].copy()
     other[0] = 255 - other[0]
@@ -129,7 +129,7 @@ def test_record_with_duplicate_or_too_many_members_is_refused(rec_arrays, tmp_pa
 
 
 # --------------------------------------------------------------------------- record validator
-def _with_config(arrays: dict, **changes) -> dict:  # noqa: ANN003
+def _with_config(arrays: dict, **changes) -> dict:
     cfg = json.loads(str(arrays["config"]))
     cfg.update(changes)
     return {**arrays, "config": np.array(json.dumps(cfg))}
@@ -140,7 +140,7 @@ def _with_config(arrays: dict, **changes) -> dict:  # noqa: ANN003
     ({"engine": "three"}, "config engine"),
     ({"sigma_used": [1]}, "config sigma_used"),
 ])
-def test_record_facts_of_the_wrong_type_are_one_line(rec_arrays, change, needle, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_record_facts_of_the_wrong_type_are_one_line(rec_arrays, change, needle, tmp_path, capsys) -> None:
     """Config facts outside the GenerationConfig schema reached `list(shape)`: exit 1, 'internal error'."""
     p = tmp_path / "r.npz"
     np.savez(p, **_with_config(rec_arrays, **change))
@@ -150,7 +150,7 @@ def test_record_facts_of_the_wrong_type_are_one_line(rec_arrays, change, needle,
         _one_line(rc, err, needle)
 
 
-def test_uint64_values_past_int64_are_refused_not_wrapped(rec_arrays, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_uint64_values_past_int64_are_refused_not_wrapped(rec_arrays, tmp_path, capsys) -> None:
     """pool_size of 2**64-1 passed ``>= 1`` as uint64 and became -1 in the int64 contract."""
     p = tmp_path / "r.npz"
     np.savez(p, **{**rec_arrays, "pool_size": np.full(rec_arrays["pool_size"].shape, 2**64 - 1, np.uint64)})
@@ -169,7 +169,7 @@ def test_a_subset_as_large_as_the_corpus_writes_a_readable_record(tmp_path, caps
     assert rc == 0, err
 
 
-def test_writers_refuse_a_record_their_readers_would_refuse(rec, tmp_path) -> None:  # noqa: ANN001
+def test_writers_refuse_a_record_their_readers_would_refuse(rec, tmp_path) -> None:
     import dataclasses
     bad = dataclasses.replace(rec, config={**rec.config, "image_shape": 5})
     with pytest.raises(NPSError, match="image_shape"):
@@ -180,7 +180,7 @@ def test_writers_refuse_a_record_their_readers_would_refuse(rec, tmp_path) -> No
 def test_train_ids_that_are_not_the_corpus_rows_are_refused(tmp_path, capsys) -> None:
     """A subset record's row map is what makes it checkable alone; one that lies was trusted."""
     from nps.corpora import load_corpus
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     sub = generate(GenerationConfig(**{**SMALL, "subset": 200}), load_corpus("digits", 200)).to_arrays()
     for ids in (sub["train_ids"] + 1, sub["train_ids"] + 10**15):
         p = tmp_path / "r.npz"
@@ -191,7 +191,7 @@ def test_train_ids_that_are_not_the_corpus_rows_are_refused(tmp_path, capsys) ->
             _one_line(rc, err, "train_ids")
 
 
-def test_trace_refuses_a_pixel_whose_recorded_source_does_not_hold(rec, digits, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_trace_refuses_a_pixel_whose_recorded_source_does_not_hold(rec, digits, tmp_path, capsys) -> None:
     """trace printed 'this provenance is exact' for a pixel whose source pixel had another value."""
     src = rec.source_index.copy()
     ys, xs = np.nonzero((rec.images[0] > 50) & (rec.pool_size[0] >= 1))
@@ -224,19 +224,19 @@ GEN = ["generate", "--corpus", "digits", "--n", "1", "--window", "3", "--seed-si
 
 
 @pytest.mark.parametrize("flag", ["--out", "--grid"])
-def test_output_names_too_long_are_refused_before_the_run(flag, tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_output_names_too_long_are_refused_before_the_run(flag, tmp_path, capsys, monkeypatch) -> None:
     """A 300-byte name crashed stat() (exit 1, 'internal error'); a 240-byte one passed the checks and then
     failed after the run, because the writer's temp name (.<name>.<pid>.<random>.tmp) was too long."""
-    import nps.sampler
+    import nps.engine.sampler
 
-    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(*a, **k):
         raise AssertionError("the run started before the output name was checked")
 
     suffix = ".npz" if flag == "--out" else ".png"
     long = str(tmp_path / ("y" * 300 + suffix))
     base = [*GEN, "--out", str(tmp_path / "r.npz")] if flag == "--grid" else GEN
     with monkeypatch.context() as m:
-        m.setattr(nps.sampler, "generate", forbidden)
+        m.setattr(nps.engine.sampler, "generate", forbidden)
         rc, _, err = _cli([*base, flag, long], capsys)
     _one_line(rc, err, "too long")
     ok = tmp_path / ("z" * 240 + suffix)
@@ -244,7 +244,7 @@ def test_output_names_too_long_are_refused_before_the_run(flag, tmp_path, capsys
     assert rc == 0 and ok.is_file(), err
 
 
-def test_evaluate_and_embed_folder_names_too_long(tmp_path, rec, capsys) -> None:  # noqa: ANN001
+def test_evaluate_and_embed_folder_names_too_long(tmp_path, rec, capsys) -> None:
     p = rec.save(tmp_path / "r.npz")
     rc, _, err = _cli(["evaluate", str(p), "--out", "z" * 5000, "--no-scores"], capsys)
     _one_line(rc, err)
@@ -258,7 +258,7 @@ def test_evaluate_and_embed_folder_names_too_long(tmp_path, rec, capsys) -> None
     ["ablate", "--corpus", "digits", "--encoders", ",,", "--quick"],
     ["evaluate", "RECORD", "--encoder", "../zz", "--no-scores"],
 ])
-def test_encoder_name_typos_are_refused_up_front(argv, rec, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_encoder_name_typos_are_refused_up_front(argv, rec, tmp_path, capsys) -> None:
     """ablate printed a 'note: skipped' line per bad name and then an error (several lines); evaluate silently
     dropped the embedding memorisation check."""
     argv = [str(rec.save(tmp_path / "r.npz")) if a == "RECORD" else a for a in argv]
@@ -267,7 +267,7 @@ def test_encoder_name_typos_are_refused_up_front(argv, rec, tmp_path, capsys) ->
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "100000", "²"])
-def test_nps_threads_nonsense_is_one_line(value, tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_nps_threads_nonsense_is_one_line(value, tmp_path, capsys, monkeypatch) -> None:
     """NPS_THREADS=abc crashed int() (exit 1); 100000 made OpenMP abort the process; 0 and -1 were silent."""
     monkeypatch.setenv("NPS_THREADS", value)
     rc, _, err = _cli([*GEN, "--out", str(tmp_path / "r.npz")], capsys)
@@ -276,7 +276,7 @@ def test_nps_threads_nonsense_is_one_line(value, tmp_path, capsys, monkeypatch) 
 
 
 # --------------------------------------------------------------------------- the cache folder
-def test_cache_ls_neither_hangs_on_a_fifo_nor_prints_escape_codes(cache_dir) -> None:  # noqa: ANN001
+def test_cache_ls_neither_hangs_on_a_fifo_nor_prints_escape_codes(cache_dir) -> None:
     """A FIFO named like an entry blocked np.load in `cache ls` forever; meta text reached the terminal raw."""
     os.mkfifo(cache_dir / "pca-fifo0000.npz")
     np.savez(cache_dir / "pca-esc00000.npz",
@@ -303,10 +303,10 @@ def fresh_resources():
     st.cache_data.clear()
 
 
-def test_uploads_must_fit_their_corpus(fresh_resources, rec_arrays) -> None:  # noqa: ANN001
+def test_uploads_must_fit_their_corpus(fresh_resources, rec_arrays) -> None:
     """Without corpus_size/image_shape in its config a record's ids and canvas were bounded by nothing:
     the analysis page crashed (Streamlit's redacted error box) or indexed past the corpus."""
-    from nps.app_state import record_npz_bytes
+    from app_support.state import record_npz_bytes
     cfg = {k: v for k, v in json.loads(str(rec_arrays["config"])).items() if k not in ("corpus_size", "image_shape")}
     src = rec_arrays["source_index"].copy()
     src[0, -1, -1] = 10**6
@@ -324,10 +324,10 @@ def test_uploads_must_fit_their_corpus(fresh_resources, rec_arrays) -> None:  # 
 
 
 @pytest.mark.parametrize("value", ["²", "9" * 5000, "١٢", "[click](https://example.invalid) ![x](https://e.invalid/p.png)"])
-def test_link_query_values_never_crash_and_are_shown_inert(value) -> None:  # noqa: ANN001
+def test_link_query_values_never_crash_and_are_shown_inert(value) -> None:
     """`?seed=²` passed str.isdigit and crashed int(); 5000 digits crashed int(); link text was drawn as markdown
     (a shared link could put a clickable link or a remote picture on the visitor's page)."""
-    from nps.app_state import sidebar_from_query
+    from app_support.state import sidebar_from_query
     defaults = {"corpus": "digits", "subset": None, "encoder": "pca", "seed": 0}
     query = {"seed": value, "subset": value, "corpus": value, "encoder": value}
     out, notes = sidebar_from_query(query, ["digits"], ["pca"], defaults)
@@ -346,7 +346,7 @@ def test_app_page_survives_a_hostile_link() -> None:
 
 
 # --------------------------------------------------------------------------- data files
-def test_idx_file_is_read_no_further_than_its_header_declares(tmp_path) -> None:  # noqa: ANN001
+def test_idx_file_is_read_no_further_than_its_header_declares(tmp_path) -> None:
     """A .gz idx whose header declares 10 images but inflates to 320 MB was read whole (f.read()) before
     its length was checked; one declaring an absurd shape is refused from the header."""
     import gzip
@@ -383,7 +383,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_full_disk_is_one_line_and_leaves_no_half_file(rec, tmp_path) -> None:  # noqa: ANN001
+def test_a_full_disk_is_one_line_and_leaves_no_half_file(rec, tmp_path) -> None:
     """evaluate (and ablate, sweep, report, plots) wrote metrics, tables and pictures with plain writes: a full
     disk was 'internal error (OSError: ...)' (exit 1) and left a truncated file behind.  Now every output
     goes through nps.cache.atomic_write."""
@@ -405,12 +405,12 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_file(rec, tmp_path) -> None:
 _EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
 
 
-def _no_ghostscript(monkeypatch) -> list:  # noqa: ANN001
+def _no_ghostscript(monkeypatch) -> list:
     """Record (and stop) any call into Pillow's EPS plugin, which runs Ghostscript (readers swallow errors)."""
     from PIL import EpsImagePlugin
     calls: list = []
 
-    def forbidden(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def forbidden(*a, **k):
         calls.append(a)
         raise AssertionError("an EPS file reached Pillow's EPS plugin (it runs Ghostscript)")
 
@@ -419,19 +419,19 @@ def _no_ghostscript(monkeypatch) -> list:  # noqa: ANN001
     return calls
 
 
-def test_an_uploaded_picture_reaches_only_the_advertised_decoders(monkeypatch) -> None:  # noqa: ANN001
+def test_an_uploaded_picture_reaches_only_the_advertised_decoders(monkeypatch) -> None:
     """Pillow chooses a decoder by content: an EPS renamed .png was handed to Ghostscript on the server."""
-    from nps.app_state import image_from_upload
+    from app_support.state import image_from_upload
     calls = _no_ghostscript(monkeypatch)
     with pytest.raises(NPSError, match="not a picture the app can read"):
         image_from_upload(_EPS, (8, 8))
     assert not calls
 
 
-def test_a_folder_image_reaches_only_the_listed_decoders(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_folder_image_reaches_only_the_listed_decoders(tmp_path, monkeypatch) -> None:
     from PIL import Image
 
-    from nps.image_folder import read_image_folder
+    from nps.corpora.image_folder import read_image_folder
     calls = _no_ghostscript(monkeypatch)
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
@@ -448,7 +448,7 @@ def test_a_16_bit_or_rotated_upload_gives_the_pixels_the_folder_reader_gives() -
     photo's EXIF rotation was ignored."""
     from PIL import Image
 
-    from nps.app_state import image_from_upload
+    from app_support.state import image_from_upload
     ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
     buf = io.BytesIO()
     Image.fromarray(ramp).save(buf, format="PNG")
@@ -464,7 +464,7 @@ def test_a_16_bit_or_rotated_upload_gives_the_pixels_the_folder_reader_gives() -
     assert rows[:3].min() > 200 and rows[5:].max() < 50
 
 
-def test_deeply_nested_json_beside_weights_is_one_line(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_deeply_nested_json_beside_weights_is_one_line(tmp_path, monkeypatch) -> None:
     """json raises RecursionError (not ValueError) for deep nesting; the manifest and report readers caught
     only ValueError, so a '[[[[...' file crashed every command that looks up weights."""
     from nps import shipped
@@ -478,7 +478,7 @@ def test_deeply_nested_json_beside_weights_is_one_line(tmp_path, monkeypatch) ->
         shipped.read_manifest()
 
 
-def test_merge_refuses_shards_whose_shells_differ(rec, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_merge_refuses_shards_whose_shells_differ(rec, tmp_path, capsys) -> None:
     """merge compared config and order but kept the first shard's shells for every sample."""
     a = rec.save(tmp_path / "a.npz")
     other = rec.to_arrays()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nps.report import research_section, write_report
+from nps.lab.report import research_section, write_report
 
 
 def _m(value, low, high, n, reliable=True):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nps.cache import list_entries
+from nps.cache_quota import list_entries
 from nps.cli import main
 from nps.encoders import ENCODERS, Encoder, get_encoder, register_encoder
 from nps.errors import NPSError
@@ -142,7 +142,7 @@ def test_recall_detects_a_poor_index(rng: np.random.Generator) -> None:
 def test_approximate_index_is_cached_and_reproducible(rng: np.random.Generator, cache_dir: Path) -> None:
     import faiss
 
-    from nps.cache import clear
+    from nps.cache_quota import clear
     x = clustered(rng, 1500)
     t = table(x, key="repro")
     first = SourceIndex("hnsw").fit(t)
@@ -156,7 +156,7 @@ def test_approximate_index_is_cached_and_reproducible(rng: np.random.Generator, 
 
 def test_ivf_index_is_memory_mapped_from_a_verified_sidecar(rng: np.random.Generator, cache_dir: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    from nps.cache import clear
+    from nps.cache_quota import clear
     x = clustered(rng, 1600)
     t = table(x[:1500], x[1500:], key="mmap")
     first = SourceIndex("ivf").fit(t)

@@ -8,13 +8,14 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.corpora import Corpus
+from nps.engine.reference_impl import generate_plain
+from nps.engine.sampler import Sampler, Stopped, complete, gaussian_kernel, generate
+from nps.engine.sampler_pool import SemanticPools, candidate_centres
+from nps.engine.ssd import window_ssd, window_ssd_reference, window_ssd_shared, with_squares
 from nps.errors import NPSError
-from nps.funnel import constraint_funnel
-from nps.record import ProvenanceRecord, check_provenance, merge
-from nps.reference_impl import generate_plain
-from nps.sampler import Sampler, Stopped, complete, gaussian_kernel, generate
-from nps.sampler_pool import SemanticPools, candidate_centres
-from nps.ssd import window_ssd, window_ssd_reference, window_ssd_shared, with_squares
+from nps.lab.funnel import constraint_funnel
+from nps.provenance import check_provenance
+from nps.record import ProvenanceRecord, merge
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4)
 
@@ -190,7 +191,7 @@ def test_batched_engine_equals_plain_reference(digits, cons):
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_chunked_shared_pool_equals_one_chunk(digits, monkeypatch, cons):
     """A corpus-wide pool is scanned in cache-sized chunks; the chunking must not change a single draw."""
-    import nps.sampler as sampler_module
+    import nps.engine.sampler as sampler_module
     cfg = _cfg(constraints=cons, n=4, seed=3)
     whole = generate(cfg, digits)
     monkeypatch.setattr(sampler_module, "CHUNK_SCORES", 1)  # 64-image chunks: 29 of them on digits
@@ -347,7 +348,7 @@ def test_windows_per_pixel_names_the_cost_driver():
 
 
 def test_records_and_preset_keys_carry_the_engine_version(records, monkeypatch):
-    import nps.presets as presets
+    import nps.lab.presets as presets
     from nps.record import ENGINE_VERSION
     assert all(rec.config["engine"] == ENGINE_VERSION for rec in records.values())
     preset = next(iter(presets.PRESETS.values()))
@@ -398,7 +399,7 @@ def test_exact_search_without_tolerance_keeps_every_exact_tie(digits, cons):
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_pruning_changes_nothing(digits, monkeypatch, cons):
     """Pruned and unpruned (every unique window scored, certified) index searches agree exactly."""
-    import nps.search as search_module
+    import nps.engine.search as search_module
     cfg = _cfg(constraints=cons, n=4, seed=5, search="exact")
     pruned = generate(cfg, digits)
     seen = []
@@ -441,7 +442,7 @@ def test_brute_search_still_equals_plain_reference(digits, cons):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_chunked_brute_shared_pool_equals_one_chunk(digits, monkeypatch, cons):
-    import nps.sampler as sampler_module
+    import nps.engine.sampler as sampler_module
     cfg = _cfg(constraints=cons, n=4, seed=3, search="brute")
     whole = generate(cfg, digits)
     monkeypatch.setattr(sampler_module, "CHUNK_SCORES", 1)
@@ -466,7 +467,7 @@ def test_search_mode_is_checked():
 
 
 def test_exact_search_without_cached_index_on_a_large_corpus_uses_the_dense_scan(digits, monkeypatch, cache_dir):
-    import nps.search_index as search_index
+    import nps.engine.search_index as search_index
     monkeypatch.setattr(search_index, "BUILD_ON_USE", 0)  # digits now counts as large
     monkeypatch.setattr(search_index, "_INDEXES", {})
     cfg = _cfg(constraints="ssd,loc", n=3, search="exact")

@@ -1,4 +1,4 @@
-"""The sampling readings of issue 12, part 4, as engine options (nps/sampling_readings.py).
+"""The sampling readings of issue 12, part 4, as engine options (nps/engine/sampling_readings.py).
 
 (i) an uncapped adaptive representation threshold (``ssl_mode="canvas"``, ``ssl_eps``,
 ``ssl_cap``); (ii) a window-level embedding of the context (``ssl_mode="window"``); (iii) the
@@ -14,7 +14,7 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.errors import NPSError
-from nps.record import check_provenance
+from nps.provenance import check_provenance
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=8, batch_size=3, encoder="pca", n=5, seed=3)
 
@@ -23,12 +23,12 @@ def _cfg(**kw) -> GenerationConfig:
     return GenerationConfig.make(**{**SMALL, **kw})
 
 
-def _gen(digits, **kw):  # noqa: ANN001, ANN202
-    from nps.sampler import generate
+def _gen(digits, **kw):
+    from nps.engine.sampler import generate
     return generate(_cfg(**kw), digits)
 
 
-def _sampled(rec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+def _sampled(rec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, ys, xs) of the sampled (non-seed) pixels in fill order."""
     steps = np.flatnonzero(rec.shell > 0)
     ys, xs = rec.order[steps].T
@@ -45,7 +45,7 @@ def test_new_fields_default_off_and_default_records_unchanged(digits):
 
 
 def test_lesson_matching_reads_a_missing_new_field_as_its_default():
-    from nps.lesson_records import result_fields
+    from nps.lab.lesson_records import result_fields
     d = GenerationConfig(corpus="digits").to_dict()
     old = {k: v for k, v in d.items() if k not in ("ssl_cap", "ssd_global_min")}  # a record made before them
     assert result_fields(old) == result_fields(d)
@@ -91,12 +91,12 @@ def test_ssl_cap_needs_ssl_eps(digits):
 
 # ----------------------------------------------------------------------------- (ii)
 @pytest.fixture(scope="module")
-def window_rec(digits):  # noqa: ANN001, ANN201
+def window_rec(digits):
     return _gen(digits, ssl_mode="window", n=3)
 
 
 def test_reading_ii_engine_equals_its_plain_definition(window_rec, digits):
-    from nps.reference_impl import generate_plain
+    from nps.engine.reference_impl import generate_plain
     assert check_provenance(window_rec, digits.train) == 0
     plain = generate_plain(_cfg(ssl_mode="window", n=3), digits)
     for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
@@ -104,8 +104,8 @@ def test_reading_ii_engine_equals_its_plain_definition(window_rec, digits):
 
 
 def test_reading_ii_source_image_is_among_the_window_nearest(window_rec, digits):
-    from nps.sampler_pool import SemanticPools
-    from nps.sampling_readings import plain_window_pool
+    from nps.engine.sampler_pool import SemanticPools
+    from nps.engine.sampling_readings import plain_window_pool
     pools = SemanticPools.build(_cfg(ssl_mode="window"), digits)
     emb = pools.index
     steps, ys, xs = _sampled(window_rec)
@@ -131,7 +131,7 @@ def test_reading_ii_pools_change_with_the_pixel(window_rec, digits):
 
 
 def test_reading_ii_funnel_replays_the_step_pool(window_rec, digits):
-    from nps.funnel import constraint_funnel
+    from nps.lab.funnel import constraint_funnel
     _, ys, xs = _sampled(window_rec)
     y, x = int(ys[10]), int(xs[10])
     f = constraint_funnel(window_rec, digits, 0, y, x)
@@ -148,7 +148,7 @@ def test_window_mode_refuses_a_label(digits):
 # ----------------------------------------------------------------------------- (iii)
 @pytest.mark.parametrize("eps", [0.1, 1.0])
 def test_reading_iii_engine_equals_its_plain_definition(digits, eps):
-    from nps.reference_impl import generate_plain
+    from nps.engine.reference_impl import generate_plain
     rec = _gen(digits, ssd_global_min=True, eps=eps, n=3)
     assert check_provenance(rec, digits.train) == 0
     plain = generate_plain(_cfg(ssd_global_min=True, eps=eps, n=3), digits)

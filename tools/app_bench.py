@@ -41,7 +41,7 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _settle(page) -> None:  # noqa: ANN001
+def _settle(page) -> None:
     quiet = 0
     while quiet < 4:
         state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")

@@ -1,4 +1,4 @@
-"""Benchmark: what certified float64 decisions (nps.certify) cost the engine.
+"""Benchmark: what certified float64 decisions (nps.engine.certify) cost the engine.
 
 Generates the same records with the certifier and with the bare float32 rule
 (interleaved, after a warm-up, medians), counts how often a step needed float64
@@ -27,11 +27,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    import nps.certify as certify_module
-    import nps.sampler as sm
+    import nps.engine.certify as certify_module
+    import nps.engine.sampler as sm
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
-    from nps.selection import thresholds
+    from nps.engine.selection import thresholds
 
     corpus = load_corpus(args.corpus, args.subset)
     cfg = GenerationConfig(corpus=args.corpus, subset=args.subset, n=args.n, batch_size=args.batch_size,

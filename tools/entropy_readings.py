@@ -28,7 +28,7 @@ def _f(v: float, d: int = 3) -> str:
     return "∞" if v == float("inf") else f"{v:.{d}f}"
 
 
-def _win(r) -> str:  # noqa: ANN001
+def _win(r) -> str:
     return "—" if r.window is None else f"{r.window}×{r.window}"
 
 
@@ -43,7 +43,7 @@ def _rank_table(rs: list, n_classes: int, top: int) -> list[str]:
     return lines
 
 
-def _today(rs: list):  # noqa: ANN202
+def _today(rs: list):
     return next(r for r in rs if (r.scope, r.window, r.pixels, r.base) == ("window", 5, "all", "2"))
 
 
@@ -63,7 +63,7 @@ def _finding(rows: dict[str, tuple[list, int]]) -> list[str]:
     return out
 
 
-def _name(r) -> str:  # noqa: ANN001
+def _name(r) -> str:
     return f"{r.scope} {_win(r)}" if r.window is not None else {"image": "whole image", "position": "per position",
                                                                 "batch": "whole batch"}.get(r.scope, r.scope)
 

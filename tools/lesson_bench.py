@@ -56,7 +56,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _settle(page) -> None:  # noqa: ANN001
+def _settle(page) -> None:
     quiet = 0
     while quiet < 4:
         state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
@@ -68,7 +68,7 @@ DRAWN = ("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')
          ".every(c => c.querySelector('.main-svg'))")  # every plotly chart on the page is drawn
 
 
-def _start(page, url: str, key: str):  # noqa: ANN001, ANN202
+def _start(page, url: str, key: str):
     """Open the case's starting page, wait until it is drawn, and return the button whose click starts the clock.
 
     "Drawn" includes the page's plotly charts (Welcome's preset grid), as a visitor sees the
@@ -87,7 +87,7 @@ def _start(page, url: str, key: str):  # noqa: ANN001, ANN202
     return page.locator(".st-key-btn_generate button")
 
 
-def _timed(page, button, key: str) -> tuple[float, float]:  # noqa: ANN001
+def _timed(page, button, key: str) -> tuple[float, float]:
     """(seconds to the server's answer on screen, seconds until its result grid is drawn too)."""
     _, marker, drawn = CASES[key]
     t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def _timed(page, button, key: str) -> tuple[float, float]:  # noqa: ANN001
     return answered, time.perf_counter() - t0
 
 
-def _visit(browser, url: str, key: str, shot: str) -> dict:  # noqa: ANN001
+def _visit(browser, url: str, key: str, shot: str) -> dict:
     """A new browser session: the case's first result, and for a lesson the same lesson again in the same tab."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     page = ctx.new_page()

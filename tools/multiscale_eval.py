@@ -23,9 +23,9 @@ def main() -> None:
     from nps.cli.ablate import auto_k
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
+    from nps.engine.sampler import generate
     from nps.metrics.classifier import load_classifier
     from nps.metrics.evaluation import record_metrics, research_line
-    from nps.sampler import generate
 
     p = argparse.ArgumentParser()
     p.add_argument("--corpus", default="mnist")

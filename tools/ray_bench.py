@@ -30,9 +30,9 @@ def main() -> None:
 
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
-    from nps.distributed import generate_on_ray, start_ray
-    from nps.sampler import Sampler, generate
-    from nps.sampler_pool import SemanticPools
+    from nps.engine.sampler import Sampler, generate
+    from nps.engine.sampler_pool import SemanticPools
+    from nps.lab.distributed import generate_on_ray, start_ray
 
     print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     corpus = load_corpus(args.corpus)

@@ -28,10 +28,10 @@ CONFIGS = (("ssd", "ssd", "SSD only"), ("ssd-loc", "ssd,loc", "SSD + loc"), ("ss
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "memorisation", "reference_own_nearest")
 
 
-def generate_all(out: Path, corpus, n: int, seed: int) -> dict[str, float]:  # noqa: ANN001
+def generate_all(out: Path, corpus, n: int, seed: int) -> dict[str, float]:
     from nps.cli.ablate import auto_k
     from nps.config import GenerationConfig, resolve_encoder
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     seconds = {}
     enc = resolve_encoder("auto", "mnist")
     for slug, cons, label in CONFIGS:

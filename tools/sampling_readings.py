@@ -1,7 +1,7 @@
 """Which reading of the paper's *sampling* rule comes closest to its entropies (1.075, 2.496)?
 
 Generates today's full model and each sampling reading of issue 12, part 4 (engine options,
-:mod:`nps.sampling_readings`) on the same references and seeds, then scores every record
+:mod:`nps.engine.sampling_readings`) on the same references and seeds, then scores every record
 with the lab's own evaluation code: the entropy readings of :mod:`nps.analysis.entropy_readings`
 (several windows, scopes and log bases), IS and classifier FID (:func:`nps.metrics.scores.classifier_report`)
 and the research metrics with intervals, memorisation included (:func:`nps.metrics.evaluation.record_metrics`)::
@@ -62,12 +62,12 @@ def flags(fields: dict) -> str:
     return " ".join(out) or "(defaults)"
 
 
-def _record(path: Path, fields: dict, corpus):  # noqa: ANN001, ANN202
+def _record(path: Path, fields: dict, corpus):
     """(record, seconds, reused): the record at ``path`` if its config is ``fields``', else generated there."""
     from nps.config import GenerationConfig
-    from nps.lesson_records import result_fields
+    from nps.engine.sampler import generate
+    from nps.lab.lesson_records import result_fields
     from nps.record import ProvenanceRecord
-    from nps.sampler import generate
     cfg = GenerationConfig.make(**fields)
     if path.is_file():
         rec = ProvenanceRecord.load(path)
@@ -81,11 +81,11 @@ def _record(path: Path, fields: dict, corpus):  # noqa: ANN001, ANN202
     return rec, seconds, False
 
 
-def measure(name: str, fields: dict, records: Path, corpora: dict, classifier) -> dict:  # noqa: ANN001
+def measure(name: str, fields: dict, records: Path, corpora: dict, classifier) -> dict:
     from nps.analysis.entropy_readings import WITHIN, admits_paper, readings
     from nps.metrics.evaluation import record_metrics
     from nps.metrics.scores import classifier_report
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
     corpus = corpora[fields.get("subset")]
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
     rec, seconds, reused = _record(records / f"{slug}.npz", fields, corpus)

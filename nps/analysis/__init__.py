@@ -21,7 +21,7 @@ from nps.errors import NPSError
 log = logging.getLogger(__name__)
 
 
-def analyse_record(record, corpus, *, window: int = 5, classifier=None, encoder=None,  # noqa: ANN001
+def analyse_record(record, corpus, *, window: int = 5, classifier=None, encoder=None,
                    memorisation: bool = True, scores: bool = True, n_real: int = 500) -> dict:
     """Every metric of one record.
 
@@ -39,7 +39,7 @@ def analyse_record(record, corpus, *, window: int = 5, classifier=None, encoder=
     """
     from nps.analysis.composition import record_composition, summarise
     from nps.analysis.entropy import pool_size_summary, record_entropies
-    from nps.record import check_provenance
+    from nps.provenance import check_provenance
     notes: list[str] = []
     if int(record.config.get("corpus_size", len(corpus))) != len(corpus):
         raise NPSError(f"the record was made from a corpus of {record.config.get('corpus_size')} images but "
@@ -68,7 +68,7 @@ def analyse_record(record, corpus, *, window: int = 5, classifier=None, encoder=
     return out
 
 
-def image_scores(images: np.ndarray, corpus, notes: list[str], classifier=None,  # noqa: ANN001
+def image_scores(images: np.ndarray, corpus, notes: list[str], classifier=None,
                  references: np.ndarray | None = None) -> dict | None:
     """IS/FID of (N,H,W[,C]) uint8 images against the real ceiling, or None with the reason in ``notes``.
 
@@ -88,7 +88,7 @@ def image_scores(images: np.ndarray, corpus, notes: list[str], classifier=None, 
     return classifier_report(images, corpus.name, corpus=corpus, classifier=clf, references=references)
 
 
-def image_memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 500) -> tuple[dict, object]:  # noqa: ANN001
+def image_memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 500) -> tuple[dict, object]:
     """(JSON-able dict, report) of the nearest-neighbour memorisation ratios of (N,H,W[,C]) uint8 images."""
     from nps.analysis.memorisation import memorisation as memo
     rep = memo(images, corpus, encoder=encoder, n_real=n_real)
@@ -97,7 +97,7 @@ def image_memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 5
 
 def jsonable(result: dict) -> dict:
     """Drop the private (array/object) entries and convert numpy scalars for json.dump."""
-    def conv(v):  # noqa: ANN001, ANN202
+    def conv(v):
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items() if not str(k).startswith("_")}
         if isinstance(v, list | tuple):
@@ -114,7 +114,7 @@ def jsonable(result: dict) -> dict:
 
 def record_from_maps(source_index: np.ndarray, train: np.ndarray, train_labels: np.ndarray,
                      source_y: np.ndarray | None = None, source_x: np.ndarray | None = None,
-                     pool_size: np.ndarray | None = None, seed_size: int = 0, config: dict | None = None):  # noqa: ANN201
+                     pool_size: np.ndarray | None = None, seed_size: int = 0, config: dict | None = None):
     """A valid :class:`~nps.record.ProvenanceRecord` built from hand-made maps (tests, teaching).
 
     Args:

@@ -22,17 +22,18 @@ from nps.errors import NPSError
 FIELDS = ("n_sources", "top1_share", "top5_share", "largest_island", "island_share", "label_purity")
 
 
-def copy_islands(source_index: np.ndarray) -> np.ndarray:
-    """Largest 4-connected single-source region of every map, in pixels.
+def island_sizes(source_index: np.ndarray) -> np.ndarray:
+    """Size of the 4-connected single-source region (copy island) each pixel belongs to.
 
     All maps are labelled at once: a graph with an edge between 4-neighbours that
     hold the same (valid) source id, whose connected components (scipy.sparse.csgraph)
-    are the islands.
+    are the islands.  The one copy-island algorithm: :func:`copy_islands` and the app's
+    overlay (:func:`nps.lab.overlays.island_size_map`) read it.
 
     Args:
         source_index: (N,H,W) int; values < 0 are not part of any island.
     Returns:
-        (N,) int64 largest island size (0 for a map with no valid pixel).
+        (N,H,W) int64 island size of every pixel, 0 where ``source_index < 0``.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -41,6 +42,8 @@ def copy_islands(source_index: np.ndarray) -> np.ndarray:
     if src.ndim != 3:
         raise NPSError(f"source maps must be (N,H,W), got shape {src.shape}.")
     n, h, w = src.shape
+    if not n * h * w:
+        return np.zeros(src.shape, np.int64)
     ids = np.arange(n * h * w).reshape(n, h, w)
     valid = src >= 0
     right = (src[:, :, 1:] == src[:, :, :-1]) & valid[:, :, 1:]
@@ -50,8 +53,20 @@ def copy_islands(source_index: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n * h * w,) * 2)
     _, comp = connected_components(graph, directed=False)
     sizes = np.bincount(comp)
-    pix_size = np.where(valid.ravel(), sizes[comp], 0).reshape(n, -1)
-    return pix_size.max(1).astype(np.int64) if h * w else np.zeros(n, np.int64)
+    return np.where(valid.ravel(), sizes[comp], 0).reshape(n, h, w).astype(np.int64)
+
+
+def copy_islands(source_index: np.ndarray) -> np.ndarray:
+    """Largest copy island of every map, in pixels (:func:`island_sizes`' maximum).
+
+    Args:
+        source_index: (N,H,W) int; values < 0 are not part of any island.
+    Returns:
+        (N,) int64 largest island size (0 for a map with no valid pixel).
+    """
+    sizes = island_sizes(source_index)
+    n = len(sizes)
+    return sizes.reshape(n, -1).max(1) if sizes.size else np.zeros(n, np.int64)
 
 
 def top_sources(source_index: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +118,7 @@ def composition(source_index: np.ndarray, source_label: np.ndarray) -> dict[str,
     return out
 
 
-def reference_share(record) -> np.ndarray:  # noqa: ANN001
+def reference_share(record) -> np.ndarray:
     """(N,) share of each sample's generated (non-seed) pixels copied from its own reference image.
 
     High values mean the sampler regrew the conditioning image around its seed patch
@@ -116,7 +131,7 @@ def reference_share(record) -> np.ndarray:  # noqa: ANN001
     return hits.reshape(len(hits), -1).sum(1) / np.maximum(gen.reshape(len(gen), -1).sum(1), 1)
 
 
-def record_composition(record) -> dict[str, np.ndarray]:  # noqa: ANN001
+def record_composition(record) -> dict[str, np.ndarray]:
     """:func:`composition` of a :class:`~nps.record.ProvenanceRecord`, plus ``reference_share``."""
     out = composition(record.source_index, record.source_label)
     out["reference_share"] = reference_share(record)

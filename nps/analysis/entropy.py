@@ -15,6 +15,7 @@ a configuration reports mean +- std over samples.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -24,16 +25,98 @@ from numpy.lib.stride_tricks import sliding_window_view
 from nps.errors import NPSError
 
 DEFAULT_WINDOW = 5
-# Samples per chunk: bounds the (chunk*windows, w*w, w*w) equality tensor to ~30 MB.
-_CHUNK = 32
+_CHUNK_ELEMENTS = 4_000_000  # (windows x K) int64 elements per sorted chunk: ~32 MB
+#: The metric keys, one spelling each.  :func:`record_entropies` (and ``metrics.json``'s ``entropy``)
+#: are keyed by map; :func:`entropy_metrics` (the app's tables and cards) by flat metric name.
+CLASS, IMAGE_ID = "class", "image_id"
+CLASS_ENTROPY, IMAGE_ID_ENTROPY = f"{CLASS}_entropy", f"{IMAGE_ID}_entropy"
+STD = "_std"  # suffix of a flat metric's spread over samples: ``image_id_entropy_std``
+
+
+def histogram_entropy(values: np.ndarray, counted: np.ndarray, base: float = 2.0) -> np.ndarray:
+    """Shannon entropy of each row's counted values, by sorting.
+
+    For the n counted values of a row, H = (1/n) sum_j log(n / c_j), where c_j is how
+    often value j occurs among them (a value seen c times contributes c log(n/c)).
+
+    Args:
+        values: (M,K) integer values (labels or source ids).
+        counted: (M,K) bool, the values that count.
+        base: log base (2: bits).
+    Returns:
+        (M,) float64, NaN for a row with no counted value; >= 0.
+    """
+    values, counted = np.asarray(values), np.asarray(counted, bool)
+    if values.ndim != 2 or values.shape != counted.shape:
+        raise NPSError(f"histogram rows must be (M,K) with a mask of the same shape, got {values.shape} "
+                       f"and {counted.shape}.")
+    m, k = values.shape
+    if k == 0 or m == 0:
+        return np.full(m, np.nan)
+    v = values.astype(np.int64)
+    sentinel = (v.max() if v.size else 0) + 1  # uncounted values sort last, as one value left out below
+    s = np.sort(np.where(counted, v, sentinel), axis=1)
+    idx = np.broadcast_to(np.arange(k), (m, k))
+    new = np.ones((m, k), bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    last = np.ones((m, k), bool)
+    last[:, :-1] = new[:, 1:]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, idx, k)[:, ::-1], axis=1)[:, ::-1]
+    c = (end - start + 1).astype(np.float64)  # the run length holding each element
+    ok = s != sentinel
+    n = ok.sum(1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # (1/n) sum_j log(n / c_j): exactly 0 for a constant row, exactly 1 bit for an equal split.
+        ratio = n[:, None] / c
+        logs = np.log2(ratio) if base == 2.0 else np.log(ratio) / math.log(base)  # bits: log2(2) is exactly 1
+        h = np.where(ok, logs, 0.0).sum(1) / n
+    h[n == 0] = np.nan
+    return np.maximum(h, 0.0)  # round-off on constant rows to exact zero
+
+
+def sliding_entropy(maps: np.ndarray, window: int, counted: np.ndarray | None = None, *,
+                    centred: bool = False, base: float = 2.0) -> np.ndarray:
+    """Entropy of every w x w window of (N,H,W) maps.
+
+    Args:
+        maps: (N,H,W) integer maps.
+        window: side w, 1 <= w <= min(H,W).
+        counted: (N,H,W) bool pixels that count (default: all).
+        centred: False: windows inside the canvas, (N,H-w+1,W-w+1), entry [n,i,j] has its
+            top-left at (i,j) (as :func:`window_entropy`); True: one
+            window per pixel, (N,H,W), rows y-w//2 .. y-w//2+w-1, clipped at the border.
+        base: log base.
+    Returns:
+        float64 entropies, NaN where a window counts no pixel.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise NPSError(f"entropy maps must be (N,H,W), got shape {maps.shape}.")
+    n, h, w = maps.shape
+    if not 1 <= window <= min(h, w):
+        raise NPSError(f"entropy window {window} must be between 1 and {min(h, w)} for {h}x{w} maps.")
+    counted = np.ones(maps.shape, bool) if counted is None else np.asarray(counted, bool)
+    if centred:
+        r = window // 2
+        pad = ((0, 0), (r, window - 1 - r), (r, window - 1 - r))
+        maps, counted = np.pad(maps, pad), np.pad(counted, pad, constant_values=False)
+    oh, ow = maps.shape[1] - window + 1, maps.shape[2] - window + 1
+    out = np.empty((n, oh, ow))
+    k = window * window
+    step = max(1, _CHUNK_ELEMENTS // max(1, oh * ow * k))
+    for s in range(0, n, step):
+        v = sliding_window_view(maps[s:s + step], (window, window), axis=(1, 2)).reshape(-1, k)
+        c = sliding_window_view(counted[s:s + step], (window, window), axis=(1, 2)).reshape(-1, k)
+        out[s:s + step] = histogram_entropy(v, c, base).reshape(-1, oh, ow)
+    return out
 
 
 def window_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW, valid: np.ndarray | None = None) -> np.ndarray:
-    """Shannon entropy (bits) of the values in every w x w window.
+    """Shannon entropy (bits) of the values in every w x w window inside the canvas.
 
-    Vectorised: for the K = w*w values of a window, each value's count c_j is the
-    row sum of the K x K equality matrix, and H = (1/n) sum_j log2(n / c_j) over the
-    n valid pixels j (a value seen c times contributes c * log2(n/c), i.e. n * p log2 1/p).
+    For the n valid values of a window, H = (1/n) sum_j log2(n / c_j), where c_j is how often
+    value j occurs among them (:func:`sliding_entropy` in base 2, the one implementation).
 
     Args:
         maps: (N,H,W) integer maps (labels or source ids).
@@ -43,30 +126,7 @@ def window_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW, valid: np.nda
         (N, H-w+1, W-w+1) float64; entry [n,i,j] is the window with top-left (i,j).
         NaN where a window holds no valid pixel.
     """
-    maps = np.asarray(maps)
-    if maps.ndim != 3:
-        raise NPSError(f"entropy maps must be (N,H,W), got shape {maps.shape}.")
-    n, h, w = maps.shape
-    if not 1 <= window <= min(h, w):
-        raise NPSError(f"entropy window {window} must be between 1 and {min(h, w)} for {h}x{w} maps.")
-    valid = np.ones(maps.shape, bool) if valid is None else np.asarray(valid, bool)
-    out = np.empty((n, h - window + 1, w - window + 1))
-    for s in range(0, n, _CHUNK):
-        win = sliding_window_view(maps[s:s + _CHUNK], (window, window), axis=(1, 2))
-        ok = sliding_window_view(valid[s:s + _CHUNK], (window, window), axis=(1, 2))
-        shape = win.shape[:3]
-        v = win.reshape(-1, window * window)
-        m = ok.reshape(-1, window * window)
-        eq = (v[:, :, None] == v[:, None, :]) & m[:, None, :]  # (M,K,K): j-th value equals k-th valid one
-        counts = eq.sum(2)  # c_j, counted among valid pixels
-        k = m.sum(1).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # (1/n) sum_j log2(n / c_j): exact for equal splits (1 bit is 1.0, not 1 - 1 ulp).
-            ent = np.where(m, np.log2(k[:, None] / np.maximum(counts, 1)), 0.0).sum(1) / k
-        ent[k == 0] = np.nan
-        # Tiny negative round-off (constant windows) to exact zero.
-        out[s:s + _CHUNK] = np.maximum(ent, 0.0).reshape(shape)
-    return out
+    return sliding_entropy(maps, window, valid, base=2.0)
 
 
 def entropy_map(maps: np.ndarray, window: int = DEFAULT_WINDOW, valid: np.ndarray | None = None) -> np.ndarray:
@@ -117,14 +177,27 @@ def summarise_entropy(maps: np.ndarray, window: int = DEFAULT_WINDOW,
                           float(per.std()) if len(per) else float("nan"), window)
 
 
-def record_entropies(record, window: int = DEFAULT_WINDOW) -> dict[str, EntropySummary]:  # noqa: ANN001
+def record_entropies(record, window: int = DEFAULT_WINDOW) -> dict[str, EntropySummary]:
     """Class-map and image-ID-map entropy summaries of a :class:`~nps.record.ProvenanceRecord`."""
     valid = record.source_index >= 0
-    return {"class": summarise_entropy(record.source_label, window, valid),
-            "image_id": summarise_entropy(record.source_index, window, valid)}
+    return {CLASS: summarise_entropy(record.source_label, window, valid),
+            IMAGE_ID: summarise_entropy(record.source_index, window, valid)}
 
 
-def seed_mask(record) -> np.ndarray:  # noqa: ANN001
+def entropy_metrics(record) -> dict[str, float]:
+    """Class and image-ID window entropies (bits, mean and std over samples), by flat metric name.
+
+    Returns:
+        ``{CLASS_ENTROPY, CLASS_ENTROPY + STD, IMAGE_ID_ENTROPY, IMAGE_ID_ENTROPY + STD: float,
+        "entropy_window": int}``, the window ``min(DEFAULT_WINDOW, H, W)``.
+    """
+    win = min(DEFAULT_WINDOW, *record.canvas_shape)
+    ent = record_entropies(record, win)
+    return {CLASS_ENTROPY: ent[CLASS].mean, CLASS_ENTROPY + STD: ent[CLASS].std,
+            IMAGE_ID_ENTROPY: ent[IMAGE_ID].mean, IMAGE_ID_ENTROPY + STD: ent[IMAGE_ID].std, "entropy_window": win}
+
+
+def seed_mask(record) -> np.ndarray:
     """(H,W) bool: the seed pixels (shell 0 of the fill order)."""
     mask = np.zeros(record.canvas_shape, bool)
     ys, xs = np.asarray(record.order)[np.asarray(record.shell) == 0].T
@@ -132,7 +205,7 @@ def seed_mask(record) -> np.ndarray:  # noqa: ANN001
     return mask
 
 
-def pool_size_summary(record) -> dict:  # noqa: ANN001
+def pool_size_summary(record) -> dict:
     """The sampler's uncertainty per pixel.
 
     Returns a dict with:

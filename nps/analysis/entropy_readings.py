@@ -29,10 +29,9 @@ least one counted pixel; a configuration reports the mean over samples (``batch`
 one value).  Closeness to the paper is the relative distance
 ``sqrt(((c - 1.075)/1.075)^2 + ((i - 2.496)/2.496)^2)``.
 
-The histogram of a window is computed by sorting (O(K log K) per window of K pixels),
-not by the K x K equality matrix of :func:`nps.analysis.entropy.window_entropy`, so
-15 x 15 windows and whole canvases stay cheap; on today's protocol both agree to
-floating-point precision (tested).
+The histogram of a window is the one implementation, :func:`nps.analysis.entropy.histogram_entropy`
+(by sorting, O(K log K) per window of K pixels, so 15 x 15 windows and whole canvases stay cheap);
+today's protocol is its base-2, in-canvas case (:func:`nps.analysis.entropy.window_entropy`).
 """
 
 from __future__ import annotations
@@ -43,8 +42,8 @@ from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from nps.analysis.entropy import histogram_entropy, sliding_entropy
 from nps.errors import NPSError
 
 #: The paper's full-model figures (Lu et al., arXiv 2510.22196), units unstated.
@@ -57,84 +56,6 @@ WITHIN = ("window", "pixel", "image")
 PIXELS = ("all", "ink", "generated")
 BASES = {"2": 2.0, "e": math.e, "10": 10.0}
 INK = 128  # uint8 intensity from which a pixel is stroke, not background
-_CHUNK_ELEMENTS = 4_000_000  # (windows x K) int64 elements per sorted chunk: ~32 MB
-
-
-def histogram_entropy(values: np.ndarray, counted: np.ndarray, base: float = 2.0) -> np.ndarray:
-    """Shannon entropy of each row's counted values, by sorting.
-
-    For the n counted values of a row, H = (1/n) sum_j log(n / c_j), where c_j is how
-    often value j occurs among them (a value seen c times contributes c log(n/c)).
-
-    Args:
-        values: (M,K) integer values (labels or source ids).
-        counted: (M,K) bool, the values that count.
-        base: log base (2: bits).
-    Returns:
-        (M,) float64, NaN for a row with no counted value; >= 0.
-    """
-    values, counted = np.asarray(values), np.asarray(counted, bool)
-    if values.ndim != 2 or values.shape != counted.shape:
-        raise NPSError(f"histogram rows must be (M,K) with a mask of the same shape, got {values.shape} "
-                       f"and {counted.shape}.")
-    m, k = values.shape
-    if k == 0 or m == 0:
-        return np.full(m, np.nan)
-    v = values.astype(np.int64)
-    sentinel = (v.max() if v.size else 0) + 1  # uncounted values sort last, as one value left out below
-    s = np.sort(np.where(counted, v, sentinel), axis=1)
-    idx = np.broadcast_to(np.arange(k), (m, k))
-    new = np.ones((m, k), bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    last = np.ones((m, k), bool)
-    last[:, :-1] = new[:, 1:]
-    start = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
-    end = np.minimum.accumulate(np.where(last, idx, k)[:, ::-1], axis=1)[:, ::-1]
-    c = (end - start + 1).astype(np.float64)  # the run length holding each element
-    ok = s != sentinel
-    n = ok.sum(1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # (1/n) sum_j log(n / c_j): exactly 0 for a constant row, exactly 1 bit for an equal split.
-        h = np.where(ok, np.log(n[:, None] / c), 0.0).sum(1) / n / math.log(base)
-    h[n == 0] = np.nan
-    return np.maximum(h, 0.0)  # round-off on constant rows to exact zero
-
-
-def sliding_entropy(maps: np.ndarray, window: int, counted: np.ndarray | None = None, *,
-                    centred: bool = False, base: float = 2.0) -> np.ndarray:
-    """Entropy of every w x w window of (N,H,W) maps.
-
-    Args:
-        maps: (N,H,W) integer maps.
-        window: side w, 1 <= w <= min(H,W).
-        counted: (N,H,W) bool pixels that count (default: all).
-        centred: False: windows inside the canvas, (N,H-w+1,W-w+1), entry [n,i,j] has its
-            top-left at (i,j) (as :func:`nps.analysis.entropy.window_entropy`); True: one
-            window per pixel, (N,H,W), rows y-w//2 .. y-w//2+w-1, clipped at the border.
-        base: log base.
-    Returns:
-        float64 entropies, NaN where a window counts no pixel.
-    """
-    maps = np.asarray(maps)
-    if maps.ndim != 3:
-        raise NPSError(f"entropy maps must be (N,H,W), got shape {maps.shape}.")
-    n, h, w = maps.shape
-    if not 1 <= window <= min(h, w):
-        raise NPSError(f"entropy window {window} must be between 1 and {min(h, w)} for {h}x{w} maps.")
-    counted = np.ones(maps.shape, bool) if counted is None else np.asarray(counted, bool)
-    if centred:
-        r = window // 2
-        pad = ((0, 0), (r, window - 1 - r), (r, window - 1 - r))
-        maps, counted = np.pad(maps, pad), np.pad(counted, pad, constant_values=False)
-    oh, ow = maps.shape[1] - window + 1, maps.shape[2] - window + 1
-    out = np.empty((n, oh, ow))
-    k = window * window
-    step = max(1, _CHUNK_ELEMENTS // max(1, oh * ow * k))
-    for s in range(0, n, step):
-        v = sliding_window_view(maps[s:s + step], (window, window), axis=(1, 2)).reshape(-1, k)
-        c = sliding_window_view(counted[s:s + step], (window, window), axis=(1, 2)).reshape(-1, k)
-        out[s:s + step] = histogram_entropy(v, c, base).reshape(-1, oh, ow)
-    return out
 
 
 def _mean_per_sample(ent: np.ndarray) -> np.ndarray:
@@ -166,7 +87,7 @@ def scope_entropy(maps: np.ndarray, counted: np.ndarray, scope: str, window: int
     raise NPSError(f"entropy scope {scope!r} is unknown; use one of {', '.join(SCOPES)}.")
 
 
-def counted_pixels(record, which: str) -> np.ndarray:  # noqa: ANN001
+def counted_pixels(record, which: str) -> np.ndarray:
     """(N,H,W) bool: the pixels a reading counts (:data:`PIXELS`) among the copied ones."""
     from nps.analysis.entropy import seed_mask
     copied = np.asarray(record.source_index) >= 0
@@ -216,7 +137,7 @@ class Reading:
                 "image_id_std": self.image_id_std, "ratio": self.ratio, "distance": self.distance}
 
 
-def readings(record, windows: tuple[int, ...] = WINDOWS, scopes: tuple[str, ...] = SCOPES,  # noqa: ANN001
+def readings(record, windows: tuple[int, ...] = WINDOWS, scopes: tuple[str, ...] = SCOPES,
              pixels: tuple[str, ...] = PIXELS, bases: tuple[str, ...] = tuple(BASES)) -> list[Reading]:
     """Every reading of a :class:`~nps.record.ProvenanceRecord`'s class and image-ID maps.
 

@@ -101,7 +101,7 @@ class MemorisationReport:
         return out
 
 
-def memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 500,  # noqa: ANN001
+def memorisation(images: np.ndarray, corpus, encoder=None, n_real: int = 500,
                  seed: int = 0) -> MemorisationReport:
     """Nearest-neighbour ratios of samples and of ``n_real`` random test images.
 

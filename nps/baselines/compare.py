@@ -80,7 +80,7 @@ def _load_average() -> str:
         return "unknown"
 
 
-def evaluate_baselines(models: list[str], corpus, n: int, seed: int, classifier=None) -> dict[str, dict]:  # noqa: ANN001
+def evaluate_baselines(models: list[str], corpus, n: int, seed: int, classifier=None) -> dict[str, dict]:
     """Sample, time and score each baseline at n samples (seed ``seed``) on ``corpus``.
 
     Args:
@@ -117,7 +117,7 @@ def evaluate_baselines(models: list[str], corpus, n: int, seed: int, classifier=
 
 
 def _interval(m: dict | None, digits: int, pct: bool) -> str:
-    from nps.report import _interval as fmt
+    from nps.lab.report import _interval as fmt
     return fmt(m, digits, pct)
 
 
@@ -176,7 +176,7 @@ def comparison_section(cfgs: dict, baselines: dict) -> list[str]:
     Returns:
         markdown lines (empty when there are no baselines).
     """
-    from nps.report import _table
+    from nps.lab.report import _table
     if not baselines:
         return []
     rows = [_row(r["label"], r, _encoder_training(r.get("config") or {}),
@@ -244,8 +244,8 @@ def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str 
     from nps.analysis import jsonable
     from nps.cache import write_text
     from nps.corpora import load_corpus
+    from nps.lab.report import write_report
     from nps.metrics.classifier import load_classifier
-    from nps.report import write_report
     folder = Path(folder)
     path = folder / "metrics.json"
     try:
@@ -284,7 +284,7 @@ def write_docs_copy(results: dict, folder: Path, target: Path) -> Path:
     import tempfile
 
     from nps.cache import write_text
-    from nps.report import write_report
+    from nps.lab.report import write_report
     slim = {**results, "configs": {k: {**v, "pictures": {}} for k, v in results["configs"].items()},
             "notes": [*results.get("notes", []), f"This copy, without the per-configuration pictures, was "
                       f"rendered from {folder / 'metrics.json'} by `python -m nps baselines compare {folder} "

@@ -21,8 +21,8 @@ from nps.errors import NPSError
 SKIPPED = ("entropy", "composition", "pool", "relaxed_rate", "provenance_errors", "traces")
 
 
-def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,  # noqa: ANN001
-                    memorisation: bool = True, scores: bool = True, classifier=None) -> dict:  # noqa: ANN001
+def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,
+                    memorisation: bool = True, scores: bool = True, classifier=None) -> dict:
     """The image metrics of baseline samples (N,H,W[,C]) uint8 drawn for ``corpus``.
 
     Returns:
@@ -49,12 +49,12 @@ def analyse_samples(images: np.ndarray, config: dict, corpus, *, encoder=None,  
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """The ``evaluate`` command for a baseline file: metrics.json, a sample grid, memorisation PNG."""
-    from nps import plots
     from nps.analysis import jsonable
     from nps.baselines import load_samples
     from nps.cli._common import writable_dir
     from nps.corpora import load_corpus
     from nps.encoders import get_encoder
+    from nps.lab import plots
 
     images, config = load_samples(args.record)
     out = writable_dir(args.out)

@@ -29,7 +29,7 @@ def kind(model: str) -> str:
     return f"baseline-{model}"
 
 
-def save_weights(path: str | Path, model, meta: dict) -> Path:  # noqa: ANN001
+def save_weights(path: str | Path, model, meta: dict) -> Path:
     """Write ``model.nets()`` and ``meta`` (model, hparams, image_shape, corpus) atomically.
 
     Raises:
@@ -64,7 +64,7 @@ def locate(model: str, corpus: str) -> Path:
     return choice.path
 
 
-def load_model(path: str | Path):  # noqa: ANN201
+def load_model(path: str | Path):
     """The baseline model stored in ``path``, ready to sample (shipped files are verified first).
 
     Returns:
@@ -110,7 +110,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1).copy()
 
 
-def sample_images(model, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
+def sample_images(model, n: int, seed: int) -> np.ndarray:
     """``n`` samples (N,H,W[,C]) uint8 from ``model``; the same seed and n give identical images.
 
     The noise comes from one ``torch.Generator`` seeded with ``seed`` and is drawn chunk by

@@ -2,7 +2,7 @@
 
 Each row is the ``metrics.json`` that ``python -m nps evaluate`` wrote for one sample
 file or record, plus, for a baseline, the JSON card of the weights it was sampled from
-(training wall time, epochs, sampling ms/image).  Laid out like :mod:`nps.report`.
+(training wall time, epochs, sampling ms/image).  Laid out like :mod:`nps.lab.report`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from nps.errors import NPSError
-from nps.report import _num, _pm, _table
+from nps.lab.report import _num, _pm, _table
 
 HEADER = ["model", "n", "IS (10 splits)", "FID (classifier)", "real IS / FID at n", "memorised (pixels)",
           "exact copies", "training", "sampling ms/image"]

@@ -151,7 +151,7 @@ def add_record_corpus_args(p: argparse.ArgumentParser) -> None:
                         "is never used")
 
 
-def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # noqa: ANN001, ANN201
+def record_corpus(record, corpus_flag: str | None, data_root: str | None):
     """The corpus a record was generated from (its name and subset), read from the user's roots only.
 
     A record never decides where data is read from (issue 9, item 1): its ``data_root``
@@ -165,7 +165,7 @@ def record_corpus(record, corpus_flag: str | None, data_root: str | None):  # no
             corpus that does not match the record (size, canvas, ids).
     """
     from nps.corpora import load_corpus, parse_corpus_name
-    from nps.record import check_fits
+    from nps.provenance import check_fits
     name = record.config.get("corpus")
     if not isinstance(name, str) or not name.strip():
         raise NPSError("the record names no corpus; pass --corpus NAME to say which one it was made on.")

@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="samples in lockstep (default: %(default)s)")
     p.add_argument("--data-root", default=None, help="extra folder to look for corpus files")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="generate each configuration as Ray tasks (nps.distributed); no ADDRESS starts a local "
+                   help="generate each configuration as Ray tasks (nps.lab.distributed); no ADDRESS starts a local "
                         "Ray; every record is bit-identical to a plain run")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     p.add_argument("--baselines", default="auto", metavar="auto|none|LIST",
@@ -69,13 +69,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_bar(label: str, n: int, batch_size: int):  # noqa: ANN202
+def _progress_bar(label: str, n: int, batch_size: int):
     """A tqdm bar over all pixel steps of a run and the matching sampler callback."""
     from tqdm import tqdm
     bar = tqdm(desc=f"{label:<24}", total=None, unit="px-step", leave=True)
     state = {"done": 0}
 
-    def progress(info) -> bool:  # noqa: ANN001
+    def progress(info) -> bool:
         if bar.total is None:
             bar.total = info.total * info.n_batches
             bar.refresh()
@@ -130,19 +130,19 @@ def auto_k(corpus_size: int) -> int:
     return int(min(DEFAULTS["k"], max(8, corpus_size // 20)))
 
 
-def run_config(config, corpus, label: str, ray: str | None = None,  # noqa: ANN001, ANN201
+def run_config(config, corpus, label: str, ray: str | None = None,
                ray_cpus: int | None = None):
     """Generate one configuration with a progress bar; returns (record, seconds).
 
     With ``ray`` ("local" or a cluster address) the samples are generated as Ray tasks
-    (:func:`nps.distributed.generate_on_ray`), bit-identical to the plain run.
+    (:func:`nps.lab.distributed.generate_on_ray`), bit-identical to the plain run.
     """
-    from nps.sampler import generate
+    from nps.engine.sampler import generate
     bar, progress = _progress_bar(label, config.n, config.batch_size)
     t0 = time.perf_counter()
     try:
         if ray is not None:
-            from nps.distributed import generate_on_ray
+            from nps.lab.distributed import generate_on_ray
             record = generate_on_ray(config, corpus, None if ray == "local" else ray, ray_cpus,
                                      progress=lambda done: bar.update(done - bar.n))
         else:
@@ -155,7 +155,7 @@ def run_config(config, corpus, label: str, ray: str | None = None,  # noqa: ANN0
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nps import __version__, plots
+    from nps import __version__
     from nps.analysis import analyse_record, jsonable
     from nps.cache import write_text
     from nps.cli.evaluate import write_pictures
@@ -163,10 +163,11 @@ def run(args: argparse.Namespace) -> int:
     from nps.corpora import load_corpus
     from nps.encoders import ENCODERS, get_encoder
     from nps.errors import NPSError
+    from nps.lab import plots
+    from nps.lab.report import write_report
     from nps.machine import machine_description
     from nps.metrics.classifier import load_classifier
     from nps.metrics.evaluation import record_metrics, research_line
-    from nps.report import write_report
 
     preset = QUICK if args.quick else FULL
     n = args.n if args.n is not None else preset["n"]
@@ -272,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def protocol(args, base, corpus, full_corpus, memo_encoder, classifier) -> dict:  # noqa: ANN001
+def protocol(args, base, corpus, full_corpus, memo_encoder, classifier) -> dict:
     """The protocol, in words, for the report."""
     acc = classifier.meta_.get("test_accuracy")
     return {

@@ -121,7 +121,7 @@ def load_average() -> str:
         return "unknown"
 
 
-def sampling_ms_per_image(model, n: int = TIMING_N) -> float:  # noqa: ANN001
+def sampling_ms_per_image(model, n: int = TIMING_N) -> float:
     """Wall milliseconds per image to sample ``n`` images (seed 0), on this machine now."""
     from nps.baselines.io import sample_images
     t0 = time.perf_counter()

@@ -37,8 +37,8 @@ NAMES = {"a": "(a) full model ssd,loc,ssl", "b": "(b) ssd,loc all, brute", "loc-
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps.bench import TARGETS, run_all
     from nps.cli._common import positive, writable_path
+    from nps.lab.bench import TARGETS, run_all
     from nps.machine import cpu_model
     # Counts up front, in one line each: a zero or negative count used to "time" nothing and exit 0.
     for flag, value in (("--n-a", args.n_a), ("--n-b", args.n_b), ("--n-c", args.n_c)):

@@ -94,8 +94,8 @@ def _ago(seconds: float) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from nps.cache import cache_root, list_entries
-    from nps.cache_quota import is_pinned, temp_files, usage
+    from nps.cache import cache_root
+    from nps.cache_quota import is_pinned, list_entries, temp_files, usage
 
     root = cache_root()
     footer = _quota_text(usage(root))  # first: a bad NPS_CACHE_QUOTA_MB is one line, not a half table
@@ -113,7 +113,7 @@ def run_ls(args: argparse.Namespace) -> int:
         return 0
     if entries:
         # An entry's meta is file content: no escape codes or newlines reach the terminal.
-        from nps.image_folder import shown
+        from nps.corpora.image_folder import shown
         rows = [tuple(shown(c)[:300] for c in (
                     e.kind + (" (pinned)" if is_pinned(e.path) else ""), e.key, human_size(e.size),
                     str(e.meta.get("created", "?")), _ago(now - e.mtime) + " ago", built_from(e.meta)))
@@ -135,8 +135,8 @@ def run_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _matching(root, key: str | None) -> list:  # noqa: ANN001
-    from nps.cache import list_entries
+def _matching(root, key: str | None) -> list:
+    from nps.cache_quota import list_entries
     return [e for e in list_entries(root) if key is None or e.key.startswith(key) or e.path.name.startswith(key)]
 
 
@@ -153,7 +153,8 @@ def _key_arg(args: argparse.Namespace, action: str) -> str | None:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    from nps.cache import cache_root, clear
+    from nps.cache import cache_root
+    from nps.cache_quota import clear
 
     root = cache_root()
     key = _key_arg(args, "remove")

@@ -31,17 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_record_corpus(record, data_root: str | None = None, corpus: str | None = None):  # noqa: ANN001, ANN201
+def load_record_corpus(record, data_root: str | None = None, corpus: str | None = None):
     """The corpus a record was generated from, from the user's roots only (:func:`record_corpus`)."""
     return record_corpus(record, corpus, data_root)
 
 
-def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, prefix: str = "") -> dict[str, str]:  # noqa: ANN001
+def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, prefix: str = "") -> dict[str, str]:
     """All PNGs of one analysed record; returns {picture name: file name}."""
     import numpy as np
 
-    from nps import plots
     from nps.analysis.entropy import entropy_map
+    from nps.lab import plots
     files: dict[str, str] = {}
 
     def name(stem: str) -> Path:
@@ -70,18 +70,17 @@ def write_pictures(record, corpus, result: dict, out: Path, traces: int = 4, pre
 
 
 def run(args: argparse.Namespace) -> int:
+    from nps import NPSError, load_record
     from nps.analysis import analyse_record, jsonable
     from nps.baselines import is_baseline_file
     from nps.cache import write_text
     from nps.encoders import ENCODERS, get_encoder
-    from nps.errors import NPSError
-    from nps.record import ProvenanceRecord
     if args.encoder is not None and args.encoder not in (*ENCODERS, "none"):  # a typo, not a note after the run
         raise NPSError(f"--encoder '{args.encoder}' is unknown; use one of {', '.join(sorted(ENCODERS))} or none.")
     if is_baseline_file(args.record):  # learned-baseline samples: image metrics only (no provenance)
         from nps.baselines.evaluate import run_evaluate
         return run_evaluate(args)
-    record = ProvenanceRecord.load(args.record)
+    record = load_record(args.record)
     h, w = record.canvas_shape
     positive(args.entropy_window, "--entropy-window", 1, min(h, w))
     positive(args.traces, "--traces", 0)  # more than N draws N

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name in ("batch_size", "device"):
         add_field_arg(p, FIELDS[name])
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run shards as Ray tasks (nps.distributed); no ADDRESS starts a local Ray, "
+                   help="run shards as Ray tasks (nps.lab.distributed); no ADDRESS starts a local Ray, "
                         "else e.g. auto or ray://head:10001; the record is bit-identical to a plain run")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     add_generation_args(p)
@@ -74,12 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nps import NPSError, generate, load_corpus  # the public API
     from nps.cli._common import writable_path
-    from nps.corpora import load_corpus
-    from nps.cost import estimate_line
-    from nps.errors import NPSError
-    from nps.record import check_provenance
-    from nps.sampler import generate
+    from nps.lab.cost import estimate_line
+    from nps.provenance import check_provenance
 
     cfg = config_from_args(args)
     cfg.check()  # parameter errors before any loading
@@ -96,18 +94,18 @@ def run(args: argparse.Namespace) -> int:
     fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
-    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.cost; stderr keeps one error line
+    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.lab.cost; stderr keeps one error line
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 
-    def progress(info) -> None:  # noqa: ANN001
+    def progress(info) -> None:
         done = info.batch * cfg.batch_size + round(info.step / info.total * info.canvas.shape[0])
         bar.update(done - state["done"])
         state["done"] = done
 
     t0 = time.perf_counter()
     if getattr(args, "ray", None) is not None:
-        from nps.distributed import generate_on_ray
+        from nps.lab.distributed import generate_on_ray
         record = generate_on_ray(cfg, corpus, None if args.ray == "local" else args.ray, args.ray_cpus,
                                  progress=lambda done: bar.update(done - bar.n))
     else:
@@ -121,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
           f"in {elapsed:.1f}s ({elapsed / len(record) * 1000:.0f} ms/image); "
           f"constraints {','.join(cfg.constraints)}; provenance check: {'exact' if bad == 0 else f'{bad} BAD pixels'}")
     if grid is not None:
-        from nps.plots import save_sample_grid
+        from nps.lab.plots import save_sample_grid
         save_sample_grid(record.images, grid)
         print(f"wrote {grid}")
     return 0 if bad == 0 else 1

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nps.lesson_records import RUNS
+    from nps.lab.lesson_records import RUNS
     p = sub.add_parser(
         "lessons", help="build or verify the lesson records shipped in nps/lessons/ (the lab's instant lessons)",
         description="The lab's lessons and the first view of each constraint toggle on MNIST open records built "
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nps.corpora import load_corpus
-    from nps.lesson_records import RUNS, build, open_shipped
+    from nps.lab.lesson_records import RUNS, build, open_shipped
     names = args.only or list(RUNS)
     if args.action == "build":
         for entry in build(names):

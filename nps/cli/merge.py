@@ -20,13 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps.record import ProvenanceRecord, merge
+    from nps import load_record, merge, save_record
 
     out = writable_path(args.out, ".npz")
     if len(set(args.records)) != len(args.records):
         raise NPSError("the same record is given twice; list each shard once.")
-    records = [ProvenanceRecord.load(p) for p in args.records]
+    records = [load_record(p) for p in args.records]
     merged = merge(records)
-    merged.save(out)
+    save_record(merged, out)
     print(f"merged {len(merged)} samples from {len(records)} records into {out}")
     return 0

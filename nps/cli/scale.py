@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run SSD + locality (cost grows with N) up to this size; 0 for never (default: %(default)s)")
     p.add_argument("--baseline-n", type=int, default=8, help="samples for the SSD + locality runs")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="generate on Ray (nps.distributed); no ADDRESS starts a local one")
+                   help="generate on Ray (nps.lab.distributed); no ADDRESS starts a local one")
     p.add_argument("--ray-cpus", type=int, default=None, help="CPUs of a local Ray (default: all cores)")
     p.add_argument("--out", default="scale-report", help="report folder (default: %(default)s)")
     p.add_argument("--data-root", default=None, help="extra folder to look for MNIST")
@@ -62,7 +62,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _source_share(record) -> float:  # noqa: ANN001
+def _source_share(record) -> float:
     """Mean over samples of the largest share of pixels copied from one source image (0..1)."""
     import numpy as np
     shares = []
@@ -72,7 +72,7 @@ def _source_share(record) -> float:  # noqa: ANN001
     return float(np.mean(shares))
 
 
-def _quality(record, mnist) -> dict:  # noqa: ANN001
+def _quality(record, mnist) -> dict:
     from nps.errors import NPSError
     from nps.metrics.scores import classifier_report
     out = {"largest_source_share": _source_share(record)}
@@ -85,7 +85,7 @@ def _quality(record, mnist) -> dict:  # noqa: ANN001
     return out
 
 
-def _config(size: int, opts: dict):  # noqa: ANN202 - GenerationConfig
+def _config(size: int, opts: dict):  # GenerationConfig
     from nps.config import GenerationConfig
     return GenerationConfig(corpus=f"mnist-deformed:{size}", n=opts["n"], seed=opts["seed"],
                             k=min(opts["k"], size - 1), batch_size=opts["batch_size"], encoder=opts["encoder"],
@@ -120,8 +120,8 @@ def measure_generate(size: int, opts: dict) -> dict:
     import numpy as np
 
     from nps.corpora import load_corpus
-    from nps.sampler import Sampler
-    from nps.sampler_pool import SemanticPools
+    from nps.engine.sampler import Sampler
+    from nps.engine.sampler_pool import SemanticPools
     cfg = _config(size, opts)
     row: dict = {}
     t = time.perf_counter()
@@ -129,12 +129,12 @@ def measure_generate(size: int, opts: dict) -> dict:
     pools = SemanticPools.build(cfg, corpus)  # cache hits: phase 1 built them
     sampler = None if opts["ray"] is not None else Sampler(cfg, corpus, pools).prepare()
     if sampler is None:  # start Ray (or join the cluster) before the clock: it is not sampling
-        from nps.distributed import start_ray
+        from nps.lab.distributed import start_ray
         start_ray(None if opts["ray"] == "local" else opts["ray"], opts["ray_cpus"])
     row["setup_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if sampler is None:
-        from nps.distributed import generate_on_ray
+        from nps.lab.distributed import generate_on_ray
         record = generate_on_ray(cfg, corpus, None if opts["ray"] == "local" else opts["ray"], opts["ray_cpus"])
     else:
         record = sampler.run()
@@ -154,7 +154,7 @@ def measure_generate(size: int, opts: dict) -> dict:
     return row
 
 
-def _child(phase: str, size: int, opts: dict, queue) -> None:  # noqa: ANN001
+def _child(phase: str, size: int, opts: dict, queue) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from nps.errors import NPSError
     try:
@@ -165,7 +165,7 @@ def _child(phase: str, size: int, opts: dict, queue) -> None:  # noqa: ANN001
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def _in_process(ctx, phase: str, size: int, opts: dict) -> tuple[str, dict | str]:  # noqa: ANN001
+def _in_process(ctx, phase: str, size: int, opts: dict) -> tuple[str, dict | str]:
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(phase, size, opts, queue))
     proc.start()
@@ -215,7 +215,7 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     return files
 
 
-def _fmt(v, spec: str = ".3g") -> str:  # noqa: ANN001
+def _fmt(v, spec: str = ".3g") -> str:
     return "-" if v is None else format(v, spec)
 
 
@@ -253,7 +253,7 @@ def _markdown(rows: list[dict], info: dict, files: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from nps.cache import write_text
     from nps.cli._common import writable_dir
-    from nps.deformed import MAX_N, parse_size
+    from nps.corpora.deformed import MAX_N, parse_size
     from nps.errors import NPSError
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or any(s < 2 or s > MAX_N for s in sizes):

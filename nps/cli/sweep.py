@@ -7,10 +7,11 @@ import itertools
 import json
 import time
 
+from nps.analysis.entropy import CLASS, CLASS_ENTROPY, IMAGE_ID, IMAGE_ID_ENTROPY
 from nps.cli._common import add_device_arg, positive, writable_dir
 
-METRICS = ("IS", "FID", "class_H", "image_id_H", "relaxed_rate", "s_per_image", "n_sources", "top1_share")
-PLOTTED = ("IS", "class_H", "image_id_H", "relaxed_rate", "s_per_image")
+METRICS = ("IS", "FID", CLASS_ENTROPY, IMAGE_ID_ENTROPY, "relaxed_rate", "s_per_image", "n_sources", "top1_share")
+PLOTTED = ("IS", CLASS_ENTROPY, IMAGE_ID_ENTROPY, "relaxed_rate", "s_per_image")
 MAX_RUNS = 256  # grid points per sweep: each is a full generate + analysis
 
 
@@ -44,7 +45,7 @@ def sweepable() -> tuple[str, ...]:
     return tuple(name for name, f in FIELDS.items() if f.sweep)
 
 
-def _caster(name: str):  # noqa: ANN202
+def _caster(name: str):
     """A str -> value parser for GenerationConfig field ``name`` ('none' -> None where allowed)."""
     from nps.config import FIELDS
     from nps.errors import NPSError
@@ -52,7 +53,7 @@ def _caster(name: str):  # noqa: ANN202
         raise NPSError(f"--param '{name}' is not a sweepable parameter; use one of {', '.join(sorted(sweepable()))}.")
     kind, optional = FIELDS[name].kind, FIELDS[name].optional
 
-    def cast(text: str):  # noqa: ANN202
+    def cast(text: str):
         if optional and text.lower() == "none":
             return None
         try:
@@ -91,7 +92,7 @@ def parse_params(specs: list[str]) -> dict[str, list]:
     return grid
 
 
-def _fmt(v) -> str:  # noqa: ANN001
+def _fmt(v) -> str:
     if isinstance(v, tuple):
         return "+".join(v)
     if isinstance(v, float):
@@ -100,13 +101,13 @@ def _fmt(v) -> str:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps import plots
     from nps.analysis import analyse_record, jsonable
     from nps.cache import write_text
     from nps.cli.ablate import run_config
     from nps.config import GenerationConfig, warn_fitted
     from nps.corpora import load_corpus
     from nps.errors import NPSError
+    from nps.lab import plots
     from nps.metrics.classifier import load_classifier
 
     grid = parse_params(args.param)
@@ -144,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
                            memorisation=False, scores=classifier is not None)
         s = r["scores"]["samples"] if r["scores"] else {}
         row = {k: _fmt(v) for k, v in zip(names, combo)}
-        row.update(IS=s.get("is_mean"), IS_std=s.get("is_std"), FID=s.get("fid"),
-                   class_H=r["entropy"]["class"]["mean"], image_id_H=r["entropy"]["image_id"]["mean"],
-                   relaxed_rate=r["relaxed_rate"], s_per_image=seconds / len(record),
-                   n_sources=r["composition"]["n_sources"]["mean"], top1_share=r["composition"]["top1_share"]["mean"])
+        row.update({"IS": s.get("is_mean"), "IS_std": s.get("is_std"), "FID": s.get("fid"),
+                    CLASS_ENTROPY: r["entropy"][CLASS]["mean"], IMAGE_ID_ENTROPY: r["entropy"][IMAGE_ID]["mean"],
+                    "relaxed_rate": r["relaxed_rate"], "s_per_image": seconds / len(record),
+                    "n_sources": r["composition"]["n_sources"]["mean"],
+                    "top1_share": r["composition"]["top1_share"]["mean"]})
         rows.append(row)
         full.append({"params": row, "result": jsonable(r)})
         print(label + ": " + ", ".join(f"{m} {row[m]:.3f}" for m in METRICS if row.get(m) is not None))
@@ -172,13 +174,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_tables(rows: list[dict], header: list[str], out) -> None:  # noqa: ANN001
+def _write_tables(rows: list[dict], header: list[str], out) -> None:
     import csv
     import io
 
     from nps.cache import write_text
 
-    def cell(v) -> str:  # noqa: ANN001
+    def cell(v) -> str:
         return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
     buf = io.StringIO(newline="")

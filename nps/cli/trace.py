@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nps.funnel import constraint_funnel
-    from nps.record import ProvenanceRecord
+    from nps import load_record
+    from nps.lab.funnel import constraint_funnel
 
-    record = ProvenanceRecord.load(args.record)
+    record = load_record(args.record)
     corpus = record_corpus(record, args.corpus, args.data_root)
     f = constraint_funnel(record, corpus, args.sample, args.y, args.x,
                           exhaustive=True if args.exhaustive else None)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"copied from train image {sid} at (y={sy}, x={sx}), label {out['source']['label']}; "
           "this provenance is exact, not a similarity guess")
     from nps.constraints import registered
-    counting = [c for c in registered() if c.kind in ("centres", "images")]  # each one's own count (nps.funnel)
+    counting = [c for c in registered() if c.kind in ("centres", "images")]  # each one's own count (nps.lab.funnel)
     rows = [("every window of every image", f.total),
             *((c.funnel_label(record.config) if c.name in f.counts else c.title, f.counts.get(c.name))
               for c in counting),

@@ -195,9 +195,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"kNN@20 {scores['knn']:.4f}  linear probe {scores['probe']:.4f}")
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     js = out.with_suffix(".json")
-    tmp = js.with_name(f".{js.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(js)
+    from nps.cache import write_text
+    write_text(js, json.dumps(result, indent=2) + "\n")
     print(f"wrote {js}")
     shipped_note("simclr", args, out)
     return 0

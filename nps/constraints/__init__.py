@@ -4,8 +4,8 @@
 module per constraint (``appearance``, ``locality``, ``representation``) declares and
 registers it.  A new constraint is a new module with a :func:`register` call (imported
 here for a built-in one, or by whoever uses a plug-in); the functions below are what the
-engine (:mod:`nps.sampler`, :mod:`nps.selection`, :mod:`nps.sampler_pool`), the plain
-reference (:mod:`nps.reference_impl`), :mod:`nps.cost`, :mod:`nps.funnel`, the CLI and the
+engine (:mod:`nps.engine.sampler`, :mod:`nps.engine.selection`, :mod:`nps.engine.sampler_pool`), the plain
+reference (:mod:`nps.engine.reference_impl`), :mod:`nps.lab.cost`, :mod:`nps.lab.funnel`, the CLI and the
 app read, so none of them names a constraint.
 """
 
@@ -84,7 +84,7 @@ def step_centres(config: GenerationConfig, y: int, x: int, h: int,
 
 def plain_step_centres(config: GenerationConfig, y: int, x: int, h: int,
                        w: int) -> tuple[tuple[int, int, int, int], bool]:
-    """:func:`step_centres` through each constraint's plain definition (:mod:`nps.reference_impl`)."""
+    """:func:`step_centres` through each constraint's plain definition (:mod:`nps.engine.reference_impl`)."""
     box, relaxed = (0, h, 0, w), False
     for c in active(config, "centres"):
         box, r = c.plain_centres(config, y, x, h, w, box)
@@ -93,7 +93,7 @@ def plain_step_centres(config: GenerationConfig, y: int, x: int, h: int,
 
 
 def mask_pool(pool: Any, admits: list[np.ndarray]) -> Any:
-    """``pool`` (:class:`nps.sampler_setup.CandidatePool`) with the slots no "mask" constraint admits excluded.
+    """``pool`` (:class:`nps.engine.sampler_setup.CandidatePool`) with the slots no "mask" constraint admits excluded.
 
     Args:
         admits: (B,P) bool per mask constraint (:meth:`Constraint.admit`).

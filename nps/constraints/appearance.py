@@ -1,17 +1,17 @@
 """Appearance (``ssd``): keep the windows whose Gaussian-weighted SSD is near the best one.
 
-For the step's distances d (normalised by the known weight, :mod:`nps.ssd`), a sample keeps
+For the step's distances d (normalised by the known weight, :mod:`nps.engine.ssd`), a sample keeps
 
     d <= (1 + eps) * max(d_min, 0) + tol      (and always d_min itself)
 
 lowered to an optional absolute ceiling ``max_ssd`` (Efros & Leung's delta) wherever some
 window passes it (:meth:`Appearance.threshold`, the one threshold rule: the engine calls it
-through :func:`nps.selection.thresholds`, the funnel and the explainer through the same).
+through :func:`nps.engine.selection.thresholds`, the funnel and the explainer through the same).
 
 With ``ssd_global_min`` (reading (iii) of issue 12, off by default) d_min is the minimum
 over every window of every image in the locality band, taken before the representation
 constraint, and the pool keeps its windows under that threshold wherever one passes
-(:func:`nps.sampling_readings.global_cut`; elsewhere the rule above, marked relaxed).
+(:func:`nps.engine.sampling_readings.global_cut`; elsewhere the rule above, marked relaxed).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Appearance(Constraint):
         the rule then scales ``max(d_min, 0)``, the true (non-negative) SSD, since
         ``d_min * (1 + eps)`` would fall *below* a negative ``d_min`` for eps > tol / |d_min|
         and leave the pool empty (the IndexError of issue 9).  The threshold is then
-        capped at :data:`nps.selection.NO_LIMIT`, so excluded slots (+inf) never pass, however
+        capped at :data:`nps.engine.selection.NO_LIMIT`, so excluded slots (+inf) never pass, however
         large eps or tol (:meth:`GenerationConfig.check` bounds both, so a finite minimum
         always stays under the cap).  For a non-negative minimum this is exactly
         ``d_min * (1 + eps) + tol``.
@@ -78,7 +78,7 @@ class Appearance(Constraint):
         """
         import torch
 
-        from nps.selection import NO_LIMIT
+        from nps.engine.selection import NO_LIMIT
         thr = d_min.clamp(min=0.0) * (1.0 + config.eps) + config.tol
         thr = torch.maximum(thr, d_min).clamp(max=NO_LIMIT)
         if config.max_ssd is None:

@@ -6,7 +6,7 @@ A constraint narrows the candidate windows of a fill step in one of three ways
 * ``"centres"``: the window centres a step may copy from, a half-open box
   ``(y0, y1, x0, x1)`` in source-image coordinates (locality);
 * ``"images"``: the train images a sample may copy from, as
-  :class:`nps.sampler_pool.SemanticPools` (representation);
+  :class:`nps.engine.sampler_pool.SemanticPools` (representation);
 * ``"threshold"``: a cut over the step's SSD scores ``d`` (B,O,P) float32, as per-sample
   thresholds (B,) float32 with ``keep d <= threshold`` (appearance);
 * ``"mask"``: a per-step admission (B,P) bool over the slots of per-sample pools, from state
@@ -17,9 +17,9 @@ threshold is taken inside the centres and images the others allow.
 
 Everything the rest of the lab needs to know about a constraint is declared on its
 class: its config fields (:class:`Field`, each with type, default, bounds, CLI flag
-and help), its toggle in the app, its cost factor (:mod:`nps.cost`), its count in the
-funnel (:mod:`nps.funnel`), its part of the cache keys and its plain reference version
-(:mod:`nps.reference_impl`).  The CLI flags, the app toggles, the ablation sets, the
+and help), its toggle in the app, its cost factor (:mod:`nps.lab.cost`), its count in the
+funnel (:mod:`nps.lab.funnel`), its part of the cache keys and its plain reference version
+(:mod:`nps.engine.reference_impl`).  The CLI flags, the app toggles, the ablation sets, the
 funnel bars, cost warnings, cache keys and ``cli_command`` are generated from
 :func:`registered`, so a new constraint is one module plus :func:`register`.
 
@@ -54,7 +54,7 @@ class Field:
         limits: inclusive (low, high) range the CLI, the API and records accept (None: unbounded).
         why: why the range is what it is, appended to the out-of-range message.
         app: inclusive (low, high) range the app's controls offer (None: the app sets no widget
-            for it; :mod:`nps.app_limits` then holds an uploaded record to ``app_fixed``).
+            for it; :mod:`app_support.limits` then holds an uploaded record to ``app_fixed``).
         app_fixed: what the app holds a field without a widget to: "default" (only its default),
             "any" (any value within ``limits``), or a tuple of allowed values.
         owner: the constraint the field belongs to ("ssd", "loc", "ssl", ...) or None (the engine).
@@ -90,7 +90,7 @@ class Field:
 
 @dataclass(frozen=True)
 class FunnelContext:
-    """What a constraint's funnel count may read at one step (:func:`nps.funnel.constraint_funnel`).
+    """What a constraint's funnel count may read at one step (:func:`nps.lab.funnel.constraint_funnel`).
 
     Attributes:
         config: the record's config.
@@ -127,7 +127,7 @@ class Constraint:
         help: the toggle's help in the app and its line in ``--constraints``'s help.
         help_complete: the toggle's help on the Complete page (None: ``help``).
         order: its place in the canonical order of constraint tuples (built-ins 10, 20, 30; plug-ins 100).
-        speeds_up: switching it on shrinks the windows per pixel (offered by :func:`nps.cost.cheaper`).
+        speeds_up: switching it on shrinks the windows per pixel (offered by :func:`nps.lab.cost.cheaper`).
         widget_fields: fields whose app widgets are disabled while the toggle is off.
     """
 
@@ -150,7 +150,7 @@ class Constraint:
         raise NotImplementedError
 
     def pools(self, config: GenerationConfig, corpus: Any) -> Any:
-        """kind "images": the :class:`~nps.sampler_pool.SemanticPools` of ``config`` on ``corpus``."""
+        """kind "images": the :class:`~nps.engine.sampler_pool.SemanticPools` of ``config`` on ``corpus``."""
         raise NotImplementedError
 
     def threshold(self, d_min: torch.Tensor, config: GenerationConfig) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -180,14 +180,14 @@ class Constraint:
     # ---------------------------------------------------------------- plain reference versions
     def plain_centres(self, config: GenerationConfig, y: int, x: int, h: int, w: int,
                       box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], bool]:
-        """The plain definition of :meth:`centres` (:mod:`nps.reference_impl`); by default the same code."""
+        """The plain definition of :meth:`centres` (:mod:`nps.engine.reference_impl`); by default the same code."""
         return self.centres(config, y, x, h, w, box)
 
     def plain_keep(self, dist: np.ndarray, config: GenerationConfig) -> np.ndarray:
         """kind "threshold": (M,) bool kept candidates of one step's (M,) float64 distances, plainly."""
         raise NotImplementedError
 
-    # ---------------------------------------------------------------- cost (nps.cost)
+    # ---------------------------------------------------------------- cost (nps.lab.cost)
     def cost_positions(self, config: GenerationConfig, h: int, w: int, positions: int) -> int:
         """Window positions per image a step scores once this constraint applies (at most)."""
         return positions
@@ -197,14 +197,14 @@ class Constraint:
         return images
 
     def cheaper_phrase(self, config: GenerationConfig) -> str:
-        """How :func:`nps.cost.cheaper` names switching it on ("locality on (R = 2)")."""
+        """How :func:`nps.lab.cost.cheaper` names switching it on ("locality on (R = 2)")."""
         return f"{self.title} on"
 
     def per_sample_pools(self, config: GenerationConfig) -> bool:
         """kind "images": whether each sample gets its own (small) pool, the engine's faster path."""
         return False
 
-    # ---------------------------------------------------------------- funnel (nps.funnel)
+    # ---------------------------------------------------------------- funnel (nps.lab.funnel)
     def funnel_count(self, ctx: FunnelContext) -> int | None:
         """Windows this constraint alone admits at the step (None: not a count, e.g. a threshold)."""
         return None

@@ -6,7 +6,7 @@ For target (y, x) on an H x W canvas the centres are the ball
 
 at most (2R+1)^2 of the H*W positions; if the ball misses the image (a canvas larger than
 the sources) R is doubled (2R+1) until it does not and the pixel is marked relaxed
-(:func:`nps.sampler_pool.candidate_centres`, which is already the plain definition).
+(:func:`nps.engine.sampler_pool.candidate_centres`, which is already the plain definition).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Locality(Constraint):
 
     def centres(self, config: GenerationConfig, y: int, x: int, h: int, w: int,
                 box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], bool]:
-        from nps.sampler_pool import candidate_centres
+        from nps.engine.sampler_pool import candidate_centres
         (y0, y1, x0, x1), relaxed = candidate_centres(y, x, h, w, config.radius)
         return (max(y0, box[0]), min(y1, box[1]), max(x0, box[2]), min(x1, box[3])), relaxed
 

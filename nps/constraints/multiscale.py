@@ -1,7 +1,7 @@
 """Multi-scale (``ms``): coarse to fine, for long-range structure (the paper's open question).
 
 Each batch first grows a half-resolution canvas with the unchanged sampler: the corpus
-``half_train(train)`` (2x2 block means, :func:`nps.record.half_train`), the same reference,
+``half_train(train)`` (2x2 block means, :func:`nps.provenance.half_train`), the same reference,
 semantic pool and constraints, the window ``ms_window``, seed side s//2, radius max(1, R//2),
 and its own RNG stream ``(seed, i, 2)`` per sample.  At full resolution, pixel p = (y, x) may
 then copy only from the pool images i whose coarse window around p/2 matches the coarse canvas
@@ -44,9 +44,9 @@ _HALF: dict[str, Any] = {}  # corpus content hash -> its half-resolution Corpus 
 
 
 def half_corpus(corpus: Any) -> Any:
-    """The half-resolution corpus (same rows, labels and names; :func:`nps.record.half_train`), built once."""
+    """The half-resolution corpus (same rows, labels and names; :func:`nps.provenance.half_train`), built once."""
     from nps.corpora import Corpus
-    from nps.record import half_train
+    from nps.provenance import half_train
     key = corpus.content_hash
     if key not in _HALF:
         _HALF.clear()
@@ -74,7 +74,7 @@ def coarse_distances(coarse: np.ndarray, half: np.ndarray, pool_ids: np.ndarray,
     Returns:
         (B,P,h,w) float64, normalised by the in-canvas weight.
     """
-    from nps.sampler_setup import gaussian_kernel
+    from nps.engine.sampler_setup import gaussian_kernel
     c = coarse.astype(np.float64) / 255.0
     t = half[np.maximum(pool_ids, 0)].astype(np.float64) / 255.0  # (B,P,h,w[,C])
     if c.ndim == 3:
@@ -173,7 +173,7 @@ class MultiScale(Constraint):
 
     def plain_prepare(self, config: GenerationConfig, corpus: Any, sample_ids: np.ndarray, refs: np.ndarray,
                       pool_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For :mod:`nps.reference_impl`: (half-resolution train, (B,h,w[,C]) coarse canvases).
+        """For :mod:`nps.engine.reference_impl`: (half-resolution train, (B,h,w[,C]) coarse canvases).
 
         The coarse level is the unchanged sampler (pinned against the plain implementation by
         tests/test_sampler.py), so the plain version reuses it and defines the admission plainly.
@@ -188,7 +188,7 @@ class MultiScale(Constraint):
         Args:
             half: (N,h,w[,C]) uint8 half-resolution train.  coarse: (h,w[,C]) uint8 this sample's coarse canvas.
         """
-        from nps.sampler_setup import gaussian_kernel
+        from nps.engine.sampler_setup import gaussian_kernel
         c = coarse.astype(np.float64).reshape(*coarse.shape[:2], -1) / 255.0
         h, w = c.shape[:2]
         qy, qx = min(y // 2, h - 1), min(x // 2, w - 1)
@@ -214,10 +214,10 @@ class MultiScale(Constraint):
 @functools.cache
 def _fixed_pools_class() -> type:
     """SemanticPools that hand the coarse level the full-resolution batch's pools (built on first use:
-    nps.sampler_pool imports the config, which imports this module)."""
+    nps.engine.sampler_pool imports the config, which imports this module)."""
     from dataclasses import dataclass
 
-    from nps.sampler_pool import SemanticPools
+    from nps.engine.sampler_pool import SemanticPools
 
     @dataclass
     class FixedPools(SemanticPools):
@@ -233,7 +233,7 @@ _COARSE: dict = {}  # (config, corpus hash) -> the coarse Sampler (its padded co
 
 
 def _coarse_sampler(ccfg: GenerationConfig, half: Any, pool_ids: np.ndarray) -> Any:
-    from nps.sampler import Sampler
+    from nps.engine.sampler import Sampler
     key = (ccfg, half.content_hash)
     pools = _fixed_pools_class()(ccfg, index="fixed", key="ms-fixed", fixed=pool_ids)
     if key not in _COARSE:

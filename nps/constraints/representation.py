@@ -2,13 +2,13 @@
 
 The condition is a reference train image (``ssl_mode="reference"``), the partial canvas
 re-embedded every shell (``"canvas"``), the context window of the pixel embedded every
-step (``"window"``, :mod:`nps.sampling_readings`), or a class (``label``: all its images).
+step (``"window"``, :mod:`nps.engine.sampling_readings`), or a class (``label``: all its images).
 The pool of sample s is
 
     P_s = the k nearest train images of e(reference_s) (reference excluded),
           or those within (1 + ssl_eps) of the nearest, capped at k (at ssl_cap when set),
 
-held as :class:`nps.sampler_pool.SemanticPools` (ids (B,P) int64, -1 padding).  Its plain
+held as :class:`nps.engine.sampler_pool.SemanticPools` (ids (B,P) int64, -1 padding).  Its plain
 version is :meth:`SemanticPools.members`, the same ids as lists.
 """
 
@@ -58,12 +58,12 @@ class Representation(Constraint):
         """The semantic pools: a label's images (shared), or a k-NN index over the encoder's embeddings."""
         import numpy as np
 
-        from nps.sampler_pool import SemanticPools
+        from nps.engine.sampler_pool import SemanticPools
         if config.label is not None:
             ids = np.flatnonzero(corpus.train_labels == config.label).astype(np.int64)
             return SemanticPools(config, shared=ids[None, :], key=f"label-{config.label}")
         if config.ssl_mode == "window":  # reading (ii): a window-level embedding, re-ranked every step
-            from nps.sampling_readings import WindowEmbedding
+            from nps.engine.sampling_readings import WindowEmbedding
             emb = WindowEmbedding.fit(corpus, config.window)
             return SemanticPools(config, encoder=emb, index=emb, per_step=True, key=emb.key)
         from nps.encoders import get_encoder

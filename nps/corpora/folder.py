@@ -24,8 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nps.corpora.base import Corpus, frozen_corpus
+from nps.corpora.image_folder import MAX_SIZE, read_image_folder
 from nps.errors import NPSError
-from nps.image_folder import MAX_SIZE, read_image_folder
 
 PREFIX = "folder:"
 #: option -> default, in canonical order.

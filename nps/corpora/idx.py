@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from nps.corpora.base import MNIST_CLASSES, Corpus, data_roots, frozen_corpus
+from nps.corpora.safe_pickle import load_restricted
 from nps.errors import DataMissingError, NPSError
-from nps.safe_pickle import load_restricted
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -27,7 +27,7 @@ Names (:attr:`Corpus.name` holds the canonical spelling, :func:`canonical_name`)
 * ``cifar10``          50k/10k, 32x32x3, a user-supplied ``cifar-10-batches-py`` folder.
 * ``digits``           scikit-learn's 1,797 8x8 digits (0..16 rescaled to 0..255), fixed 80/20 split.
 * ``folder:PATH``      a folder with one subfolder of images per class; ``?size=S&colour=gray|rgb``.
-* ``mnist-deformed:N`` MNIST grown to N images by smooth deformations (:mod:`nps.deformed`, :mod:`nps.store`).
+* ``mnist-deformed:N`` MNIST grown to N images by smooth deformations (:mod:`nps.corpora.deformed`, :mod:`nps.store`).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def _probe_digits(_data_root: str | None) -> str | None:
 
 
 def _load_deformed(name: str, _parameter: str | None, _options: dict, data_root: str | None) -> Corpus:
-    from nps.deformed import load_deformed  # memory-mapped from the corpus store (nps.store), built once
+    from nps.corpora.deformed import load_deformed  # memory-mapped from the corpus store (nps.store), built once
     return load_deformed(name, data_root)
 
 

@@ -62,7 +62,7 @@ def check_threads(threads: int | None) -> None:
         check_number("--threads", threads, 1, 256, integer=True)
 
 
-def check_simclr_config(cfg) -> None:  # noqa: ANN001 - nps.encoders.train.TrainConfig (imports torch)
+def check_simclr_config(cfg) -> None:  # nps.encoders.train.TrainConfig (imports torch)
     """Refuse a :class:`~nps.encoders.train.TrainConfig` that training cannot use, before any work."""
     check_number("--epochs", cfg.epochs, 1, 10_000, integer=True)
     check_number("--batch-size", cfg.batch_size, 2, 8192, integer=True,

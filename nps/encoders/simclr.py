@@ -116,7 +116,7 @@ def load_backbone(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dic
         state = load_file(str(path), device="cpu")
     except NPSError:
         raise
-    except Exception as exc:  # noqa: BLE001 - safetensors and json raise several types for damaged files
+    except Exception as exc:  # safetensors and json raise several types for damaged files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NPSError(f"cannot read SimCLR weights '{path}' ({first}); retrain with "
                        f"`python -m nps train-encoder`.") from None

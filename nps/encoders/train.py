@@ -113,7 +113,7 @@ def _read_checkpoint(path: Path) -> dict:
     """A training checkpoint (tensors and plain data only), or one NPSError line if it is damaged."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for damaged files
+    except Exception as exc:  # torch.load raises many types for damaged files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise NPSError(f"checkpoint '{path}' is damaged ({first}); delete it or drop --resume.") from None
     if not isinstance(state, dict):
@@ -230,11 +230,11 @@ def train_simclr(corpus, cfg: TrainConfig, checkpoint: Path | None = None, resum
                        f"kNN@20 (subset {cfg.monitor_train}/{cfg.monitor_test}) {mon}  [{elapsed:.0f} s]")
         if checkpoint is not None:
             Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(checkpoint) + ".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epoch": epoch + 1, "history": history, "elapsed": elapsed, "config": conf,
-                        "corpus_hash": corpus.content_hash}, tmp)
-            tmp.replace(checkpoint)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch + 1, "history": history, "elapsed": elapsed, "config": conf,
+                     "corpus_hash": corpus.content_hash}
+            from nps.cache import atomic_write
+            atomic_write(checkpoint, lambda f, state=state: torch.save(state, f))
         if stop_after is not None and epoch + 1 >= stop_after:
             break
     model.eval()

@@ -55,7 +55,7 @@ def _non_finite(state: dict) -> str | None:
     return None
 
 
-def _build_net(n_classes: int, channels: int = 1, input_size: int = INPUT_SIZE):  # noqa: ANN202 - torch type, imported lazily
+def _build_net(n_classes: int, channels: int = 1, input_size: int = INPUT_SIZE):  # torch type, imported lazily
     import torch
     from torch import nn
 
@@ -84,7 +84,7 @@ def _build_net(n_classes: int, channels: int = 1, input_size: int = INPUT_SIZE):
     return SmallCNN()
 
 
-def _to_tensor(images: np.ndarray):  # noqa: ANN202
+def _to_tensor(images: np.ndarray):
     """(N,H,W[,C]) uint8 -> (N,C,H,W) float32 in [-1, 1]."""
     import torch
     x = np.asarray(images)
@@ -208,9 +208,10 @@ class Classifier:
         Raises:
             NPSError: a weight holds NaN or inf; nothing is written.
         """
-        import os
+        from safetensors.torch import save
 
-        from safetensors.torch import save_file
+        from nps.cache import atomic_write, write_text
+        from nps.shipped import SHIPPED_MODE
         self._check_fitted()
         path = Path(path)
         info = dict(self.meta_)
@@ -222,14 +223,9 @@ class Classifier:
                            f"{path}; lower --lr and train again.")
         self.meta_ = info
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata={"nps": json.dumps(info, sort_keys=True)})
-        os.chmod(tmp, 0o644)
-        tmp.replace(path)
-        js, js_tmp = path.with_suffix(".json"), path.with_name(f".{path.stem}.json.tmp")
-        js_tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        os.chmod(js_tmp, 0o644)
-        js_tmp.replace(js)
+        blob = save(state, metadata={"nps": json.dumps(info, sort_keys=True)})
+        atomic_write(path, lambda f: f.write(blob), SHIPPED_MODE)
+        write_text(path.with_suffix(".json"), json.dumps(info, indent=2, sort_keys=True) + "\n", SHIPPED_MODE)
         return path
 
     @classmethod
@@ -251,7 +247,7 @@ class Classifier:
             with safe_open(str(path), framework="pt") as f:
                 info = json.loads((f.metadata() or {}).get("nps", "{}"))
             state = load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        except Exception as exc:  # safetensors raises several types for damaged files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise NPSError(f"cannot read classifier weights '{path}' ({first}); {retrain}.") from None
         try:
@@ -282,7 +278,7 @@ class Classifier:
         return f"smallcnn-{content_key(*arrays)}"
 
 
-def train_classifier(corpus, epochs: int = 3, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,  # noqa: ANN001
+def train_classifier(corpus, epochs: int = 3, batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                      augment: bool = False, progress: Callable[[int, int, float], None] | None = None,
                      command: str = "", input_size: int = INPUT_SIZE) -> Classifier:
     """Train on ``corpus.train`` and record the test accuracy and provenance in ``meta_``."""
@@ -339,7 +335,7 @@ def _on_the_fly(corpus_name: str) -> Classifier:
         if path.is_file():
             try:
                 return Classifier.load(path)
-            except Exception as exc:  # noqa: BLE001 - a corrupt cache file is rebuilt
+            except Exception as exc:  # a corrupt cache file is rebuilt
                 log.warning("rebuilding corrupt cached classifier %s (%s)", path.name, exc)
         log.info("training the %s classifier on the fly (%s)", corpus_name, params)
         threads = torch.get_num_threads()

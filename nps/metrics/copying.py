@@ -51,7 +51,7 @@ def nearest_train_distance(images: np.ndarray, index: NeighbourIndex) -> tuple[n
     return d[:, 0], i[:, 0]
 
 
-def memorisation_threshold(corpus, index: NeighbourIndex | None = None, rows: np.ndarray | None = None,  # noqa: ANN001
+def memorisation_threshold(corpus, index: NeighbourIndex | None = None, rows: np.ndarray | None = None,
                            percentile: float = PERCENTILE) -> tuple[float, int]:
     """tau: the ``percentile``-th percentile of test-to-train nearest pixel distances.
 

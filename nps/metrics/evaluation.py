@@ -82,8 +82,8 @@ def _feature_metrics(feats: np.ndarray, real_a: np.ndarray, prdc_real: np.ndarra
     return out
 
 
-def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None = None,  # noqa: ANN001
-                   classifier=None, seed: int = 0, resamples: int = RESAMPLES,  # noqa: ANN001
+def sample_metrics(images: np.ndarray, corpus, *, references: np.ndarray | None = None,
+                   classifier=None, seed: int = 0, resamples: int = RESAMPLES,
                    per_class: bool = True, ceiling: bool = True, skip_features: bool = False) -> dict:
     """FID, KID, precision/recall, density/coverage, memorisation, reference copying.
 
@@ -224,7 +224,7 @@ def format_lines(result: dict) -> list[str]:
     return lines
 
 
-def record_metrics(record, corpus, *, classifier=None, features: bool = True, copying: bool = True,  # noqa: ANN001
+def record_metrics(record, corpus, *, classifier=None, features: bool = True, copying: bool = True,
                    seed: int = 0) -> dict | None:
     """:func:`sample_metrics` of a provenance record, for ``nps evaluate`` and ``nps ablate``.
 
@@ -267,7 +267,7 @@ def research_line(result: dict | None) -> str:
     return f"  n = {result['n']}: " + ", ".join(parts) + flag
 
 
-def inception_metrics(images: np.ndarray, corpus, *, max_n: int = 500, seed: int = 0,  # noqa: ANN001
+def inception_metrics(images: np.ndarray, corpus, *, max_n: int = 500, seed: int = 0,
                       resamples: int = RESAMPLES, device: str = "cpu") -> dict[str, dict]:
     """FID and KID on Inception-v3 pool features (colour corpora), with intervals.
 

@@ -78,7 +78,7 @@ def _split_test(n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[:half]), np.sort(perm[half:])
 
 
-def test_outputs(classifier, corpus) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def test_outputs(classifier, corpus) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (M,C) and features (M,128) float64 of the whole test split, cached.
 
     The real side of every report is the same for a given classifier and test split, so
@@ -94,7 +94,7 @@ def test_outputs(classifier, corpus) -> tuple[np.ndarray, np.ndarray]:  # noqa: 
     return arrays["probs"], arrays["features"]
 
 
-def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, classifier=None,  # noqa: ANN001
+def classifier_report(images: np.ndarray, corpus_name: str, *, corpus=None, classifier=None,
                       splits: int = 10, seed: int = 0, references: np.ndarray | None = None) -> dict:
     """IS and classifier FID of samples, with the real test images' scores as the ceiling.
 

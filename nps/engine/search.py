@@ -1,0 +1,214 @@
+"""Exact pruned search of the whole corpus: the appearance rule without scoring every window.
+
+With ``config.search == "exact"`` (the default) a step whose candidates are every
+training image (constraints without ``ssl``) is served from a :class:`WindowIndex`
+(:mod:`nps.engine.search_index`) instead of a dense scan:
+
+1. *Bound.*  Each group and leaf of unique windows has a box (per-dimension min, max),
+   so ``sum gm * gap(t, box)^2 / sum gm`` bounds the masked distance of all its windows
+   from below.  An upper bound on the minimum comes from the windows of each sample's
+   most promising group; groups and leaves whose bound exceeds the threshold that
+   upper bound implies are skipped (for the whole batch when every sample skips them).
+2. *Screen.*  The remaining unique windows are scored by a float64 expanded-square
+   product, with a rigorous per-score error bound (any summation order).
+3. *Certify.*  Wherever that bound leaves the minimum or a threshold comparison in
+   doubt, the score is recomputed by the direct formula in a fixed order
+   (:func:`direct_distance`).  The kept set is therefore exactly
+   ``{d <= thresholds(min d)}`` for ``d`` = :func:`direct_distance`, whatever the shapes
+   of the products, the pruning or the device.
+4. *Draw.*  The sample's uniform picks the ``floor(u * count)``-th kept *window* (with
+   multiplicity) in the engine's canonical order (centre offset, then image id), so a
+   drawn unique window maps back to exactly one occurrence.
+
+The brute-force float32 path (``search="brute"``) agrees with these decisions except
+where a float32 score lies within rounding of the threshold; the tests compare both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nps.config import GenerationConfig
+from nps.engine.certify import ExactWeights, direct_distance, window_pixels
+from nps.engine.search_index import WindowIndex
+from nps.engine.selection import _picks, thresholds
+
+# Relative error bound of a float64 product/sum of at most a few hundred terms (gamma_n with
+# n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
+SCREEN_REL = 1e-12
+BOUND_REL = 1e-4
+
+
+class StepQuery:
+    """The value-independent part of one step for the index: band, known dimensions, weights.
+
+    Args:
+        index: the corpus's :class:`WindowIndex`.
+        centres: (y0, y1, x0, x1) half-open centre ranges of the step.
+        exact: the step's :class:`nps.engine.certify.ExactWeights` (the definition, shared with the certifier).
+        width: W (positions are cy * W + cx).
+    """
+
+    def __init__(self, index: WindowIndex, centres: tuple[int, int, int, int], exact: ExactWeights,
+                 width: int) -> None:
+        y0, y1, x0, x1 = centres
+        self.positions = np.array([cy * width + cx for cy in range(y0, y1) for cx in range(x0, x1)], np.int64)
+        self.exact = exact
+        self.dims, self.w, self.denom = exact.dims, exact.w, exact.denom
+        self.w32 = self.w.float()
+        self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
+                                      for p in self.positions])
+        # Canonical slot of each band position, by position id (-1: outside the band).
+        self.slot = np.full(index.uid.shape[0], -1, np.int64)
+        self.slot[self.positions] = np.arange(len(self.positions))
+
+
+def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(n,B) float32 lower bound of the weighted SSD numerator of every window in each box.
+
+    Args:
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        w: (K,) float32 weights.
+    """
+    lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
+    n, (B, K) = lo.shape[0], t.shape
+    if n * B * K <= 1 << 21:
+        gap = (lo[:, None] - t).clamp_(min=0).add_((t - hi[:, None]).clamp_(min=0))  # (n,B,K)
+        return (gap * gap) @ w
+    out = torch.zeros((n, B), dtype=torch.float32)
+    for k in range(K):  # one (n,B) pass per dimension: no (n,B,K) intermediate
+        gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
+        out.addcmul_(gap, gap, value=float(w[k]))
+    return out
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(starts[i], ends[i])`` (int64)."""
+    sizes = ends - starts
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+
+
+class ExactSearch:
+    """Serve the whole-corpus steps of one sampler from its corpus's :class:`WindowIndex`.
+
+    Args:
+        index: the index; padded: (N,C,Hp,Wp) uint8 padded corpus; config: the generation.
+        prune: False scores every unique window (the certified brute force, for tests).
+    """
+
+    def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
+                 prune: bool = True) -> None:
+        self.index, self.config, self.prune = index, config, prune
+        self.padded_np = np.ascontiguousarray(padded.cpu().numpy())  # (N,C,Hp,Wp)
+        self.width = width
+        self.window = config.window
+
+    def _windows(self, ids: np.ndarray, q: StepQuery) -> torch.Tensor:
+        """(n,K) float64 pixels (0..255) of unique windows ``ids``, read at each one's representative image."""
+        ix = self.index
+        cy, cx = np.divmod(ix.upos[ids].astype(np.int64), self.width)
+        return window_pixels(self.padded_np, q.exact, ix.rep[ids], cy, cx)
+
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
+        """(n,) int64 unique ids, every window that may lie within the threshold of some sample."""
+        ix = self.index
+        if not self.prune:
+            return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
+        t32 = t.float()
+        lb = box_bound(ix.group_lo[q.groups][:, q.dims], ix.group_hi[q.groups][:, q.dims], t32, q.w32) / q.denom
+        # An upper bound on each sample's minimum: the windows of its most promising group.
+        best = np.unique(q.groups[lb.argmin(0).numpy()])
+        seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
+        d, err, _, _ = self._screen(seed, q, t, refs)
+        upper, _ = thresholds((d + err).amin(0), self.config)
+        limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
+        # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
+        groups = q.groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
+        leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
+        llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
+        leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
+        return _ranges(ix.leaf_off[leaves], ix.leaf_off[leaves + 1])
+
+    def _screen(self, ids: np.ndarray, q: StepQuery, t: torch.Tensor,
+                refs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Float64 scores (n,B), their error bounds (n,B), multiplicities (n,B) int64, pixels (n,K).
+
+        Windows a sample may not draw (its reference is their only occurrence) score +inf.
+        """
+        ix = self.index
+        s = self._windows(ids, q)  # (n,K)
+        ws = s * q.w
+        a = (ws * s).sum(1, keepdim=True)  # sum w s^2
+        cross = torch.mm(ws, t.T).mul_(-2.0)  # -2 sum w s t, (n,B)
+        tt = ((t * t) @ q.w)[None, :]
+        d = (a + cross + tt) / q.denom
+        err = (a - cross + tt).mul_(SCREEN_REL / q.denom)
+        mult = torch.from_numpy(ix.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
+        has_ref = refs >= 0
+        if has_ref.any():
+            # The reference's own window at each band position loses one occurrence.
+            own_uid = ix.uid[q.positions][:, np.where(has_ref, refs, 0)]  # (O,B)
+            own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
+            mult -= torch.from_numpy(own.astype(np.int64))
+        d = d.masked_fill(mult == 0, float("inf"))
+        return d, err, mult, s
+
+    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
+               u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
+        """One step for the batch.
+
+        Args:
+            q: the step's :class:`StepQuery`.
+            t: (B,K) float64 context pixels (0..255) on ``q.dims``.
+            refs: (B,) int64 images each sample may not copy (-1: none).
+            u: (B,) float64 uniforms.
+        Returns:
+            (source id, y, x) each (B,) int64, kept-window counts (B,) int64, and the
+            fell-back rows of :func:`thresholds` (None without ``max_ssd``).
+        """
+        ix = self.index
+        ids = self._candidates(q, t, refs)
+        d, err, mult, s = self._screen(ids, q, t, refs)
+        B = t.shape[0]
+        # The minimum: only windows whose interval reaches below the least upper end can hold it.
+        lo, hi = d - err, d + err
+        doubt = lo <= hi.amin(0, keepdim=True)
+        exact = self._recompute(d, doubt, s, t, q)
+        d_min = exact.masked_fill(~doubt, float("inf")).amin(0)
+        thr, fell_back = thresholds(d_min, self.config)
+        keep = hi <= thr
+        doubt = (lo <= thr) & ~keep
+        exact = self._recompute(d, doubt, s, t, q)
+        keep |= doubt & (exact <= thr)
+        kept = torch.where(keep, mult, torch.zeros_like(mult))  # (n,B) windows kept per unique
+        slot = torch.from_numpy(q.slot[ix.upos[ids]])
+        per_offset = torch.zeros((len(q.positions), B), dtype=torch.int64).index_add_(0, slot, kept)  # (O,B)
+        count = per_offset.sum(0)
+        j = _picks(u, count)
+        upto = per_offset.cumsum(0)
+        offset = (upto < j[None, :]).sum(0)  # the offset holding the j-th kept window
+        rank = (j - (upto.gather(0, offset[None])[0] - per_offset.gather(0, offset[None])[0])).numpy()
+        sid = np.empty(B, np.int64)
+        offset_np = offset.numpy()
+        for b in range(B):
+            p = int(q.positions[offset_np[b]])
+            here = keep[:, b].numpy() & (ix.upos[ids] == p)
+            allowed = np.zeros(ix.pos_off[p + 1] - ix.pos_off[p], bool)
+            allowed[ids[here] - ix.pos_off[p]] = True
+            images = allowed[ix.uid[p] - ix.pos_off[p]]  # (N,) images whose window at p is kept
+            if refs[b] >= 0:
+                images[refs[b]] = False
+            sid[b] = np.flatnonzero(images)[rank[b] - 1]
+        cy, cx = np.divmod(q.positions[offset_np], self.width)
+        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy(), fell_back
+
+    @staticmethod
+    def _recompute(d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor, t: torch.Tensor,
+                   q: StepQuery) -> torch.Tensor:
+        """``d`` with the doubtful (n,B) entries replaced by :func:`direct_distance`."""
+        out = d.clone()
+        rows, cols = torch.nonzero(doubt & torch.isfinite(d), as_tuple=True)
+        if len(rows):
+            out[rows, cols] = direct_distance(s[rows], t[cols], q.w, q.denom)
+        return out

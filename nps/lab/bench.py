@@ -1,0 +1,199 @@
+"""Benchmarks of the sampler (figures, not tests).
+
+Cases (``kind``):
+
+* ``a``: the full model on MNIST (w=7, R=2, k=64);
+* ``b``: SSD + locality over every training image, dense float32 scan (``search="brute"``);
+* ``loc-exact``: the same through the exact pruned search (:mod:`nps.engine.search`);
+* ``ssd-exact``: SSD only over every training image, exact pruned search;
+* ``ssd-brute``: SSD only, dense scan: hours per image, so it is timed over its first
+  ``steps`` fill steps and extrapolated to the whole fill order (marked in the figures);
+* ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a).
+
+Method: every (case, batch) runs in its own process (its peak RSS is its own), which
+first warms up (one untimed one-sample run: corpus padding, index load, BLAS start-up),
+then times one run per *round* on the parent's command.  The rounds visit the cases in
+turn, so the machine's drift and load spread over all of them; the figure of a case is
+the median over rounds, and the load average is recorded beside every timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue as queue_module
+import resource
+import time
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0,
+           "loc_exact_b4_ms": 1000.0, "loc_exact_b64_ms": 500.0, "ssd_exact_ms": 15000.0, "rss_mb": 2048.0}
+
+CASES = {  # kind -> (constraints, search)
+    "a": ("ssd,loc,ssl", "exact"),
+    "b": ("ssd,loc", "brute"),
+    "loc-exact": ("ssd,loc", "exact"),
+    "ssd-exact": ("ssd", "exact"),
+    "ssd-brute": ("ssd", "brute"),
+    "c": ("ssd,loc,ssl", "exact"),
+}
+
+
+def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
+            commands: mp.Queue, results: mp.Queue) -> None:
+    import numpy as np
+    import torch
+
+    from nps.config import GenerationConfig
+    from nps.corpora import load_corpus
+    from nps.engine.reference_impl import generate_plain
+    from nps.engine.sampler import Sampler, Stopped
+    from nps.engine.sampler_pool import SemanticPools
+    try:
+        os.environ["NPS_THREADS"] = str(threads)  # the engine reads it (nps.engine.sampler.engine_threads)
+        torch.set_num_threads(threads)
+        corpus = load_corpus(corpus_name, subset)
+        constraints, search = CASES[kind]
+        cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints,
+                               search=search)
+        cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)  # 8x8 digits: a 2x2 seed, not all of it
+        t0 = time.perf_counter()
+        pools = SemanticPools.build(cfg, corpus)
+        sampler = Sampler(cfg, corpus, pools).prepare()
+        sampler.exact_search(build=True)  # the window index (cached) is set-up, not sampling
+        total_steps = len(sampler.order_)
+        limit = steps if kind == "ssd-brute" else None
+
+        def stop_after(info) -> bool:
+            return limit is None or info.step < limit
+
+        def once(ids: np.ndarray) -> tuple[float, int]:
+            start = time.perf_counter()
+            done = total_steps
+            try:
+                if kind == "c":
+                    generate_plain(cfg, corpus, ids, pools)
+                else:
+                    sampler.run(ids, stop_after if limit else None)
+            except Stopped:
+                done = limit + (-limit % 16)  # the callback runs every 16 steps
+            return time.perf_counter() - start, done
+        once(np.arange(1))  # warm-up: first-call costs are set-up, not sampling
+        setup = time.perf_counter() - t0
+        results.put({"case": kind, "batch": batch, "ready": True, "setup_s": setup})
+        while commands.get() == "run":
+            load = os.getloadavg()[0]
+            elapsed, done = once(np.arange(n))
+            per_image = elapsed / n * (total_steps / done if done else 1.0)
+            results.put({"case": kind, "batch": batch, "ms_per_image": per_image * 1000, "load": load,
+                         "extrapolated_from_steps": done if done < total_steps else None})
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.put({"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()})
+    except Exception as exc:  # report, the parent decides
+        results.put({"case": kind, "batch": batch, "error": f"{type(exc).__name__}: {exc}"})
+
+
+class _Case:
+    """One (case, batch) worker process and its figures."""
+
+    def __init__(self, ctx, kind: str, corpus: str, n: int, batch: int, subset: int | None, threads: int,
+                 steps: int) -> None:
+        self.kind, self.n, self.batch = kind, n, batch
+        self.commands, self.results = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps,
+                                                      self.commands, self.results))
+        self.proc.start()
+        self.times: list[float] = []
+        self.loads: list[float] = []
+        self.info: dict = {"case": kind, "batch": batch, "n": n}
+
+    def receive(self) -> dict:
+        while True:  # a child killed from outside (OOM, signal) must not hang the parent
+            try:
+                return self.results.get(timeout=1.0)
+            except queue_module.Empty:
+                if not self.proc.is_alive():
+                    return {"error": f"the benchmark process died (exit code {self.proc.exitcode})"}
+
+    def step(self, command: str) -> None:
+        if "error" in self.info:
+            return
+        if command:
+            self.commands.put(command)
+        msg = self.receive()
+        if "error" in msg:
+            self.info["error"] = msg["error"]
+            return
+        if "ms_per_image" in msg:
+            self.times.append(msg["ms_per_image"])
+            self.loads.append(msg["load"])
+            if msg["extrapolated_from_steps"]:
+                self.info["extrapolated_from_steps"] = msg["extrapolated_from_steps"]
+        else:
+            self.info.update({k: v for k, v in msg.items() if k != "ready"})
+
+    def finish(self) -> dict:
+        if "error" not in self.info:
+            self.commands.put("stop")
+            self.step("")
+        self.proc.join()
+        if self.times:
+            import numpy as np
+            self.info.update(ms_per_image=float(np.median(self.times)), runs=len(self.times),
+                             all_ms=[round(t, 1) for t in self.times], load=[round(v, 2) for v in self.loads])
+        return self.info
+
+
+def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: int | None = None,
+              threads: int = 1, repeats: int = 3, steps: int = 32) -> dict[str, dict]:
+    """Time ``(kind, n, batch)`` cases interleaved over ``repeats`` rounds; figures by ``kind@batch``.
+
+    The workers start (and warm up) one after another, so set-up costs never overlap.
+    """
+    ctx = mp.get_context("spawn")
+    cases = []
+    for kind, n, batch in specs:
+        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps)
+        case.step("")  # wait until it is warm
+        cases.append(case)
+    for _ in range(repeats):
+        for case in cases:
+            case.step("run")
+    return {f"{c.kind}@{c.batch}": c.finish() for c in cases}
+
+
+def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None,
+             threads: int = 1, repeats: int = 3) -> dict:
+    """One case in its own process (see :func:`run_cases`)."""
+    return run_cases([(kind, n, batch)], corpus, subset, threads, repeats)[f"{kind}@{batch}"]
+
+
+def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
+            threads: int = 1, skip_b: bool = False, repeats: int = 3, batches: tuple[int, ...] = (4, 64),
+            steps: int = 32) -> dict:
+    """Every case, interleaved, and the speed-ups measured in the same run; a dict of figures.
+
+    ``n_b`` samples are timed for the whole-corpus cases at each batch size (at least one batch).
+    """
+    specs = [("a", n_a, 64), ("c", n_c, 64)]
+    if not skip_b:
+        for batch in batches:
+            n = max(n_b, batch)
+            specs += [("b", n, batch), ("loc-exact", n, batch), ("ssd-exact", batch, batch),
+                      ("ssd-brute", batch, batch)]
+    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps)
+    load = os.getloadavg()
+    results["uptime_load"] = [round(v, 2) for v in load]
+
+    def ms(key: str) -> float | None:
+        r = results.get(key, {})
+        return r.get("ms_per_image") if "error" not in r else None
+    if ms("a@64") and ms("c@64"):
+        results["speedup"] = ms("c@64") / ms("a@64")
+    for batch in batches:
+        for fast, slow in (("loc-exact", "b"), ("ssd-exact", "ssd-brute")):
+            if ms(f"{fast}@{batch}") and ms(f"{slow}@{batch}"):
+                results[f"speedup_{fast}@{batch}"] = ms(f"{slow}@{batch}") / ms(f"{fast}@{batch}")
+    return results
