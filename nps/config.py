@@ -30,7 +30,7 @@ from nps.shipped import shipped_weights
 
 log = logging.getLogger(__name__)
 
-SEARCH_MODES = ("exact", "brute")
+SEARCH_MODES = ("exact", "brute", "approx")
 SSL_MODES = representation.SSL_MODES
 
 #: The engine's own fields (owner None); the constraints' fields come from :mod:`nps.constraints`.
@@ -57,6 +57,9 @@ ENGINE_FIELDS: tuple[Field, ...] = (
     Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
           "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
           choices=SEARCH_MODES),
+    Field("nprobe", "int", 64, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
+          "windows) searched per sample and step, the nearest to its context; more is slower and closer to exact "
+          "(default: %(default)s)", limits=(1, 2**31 - 1)),
     Field("data_root", "str", None, "extra folder to look for corpus files", optional=True, group="corpus",
           sweep=False),
 )
@@ -126,7 +129,9 @@ class GenerationConfig:
         device: "cpu" or "cuda".
         search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
             "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.search`;
-            opt-in until its 60k records are shown identical to the dense scan's).
+            opt-in until its 60k records are shown identical to the dense scan's) or "approx"
+            (opt-in, never the default: the nearest ``nprobe`` index groups only, :mod:`nps.search_approx`).
+        nprobe: groups of the window index searched per sample and step by ``search="approx"``.
         data_root: extra folder to look for corpus files.
         options: (name, value) pairs of the fields of plug-in constraints (sorted, defaults
             dropped); read them as attributes (``config.name``).
@@ -154,6 +159,7 @@ class GenerationConfig:
     batch_size: int = _D["batch_size"].default
     device: str = _D["device"].default
     search: str = _D["search"].default
+    nprobe: int = _D["nprobe"].default
     data_root: str | None = field(default=_D["data_root"].default, compare=False)
     options: tuple[tuple[str, object], ...] = ()
 

@@ -115,16 +115,22 @@ class ExactSearch:
         ix = self.index
         if not self.prune:
             return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
+        return self._pruned(q, t, refs, q.groups)
+
+    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """(n,) int64 unique ids of ``groups`` (ascending group ids of the band) that may lie within the
+        threshold of some sample, the threshold of the windows of ``groups`` alone."""
+        ix = self.index
         t32 = t.float()
-        lb = box_bound(ix.group_lo[q.groups][:, q.dims], ix.group_hi[q.groups][:, q.dims], t32, q.w32) / q.denom
+        lb = box_bound(ix.group_lo[groups][:, q.dims], ix.group_hi[groups][:, q.dims], t32, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising group.
-        best = np.unique(q.groups[lb.argmin(0).numpy()])
+        best = np.unique(groups[lb.argmin(0).numpy()])
         seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
         d, err, _, _ = self._screen(seed, q, t, refs)
         upper, _ = thresholds((d + err).amin(0), self.config)
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
-        groups = q.groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
+        groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
         llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
         leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
@@ -167,10 +173,16 @@ class ExactSearch:
             (source id, y, x) each (B,) int64, kept-window counts (B,) int64, and the
             fell-back rows of :func:`thresholds` (None without ``max_ssd``).
         """
-        ix = self.index
+        ids, keep, mult, fell_back = self.survivors(q, t, refs)
+        sources, count = self.draw(q, ids, keep, mult, refs, u)
+        return sources, count, fell_back
+
+    def survivors(self, q: StepQuery, t: torch.Tensor,
+                  refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
+        """The step's kept set: unique ids (n,) int64 scored, keep (n,B) bool, multiplicities (n,B) int64
+        (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
         ids = self._candidates(q, t, refs)
         d, err, mult, s = self._screen(ids, q, t, refs)
-        B = t.shape[0]
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
         lo, hi = d - err, d + err
         doubt = lo <= hi.amin(0, keepdim=True)
@@ -181,6 +193,14 @@ class ExactSearch:
         doubt = (lo <= thr) & ~keep
         exact = self._recompute(d, doubt, s, t, q)
         keep |= doubt & (exact <= thr)
+        return ids, keep, mult, fell_back
+
+    def draw(self, q: StepQuery, ids: np.ndarray, keep: torch.Tensor, mult: torch.Tensor, refs: np.ndarray,
+             u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """Each sample's ``floor(u * count)``-th kept window (canonical order) of a kept set from
+        :meth:`survivors`: ((source id, y, x) each (B,) int64, kept-window counts (B,) int64)."""
+        ix = self.index
+        B = keep.shape[1]
         kept = torch.where(keep, mult, torch.zeros_like(mult))  # (n,B) windows kept per unique
         slot = torch.from_numpy(q.slot[ix.upos[ids]])
         per_offset = torch.zeros((len(q.positions), B), dtype=torch.int64).index_add_(0, slot, kept)  # (O,B)
@@ -201,7 +221,7 @@ class ExactSearch:
                 images[refs[b]] = False
             sid[b] = np.flatnonzero(images)[rank[b] - 1]
         cy, cx = np.divmod(q.positions[offset_np], self.width)
-        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy(), fell_back
+        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
 
     @staticmethod
     def _recompute(d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor, t: torch.Tensor,

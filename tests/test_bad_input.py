@@ -76,6 +76,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("sweep", "--entropy-window"): COUNT, ("sweep", "--batch-size"): COUNT,
     ("generate", "--ray-cpus"): COUNT,
     ("generate", "--ms-eps"): ["-1", "1e300"], ("generate", "--ms-window"): ["1", "999"],
+    ("generate", "--nprobe"): ["0", "-1", HUGE],
     ("ablate", "--ms-eps"): ["-1", "1e300"],
     ("scale", "--n"): COUNT, ("scale", "--seed"): ["-1", str(2**64)], ("scale", "--batch-size"): COUNT,
     ("scale", "--k"): COUNT, ("scale", "--baseline-n"): COUNT, ("scale", "--ray-cpus"): COUNT,
