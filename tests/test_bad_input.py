@@ -54,7 +54,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("generate", "--ssl-eps"): ["-1", "1e300"], ("generate", "--reference"): ["-1", "99999", HUGE],
     ("generate", "--label"): ["42", "-1", HUGE], ("generate", "--seed-size"): ["0", "8", "9", HUGE],
     ("bench", "--subset"): COUNT, ("bench", "--n-a"): COUNT, ("bench", "--n-b"): COUNT, ("bench", "--n-c"): COUNT,
-    ("bench", "--threads"): COUNT, ("bench", "--repeats"): COUNT,
+    ("bench", "--threads"): COUNT, ("bench", "--repeats"): COUNT, ("bench", "--nprobe"): ["0", "-1", HUGE],
     ("train-encoder", "--subset"): COUNT, ("train-encoder", "--epochs"): COUNT,
     ("train-encoder", "--batch-size"): COUNT, ("train-encoder", "--lr"): ["0", "-1"],
     ("train-encoder", "--temperature"): ["0", "-1"], ("train-encoder", "--width"): COUNT,
