@@ -57,7 +57,7 @@ ENGINE_FIELDS: tuple[Field, ...] = (
     Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
           "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
           choices=SEARCH_MODES),
-    Field("nprobe", "int", 64, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
+    Field("nprobe", "int", 256, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
           "windows) searched per sample and step, the nearest to its context; more is slower and closer to exact "
           "(default: %(default)s)", limits=(1, 2**31 - 1)),
     Field("data_root", "str", None, "extra folder to look for corpus files", optional=True, group="corpus",

@@ -62,6 +62,7 @@ class StepQuery:
         # Canonical slot of each band position, by position id (-1: outside the band).
         self.slot = np.full(index.uid.shape[0], -1, np.int64)
         self.slot[self.positions] = np.arange(len(self.positions))
+        self.memo: dict[str, object] = {}  # per-step arrays a search derives once (nps.search_approx)
 
 
 def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ class ExactSearch:
         has_ref = refs >= 0
         if has_ref.any():
             # The reference's own window at each band position loses one occurrence.
-            own_uid = ix.uid[q.positions][:, np.where(has_ref, refs, 0)]  # (O,B)
+            own_uid = ix.uid[q.positions[:, None], np.where(has_ref, refs, 0)[None, :]]  # (O,B), no (O,N) copy
             own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
             mult -= torch.from_numpy(own.astype(np.int64))
         d = d.masked_fill(mult == 0, float("inf"))

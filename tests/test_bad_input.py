@@ -55,6 +55,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("generate", "--label"): ["42", "-1", HUGE], ("generate", "--seed-size"): ["0", "8", "9", HUGE],
     ("bench", "--subset"): COUNT, ("bench", "--n-a"): COUNT, ("bench", "--n-b"): COUNT, ("bench", "--n-c"): COUNT,
     ("bench", "--threads"): COUNT, ("bench", "--repeats"): COUNT, ("bench", "--nprobe"): ["0", "-1", HUGE],
+    ("bench", "--steps"): COUNT,
     ("train-encoder", "--subset"): COUNT, ("train-encoder", "--epochs"): COUNT,
     ("train-encoder", "--batch-size"): COUNT, ("train-encoder", "--lr"): ["0", "-1"],
     ("train-encoder", "--temperature"): ["0", "-1"], ("train-encoder", "--width"): COUNT,

@@ -124,3 +124,11 @@ def test_approx_recall_on_mnist_subset():
     assert check_provenance(rec, corpus.train) == 0
     assert meter.recall >= 0.97, meter.recall  # measured 0.995 (pooled), 0.94 mean per step
     assert meter.approx.scanned < meter.approx.banded  # it searched a part of the band only
+
+
+@pytest.mark.parametrize("argv", [["--cases", "nope"], ["--cases", ","], ["--batches", "4,x"], ["--batches", "0"]])
+def test_bench_case_and_batch_lists_are_checked(argv, capsys):
+    from nps.cli import main
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("--cases" in err[0] or "--batches" in err[0])

@@ -28,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-b", action="store_true", help="skip the whole-corpus cases (minutes on 60k images)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed rounds per case, interleaved; the median is reported (default: %(default)s)")
-    p.add_argument("--nprobe", type=int, default=64,
+    p.add_argument("--steps", type=int, default=32,
+                   help="fill steps the dense scans (b, ssd-brute) are timed over, then extrapolated to the whole "
+                        "fill order (default: %(default)s)")
+    p.add_argument("--nprobe", type=int, default=256,
                    help="groups probed per sample and step by the approximate cases (default: %(default)s)")
     p.add_argument("--cases", default=None,
                    help="comma list of the cases to run (default: all): a, c, b, loc-exact, loc-approx, ssd-exact, "
@@ -79,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
     positive(args.repeats, "--repeats", 1, 100)
     positive(args.subset, "--subset", 1, 2**63 - 1)
     positive(args.nprobe, "--nprobe", 1, 2**31 - 1)
+    positive(args.steps, "--steps", 1, 10**6)
     cases, batches = _cases(args.cases), _batches(args.batches)
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b,
-                  repeats=args.repeats, batches=batches, nprobe=args.nprobe, cases=cases)
+                  repeats=args.repeats, batches=batches, steps=args.steps, nprobe=args.nprobe, cases=cases)
     print(f"machine: {cpu_model()}, {_cores()} cores; corpus {args.corpus}"
           + (f" (subset {args.subset})" if args.subset else "")
           + f"; load average at the end {res['uptime_load']}")
