@@ -55,7 +55,8 @@ ENGINE_FIELDS: tuple[Field, ...] = (
           app=(1, 64), group="run", sweep=False),
     Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
     Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
-          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
+          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k); "
+          "approx searches only the --nprobe index groups nearest each context (opt-in, approximate)",
           choices=SEARCH_MODES),
     Field("nprobe", "int", 256, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
           "windows) searched per sample and step, the nearest to its context; more is slower and closer to exact "

@@ -38,6 +38,7 @@ from nps.selection import _picks, thresholds
 # n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
 SCREEN_REL = 1e-12
 BOUND_REL = 1e-4
+SEED_LEAVES = 16  # leaves per sample whose windows tighten the upper bound on its minimum
 
 
 class StepQuery:
@@ -74,11 +75,14 @@ def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) 
     """
     lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
     n, (B, K) = lo.shape[0], t.shape
-    if n * B * K <= 1 << 21:
-        gap = (lo[:, None] - t).clamp_(min=0).add_((t - hi[:, None]).clamp_(min=0))  # (n,B,K)
-        return (gap * gap) @ w
+    if B <= K:  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
+        out = torch.empty((B, n), dtype=torch.float32)
+        for b in range(B):
+            gap = (lo - t[b]).clamp_(min=0).add_((t[b] - hi).clamp_(min=0))  # (n,K)
+            torch.mv(gap.mul_(gap), w, out=out[b])
+        return out.T
     out = torch.zeros((n, B), dtype=torch.float32)
-    for k in range(K):  # one (n,B) pass per dimension: no (n,B,K) intermediate
+    for k in range(K):  # one (n,B) pass per dimension
         gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
         out.addcmul_(gap, gap, value=float(w[k]))
     return out
@@ -128,12 +132,20 @@ class ExactSearch:
         best = np.unique(groups[lb.argmin(0).numpy()])
         seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
         d, err, _, _ = self._screen(seed, q, t, refs)
-        upper, _ = thresholds((d + err).amin(0), self.config)
+        upper_min = (d + err).amin(0)
+        upper, _ = thresholds(upper_min, self.config)
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
         llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
+        # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
+        # score bounds the minimum from above; the threshold rule is monotone in the minimum).
+        top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
+        seed = _ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
+        d, err, _, _ = self._screen(seed, q, t, refs)
+        upper, _ = thresholds(torch.minimum((d + err).amin(0), upper_min), self.config)
+        limit = torch.minimum(limit, (upper * (1.0 + BOUND_REL)).float())
         leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         return _ranges(ix.leaf_off[leaves], ix.leaf_off[leaves + 1])
 

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if checks:
         for name, value, op, target in checks:
             ok = value <= target if op == "<=" else value >= target
-            print(f"  target {name} {op} {target:g}: {value:.1f} {'met' if ok else 'MISSED'}")
+            print(f"  target {name} {op} {target:g}: {value:.4g} {'met' if ok else 'MISSED'}")
     if out is not None:
         from nps.cache import write_text
         write_text(out, json.dumps(res, indent=2))
