@@ -58,12 +58,23 @@ class StepQuery:
         self.exact = exact
         self.dims, self.w, self.denom = exact.dims, exact.w, exact.denom
         self.w32 = self.w.float()
-        self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
-                                      for p in self.positions])
+        # The band's groups as runs of consecutive ids (one per band row; group ids follow positions), not
+        # an array: a step of SSD alone holds every group of the corpus (282k for 60k MNIST), and the
+        # sampler keeps a query for each of its 720 steps (1.6 GB of int64 as arrays).
+        first = index.group_pos_off[self.positions]
+        last = index.group_pos_off[self.positions + 1]
+        cut = np.flatnonzero(first[1:] != last[:-1]) + 1
+        self.runs = [(int(first[a]), int(last[b - 1])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(first)])]
+        self.n_groups = int((last - first).sum())
         # Canonical slot of each band position, by position id (-1: outside the band).
         self.slot = np.full(index.uid.shape[0], -1, np.int64)
         self.slot[self.positions] = np.arange(len(self.positions))
         self.memo: dict[str, object] = {}  # per-step arrays a search derives once (nps.search_approx)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(g,) int64 ascending ids of the band's groups (made on each call, from :attr:`runs`)."""
+        return np.concatenate([np.arange(a, b) for a, b in self.runs])
 
 
 def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -105,16 +105,13 @@ class ApproxSearch(ExactSearch):
 
     def probed(self, q: StepQuery, t: torch.Tensor) -> np.ndarray:
         """Ascending group ids: the union over the batch of each sample's ``nprobe`` nearest groups."""
-        if self.nprobe >= len(q.groups):
+        if self.nprobe >= q.n_groups:
             return q.groups
         if "approx" not in q.memo:
-            # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
-            cut = np.flatnonzero(np.diff(q.groups) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(q.groups, cut)]
             w_full = torch.zeros(self.lifted.shape[1] // 2, dtype=torch.float32)
             w_full[torch.from_numpy(q.dims)] = q.w32
-            q.memo["approx"] = (runs, w_full)
-        runs, w_full = q.memo["approx"]
+            q.memo["approx"] = w_full
+        w_full = q.memo["approx"]
         B = t.shape[0]
         # sum w (c - t)^2 = sum w c^2 - 2 sum w c t + sum w t^2; the last term ranks nothing (one per sample),
         # so score = [c, c^2] @ [-2 w t; w] with w zero on the unknown dimensions: one product per run.
@@ -122,7 +119,8 @@ class ApproxSearch(ExactSearch):
         v[torch.from_numpy(q.dims)] = (t.float() * q.w32).T.mul_(-2.0)
         v = torch.cat([v, w_full[:, None].expand(-1, B)]).T.contiguous()  # (B,2D)
         # (B,2D) x (2D,g): the wide product (g x B with B small runs several times slower in this order).
-        score = torch.cat([v @ self.lifted[a:b].T for a, b in runs], 1)  # (B,g)
+        # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
+        score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
         best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
         return q.groups[np.unique(best.numpy())]
 
