@@ -42,7 +42,8 @@ TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0,
 # from the borders), so they are timed over their first ``steps`` fill steps and scaled to the whole
 # fill order: SSD alone takes hours per image; SSD + locality minutes.  Near the borders the band is
 # clipped and a step is cheaper, so the extrapolation over-states their cost a little (the speed-ups
-# over them are upper estimates); the figures say "extrapolated".
+# over them are upper estimates); the figures say "extrapolated".  Other cases may be timed the same
+# way (``partial``; the pruned searches' steps vary in cost, so theirs is a cruder estimate).
 EXTRAPOLATED = ("b", "ssd-brute")
 
 CASES = {  # kind -> (constraints, search)
@@ -58,7 +59,7 @@ CASES = {  # kind -> (constraints, search)
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
-            nprobe: int, commands: mp.Queue, results: mp.Queue) -> None:
+            nprobe: int, partial: tuple[str, ...], commands: mp.Queue, results: mp.Queue) -> None:
     import numpy as np
     import torch
 
@@ -80,7 +81,7 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         sampler = Sampler(cfg, corpus, pools).prepare()
         sampler.exact_search(build=True)  # the window index (cached) is set-up, not sampling
         total_steps = len(sampler.order_)
-        limit = steps if kind in EXTRAPOLATED else None
+        limit = steps if kind in partial else None
 
         def stop_after(info) -> bool:
             return limit is None or info.step < limit
@@ -108,17 +109,20 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         final = {"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()}
         if search == "approx":
-            final |= _recall(sampler, cfg, corpus, n)
+            final |= _recall(sampler, cfg, corpus, n, stop_after if limit else None)
         results.put(final)
     except Exception as exc:  # noqa: BLE001 - report, the parent decides
         results.put({"case": kind, "batch": batch, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _recall(sampler, cfg, corpus, n: int) -> dict:
-    """Epsilon-set recall of an approximate case, in one untimed run of its ``n`` samples (after its peak RSS)."""
+def _recall(sampler, cfg, corpus, n: int, progress=None) -> dict:
+    """Epsilon-set recall of an approximate case, in one untimed run of its ``n`` samples (after its peak RSS).
+
+    ``progress`` (the timed runs' stop callback of a partial case) limits it to the same first steps.
+    """
     import numpy as np
 
-    from nps.sampler import Sampler
+    from nps.sampler import Sampler, Stopped
     from nps.search_approx import RecallMeter
     approx = sampler.exact_search()
     approx.scanned = approx.banded = 0
@@ -126,7 +130,9 @@ def _recall(sampler, cfg, corpus, n: int) -> dict:
     meter = RecallMeter(approx, exact)
     sampler.search_ = meter
     try:
-        sampler.run(np.arange(n))
+        sampler.run(np.arange(n), progress)
+    except Stopped:
+        pass
     finally:
         sampler.search_ = approx
     return {"recall": meter.recall, "mean_recall": meter.mean_recall, "min_recall": float(min(meter.per_step)),
@@ -137,11 +143,11 @@ class _Case:
     """One (case, batch) worker process and its figures."""
 
     def __init__(self, ctx, kind: str, corpus: str, n: int, batch: int, subset: int | None, threads: int,
-                 steps: int, nprobe: int) -> None:
+                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED) -> None:
         self.kind, self.n, self.batch = kind, n, batch
         self.commands, self.results = ctx.Queue(), ctx.Queue()
         self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps, nprobe,
-                                                      self.commands, self.results))
+                                                      partial, self.commands, self.results))
         self.proc.start()
         self.times: list[float] = []
         self.loads: list[float] = []
@@ -185,7 +191,8 @@ class _Case:
 
 
 def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: int | None = None,
-              threads: int = 1, repeats: int = 3, steps: int = 32, nprobe: int = 256) -> dict[str, dict]:
+              threads: int = 1, repeats: int = 3, steps: int = 32, nprobe: int = 256,
+              partial: tuple[str, ...] = EXTRAPOLATED) -> dict[str, dict]:
     """Time ``(kind, n, batch)`` cases interleaved over ``repeats`` rounds; figures by ``kind@batch``.
 
     The workers start (and warm up) one after another, so set-up costs never overlap.
@@ -193,7 +200,7 @@ def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: 
     ctx = mp.get_context("spawn")
     cases = []
     for kind, n, batch in specs:
-        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe)
+        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial)
         case.step("")  # wait until it is warm
         cases.append(case)
     for _ in range(repeats):
@@ -217,7 +224,8 @@ SPEEDUPS = (("loc-exact", "b"), ("loc-approx", "b"), ("loc-approx", "loc-exact")
 
 def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
             threads: int = 1, skip_b: bool = False, repeats: int = 3, batches: tuple[int, ...] = (4, 64),
-            steps: int = 32, nprobe: int = 256, cases: tuple[str, ...] = ALL_CASES) -> dict:
+            steps: int = 32, nprobe: int = 256, cases: tuple[str, ...] = ALL_CASES,
+            partial: tuple[str, ...] = EXTRAPOLATED) -> dict:
     """The ``cases`` (default every one), interleaved, and the speed-ups measured in the same run; a dict of figures.
 
     ``n_b`` samples are timed for the SSD + locality whole-corpus cases at each batch size (at
@@ -228,7 +236,7 @@ def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, s
         for batch in batches:
             n = max(n_b, batch)
             specs += [(k, n if k.startswith(("b", "loc")) else batch, batch) for k in WHOLE_CORPUS if k in cases]
-    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe)
+    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial)
     load = os.getloadavg()
     results["uptime_load"] = [round(v, 2) for v in load]
 

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=32,
                    help="fill steps the dense scans (b, ssd-brute) are timed over, then extrapolated to the whole "
                         "fill order (default: %(default)s)")
+    p.add_argument("--partial", default="b,ssd-brute",
+                   help="comma list of the cases timed over their first --steps fill steps and extrapolated, "
+                        "recall included (default: %(default)s)")
     p.add_argument("--nprobe", type=int, default=256,
                    help="groups probed per sample and step by the approximate cases (default: %(default)s)")
     p.add_argument("--cases", default=None,
@@ -47,7 +50,7 @@ NAMES = {"a": "(a) full model ssd,loc,ssl", "b": "(b) ssd,loc all, brute", "loc-
          "loc-approx": "ssd,loc all, approx", "ssd-approx": "ssd all, approx"}
 
 
-def _cases(text: str | None) -> tuple[str, ...]:
+def _cases(text: str | None, flag: str = "--cases") -> tuple[str, ...]:
     from nps.bench import ALL_CASES
     from nps.errors import NPSError
     if text is None:
@@ -55,7 +58,7 @@ def _cases(text: str | None) -> tuple[str, ...]:
     cases = tuple(c.strip() for c in text.split(",") if c.strip())
     bad = [c for c in cases if c not in ALL_CASES]
     if bad or not cases:
-        raise NPSError(f"--cases {text!r}: unknown case '{bad[0] if bad else ''}'; use a comma list of "
+        raise NPSError(f"{flag} {text!r}: unknown case '{bad[0] if bad else ''}'; use a comma list of "
                        f"{', '.join(ALL_CASES)}.")
     return cases
 
@@ -84,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
     positive(args.nprobe, "--nprobe", 1, 2**31 - 1)
     positive(args.steps, "--steps", 1, 10**6)
     cases, batches = _cases(args.cases), _batches(args.batches)
+    partial = _cases(args.partial, "--partial") if args.partial.strip() else ()
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b,
-                  repeats=args.repeats, batches=batches, steps=args.steps, nprobe=args.nprobe, cases=cases)
+                  repeats=args.repeats, batches=batches, steps=args.steps, nprobe=args.nprobe, cases=cases,
+                  partial=partial)
     print(f"machine: {cpu_model()}, {_cores()} cores; corpus {args.corpus}"
           + (f" (subset {args.subset})" if args.subset else "")
           + f"; load average at the end {res['uptime_load']}")
