@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nps.certify import ExactWeights, direct_distance, window_pixels
+from nps.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
 from nps.config import GenerationConfig
 from nps.search_index import WindowIndex
 from nps.selection import _picks, thresholds
@@ -38,6 +38,9 @@ from nps.selection import _picks, thresholds
 # n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
 SCREEN_REL = 1e-12
 BOUND_REL = 1e-4
+# Unique windows screened at a time: their float64 pixels are about 50 MB at K = 48 (SSD alone over
+# 60k MNIST screens millions in a step; whole, they took 7 GB).
+SCREEN_CHUNK = 1 << 17
 SEED_LEAVES = 16  # leaves per sample whose windows tighten the upper bound on its minimum
 
 
@@ -206,16 +209,21 @@ class ExactSearch:
         """The step's kept set: unique ids (n,) int64 scored, keep (n,B) bool, multiplicities (n,B) int64
         (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
         ids = self._candidates(q, t, refs)
-        d, err, mult, s = self._screen(ids, q, t, refs)
+        if len(ids) <= SCREEN_CHUNK:
+            d, err, mult, s = self._screen(ids, q, t, refs)
+        else:  # keep the (n,B) scores only; the few doubtful windows' pixels are read again to recompute them
+            parts = [self._screen(ids[a:a + SCREEN_CHUNK], q, t, refs)[:3] for a in range(0, len(ids), SCREEN_CHUNK)]
+            d, err, mult = (torch.cat(x) for x in zip(*parts))
+            s = None
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
         lo, hi = d - err, d + err
         doubt = lo <= hi.amin(0, keepdim=True)
-        exact = self._recompute(d, doubt, s, t, q)
+        exact = self._recompute(d, doubt, s, t, q, ids)
         d_min = exact.masked_fill(~doubt, float("inf")).amin(0)
         thr, fell_back = thresholds(d_min, self.config)
         keep = hi <= thr
         doubt = (lo <= thr) & ~keep
-        exact = self._recompute(d, doubt, s, t, q)
+        exact = self._recompute(d, doubt, s, t, q, ids)
         keep |= doubt & (exact <= thr)
         return ids, keep, mult, fell_back
 
@@ -247,12 +255,17 @@ class ExactSearch:
         cy, cx = np.divmod(q.positions[offset_np], self.width)
         return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
 
-    @staticmethod
-    def _recompute(d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor, t: torch.Tensor,
-                   q: StepQuery) -> torch.Tensor:
-        """``d`` with the doubtful (n,B) entries replaced by :func:`direct_distance`."""
+    def _recompute(self, d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor | None, t: torch.Tensor,
+                   q: StepQuery, ids: np.ndarray) -> torch.Tensor:
+        """``d`` with the doubtful (n,B) entries replaced by :func:`direct_distance`.
+
+        ``s`` (n,K) holds the windows' pixels, or is None: then they are read again (``ids``), a batch
+        of :data:`nps.certify.EXACT_BATCH` entries at a time (a step may hold millions of exact matches in doubt).
+        """
         out = d.clone()
         rows, cols = torch.nonzero(doubt & torch.isfinite(d), as_tuple=True)
-        if len(rows):
-            out[rows, cols] = direct_distance(s[rows], t[cols], q.w, q.denom)
+        for a in range(0, len(rows), EXACT_BATCH):
+            r, c = rows[a:a + EXACT_BATCH], cols[a:a + EXACT_BATCH]
+            pixels = s[r] if s is not None else self._windows(ids[r.numpy()], q)
+            out[r, c] = direct_distance(pixels, t[c], q.w, q.denom)
         return out

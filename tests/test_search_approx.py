@@ -126,9 +126,25 @@ def test_approx_recall_on_mnist_subset():
     assert meter.approx.scanned < meter.approx.banded  # it searched a part of the band only
 
 
-@pytest.mark.parametrize("argv", [["--cases", "nope"], ["--cases", ","], ["--batches", "4,x"], ["--batches", "0"]])
+@pytest.mark.parametrize("argv", [["--cases", "nope"], ["--cases", ","], ["--batches", "4,x"], ["--batches", "0"],
+                                  ["--partial", "b,nope"]])
 def test_bench_case_and_batch_lists_are_checked(argv, capsys):
     from nps.cli import main
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and ("--cases" in err[0] or "--batches" in err[0])
+    assert len(err) == 1 and err[0].count(argv[0]) == 1
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_exact_search_screening_in_chunks_changes_nothing(digits, monkeypatch, cons):
+    """Screened a few windows at a time (doubtful pixels read again), the exact search writes the same record."""
+    import nps.search as search_module
+    cfg = _cfg(constraints=cons, n=4, seed=5, search="exact", eps=0.0)
+    whole = generate(cfg, digits)
+    monkeypatch.setattr(search_module, "SCREEN_CHUNK", 7)
+    _same_record(whole, generate(cfg, digits))
+    _same_record(whole, generate(cfg.replace(search="brute"), digits))
+    approx = cfg.replace(search="approx", nprobe=3)
+    chunked = generate(approx, digits)
+    monkeypatch.setattr(search_module, "SCREEN_CHUNK", 1 << 17)
+    _same_record(chunked, generate(approx, digits))
