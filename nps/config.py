@@ -91,7 +91,9 @@ class GenerationConfig:
         device: "cpu" or "cuda".
         search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
             "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.engine.search`;
-            opt-in until its 60k records are shown identical to the dense scan's).
+            opt-in until its 60k records are shown identical to the dense scan's) or "approx"
+            (opt-in, never the default: the nearest ``nprobe`` index groups only, :mod:`nps.engine.search_approx`).
+        nprobe: groups of the window index searched per sample and step by ``search="approx"``.
         data_root: extra folder to look for corpus files.
         options: (name, value) pairs of the fields of plug-in constraints (sorted, defaults
             dropped); read them as attributes (``config.name``).
@@ -121,6 +123,7 @@ class GenerationConfig:
     batch_size: int = _D["batch_size"].default
     device: str = _D["device"].default
     search: str = _D["search"].default
+    nprobe: int = _D["nprobe"].default
     data_root: str | None = field(default=_D["data_root"].default, compare=False)
     options: tuple[tuple[str, object], ...] = ()
 

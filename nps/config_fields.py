@@ -10,7 +10,7 @@ from __future__ import annotations
 from nps import constraints as _cons
 from nps.constraints import Field
 
-SEARCH_MODES = ("exact", "brute")
+SEARCH_MODES = ("exact", "brute", "approx")
 
 #: The engine's own fields (owner None); the constraints' fields come from :mod:`nps.constraints`.
 ENGINE_FIELDS: tuple[Field, ...] = (
@@ -34,8 +34,12 @@ ENGINE_FIELDS: tuple[Field, ...] = (
           app=(1, 64), group="run", sweep=False),
     Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
     Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
-          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k)",
+          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k); "
+          "approx searches only the --nprobe index groups nearest each context (opt-in, approximate)",
           choices=SEARCH_MODES),
+    Field("nprobe", "int", 256, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
+          "windows) searched per sample and step, the nearest to its context; more is slower and closer to exact "
+          "(default: %(default)s)", limits=(1, 2**31 - 1)),
     Field("data_root", "str", None, "extra folder to look for corpus files", optional=True, group="corpus",
           sweep=False),
 )

@@ -137,12 +137,18 @@ class Sampler:
         it); without one the dense scan runs, which makes the same draws.
         """
         cfg = self.config
-        if cfg.search != "exact" or active(cfg, "images") or not cfg.uses("ssd"):
+        if cfg.search not in ("exact", "approx") or active(cfg, "images") or not cfg.uses("ssd"):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
             index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w, build)
-            self.search_ = False if index is None else ExactSearch(index, self.padded_.cpu(), cfg, w)
+            if index is None:
+                self.search_ = False
+            elif cfg.search == "approx":
+                from nps.engine.search_approx import approx_search
+                self.search_ = approx_search(index, self.corpus.content_hash, self.padded_.cpu(), cfg, w)
+            else:
+                self.search_ = ExactSearch(index, self.padded_.cpu(), cfg, w)
         return self.search_ or None
 
     # ------------------------------------------------------------------ public

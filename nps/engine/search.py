@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from nps.config import GenerationConfig
-from nps.engine.certify import ExactWeights, direct_distance, window_pixels
+from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
 from nps.engine.search_index import WindowIndex
 from nps.engine.selection import _picks, thresholds
 
@@ -38,6 +38,10 @@ from nps.engine.selection import _picks, thresholds
 # n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
 SCREEN_REL = 1e-12
 BOUND_REL = 1e-4
+# Unique windows screened at a time: their float64 pixels are about 50 MB at K = 48 (SSD alone over
+# 60k MNIST screens millions in a step; whole, they took 7 GB).
+SCREEN_CHUNK = 1 << 17
+SEED_LEAVES = 16  # leaves per sample whose windows tighten the upper bound on its minimum
 
 
 class StepQuery:
@@ -57,11 +61,23 @@ class StepQuery:
         self.exact = exact
         self.dims, self.w, self.denom = exact.dims, exact.w, exact.denom
         self.w32 = self.w.float()
-        self.groups = np.concatenate([np.arange(index.group_pos_off[p], index.group_pos_off[p + 1])
-                                      for p in self.positions])
+        # The band's groups as runs of consecutive ids (one per band row; group ids follow positions), not
+        # an array: a step of SSD alone holds every group of the corpus (282k for 60k MNIST), and the
+        # sampler keeps a query for each of its 720 steps (1.6 GB of int64 as arrays).
+        first = index.group_pos_off[self.positions]
+        last = index.group_pos_off[self.positions + 1]
+        cut = np.flatnonzero(first[1:] != last[:-1]) + 1
+        self.runs = [(int(first[a]), int(last[b - 1])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(first)])]
+        self.n_groups = int((last - first).sum())
         # Canonical slot of each band position, by position id (-1: outside the band).
         self.slot = np.full(index.uid.shape[0], -1, np.int64)
         self.slot[self.positions] = np.arange(len(self.positions))
+        self.memo: dict[str, object] = {}  # per-step arrays a search derives once (nps.engine.search_approx)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(g,) int64 ascending ids of the band's groups (made on each call, from :attr:`runs`)."""
+        return np.concatenate([np.arange(a, b) for a, b in self.runs])
 
 
 def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -73,11 +89,14 @@ def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) 
     """
     lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
     n, (B, K) = lo.shape[0], t.shape
-    if n * B * K <= 1 << 21:
-        gap = (lo[:, None] - t).clamp_(min=0).add_((t - hi[:, None]).clamp_(min=0))  # (n,B,K)
-        return (gap * gap) @ w
+    if B <= K:  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
+        out = torch.empty((B, n), dtype=torch.float32)
+        for b in range(B):
+            gap = (lo - t[b]).clamp_(min=0).add_((t[b] - hi).clamp_(min=0))  # (n,K)
+            torch.mv(gap.mul_(gap), w, out=out[b])
+        return out.T
     out = torch.zeros((n, B), dtype=torch.float32)
-    for k in range(K):  # one (n,B) pass per dimension: no (n,B,K) intermediate
+    for k in range(K):  # one (n,B) pass per dimension
         gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
         out.addcmul_(gap, gap, value=float(w[k]))
     return out
@@ -115,18 +134,32 @@ class ExactSearch:
         ix = self.index
         if not self.prune:
             return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
+        return self._pruned(q, t, refs, q.groups)
+
+    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """(n,) int64 unique ids of ``groups`` (ascending group ids of the band) that may lie within the
+        threshold of some sample, the threshold of the windows of ``groups`` alone."""
+        ix = self.index
         t32 = t.float()
-        lb = box_bound(ix.group_lo[q.groups][:, q.dims], ix.group_hi[q.groups][:, q.dims], t32, q.w32) / q.denom
+        lb = box_bound(ix.group_lo[groups][:, q.dims], ix.group_hi[groups][:, q.dims], t32, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising group.
-        best = np.unique(q.groups[lb.argmin(0).numpy()])
+        best = np.unique(groups[lb.argmin(0).numpy()])
         seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
         d, err, _, _ = self._screen(seed, q, t, refs)
-        upper, _ = thresholds((d + err).amin(0), self.config)
+        upper_min = (d + err).amin(0)
+        upper, _ = thresholds(upper_min, self.config)
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
-        groups = q.groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
+        groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
         llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
+        # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
+        # score bounds the minimum from above; the threshold rule is monotone in the minimum).
+        top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
+        seed = _ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
+        d, err, _, _ = self._screen(seed, q, t, refs)
+        upper, _ = thresholds(torch.minimum((d + err).amin(0), upper_min), self.config)
+        limit = torch.minimum(limit, (upper * (1.0 + BOUND_REL)).float())
         leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         return _ranges(ix.leaf_off[leaves], ix.leaf_off[leaves + 1])
 
@@ -148,7 +181,7 @@ class ExactSearch:
         has_ref = refs >= 0
         if has_ref.any():
             # The reference's own window at each band position loses one occurrence.
-            own_uid = ix.uid[q.positions][:, np.where(has_ref, refs, 0)]  # (O,B)
+            own_uid = ix.uid[q.positions[:, None], np.where(has_ref, refs, 0)[None, :]]  # (O,B), no (O,N) copy
             own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
             mult -= torch.from_numpy(own.astype(np.int64))
         d = d.masked_fill(mult == 0, float("inf"))
@@ -167,20 +200,39 @@ class ExactSearch:
             (source id, y, x) each (B,) int64, kept-window counts (B,) int64, and the
             fell-back rows of :func:`thresholds` (None without ``max_ssd``).
         """
-        ix = self.index
+        ids, keep, mult, fell_back = self.survivors(q, t, refs)
+        sources, count = self.draw(q, ids, keep, mult, refs, u)
+        return sources, count, fell_back
+
+    def survivors(self, q: StepQuery, t: torch.Tensor,
+                  refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
+        """The step's kept set: unique ids (n,) int64 scored, keep (n,B) bool, multiplicities (n,B) int64
+        (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
         ids = self._candidates(q, t, refs)
-        d, err, mult, s = self._screen(ids, q, t, refs)
-        B = t.shape[0]
+        if len(ids) <= SCREEN_CHUNK:
+            d, err, mult, s = self._screen(ids, q, t, refs)
+        else:  # keep the (n,B) scores only; the few doubtful windows' pixels are read again to recompute them
+            parts = [self._screen(ids[a:a + SCREEN_CHUNK], q, t, refs)[:3] for a in range(0, len(ids), SCREEN_CHUNK)]
+            d, err, mult = (torch.cat(x) for x in zip(*parts))
+            s = None
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
         lo, hi = d - err, d + err
         doubt = lo <= hi.amin(0, keepdim=True)
-        exact = self._recompute(d, doubt, s, t, q)
+        exact = self._recompute(d, doubt, s, t, q, ids)
         d_min = exact.masked_fill(~doubt, float("inf")).amin(0)
         thr, fell_back = thresholds(d_min, self.config)
         keep = hi <= thr
         doubt = (lo <= thr) & ~keep
-        exact = self._recompute(d, doubt, s, t, q)
+        exact = self._recompute(d, doubt, s, t, q, ids)
         keep |= doubt & (exact <= thr)
+        return ids, keep, mult, fell_back
+
+    def draw(self, q: StepQuery, ids: np.ndarray, keep: torch.Tensor, mult: torch.Tensor, refs: np.ndarray,
+             u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """Each sample's ``floor(u * count)``-th kept window (canonical order) of a kept set from
+        :meth:`survivors`: ((source id, y, x) each (B,) int64, kept-window counts (B,) int64)."""
+        ix = self.index
+        B = keep.shape[1]
         kept = torch.where(keep, mult, torch.zeros_like(mult))  # (n,B) windows kept per unique
         slot = torch.from_numpy(q.slot[ix.upos[ids]])
         per_offset = torch.zeros((len(q.positions), B), dtype=torch.int64).index_add_(0, slot, kept)  # (O,B)
@@ -201,14 +253,20 @@ class ExactSearch:
                 images[refs[b]] = False
             sid[b] = np.flatnonzero(images)[rank[b] - 1]
         cy, cx = np.divmod(q.positions[offset_np], self.width)
-        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy(), fell_back
+        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
 
-    @staticmethod
-    def _recompute(d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor, t: torch.Tensor,
-                   q: StepQuery) -> torch.Tensor:
-        """``d`` with the doubtful (n,B) entries replaced by :func:`direct_distance`."""
+    def _recompute(self, d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor | None, t: torch.Tensor,
+                   q: StepQuery, ids: np.ndarray) -> torch.Tensor:
+        """``d`` with the doubtful (n,B) entries replaced by :func:`direct_distance`.
+
+        ``s`` (n,K) holds the windows' pixels, or is None: then they are read again (``ids``), a batch
+        of :data:`nps.engine.certify.EXACT_BATCH` entries at a time (a step may hold millions of exact
+        matches in doubt).
+        """
         out = d.clone()
         rows, cols = torch.nonzero(doubt & torch.isfinite(d), as_tuple=True)
-        if len(rows):
-            out[rows, cols] = direct_distance(s[rows], t[cols], q.w, q.denom)
+        for a in range(0, len(rows), EXACT_BATCH):
+            r, c = rows[a:a + EXACT_BATCH], cols[a:a + EXACT_BATCH]
+            pixels = s[r] if s is not None else self._windows(ids[r.numpy()], q)
+            out[r, c] = direct_distance(pixels, t[c], q.w, q.denom)
         return out

@@ -3,11 +3,17 @@
 Cases (``kind``):
 
 * ``a``: the full model on MNIST (w=7, R=2, k=64);
-* ``b``: SSD + locality over every training image, dense float32 scan (``search="brute"``);
+* ``b``: SSD + locality over every training image, dense float32 scan (``search="brute"``),
+  timed over its first ``steps`` fill steps and extrapolated (see :data:`EXTRAPOLATED`);
 * ``loc-exact``: the same through the exact pruned search (:mod:`nps.engine.search`);
 * ``ssd-exact``: SSD only over every training image, exact pruned search;
 * ``ssd-brute``: SSD only, dense scan: hours per image, so it is timed over its first
   ``steps`` fill steps and extrapolated to the whole fill order (marked in the figures);
+* ``loc-approx``, ``ssd-approx``: SSD + locality and SSD only through the approximate search
+  (:mod:`nps.engine.search_approx`, ``nprobe`` groups per sample), with their epsilon-set recall
+  against exact search, measured after the timed rounds in one untimed run of the same
+  samples (:class:`nps.engine.search_approx.RecallMeter`: the exact kept set on the sampler's own
+  partial canvases, step by step);
 * ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a).
 
 Method: every (case, batch) runs in its own process (its peak RSS is its own), which
@@ -29,7 +35,16 @@ import time
 log = logging.getLogger(__name__)
 
 TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0,
-           "loc_exact_b4_ms": 1000.0, "loc_exact_b64_ms": 500.0, "ssd_exact_ms": 15000.0, "rss_mb": 2048.0}
+           "loc_exact_b4_ms": 1000.0, "loc_exact_b64_ms": 500.0, "ssd_exact_ms": 15000.0, "rss_mb": 2048.0,
+           "loc_approx_b4_ms": 200.0, "approx_recall": 0.99}
+
+# The dense scans cost the same at every step (every window of the band, the same band size away
+# from the borders), so they are timed over their first ``steps`` fill steps and scaled to the whole
+# fill order: SSD alone takes hours per image; SSD + locality minutes.  Near the borders the band is
+# clipped and a step is cheaper, so the extrapolation over-states their cost a little (the speed-ups
+# over them are upper estimates); the figures say "extrapolated".  Other cases may be timed the same
+# way (``partial``; the pruned searches' steps vary in cost, so theirs is a cruder estimate).
+EXTRAPOLATED = ("b", "ssd-brute")
 
 CASES = {  # kind -> (constraints, search)
     "a": ("ssd,loc,ssl", "exact"),
@@ -37,12 +52,14 @@ CASES = {  # kind -> (constraints, search)
     "loc-exact": ("ssd,loc", "exact"),
     "ssd-exact": ("ssd", "exact"),
     "ssd-brute": ("ssd", "brute"),
+    "loc-approx": ("ssd,loc", "approx"),
+    "ssd-approx": ("ssd", "approx"),
     "c": ("ssd,loc,ssl", "exact"),
 }
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
-            commands: mp.Queue, results: mp.Queue) -> None:
+            nprobe: int, partial: tuple[str, ...], commands: mp.Queue, results: mp.Queue) -> None:
     import numpy as np
     import torch
 
@@ -57,14 +74,14 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         corpus = load_corpus(corpus_name, subset)
         constraints, search = CASES[kind]
         cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints,
-                               search=search)
+                               search=search, nprobe=nprobe)
         cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)  # 8x8 digits: a 2x2 seed, not all of it
         t0 = time.perf_counter()
         pools = SemanticPools.build(cfg, corpus)
         sampler = Sampler(cfg, corpus, pools).prepare()
         sampler.exact_search(build=True)  # the window index (cached) is set-up, not sampling
         total_steps = len(sampler.order_)
-        limit = steps if kind == "ssd-brute" else None
+        limit = steps if kind in partial else None
 
         def stop_after(info) -> bool:
             return limit is None or info.step < limit
@@ -90,20 +107,47 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
             results.put({"case": kind, "batch": batch, "ms_per_image": per_image * 1000, "load": load,
                          "extrapolated_from_steps": done if done < total_steps else None})
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        results.put({"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()})
+        final = {"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()}
+        if search == "approx":
+            final |= _recall(sampler, cfg, corpus, n, stop_after if limit else None)
+        results.put(final)
     except Exception as exc:  # report, the parent decides
         results.put({"case": kind, "batch": batch, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _recall(sampler, cfg, corpus, n: int, progress=None) -> dict:
+    """Epsilon-set recall of an approximate case, in one untimed run of its ``n`` samples (after its peak RSS).
+
+    ``progress`` (the timed runs' stop callback of a partial case) limits it to the same first steps.
+    """
+    import numpy as np
+
+    from nps.engine.sampler import Sampler, Stopped
+    from nps.engine.search_approx import RecallMeter
+    approx = sampler.exact_search()
+    approx.scanned = approx.banded = 0
+    exact = Sampler(cfg.replace(search="exact"), corpus, sampler.pools).prepare().exact_search(build=True)
+    meter = RecallMeter(approx, exact)
+    sampler.search_ = meter
+    try:
+        sampler.run(np.arange(n), progress)
+    except Stopped:
+        pass
+    finally:
+        sampler.search_ = approx
+    return {"recall": meter.recall, "mean_recall": meter.mean_recall, "min_recall": float(min(meter.per_step)),
+            "scanned_share": approx.scanned / max(approx.banded, 1), "nprobe": cfg.nprobe}
 
 
 class _Case:
     """One (case, batch) worker process and its figures."""
 
     def __init__(self, ctx, kind: str, corpus: str, n: int, batch: int, subset: int | None, threads: int,
-                 steps: int) -> None:
+                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED) -> None:
         self.kind, self.n, self.batch = kind, n, batch
         self.commands, self.results = ctx.Queue(), ctx.Queue()
-        self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps,
-                                                      self.commands, self.results))
+        self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps, nprobe,
+                                                      partial, self.commands, self.results))
         self.proc.start()
         self.times: list[float] = []
         self.loads: list[float] = []
@@ -147,7 +191,8 @@ class _Case:
 
 
 def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: int | None = None,
-              threads: int = 1, repeats: int = 3, steps: int = 32) -> dict[str, dict]:
+              threads: int = 1, repeats: int = 3, steps: int = 32, nprobe: int = 256,
+              partial: tuple[str, ...] = EXTRAPOLATED) -> dict[str, dict]:
     """Time ``(kind, n, batch)`` cases interleaved over ``repeats`` rounds; figures by ``kind@batch``.
 
     The workers start (and warm up) one after another, so set-up costs never overlap.
@@ -155,7 +200,7 @@ def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: 
     ctx = mp.get_context("spawn")
     cases = []
     for kind, n, batch in specs:
-        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps)
+        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial)
         case.step("")  # wait until it is warm
         cases.append(case)
     for _ in range(repeats):
@@ -170,20 +215,28 @@ def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, sub
     return run_cases([(kind, n, batch)], corpus, subset, threads, repeats)[f"{kind}@{batch}"]
 
 
+WHOLE_CORPUS = ("b", "loc-exact", "loc-approx", "ssd-exact", "ssd-approx", "ssd-brute")
+ALL_CASES = ("a", "c", *WHOLE_CORPUS)
+# (fast, slow) pairs whose ratio is reported: each whole-corpus search against the dense scan, approx against exact.
+SPEEDUPS = (("loc-exact", "b"), ("loc-approx", "b"), ("loc-approx", "loc-exact"), ("ssd-exact", "ssd-brute"),
+            ("ssd-approx", "ssd-brute"), ("ssd-approx", "ssd-exact"))
+
+
 def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
             threads: int = 1, skip_b: bool = False, repeats: int = 3, batches: tuple[int, ...] = (4, 64),
-            steps: int = 32) -> dict:
-    """Every case, interleaved, and the speed-ups measured in the same run; a dict of figures.
+            steps: int = 32, nprobe: int = 256, cases: tuple[str, ...] = ALL_CASES,
+            partial: tuple[str, ...] = EXTRAPOLATED) -> dict:
+    """The ``cases`` (default every one), interleaved, and the speed-ups measured in the same run; a dict of figures.
 
-    ``n_b`` samples are timed for the whole-corpus cases at each batch size (at least one batch).
+    ``n_b`` samples are timed for the SSD + locality whole-corpus cases at each batch size (at
+    least one batch); SSD only is timed over one batch.
     """
-    specs = [("a", n_a, 64), ("c", n_c, 64)]
+    specs = [(k, n, 64) for k, n in (("a", n_a), ("c", n_c)) if k in cases]
     if not skip_b:
         for batch in batches:
             n = max(n_b, batch)
-            specs += [("b", n, batch), ("loc-exact", n, batch), ("ssd-exact", batch, batch),
-                      ("ssd-brute", batch, batch)]
-    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps)
+            specs += [(k, n if k.startswith(("b", "loc")) else batch, batch) for k in WHOLE_CORPUS if k in cases]
+    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial)
     load = os.getloadavg()
     results["uptime_load"] = [round(v, 2) for v in load]
 
@@ -193,7 +246,7 @@ def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, s
     if ms("a@64") and ms("c@64"):
         results["speedup"] = ms("c@64") / ms("a@64")
     for batch in batches:
-        for fast, slow in (("loc-exact", "b"), ("ssd-exact", "ssd-brute")):
+        for fast, slow in SPEEDUPS:
             if ms(f"{fast}@{batch}") and ms(f"{slow}@{batch}"):
-                results[f"speedup_{fast}@{batch}"] = ms(f"{slow}@{batch}") / ms(f"{fast}@{batch}")
+                results[f"speedup_{fast}_over_{slow}@{batch}"] = ms(f"{slow}@{batch}") / ms(f"{fast}@{batch}")
     return results

@@ -1,0 +1,181 @@
+"""Approximate whole-corpus search (``search="approx"``, opt-in): a masked IVF over the window index.
+
+The inverted lists are the *groups* of :class:`nps.engine.search_index.WindowIndex` (a k-d tree's
+cells of about a hundred unique windows at one position; a tree quantiser rather than
+k-means: the cells already exist, are position-local, and carry the boxes the exact
+search bounds with).  Each list gets a centroid, the mean of its unique windows
+(:func:`group_centroids`, cached beside the index).  For one step and sample:
+
+1. *Rank.*  Every group of the step's band is ranked by the masked, Gaussian-weighted
+   distance from the sample's known context ``t`` to its centroid on the known dimensions,
+   ``sum_k w_k (c_k - t_k)^2 / denom`` (the step's own weights, :class:`nps.engine.certify.ExactWeights`).
+2. *Probe.*  The ``nprobe`` best groups of each sample are kept; the union over the batch
+   is searched.
+3. *Search.*  On the windows of those groups the exact search runs unchanged
+   (:meth:`nps.engine.search.ExactSearch._pruned`: box pruning, float64 screen, certification),
+   so the kept set is exactly ``{d <= thresholds(min d)}`` over the windows *found*, and
+   the draw is uniform over it with the exact occurrence (image, offset) recorded.
+
+What can differ from exact search: the true minimum may lie in an unprobed group, so the
+found minimum is larger; its threshold is then larger too, and the found kept set holds
+windows the exact one would reject (every pixel is still a copy of a training pixel).
+The *epsilon-set recall* (:class:`RecallMeter`) is the share of the exact kept windows
+(with multiplicity) that the approximate kept set contains.  With ``nprobe`` at least the
+number of groups of the band every group is searched and the records equal exact search's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nps.cache import cached_arrays, content_key
+from nps.config import GenerationConfig
+from nps.engine.search import ExactSearch, StepQuery
+from nps.engine.search_index import WindowIndex
+
+log = logging.getLogger(__name__)
+
+CENTROID_VERSION = 1
+
+
+def build_centroids(index: WindowIndex, padded: np.ndarray, window: int, width: int) -> dict[str, np.ndarray]:
+    """{"centroid": (G,D) float32}: the mean of the unique windows of each group (pixels 0..255).
+
+    Args:
+        index: the corpus's window index; padded: (N,C,Hp,Wp) uint8 edge-padded corpus;
+        window: w; width: W (positions are cy * W + cx).
+    """
+    c = padded.shape[1]
+    G = len(index.group_off) - 1
+    out = np.empty((G, window * window * c), np.float32)
+    for p in range(len(index.pos_off) - 1):
+        g0, g1 = int(index.group_pos_off[p]), int(index.group_pos_off[p + 1])
+        if g0 == g1:
+            continue
+        cy, cx = divmod(p, width)
+        u0, u1 = int(index.pos_off[p]), int(index.pos_off[p + 1])
+        reps = index.rep[u0:u1]
+        x = padded[reps, :, cy:cy + window, cx:cx + window].transpose(0, 2, 3, 1).reshape(len(reps), -1)
+        starts = index.leaf_off[index.group_off[g0:g1]] - u0  # (g,) first unique window of each group
+        sizes = np.diff(np.append(starts, u1 - u0))
+        out[g0:g1] = np.add.reduceat(x.astype(np.float32), starts, axis=0) / sizes[:, None]
+    return {"centroid": out}
+
+
+def group_centroids(index_key: str, index: WindowIndex, padded: np.ndarray, window: int,
+                    width: int) -> np.ndarray:
+    """The (cached) (G,D) float32 group centroids of the index with key ``index_key``."""
+    key = content_key("window-centroids", CENTROID_VERSION, index_key)
+    arrays = cached_arrays("windowcentroids", key, lambda: build_centroids(index, padded, window, width),
+                           meta={"groups": int(len(index.group_off) - 1)})
+    return arrays["centroid"]
+
+
+def approx_search(index: WindowIndex, corpus_hash: str, padded: torch.Tensor, config: GenerationConfig,
+                  width: int) -> ApproxSearch:
+    """The :class:`ApproxSearch` of a corpus whose window index is ``index`` (centroids cached)."""
+    from nps.engine.search_index import index_key
+
+    padded_np = np.ascontiguousarray(padded.cpu().numpy())
+    key = index_key(corpus_hash, config.window, padded_np.shape)
+    return ApproxSearch(index, padded, config, width, group_centroids(key, index, padded_np, config.window, width))
+
+
+class ApproxSearch(ExactSearch):
+    """:class:`nps.engine.search.ExactSearch` restricted to each sample's ``nprobe`` nearest groups.
+
+    Args:
+        index, padded, config, width: as for :class:`~nps.engine.search.ExactSearch`.
+        centroids: (G,D) float32 from :func:`group_centroids`.
+    """
+
+    def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
+                 centroids: np.ndarray) -> None:
+        super().__init__(index, padded, config, width)
+        self.centroids = centroids
+        c = torch.from_numpy(centroids)
+        self.lifted = torch.cat([c, c * c], 1)  # (G,2D) float32: [c, c^2], the ranking's one product
+        self.nprobe = int(config.nprobe)
+        self.scanned = 0  # unique windows scored, and those of the bands (the share scanned)
+        self.banded = 0
+
+    def probed(self, q: StepQuery, t: torch.Tensor) -> np.ndarray:
+        """Ascending group ids: the union over the batch of each sample's ``nprobe`` nearest groups."""
+        if self.nprobe >= q.n_groups:
+            return q.groups
+        if "approx" not in q.memo:
+            w_full = torch.zeros(self.lifted.shape[1] // 2, dtype=torch.float32)
+            w_full[torch.from_numpy(q.dims)] = q.w32
+            q.memo["approx"] = w_full
+        w_full = q.memo["approx"]
+        B = t.shape[0]
+        # sum w (c - t)^2 = sum w c^2 - 2 sum w c t + sum w t^2; the last term ranks nothing (one per sample),
+        # so score = [c, c^2] @ [-2 w t; w] with w zero on the unknown dimensions: one product per run.
+        v = torch.zeros((len(w_full), B), dtype=torch.float32)
+        v[torch.from_numpy(q.dims)] = (t.float() * q.w32).T.mul_(-2.0)
+        v = torch.cat([v, w_full[:, None].expand(-1, B)]).T.contiguous()  # (B,2D)
+        # (B,2D) x (2D,g): the wide product (g x B with B small runs several times slower in this order).
+        # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
+        score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
+        best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
+        return q.groups[np.unique(best.numpy())]
+
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
+        ids = self._pruned(q, t, refs, self.probed(q, t))
+        ix = self.index
+        self.scanned += len(ids)
+        self.banded += int((ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]).sum())
+        return ids
+
+
+@dataclass
+class RecallMeter:
+    """Serve an approximate search and measure its epsilon-set recall against exact search, step by step.
+
+    Stands in for the sampler's search (``sampler.search_ = RecallMeter(approx, exact)``): the
+    draws are the approximate search's; for each (step, sample) the exact kept set is computed
+    on the same partial canvas.  Recall = (exact kept windows, with multiplicity, that the
+    approximate kept set holds) / (exact kept windows).
+    """
+
+    approx: ApproxSearch
+    exact: ExactSearch
+    found: int = 0
+    total: int = 0
+    per_step: list[float] = field(default_factory=list)
+
+    @property
+    def index(self) -> WindowIndex:
+        return self.approx.index
+
+    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
+        ids, keep, mult, fell_back = self.approx.survivors(q, t, refs)
+        e_ids, e_keep, e_mult, _ = self.exact.survivors(q, t, refs)
+        e_kept = torch.where(e_keep, e_mult, torch.zeros_like(e_mult)).numpy()  # (m,B)
+        # Exact kept windows that are in the approximate kept set: match unique ids.
+        order = np.argsort(ids)
+        where = np.searchsorted(ids[order], e_ids).clip(max=len(ids) - 1)
+        present = ids[order][where] == e_ids  # (m,)
+        a_keep = np.zeros(e_keep.shape, bool)
+        a_keep[present] = keep.numpy()[order[where[present]]]
+        hit = (e_kept * a_keep).sum(0)  # (B,)
+        all_ = e_kept.sum(0)
+        self.found += int(hit.sum())
+        self.total += int(all_.sum())
+        self.per_step.extend((hit / np.maximum(all_, 1)).tolist())
+        sources, count = self.approx.draw(q, ids, keep, mult, refs, u)
+        return sources, count, fell_back
+
+    @property
+    def recall(self) -> float:
+        """Pooled epsilon-set recall (windows with multiplicity, over every step and sample)."""
+        return self.found / self.total if self.total else 1.0
+
+    @property
+    def mean_recall(self) -> float:
+        """The mean over (step, sample) of each one's recall."""
+        return float(np.mean(self.per_step)) if self.per_step else 1.0
