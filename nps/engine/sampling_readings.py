@@ -204,11 +204,7 @@ def global_minimum(sampler: Sampler, geo: StepGeometry, cpad: torch.Tensor, refs
         geo.query = StepQuery(search.index, geo.centres, sampler._exact_weights(geo), sampler.corpus.image_shape[1])
     q = geo.query
     t = q.exact.context(cpad, geo.y, geo.x, sampler.config.window)  # (B,K) float64, 0..255
-    ids = search._candidates(q, t, refs)
-    d, err, _, s = search._screen(ids, q, t, refs)
-    doubt = (d - err) <= (d + err).amin(0, keepdim=True)  # only these can hold the minimum
-    exact = search._recompute(d, doubt, s, t, q)
-    return exact.masked_fill(~doubt, float("inf")).amin(0)
+    return search.minimum(q, t, refs)
 
 
 def global_cut(sampler: Sampler, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool, view: Any,

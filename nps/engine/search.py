@@ -208,6 +208,23 @@ class ExactSearch:
                   refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
         """The step's kept set: unique ids (n,) int64 scored, keep (n,B) bool, multiplicities (n,B) int64
         (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
+        ids, d, err, mult, s, d_min = self._scored(q, t, refs)
+        lo, hi = d - err, d + err
+        thr, fell_back = thresholds(d_min, self.config)
+        keep = hi <= thr
+        doubt = (lo <= thr) & ~keep
+        exact = self._recompute(d, doubt, s, t, q, ids)
+        keep |= doubt & (exact <= thr)
+        return ids, keep, mult, fell_back
+
+    def minimum(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> torch.Tensor:
+        """(B,) float64 the least :func:`direct_distance` over every window of the band each sample may draw."""
+        return self._scored(q, t, refs)[5]
+
+    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> tuple[
+            np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The candidates' screen and the certified minimum: ids (n,), float64 scores and their error
+        bounds (n,B), multiplicities (n,B), pixels (n,K) or None (screened in chunks), d_min (B,)."""
         ids = self._candidates(q, t, refs)
         if len(ids) <= SCREEN_CHUNK:
             d, err, mult, s = self._screen(ids, q, t, refs)
@@ -216,16 +233,9 @@ class ExactSearch:
             d, err, mult = (torch.cat(x) for x in zip(*parts))
             s = None
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
-        lo, hi = d - err, d + err
-        doubt = lo <= hi.amin(0, keepdim=True)
+        doubt = (d - err) <= (d + err).amin(0, keepdim=True)
         exact = self._recompute(d, doubt, s, t, q, ids)
-        d_min = exact.masked_fill(~doubt, float("inf")).amin(0)
-        thr, fell_back = thresholds(d_min, self.config)
-        keep = hi <= thr
-        doubt = (lo <= thr) & ~keep
-        exact = self._recompute(d, doubt, s, t, q, ids)
-        keep |= doubt & (exact <= thr)
-        return ids, keep, mult, fell_back
+        return ids, d, err, mult, s, exact.masked_fill(~doubt, float("inf")).amin(0)
 
     def draw(self, q: StepQuery, ids: np.ndarray, keep: torch.Tensor, mult: torch.Tensor, refs: np.ndarray,
              u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
