@@ -23,7 +23,7 @@ from nps.lab.cost import format_seconds
 
 #: the operator's switch for the README's preset: 1 allows it, 0 refuses it; unset: allowed unless hosted read-only
 ENV = "NPS_APP_PAPER_ABLATION"
-_OFF = ("0", "false", "no")
+_OFF, _ON = ("0", "false", "no"), ("1", "true", "yes")
 
 
 def paper_scale_allowed() -> tuple[bool, str]:
@@ -32,7 +32,7 @@ def paper_scale_allowed() -> tuple[bool, str]:
     value = os.environ.get(ENV, "").strip().lower()
     if value in _OFF:
         return False, f"the operator switched it off on this server ({ENV}=0)"
-    if value and value not in ("", *_OFF):
+    if value in _ON:
         return True, ""
     if read_only():
         return False, (f"this is a hosted demo (NPS_APP_READONLY): its n = 128 is above the visitors' n ≤ 64; "

@@ -50,6 +50,8 @@ def test_readme_preset_is_the_readme_command_line():
     assert steps["full:ssd+loc+ssl"][0].k == 64 and steps["full:ssd+loc+ssl"][0].subset is None
     quick = build_parser().parse_args(["ablate", *A.PRESETS["quick"].argv, "--out", "/tmp/unused"])
     assert quick.quick and A.PRESETS["quick"].n == 32 and not A.PRESETS["quick"].readme
+    assert A.trim({"command": "python -m nps ablate --quick --out /tmp/x", "configs": {}})["command"] == \
+        "python -m nps ablate --quick --out DIR"  # no server path on screen
     assert A.PRESETS["readme"].command() == ("python -m nps ablate --corpus mnist --seed 0 --encoders simclr "
                                              "--baselines none --n 128 --subset 300 --out DIR")
 

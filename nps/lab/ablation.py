@@ -8,7 +8,7 @@ one code path and make the same figures.  What the table needs is kept by :func:
 =====================  ============================================================
 key                    what
 =====================  ============================================================
-``command``            the ``nps ablate`` command line that made it
+``command``            the ``nps ablate`` command line that made it (its ``--out`` folder as ``DIR``)
 ``version``            ``nps.__version__`` of the run
 ``created``            when
 ``real``               the real-image ceiling at the same n (``is_mean``, ``is_std``, ``fid``, ``n``)
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,7 +140,9 @@ def trim(summary: dict) -> dict:
             "class": {k: r["entropy"]["class"][k] for k in ("mean", "std")},
             "image_id": {k: r["entropy"]["image_id"][k] for k in ("mean", "std")},
             "research": research.get("metrics") or {}, "seconds": r.get("seconds")}
-    return {"command": summary.get("command"), "version": summary.get("version"), "created": summary.get("created"),
+    # The output folder is a server path (a temporary one, for the app): the command names it DIR, as the README does
+    command = re.sub(r"--out(\s+|=)\S+", "--out DIR", summary.get("command") or "")
+    return {"command": command, "version": summary.get("version"), "created": summary.get("created"),
             "machine": summary.get("machine"), "real": summary.get("real"), "configs": configs}
 
 
