@@ -103,7 +103,8 @@ def _show_table(preset: A.AblationPreset, table: dict, png: bytes, published: di
     else:
         st.info(f"Quick version: n = {preset.n} on a {preset.subset}-image subset, not the README's n = 128 on "
                 "300 images, so its figures are not the README's (IS is capped by the split size; FID grows as n "
-                "falls). They equal `python -m nps ablate --quick`'s for the same seed.", icon=":material/info:")
+                "falls). They equal its command line's above (and the simclr rows of `python -m nps ablate "
+                "--quick`) for the same seed.", icon=":material/info:")
     if png:
         st.image(png, caption="Figure 2: the same references and RNG streams, left to right SSD, SSD + loc, "
                               "SSD + loc + SSL (subset), the full model on all images")

@@ -11,7 +11,6 @@ the README's figures.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def test_table_rows_carry_n_and_intervals():
     pub = _published()
     rows = A.table_rows(pub, pub)
     assert [r["configuration"] for r in rows[:4]] == [pub["configs"][s]["label"] for s in A.TABLE_SLUGS]
-    assert all(r["n"] == 128 for r in rows[:5])
+    assert [r["n"] for r in rows] == ["128"] * 5 + ["—"]
     assert rows[0]["FID (classifier) [95 %]"] == "441.3 [397.9, 496.3]" == rows[0]["README: FID"]
     assert rows[-1]["configuration"] == "paper, full model" and rows[-1]["IS (10 splits, ± std)"] == "6.23"
     research = A.research_rows(pub)
@@ -199,7 +198,7 @@ def test_click_runs_with_stages_then_a_second_visit_reads_the_cache(page):
     assert [c[0] for c in calls] == ["readme"] and len(calls[0][1]) == 3  # every stage reported, none stopped
     assert any("matches the README's" in s.value for s in at.success)
     table = at.dataframe[0].value
-    assert list(table["n"])[:4] == [128] * 4 and table["README: FID"].iloc[0] == "441.3 [397.9, 496.3]"
+    assert list(table["n"])[:4] == ["128"] * 4 and table["README: FID"].iloc[0] == "441.3 [397.9, 496.3]"
     fresh = make()  # a second visit: a new session, the same server
     assert not fresh.exception and [c[0] for c in calls] == ["readme"]
     assert "in the results cache, shown at once" in _text(fresh)
@@ -262,4 +261,38 @@ def test_no_mnist_shows_the_published_table_and_disables_both(page, monkeypatch)
     at = make()
     assert at.button(key="btn_ablpre_readme").disabled and at.button(key="btn_ablpre_quick").disabled
     assert any("MNIST is not present" in i.value for i in at.info)
-    assert json.loads(json.dumps(at.dataframe[0].value["n"].tolist()))[:4] == [128] * 4 and calls == []
+    assert at.dataframe[0].value["n"].tolist()[:4] == ["128"] * 4 and calls == []
+
+
+# --------------------------------------------------------------------------- the shared code path, for real (tiny)
+TINY = A.AblationPreset("tiny", "tiny", ("--corpus", "digits", "--seed", "0", "--n", "4", "--subset", "300",
+                                         "--window", "3", "--seed-size", "3", "--k", "16", "--encoders", "pca",
+                                         "--baselines", "none", "--no-full-corpus"), 4, 300, False)
+
+
+def test_run_preset_is_the_clis_run_with_named_stages(tmp_path):
+    """The page's runner (run_preset) and `python -m nps ablate` make the same figures; every stage is named."""
+    import json
+
+    from nps.cli import main
+    heard: list[tuple[str, float]] = []
+    table, png = A.run_preset(TINY, report=lambda s, f: heard.append((s, f)))
+    assert png.startswith(b"\x89PNG") and table["command"] == TINY.command()
+    stages = [s for s, _ in heard]
+    assert stages[0] == "loading the classifier and encoders" and stages[-1] == "writing the report"
+    assert any(s.startswith("configuration 1/") and ", SSD only: sampling pixel" in s for s in stages)
+    assert any("evaluating" in s for s in stages) and any("building pools" in s for s in stages)
+    fractions = [f for _, f in heard]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert main(["ablate", *TINY.argv, "--out", str(tmp_path / "cli")]) == 0
+    cli = A.trim(json.loads((tmp_path / "cli" / "metrics.json").read_text()))
+    assert set(cli["configs"]) == set(table["configs"]) >= {"ssd", "ssd+loc", "ssd+loc+ssl"}
+    for slug, ours in table["configs"].items():
+        theirs = cli["configs"][slug]
+        assert {k: ours[k] for k in ours if k != "seconds"} == {k: theirs[k] for k in theirs if k != "seconds"}
+
+
+def test_a_report_that_returns_false_stops_the_run():
+    from nps.engine.sampler import Stopped
+    with pytest.raises(Stopped):
+        A.run_preset(TINY, report=lambda s, f: "sampling pixel" not in s)

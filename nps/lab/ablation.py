@@ -49,17 +49,18 @@ TABLE_VERSION = 1  # bump when trim()'s format changes: old cache entries are th
 FIGURES = (("IS", ("is_mean",), 2), ("IS std", ("is_std",), 2), ("FID", ("fid", "value"), 1),
            ("FID low", ("fid", "low"), 1), ("FID high", ("fid", "high"), 1),
            ("class entropy", ("class", "mean"), 3), ("image-ID entropy", ("image_id", "mean"), 3))
-# Calibration (2026-12-01, this 2-core shared machine, warm caches), measured against nps.lab.cost's model:
-#   README preset's runs (n = 128, 300 images; docs/ablation.json, load 3.5-5.5): SSD-only sampling 441 s,
-#     modelled 651 s (0.68);
-#   quick (`nps ablate --quick --encoders simclr --baselines none`, load 2.6-5.5): 174 s wall, of which
-#     sampling 121 s (SSD only 85 s, modelled 109 s: 0.78) and 53 s outside sampling over 5 configurations.
-#: measured over modelled sampling time (the SSD-only row dominates both presets)
-SAMPLING_FACTOR = 0.75
+# Calibration (2026-12-01, this 2-core shared machine, warm caches), measured against nps.lab.cost's model,
+# whose SSD-only rows (every position of every subset image) dominate both presets:
+#   README preset's run (docs/ablation.json, load 3.5-5.5): SSD only 441 s sampling, modelled 651 s (0.68);
+#   quick, from the CLI (load 2.6-5.5): 174 s wall, SSD only 85 s, modelled 109 s (0.78), the full-corpus
+#     row 29 s (its pools built cold);
+#   quick, from the page (load 2.4-3.5): 81 s wall, SSD only 62 s (0.57), 19 s for everything else.
+#: measured over modelled sampling time
+SAMPLING_FACTOR = 0.7
 #: seconds per configuration outside sampling (IS/FID, entropies, bootstrap intervals, pictures)
-EVAL_S = 10.0
+EVAL_S = 4.0
 #: loading MNIST, its classifier and encoders once per run
-SETUP_S = 20.0
+SETUP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def table_rows(table: dict, published: dict | None = None) -> list[dict]:
         c = table["configs"].get(slug)
         if c is None:
             continue
-        row = {"configuration": c["label"], "n": c["n"], "IS (10 splits, ± std)": _pm(c["is_mean"], c["is_std"], 2),
+        row = {"configuration": c["label"], "n": str(c["n"]),
+               "IS (10 splits, ± std)": _pm(c["is_mean"], c["is_std"], 2),
                "FID (classifier) [95 %]": _ci(c["fid"]),
                "class entropy (bits, ± std)": _pm(c["class"]["mean"], c["class"]["std"], 3),
                "image-ID entropy (bits, ± std)": _pm(c["image_id"]["mean"], c["image_id"]["std"], 3)}
@@ -185,11 +187,11 @@ def table_rows(table: dict, published: dict | None = None) -> list[dict]:
         rows.append(row)
     real = table.get("real")
     if real:
-        rows.append({"configuration": f"real test images (n = {real['n']})", "n": real["n"],
+        rows.append({"configuration": f"real test images (n = {real['n']})", "n": str(real["n"]),
                      "IS (10 splits, ± std)": _pm(real["is_mean"], real["is_std"], 2),
                      "FID (classifier) [95 %]": f"{real['fid']:.1f}", "class entropy (bits, ± std)": "—",
                      "image-ID entropy (bits, ± std)": "—"})
-    rows.append({"configuration": "paper, full model", "n": None, "IS (10 splits, ± std)": f"{PAPER['is']:.2f}",
+    rows.append({"configuration": "paper, full model", "n": "—", "IS (10 splits, ± std)": f"{PAPER['is']:.2f}",
                  "FID (classifier) [95 %]": "—", "class entropy (bits, ± std)": "1.075",
                  "image-ID entropy (bits, ± std)": "2.496"})
     return rows
@@ -203,7 +205,7 @@ def research_rows(table: dict) -> list[dict]:
         c = table["configs"].get(slug)
         if c is None or not c.get("research"):
             continue
-        row: dict = {"configuration": c["label"], "n": c["n"]}
+        row: dict = {"configuration": c["label"], "n": str(c["n"])}
         for key, head, digits, pct in RESEARCH_COLUMNS:
             m = c["research"].get(key)
             if not m or m.get("value") is None:
@@ -289,8 +291,9 @@ def run_preset(preset: AblationPreset, report: Callable[[str, float], object] | 
     with tempfile.TemporaryDirectory(prefix="nps-ablate-") as tmp:
         args = build_parser().parse_args(["ablate", *preset.argv, "--out", tmp])
         ablate.run(args, report=report)
-        summary = json.loads((Path(tmp) / "metrics.json").read_text(encoding="utf-8"))
-        return trim(summary), (Path(tmp) / "figure2.png").read_bytes()
+        table = trim(json.loads((Path(tmp) / "metrics.json").read_text(encoding="utf-8")))
+        table["command"] = preset.command()  # metrics.json has this process's argv (the app server's, here)
+        return table, (Path(tmp) / "figure2.png").read_bytes()
 
 
 def cached_run(preset: AblationPreset, corpus_hash: str, report: Callable[[str, float], object] | None = None,
