@@ -79,6 +79,7 @@ def test_table_rows_carry_n_and_intervals():
     assert [r["n"] for r in rows] == ["128"] * 5 + ["—"]
     assert rows[0]["FID (classifier) [95 %]"] == "441.3 [397.9, 496.3]" == rows[0]["README: FID"]
     assert rows[-1]["configuration"] == "paper, full model" and rows[-1]["IS (10 splits, ± std)"] == "6.23"
+    assert rows[-1]["README: FID"] == rows[-2]["README: IS"] == "—"  # no blank cells
     research = A.research_rows(pub)
     assert len(research) == 4 and all("[" in research[0][h] for h in ("KID", "precision", "coverage"))
 
@@ -93,6 +94,11 @@ def test_differences_name_each_figure_and_the_reason():
     diff = A.differences(other, pub)
     assert diff == ["SSD + loc: FID 205.9 (README 205.4)"]
     assert any("engine version" in w and "99" in w for w in A.why_different(other, pub))
+    other["configs"]["ssd+loc"]["fid"]["value"] -= 0.5
+    other["configs"]["full:ssd+loc+ssl"]["image_id"]["mean"] += 2e-5  # a few changed draws: below 3 decimals
+    other["configs"]["full:ssd+loc+ssl"]["is_mean"] += 2e-8
+    assert A.differences(other, pub) == ["SSD + loc + SSL (simclr), all 60000: 2 figure(s) differ below the digits "
+                                         "shown (largest: image-ID entropy by 2.0e-05)"]
     del other["configs"]["ssd"]
     assert "ssd: not run" in A.differences(other, pub)
 

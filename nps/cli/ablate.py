@@ -167,9 +167,6 @@ def run(args: argparse.Namespace, report: Callable[[str, float], object] | None 
     """
     import numpy as np
 
-    def say(text: str, fraction: float) -> object:
-        return None if report is None else report(text, min(max(fraction, 0.0), 1.0))
-
     from nps import __version__
     from nps.analysis import analyse_record, jsonable
     from nps.cache import write_text
@@ -183,6 +180,9 @@ def run(args: argparse.Namespace, report: Callable[[str, float], object] | None 
     from nps.machine import machine_description
     from nps.metrics.classifier import load_classifier
     from nps.metrics.evaluation import record_metrics, research_line
+
+    def say(text: str, fraction: float) -> object:
+        return None if report is None else report(text, min(max(fraction, 0.0), 1.0))
 
     preset = QUICK if args.quick else FULL
     n = args.n if args.n is not None else preset["n"]
