@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import lesson_view, resources, stages
+from app_support import ablation_preset, lesson_view, resources, stages
 from app_support.boot import entry_guard
 from app_support.display import (
     record_label,
@@ -47,6 +47,7 @@ settings = st.session_state["settings"]
 corpus = sidebar_corpus(settings)
 
 lesson_banner("abl_lesson", "The columns open below (or press Run all); look:")
+ablation_preset.render()  # the README's table: `python -m nps ablate`'s runs, n = 128 (operator permitting)
 
 ss_default("abl_ncols", 3)
 ss_default("abl_n", 16)

@@ -13,6 +13,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 
 from nps.cli._common import add_device_arg, add_field_arg, positive, writable_dir
 from nps.config import DEFAULTS, FIELDS, GenerationConfig
@@ -131,14 +132,21 @@ def auto_k(corpus_size: int) -> int:
 
 
 def run_config(config, corpus, label: str, ray: str | None = None,
-               ray_cpus: int | None = None):
+               ray_cpus: int | None = None, on_step: Callable | None = None):
     """Generate one configuration with a progress bar; returns (record, seconds).
 
     With ``ray`` ("local" or a cluster address) the samples are generated as Ray tasks
     (:func:`nps.lab.distributed.generate_on_ray`), bit-identical to the plain run.
+    ``on_step`` (the sampler's progress callback protocol) is called after the bar's update;
+    its False stops the run, as for :func:`nps.engine.sampler.generate`.
     """
     from nps.engine.sampler import generate
-    bar, progress = _progress_bar(label, config.n, config.batch_size)
+    bar, bar_progress = _progress_bar(label, config.n, config.batch_size)
+
+    def progress(info) -> bool:
+        bar_progress(info)
+        return True if on_step is None else on_step(info) is not False
+
     t0 = time.perf_counter()
     try:
         if ray is not None:
@@ -152,7 +160,11 @@ def run_config(config, corpus, label: str, ray: str | None = None,
     return record, time.perf_counter() - t0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, report: Callable[[str, float], object] | None = None) -> int:
+    """The command; ``report(stage, fraction)`` (optional, the app's progress bar) hears each stage by name.
+
+    A ``report`` that returns False during sampling stops the run (the sampler raises ``Stopped``).
+    """
     import numpy as np
 
     from nps import __version__
@@ -168,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     from nps.machine import machine_description
     from nps.metrics.classifier import load_classifier
     from nps.metrics.evaluation import record_metrics, research_line
+
+    def say(text: str, fraction: float) -> object:
+        return None if report is None else report(text, min(max(fraction, 0.0), 1.0))
 
     preset = QUICK if args.quick else FULL
     n = args.n if args.n is not None else preset["n"]
@@ -196,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     subset = None if subset in (0, len(full_corpus)) else min(subset, len(full_corpus))
     corpora = {"subset": load_corpus(args.corpus, subset=subset, data_root=args.data_root), "full": full_corpus}
     corpus = corpora["subset"]
+    say("loading the classifier and encoders", 0.0)
     classifier = load_classifier(args.corpus)  # fail fast, before any generation
     notes: list[str] = []
     if args.encoders:
@@ -230,8 +246,16 @@ def run(args: argparse.Namespace) -> int:
     results: dict = {}
     images: dict = {}
     refs = None
-    for slug, label, cfg, which in plan:
-        record, seconds = run_config(cfg, corpora[which], label, args.ray, args.ray_cpus)
+    for j, (slug, label, cfg, which) in enumerate(plan):
+        head = f"configuration {j + 1}/{len(plan)}, {label}"
+
+        def on_step(info, head=head, j=j) -> object:
+            frac = (info.batch + info.step / max(info.total, 1)) / max(info.n_batches, 1)
+            return say(f"{head}: sampling pixel {info.step}/{info.total}", (j + 0.9 * frac) / len(plan))
+
+        say(f"{head}: building pools", j / len(plan))
+        record, seconds = run_config(cfg, corpora[which], label, args.ray, args.ray_cpus, on_step=on_step)
+        say(f"{head}: evaluating (IS, FID, entropies, intervals)", (j + 0.9) / len(plan))
         record.save(out / "records" / f"{_file_stem(slug)}.npz")
         if which == "subset":
             refs = record.reference if refs is None else refs
@@ -252,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
               f"relaxed {r['relaxed_rate']:.2%}, {r['time_per_image_s']:.2f} s/image")
         print(research_line(r["research"]))
 
+    say("writing the report", 1.0)
     grids = {results[s]["label"]: images[s] for s in (*(_slug(c) for c in ablation_sets()), "full:" + _slug(FULL_MODEL))
              if s in results}
     plots.save_ablation_grids(grids, out / "figure2.png")
