@@ -4,6 +4,6 @@
   ``st.cache_data`` (results) wrappers around :mod:`nps`.
 * :mod:`app_support.ui`: error display, long-running work with progress and stop,
   record registry, downloads.
-* :mod:`app_support.views`: replay, overlays, honesty panel, pixel tracing.
+* :mod:`app_support.views`: overlays, honesty panel, pixel tracing; :mod:`app_support.replay_view`: the replay.
 * :mod:`app_support.sidebar`: the shared sidebar and its query-string mirror.
 """

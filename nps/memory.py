@@ -28,7 +28,7 @@ def estimate_run_bytes(config: GenerationConfig, corpus_size: int, image_shape: 
     if config.per_sample_pools():
         batch += 2 * b * hp * wp * (c + 1) * min(config.k, corpus_size) * 4
     else:
-        batch += 64 << 20  # chunked distances to a shared pool (nps.engine.sampler.CHUNK_SCORES) and their masks
+        batch += 64 << 20  # chunked distances to a shared pool (nps.engine.sampler_scores.CHUNK_SCORES) and their masks
     return int(2 * config.n * per_sample + batch)
 
 

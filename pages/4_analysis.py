@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import present, resources, stages, views
+from app_support import present, replay_view, resources, stages, views
 from app_support.boot import entry_guard
 from app_support.display import redact_paths
 from app_support.links import record_query
@@ -161,7 +161,7 @@ with tab_sample:
     with sc[1]:
         st.markdown("**Replay the fill.** Rebuilt from the record: a pixel never changes once filled, so step *t* "
                     "is the final image masked by the first *t* entries of the fill order.")
-        views.replay(record, n, rid[:8])
+        replay_view.replay(record, n, rid[:8])
     st.divider()
     st.markdown("**Overlays and pixel tracing.** Colour the canvas by one provenance layer; click a pixel "
                 "to see where it came from and which constraints let it through.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_support import stages, views
+from app_support import replay_view, stages
 from app_support.boot import entry_guard
 from app_support.display import (
     given_filled_picture,
@@ -255,5 +255,5 @@ if last and last in recs:
         if st.button("Trace it in Analysis", key="btn_cmp_open"):
             open_in_analysis(last, 0)
     with rc[1]:
-        views.replay(rec, 0, "cmp" + rid[:6])
+        replay_view.replay(rec, 0, "cmp" + rid[:6])
     download_buttons(rec, f"nps-complete-{rec.config.get('corpus', 'record')}", "cmp")

@@ -855,7 +855,7 @@ def test_ablations_link_sets_columns_and_n(app):
 
 
 def test_replay_has_a_speed_control(app):
-    from app_support.views import REPLAY_FRAMES
+    from app_support.replay_view import REPLAY_FRAMES
     app.run()
     app.button(key="btn_preset_digits").click().run()
     speed = app.select_slider(key="ana_replay_speed")
@@ -938,7 +938,7 @@ def test_ablation_columns_show_their_estimates(app):
 
 
 def test_replay_skips_the_seed_steps_shells_and_pauses(app):
-    from app_support.views import FRAME_PX, seed_steps, shell_end
+    from app_support.replay_view import FRAME_PX, seed_steps, shell_end
     app.run()
     app.button(key="btn_preset_digits").click().run()
     _ok(app)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import nps.engine.sampler as sampler_module
+import nps.engine.sampler_scores as sampler_module
 from nps.config import GenerationConfig
 from nps.engine.certify import (
     DenseView,

@@ -191,7 +191,7 @@ def test_batched_engine_equals_plain_reference(digits, cons):
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_chunked_shared_pool_equals_one_chunk(digits, monkeypatch, cons):
     """A corpus-wide pool is scanned in cache-sized chunks; the chunking must not change a single draw."""
-    import nps.engine.sampler as sampler_module
+    import nps.engine.sampler_scores as sampler_module
     cfg = _cfg(constraints=cons, n=4, seed=3)
     whole = generate(cfg, digits)
     monkeypatch.setattr(sampler_module, "CHUNK_SCORES", 1)  # 64-image chunks: 29 of them on digits
@@ -442,7 +442,7 @@ def test_brute_search_still_equals_plain_reference(digits, cons):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_chunked_brute_shared_pool_equals_one_chunk(digits, monkeypatch, cons):
-    import nps.engine.sampler as sampler_module
+    import nps.engine.sampler_scores as sampler_module
     cfg = _cfg(constraints=cons, n=4, seed=3, search="brute")
     whole = generate(cfg, digits)
     monkeypatch.setattr(sampler_module, "CHUNK_SCORES", 1)

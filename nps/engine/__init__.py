@@ -1,6 +1,8 @@
 """The engine: what :func:`nps.engine.sampler.generate` runs, and the plain definition it is tested against.
 
-* :mod:`~nps.engine.sampler` the batched sampler (``Sampler``, ``generate``, ``complete``);
+* :mod:`~nps.engine.sampler` the batched sampler (``Sampler``, ``generate``, ``complete``): set-up,
+  the batch loop, the record; :mod:`~nps.engine.sampler_scores` a step's float32 candidate scores;
+  :mod:`~nps.engine.sampler_choice` a step's choice (search dispatch, certified threshold, draw);
   :mod:`~nps.engine.sampler_setup` step geometry and RNG streams; :mod:`~nps.engine.sampler_pool`
   the ssl/loc candidate sets; :mod:`~nps.engine.selection` the one threshold rule and the draw.
 * :mod:`~nps.engine.ssd` banded-matrix SSD of all candidate windows; :mod:`~nps.engine.fill_order`

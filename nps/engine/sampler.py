@@ -28,8 +28,8 @@ from nps import __version__
 from nps.config import GenerationConfig
 from nps.constraints import active, mask_pool, step_centres
 from nps.corpora import Corpus, load_corpus
-from nps.engine.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
 from nps.engine.fill_order import fill_order, seed_box
+from nps.engine.sampler_choice import StepChoice
 from nps.engine.sampler_pool import SemanticPools
 from nps.engine.sampler_setup import (
     CandidatePool,
@@ -39,27 +39,14 @@ from nps.engine.sampler_setup import (
     padded_corpus,
     sample_streams,
 )
-from nps.engine.search import ExactSearch, StepQuery
-from nps.engine.search_index import window_index
-from nps.engine.selection import draw, draw_chunked
-from nps.engine.ssd import (
-    BandIndex,
-    band_index,
-    shared_band,
-    square_template,
-    window_ssd,
-    window_ssd_shared,
-    with_squares,
-)
+from nps.engine.search import ExactSearch
+from nps.engine.ssd import with_squares
 from nps.errors import NPSError
 from nps.record import ENGINE_VERSION, ProvenanceRecord
 
 __all__ = ["Progress", "Sampler", "Stopped", "complete", "gaussian_kernel", "generate", "sample_streams"]
 
 log = logging.getLogger(__name__)
-
-# Scores per chunk of a shared pool: 4 MB of float32, so each chunk is finished in cache.
-CHUNK_SCORES = 1 << 20
 
 
 class Stopped(NPSError):
@@ -85,8 +72,12 @@ class Progress:
     known: np.ndarray
 
 
-class Sampler:
+class Sampler(StepChoice):
     """Run a :class:`GenerationConfig` over a corpus.
+
+    This module sets the run up and loops over batches and steps; each step's candidate scores come
+    from :class:`~nps.engine.sampler_scores.StepScores` and its choice (search dispatch, certified
+    threshold, draw) from :class:`~nps.engine.sampler_choice.StepChoice`, the bases.
 
     Args:
         config: the generation.
@@ -127,29 +118,6 @@ class Sampler:
         self.width_ = int(self.padded_.shape[-1])
         self.geometry_: list[StepGeometry] | None = None
         self.search_: ExactSearch | bool | None = None  # False: looked for, no index
-
-    def exact_search(self, build: bool | None = None) -> ExactSearch | None:
-        """The pruned whole-corpus search, when the config asks for it and it applies.
-
-        It applies to the appearance rule over the whole corpus (``ssd`` without ``ssl``);
-        label pools and per-sample pools keep the dense scan.  Its index is built on first
-        use for small corpora and otherwise only used when cached (``build=True`` builds
-        it); without one the dense scan runs, which makes the same draws.
-        """
-        cfg = self.config
-        if cfg.search not in ("exact", "approx") or active(cfg, "images") or not cfg.uses("ssd"):
-            return None
-        if self.search_ is None or (build and self.search_ is False):
-            h, w = self.corpus.image_shape[:2]
-            index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w, build)
-            if index is None:
-                self.search_ = False
-            elif cfg.search == "approx":
-                from nps.engine.search_approx import approx_search
-                self.search_ = approx_search(index, self.corpus.content_hash, self.padded_.cpu(), cfg, w)
-            else:
-                self.search_ = ExactSearch(index, self.padded_.cpu(), cfg, w)
-        return self.search_ or None
 
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
@@ -194,15 +162,6 @@ class Sampler:
         gm = self.gauss_ * m
         return StepGeometry(y, x, centres, relaxed, m, torch.from_numpy(gm).float().to(self.device),
                             float(torch.from_numpy(gm).float().sum()))
-
-    def _band_index(self, geo: StepGeometry) -> BandIndex:
-        """The step's banded-matrix index, built on first use (only per-sample pools need it)."""
-        if geo.index is None:
-            cy0, cy1, cx0, cx1 = geo.centres
-            geo.index = band_index(cy1 - cy0, cx1 - cx0, geo.known, (cy0, cx0), self.width_,
-                                   self.train_u8.shape[3] + 1).to(self.device)
-            geo.template = square_template(geo.gm, geo.index)
-        return geo.index
 
     def _geometries(self) -> list[StepGeometry]:
         """The geometry of every step of the fill order (computed once per sampler)."""
@@ -339,175 +298,8 @@ class Sampler:
         mask = torch.from_numpy(excluded).to(self.device) if excluded.any() else None
         return CandidatePool(pool_ids, with_squares(images, 2).contiguous(), None, mask, None)
 
-    # ------------------------------------------------------------------ one pixel
-    def _choose(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
-                u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
-        """Draw one candidate window per sample for the step (see :mod:`nps.engine.selection`).
 
-        Args:
-            cpad: (B,C,H+2h,W+2h) float32 padded canvases in [0,1].
-            u: (B,) float64, each sample's uniform for this step.
-        Returns:
-            (source id, source y, source x) each (B,) int64, pool sizes (B,) int64, and
-            (B,) bool rows where nothing passed ``max_ssd`` (None without a ceiling).
-        """
-        search = self.exact_search() if pool.images is None and pool.subset is None else None
-        if search is not None:
-            return self._choose_exact(search, geo, cpad, pool, u)
-        if pool.images is None:
-            chunks = self._shared_chunks(geo, cpad, pool)
-            d_min = torch.stack([c.amin((0, 1, 2)) for c in chunks]).amin(0)
-            view = ChunkView(chunks)
-            thr, fell_back, overrides = self.certified_threshold(geo, cpad, pool, view, d_min)
-            view.apply(*overrides)
-            offset, slot, count = draw_chunked(chunks, thr, u)
-        else:
-            d = self.distances(geo, cpad, pool)
-            view = DenseView(d)
-            thr, fell_back, overrides = self.certified_threshold(geo, cpad, pool, view, view.flat.amin(1))
-            view.apply(*overrides)
-            offset, slot, count = draw(d, thr, u)
-        oy, ox = np.divmod(offset, geo.centres[3] - geo.centres[2])
-        ids = pool.ids
-        if ids is None:
-            sid = slot.astype(np.int64)
-        elif ids.shape[0] == 1:
-            sid = ids[0, slot]
-        else:
-            sid = ids[np.arange(len(slot)), slot]
-        sources = (sid, (geo.centres[0] + oy).astype(np.int64), (geo.centres[2] + ox).astype(np.int64))
-        return sources, count, fell_back
 
-    def certified_threshold(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
-                            view: DenseView | ChunkView, d_min: torch.Tensor
-                            ) -> tuple[torch.Tensor, np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The step's threshold with every near-threshold float32 decision made in float64.
-
-        See :mod:`nps.engine.certify`.  Keep ``d <= thr`` except at the overrides, entries too close
-        to call for float32, decided by the definition (``view.apply`` writes them back).
-
-        Args:
-            view: the step's float32 scores; d_min: (B,) float32 their per-sample minimum.
-        Returns:
-            (B,) float32 threshold, the fell-back rows (None without ``max_ssd``) and the
-            (b, j, keep) overrides.
-        """
-        C = self.train_u8.shape[3]
-        w = self.config.window
-        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]
-        # tau only scales the error bound (which has a factor 2 of margin): float32 will do.
-        tau = ((geo.gm * target * target).sum((1, 2, 3)) / geo.gm_sum).double().sqrt_()
-        cy0, _, cx0, cx1 = geo.centres
-        context: list[torch.Tensor] = []  # (B,K) float64, 0..255: read once, on the first exact score
-
-        def exact(b: np.ndarray, j: np.ndarray) -> torch.Tensor:
-            wts = self._exact_weights(geo)
-            if not context:
-                context.append(wts.context(cpad, geo.y, geo.x, w))
-            o, p = view.locate(j)
-            if pool.images is None:
-                images = p if pool.subset is None else pool.subset.cpu().numpy()[p]
-            else:
-                images = pool.ids[b if pool.ids.shape[0] > 1 else np.zeros_like(b), p]
-            oy, ox = np.divmod(o, cx1 - cx0)
-            s = window_pixels(self._padded_np(), wts, images, cy0 + oy, cx0 + ox)
-            return direct_distance(s, context[0][torch.from_numpy(b)], wts.w, wts.denom)
-
-        out = certify(view, d_min, tau, error_scale(int(geo.known.sum()), C), C, self.config, exact)
-        if self.config.ssd_global_min and self.config.uses("ssd"):  # the minimum over every window (opt-in)
-            from nps.engine.sampling_readings import global_cut
-            out = global_cut(self, geo, cpad, pool, view, out, tau, exact)
-        return out
-
-    def kept_mask(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool, d: torch.Tensor) -> torch.Tensor:
-        """(B,O*P) bool: the candidates the engine keeps, for (B,O,P) scores from :meth:`distances`.
-
-        The same certified rule as :meth:`_choose` (the funnel and the explainer recount with it,
-        so their pools are the engine's by construction); ``d`` is left unchanged.  Without an
-        appearance threshold every candidate that is not excluded (+inf) is kept.
-        """
-        flat = d.reshape(d.shape[0], -1)
-        thr, _, (b, j, keep) = self.certified_threshold(geo, cpad, pool, DenseView(d), flat.amin(1))
-        mask = flat <= thr[:, None]
-        if len(b):
-            mask[torch.from_numpy(b), torch.from_numpy(j)] = torch.from_numpy(keep).to(mask.device)
-        return mask
-
-    def _exact_weights(self, geo: StepGeometry) -> ExactWeights:
-        """The step's float64 definition (built on first use, shared by the certifier and the exact search)."""
-        if geo.weights is None:
-            _, channels, hp, wp = self.padded_.shape
-            geo.weights = ExactWeights(self.gauss_ * geo.known, int(channels), int(hp), int(wp))
-        return geo.weights
-
-    def _padded_np(self) -> np.ndarray | torch.Tensor:
-        """The padded corpus as a numpy array when it is a plain CPU tensor (else the tensor/view)."""
-        p = self.padded_
-        plain = isinstance(p, torch.Tensor) and p.device.type == "cpu" and p.is_contiguous()
-        return p.numpy() if plain else p  # (a view, never a copy of the corpus)
-
-    def _choose_exact(self, search: ExactSearch, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
-                      u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray | None]:
-        """:meth:`_choose` through the pruned index (see :mod:`nps.engine.search`)."""
-        if geo.query is None:
-            geo.query = StepQuery(search.index, geo.centres, self._exact_weights(geo), self.corpus.image_shape[1])
-        q: StepQuery = geo.query
-        t = q.exact.context(cpad, geo.y, geo.x, self.config.window)  # (B,K) float64, 0..255
-        B = t.shape[0]
-        refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
-        (sid, sy, sx), count, fell_back = search.choose(q, t, refs, u.cpu())
-        return (sid, sy, sx), count, fell_back
-
-    def distances(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool) -> torch.Tensor:
-        """Normalised Gaussian-weighted SSD of every candidate window.
-
-        Args:
-            cpad: (B,C,H+2h,W+2h) float32 padded canvases in [0,1].
-        Returns:
-            (B,O,P) float32 for O = ny*nx candidate centres (row-major) and P pool images,
-            the canonical candidate order; +inf for excluded slots (padding of an adaptive
-            pool, the sample's own reference).
-        """
-        if pool.images is None:
-            d = torch.cat(self._shared_chunks(geo, cpad, pool), 1)  # (ny,N,nx,B)
-            return d.permute(3, 0, 2, 1).reshape(d.shape[3], -1, d.shape[1])
-        cy0, cy1, cx0, cx1 = geo.centres
-        w = self.config.window
-        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
-        index = self._band_index(geo)
-        d = window_ssd(pool.images, self.width_, (cy0, cx0), target, geo.gm, cy1 - cy0, cx1 - cx0, index,
-                       geo.gm_sum, geo.template)
-        if pool.excluded is not None:
-            d.masked_fill_(pool.excluded[:, None, :], float("inf"))
-        return d
-
-    def _shared_chunks(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool) -> list[torch.Tensor]:
-        """Distances to a pool shared by the batch (``pool.subset`` ids, or the whole corpus).
-
-        Returns:
-            (ny,n_c,nx,B) float32 chunks in pool order (centre offset o = oy*nx + ox), small
-            enough to stay in cache while they are finished; +inf where a slot is the
-            sample's own reference.
-        """
-        cy0, cy1, cx0, cx1 = geo.centres
-        ny, nx = cy1 - cy0, cx1 - cx0
-        w = self.config.window
-        target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
-        B = target.shape[0]
-        bands = shared_band(geo.gm, target, nx + w - 1)
-        N = self.padded_.shape[0] if pool.subset is None else len(pool.subset)
-        size = max(64, CHUNK_SCORES // max(1, B * ny * nx))
-        out = []
-        for s in range(0, N, size):
-            rows = slice(s, s + size) if pool.subset is None else pool.subset[s:s + size]
-            region = self.padded_[rows, :, cy0:cy0 + ny + w - 1, cx0:cx0 + nx + w - 1]
-            d = window_ssd_shared(region.float().div_(255.0), target, geo.gm, geo.gm_sum, bands, pool_major=True)
-            if pool.excluded_slot is not None:
-                inside = np.flatnonzero((pool.excluded_slot >= s) & (pool.excluded_slot < s + d.shape[1]))
-                if len(inside):
-                    d[:, torch.from_numpy(pool.excluded_slot[inside] - s), :, torch.from_numpy(inside)] = float("inf")
-            out.append(d)
-        return out
 
 
 def complete(config: GenerationConfig, corpus: Corpus | None, image: np.ndarray, known: np.ndarray, *,

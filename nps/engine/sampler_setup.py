@@ -1,7 +1,8 @@
 """The engine's parts that depend on no pixel value: step geometry, candidate pools, RNG streams.
 
 Split from :mod:`nps.engine.sampler` (which re-exports what callers use) so that each file
-has one job: this one sets a run up, the sampler runs it.
+has one job: this one sets a run up, the sampler runs it (:mod:`nps.engine.sampler_scores` scores a
+step's candidates, :mod:`nps.engine.sampler_choice` decides and draws).
 """
 
 from __future__ import annotations
