@@ -44,6 +44,8 @@ PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "ablation.json"
 #: the README table's rows, in its order: the three constraint sets on the subset, the full model on all images
 TABLE_SLUGS = ("ssd", "ssd+loc", "ssd+loc+ssl", "full:ssd+loc+ssl")
 KIND = "ablation"
+#: MNIST's train size and image shape (the presets' corpus), for the estimate without loading it
+MNIST_TRAIN, MNIST_SHAPE = 60000, (28, 28)
 TABLE_VERSION = 1  # bump when trim()'s format changes: old cache entries are then not read
 #: the figures compared with the published ones (a path into a trimmed config, digits shown)
 FIGURES = (("IS", ("is_mean",), 2), ("IS std", ("is_std",), 2), ("FID", ("fid", "value"), 1),
@@ -103,11 +105,19 @@ PRESETS = _presets()
 
 def plan(preset: AblationPreset) -> list[tuple]:
     """(slug, label, config, "subset" | "full") of every configuration the preset runs, as ``nps ablate`` plans it."""
+    from nps.cli import build_parser
     from nps.cli.ablate import ablation_plan, auto_k
     from nps.config import DEFAULTS, GenerationConfig
-    base = GenerationConfig.make(corpus="mnist", subset=preset.subset, n=preset.n, seed=0, k=auto_k(preset.subset),
-                                 encoder="simclr", batch_size=64).fit_canvas((28, 28))
-    return ablation_plan(base, ["simclr"], 60000, DEFAULTS["k"])
+    # The preset's own command line decides corpus, seed, encoders and k (no second copy of them here);
+    # the sizes are MNIST's, the only corpus the published table has, so nothing is loaded to estimate.
+    args = build_parser().parse_args(["ablate", *preset.argv, "--out", "DIR"])
+    if args.corpus != "mnist":
+        raise ValueError(f"preset '{preset.name}' runs on {args.corpus!r}; the estimate knows MNIST's sizes only")
+    encoders = [e.strip() for e in (args.encoders or "simclr").split(",")]
+    base = GenerationConfig.make(corpus=args.corpus, subset=preset.subset, n=preset.n, seed=args.seed,
+                                 k=args.k if args.k is not None else auto_k(preset.subset), encoder=encoders[0],
+                                 batch_size=args.batch_size).fit_canvas(MNIST_SHAPE)
+    return ablation_plan(base, encoders, MNIST_TRAIN, args.k if args.k is not None else DEFAULTS["k"])
 
 
 def estimate_seconds(preset: AblationPreset, cold_embedding: bool = False) -> float:
@@ -120,7 +130,7 @@ def estimate_seconds(preset: AblationPreset, cold_embedding: bool = False) -> fl
     """
     from nps.lab.cost import EMBED_COLD_S, estimate
     steps = plan(preset)
-    sampling = sum(estimate(cfg, preset.subset if which == "subset" else 60000, (28, 28)).seconds
+    sampling = sum(estimate(cfg, preset.subset if which == "subset" else MNIST_TRAIN, MNIST_SHAPE).seconds
                    for _, _, cfg, which in steps)
     return SETUP_S + SAMPLING_FACTOR * sampling + EVAL_S * len(steps) + (EMBED_COLD_S if cold_embedding else 0.0)
 
