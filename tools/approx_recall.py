@@ -5,7 +5,7 @@
 Exact search runs first (its time is printed); then, for each nprobe, the approximate search is
 timed (after a one-sample warm-up) and run again under :class:`nps.engine.search_approx.RecallMeter`,
 which computes the exact kept set on the same partial canvases at every step.  Needs the corpus's
-window index (built and cached on first use; about 19 min for 60k MNIST).
+window index (built and cached on first use; about a minute for 60k MNIST).
 """
 
 from __future__ import annotations
