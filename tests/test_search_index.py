@@ -137,3 +137,14 @@ def test_boxes_in_blocks_equal_one_block(rng):
     lo, hi = si._boxes(y, starts, most, block=7)
     for s, e, a, b in zip(starts, np.append(starts[1:], 1000), lo, hi, strict=True):
         assert np.array_equal(a, y[s:e].min(0)) and np.array_equal(b, y[s:e].max(0))
+
+
+def test_kd_order_sums_in_64_bits_when_a_node_could_overflow_32(rng):
+    # 70,000 unique rows of values 250..255: the root's sum of squares (~4.4e9) exceeds 2^32.
+    u = np.unique((250 + rng.integers(0, 6, (90000, 8))).astype(np.uint8), axis=0)[:70000]
+    u = u[rng.permutation(len(u))]
+    assert len(u) == 70000 and (u.astype(np.int64) ** 2).sum(0).max() > 2**32
+    weight = rng.random(8)
+    perm, starts = si._kd_order(u, weight, si.LEAF)
+    ref_perm, ref_starts = ref.kd_order_reference(u, weight, si.LEAF)
+    assert np.array_equal(perm, ref_perm) and np.array_equal(starts, ref_starts)

@@ -120,17 +120,18 @@ def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.cumsum(step)
 
 
-def _segment_sums(cols: np.ndarray, starts: np.ndarray, square_dtype: type) -> tuple[np.ndarray, np.ndarray]:
+def _segment_sums(cols: np.ndarray, starts: np.ndarray, wide: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-segment sum_i y_i and sum_i y_i^2: (K,D) float64 each; ``cols`` (D,m) uint8, segments at ``starts``.
 
-    Sums of uint8 values (int32) and of their squares (uint16, summed in ``square_dtype``)
+    Sums of uint8 values (int32) and of their squares (uint16 summed in uint32; both in 64
+    bits when ``wide``, i.e. segments may exceed 2^32 / 255^2 = 66,051 rows)
     are exact integers, so their float64 values equal those of any other exact summation.
     Columns are contiguous: ``reduceat`` along the last axis is several times faster.
     """
-    s1 = np.add.reduceat(cols, starts, axis=1, dtype=np.int32)
+    s1 = np.add.reduceat(cols, starts, axis=1, dtype=np.int64 if wide else np.int32)
     q = cols.astype(np.uint16)
     q *= q
-    s2 = np.add.reduceat(q, starts, axis=1, dtype=square_dtype)
+    s2 = np.add.reduceat(q, starts, axis=1, dtype=np.uint64 if wide else np.uint32)
     return s1.T.astype(np.float64), s2.T.astype(np.float64)
 
 
@@ -172,13 +173,13 @@ def _kd_order(u: np.ndarray, weight: np.ndarray, leaf: int) -> tuple[np.ndarray,
     perm = np.arange(n)
     if n <= leaf:
         return perm, np.array([0], np.int64)
-    square_dtype = np.uint32 if n * 255**2 < 2**32 else np.uint64
+    wide = n * 255**2 >= 2**32  # sums of squares over a node may not fit 32 bits
     cols = np.ascontiguousarray(u.T)  # (D,n) uint8
     flat = cols.ravel()
     rows = perm.copy()  # (m,) rows of u in the nodes still to split, in the current order
     gstart = np.zeros(1, np.int64)  # (k,) those nodes' starts in perm
     size = np.array([n], np.int64)  # (k,)
-    s1, s2 = _segment_sums(cols, np.zeros(1, np.int64), square_dtype)  # (k,D) float64
+    s1, s2 = _segment_sums(cols, np.zeros(1, np.int64), wide)  # (k,D) float64
     starts = []
     while True:
         k = len(size)
@@ -210,7 +211,7 @@ def _kd_order(u: np.ndarray, weight: np.ndarray, leaf: int) -> tuple[np.ndarray,
         right = (cut[parents] > size[parents] - cut[parents]).astype(np.int64)  # the smaller child
         small, large = 2 * parents + right, 2 * parents + 1 - right
         a1, a2 = _segment_sums(np.take(cols, rows[_ranges(clocal[small], csize[small])], axis=1),
-                               np.cumsum(csize[small]) - csize[small], square_dtype)
+                               np.cumsum(csize[small]) - csize[small], wide)
         c1, c2 = np.empty((2 * k, d)), np.empty((2 * k, d))
         c1[small], c2[small] = a1, a2
         c1[large], c2[large] = s1[parents] - a1, s2[parents] - a2
