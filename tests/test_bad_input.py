@@ -254,6 +254,18 @@ def test_every_writer_checks_its_output_first(command, tmp_path, record_path, ca
     _assert_one_line(rc, err, argv)
 
 
+def test_bench_on_cuda_without_a_gpu_is_one_line_before_any_case_starts(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import nps.lab.bench
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine
+    monkeypatch.setattr(nps.lab.bench, "run_all", lambda *a, **k: pytest.fail("a bench case started"))
+    argv = ["bench", *_base("bench", tmp_path, ""), "--device", "cuda"]
+    rc, err = _run(argv, capsys)
+    _assert_one_line(rc, err, argv)
+    assert "CUDA" in err and "--device cpu" in err
+
+
 # ----------------------------------------------------------------------------- malformed record files
 
 def _bad_files(tmp_path, record_path) -> dict[str, str]:

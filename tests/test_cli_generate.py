@@ -93,6 +93,16 @@ def test_bench_reports_ratio_on_tiny_corpus(capsys):
     np.testing.assert_equal(a["n"], 4)
 
 
+def test_bench_json_records_the_device(tmp_path, capsys):
+    import json
+    out = tmp_path / "b.json"
+    assert main(["bench", "--corpus", "digits", "--cases", "a", "--n-a", "2", "--repeats", "1", "--skip-b",
+                 "--device", "cpu", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["device"] == "cpu" and res["a@64"]["device"] == "cpu" and res["a@64"]["ms_per_image"] > 0
+    assert "device cpu" in capsys.readouterr().out
+
+
 def test_trace_prints_source_and_funnel_matching_record(tmp_path, capsys):
     import json
     out = tmp_path / "s.npz"

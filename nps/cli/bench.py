@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "ssd-approx, ssd-brute")
     p.add_argument("--batches", default="4,64",
                    help="comma list of the batch sizes of the whole-corpus cases (default: %(default)s)")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="the sampler's device for (a) and the whole-corpus cases; (c) is numpy (default: "
+                        "%(default)s; the pruned search itself runs on the CPU either way)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file (with the device)")
     p.set_defaults(func=run)
 
 
@@ -76,6 +79,7 @@ def _batches(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from nps.cli._common import positive, writable_path
+    from nps.encoders.hparams import check_device
     from nps.lab.bench import TARGETS, run_all
     from nps.machine import cpu_model
     # Counts up front, in one line each: a zero or negative count used to "time" nothing and exit 0.
@@ -86,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
     positive(args.subset, "--subset", 1, 2**63 - 1)
     positive(args.nprobe, "--nprobe", 1, 2**31 - 1)
     positive(args.steps, "--steps", 1, 10**6)
+    check_device(args.device)  # before any worker starts: no CUDA here is one line, not one error per case
     cases, batches = _cases(args.cases), _batches(args.batches)
     partial = _cases(args.partial, "--partial") if args.partial.strip() else ()
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b,
                   repeats=args.repeats, batches=batches, steps=args.steps, nprobe=args.nprobe, cases=cases,
-                  partial=partial)
-    print(f"machine: {cpu_model()}, {_cores()} cores; corpus {args.corpus}"
+                  partial=partial, device=args.device)
+    gpu = f", GPU {res['gpu']}" if res.get("gpu") else ""
+    print(f"machine: {cpu_model()}, {_cores()} cores{gpu}; device {args.device}; corpus {args.corpus}"
           + (f" (subset {args.subset})" if args.subset else "")
           + f"; load average at the end {res['uptime_load']}")
     for r in res.values():

@@ -36,6 +36,7 @@ from nps.engine.sampler_setup import (
     StepGeometry,
     engine_threads,
     gaussian_kernel,
+    ieee_float32,
     padded_corpus,
     sample_streams,
 )
@@ -115,6 +116,9 @@ class Sampler(StepChoice):
         train_u8, padded = (sampler_arrays if lazy else padded_corpus)(c, self.half)
         self.train_u8 = train_u8  # (N,H,W,C) uint8, for exact copies
         self.padded_ = padded.to(self.device)  # (N,C,Hp,Wp) uint8
+        # The same on the CPU (the same object there): the window index, the pruned search and the float64
+        # certifier read pixels with numpy, so on CUDA they read this copy, never the device's.
+        self.padded_host_ = padded
         self.width_ = int(self.padded_.shape[-1])
         self.geometry_: list[StepGeometry] | None = None
         self.search_: ExactSearch | bool | None = None  # False: looked for, no index
@@ -122,7 +126,7 @@ class Sampler(StepChoice):
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
             progress: Callable[[Progress], bool | None] | None = None) -> ProvenanceRecord:
-        with engine_threads():
+        with engine_threads(), ieee_float32():
             return self._run(sample_ids, progress)
 
     def _run(self, sample_ids: np.ndarray | None,

@@ -30,6 +30,7 @@ class StepChoice(StepScores):
 
     corpus: Corpus
     gauss_: np.ndarray  # (w,w) float64 Gaussian window
+    padded_host_: torch.Tensor  # (N,C,Hp,Wp) uint8 padded corpus on the CPU (``padded_`` may be on CUDA)
     search_: ExactSearch | bool | None  # None: not looked for yet; False: looked for, no index
 
     def exact_search(self, build: bool | None = None) -> ExactSearch | None:
@@ -45,14 +46,15 @@ class StepChoice(StepScores):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
-            index = window_index(self.corpus.content_hash, self.padded_.cpu().numpy(), cfg.window, h, w, build)
+            padded = self.padded_host_  # (N,C,Hp,Wp) uint8 on the CPU, whatever the device: numpy reads it
+            index = window_index(self.corpus.content_hash, padded.numpy(), cfg.window, h, w, build)
             if index is None:
                 self.search_ = False
             elif cfg.search == "approx":
                 from nps.engine.search_approx import approx_search
-                self.search_ = approx_search(index, self.corpus.content_hash, self.padded_.cpu(), cfg, w)
+                self.search_ = approx_search(index, self.corpus.content_hash, padded, cfg, w)
             else:
-                self.search_ = ExactSearch(index, self.padded_.cpu(), cfg, w)
+                self.search_ = ExactSearch(index, padded, cfg, w)
         return self.search_ or None
 
     def _choose(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,
@@ -156,8 +158,8 @@ class StepChoice(StepScores):
         return geo.weights
 
     def _padded_np(self) -> np.ndarray | torch.Tensor:
-        """The padded corpus as a numpy array when it is a plain CPU tensor (else the tensor/view)."""
-        p = self.padded_
+        """The padded corpus as a numpy array when it is a plain CPU tensor (else the view); never the device copy."""
+        p = self.padded_host_
         plain = isinstance(p, torch.Tensor) and p.device.type == "cpu" and p.is_contiguous()
         return p.numpy() if plain else p  # (a view, never a copy of the corpus)
 

@@ -123,6 +123,29 @@ def engine_threads() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """Run float32 matrix products in IEEE float32 (no TF32 on CUDA, no bf16 on oneDNN), then restore.
+
+    The certified decisions (:mod:`nps.engine.certify`) bound a float32 score's error by
+    ``c = 2 (K (C+1) + 16) u`` with u = 2^-24, the IEEE float32 unit roundoff.  TF32 (10-bit
+    mantissa, u = 2^-11) or bf16 (u = 2^-8) products, which ``torch.set_float32_matmul_precision``
+    ("high", "medium") enables on CUDA and on CPUs with AMX, would break that bound and with it
+    the bit-identity of records across devices.  Only the per-backend ``fp32_precision`` settings
+    are read and written: torch refuses to read its legacy flags once both APIs were used.
+    """
+    backends = [b for b in (torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None))
+                if b is not None and hasattr(b, "fp32_precision")]
+    old = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, old):
+            b.fp32_precision = value
+
+
 _PADDED: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 

@@ -186,7 +186,7 @@ def _search(sampler: Sampler) -> Any:
         from nps.engine.search import ExactSearch
         from nps.engine.search_index import window_index
         h, w = sampler.corpus.image_shape[:2]
-        padded = sampler.padded_.cpu()
+        padded = sampler.padded_host_  # the CPU copy (padded_ may be on CUDA)
         index = window_index(sampler.corpus.content_hash, padded.numpy(), sampler.config.window, h, w, True)
         sampler.global_search_ = ExactSearch(index, padded, sampler.config, w)
     return sampler.global_search_

@@ -50,7 +50,9 @@ class PaddedView:
 
     def to(self, device: torch.device) -> PaddedView:
         if torch.device(device).type != "cpu":
-            raise ValueError("a stored corpus is gathered on the CPU")
+            from nps.errors import NPSError
+            raise NPSError("a stored corpus with per-sample pools is gathered row by row on the CPU; "
+                           "use --device cpu.")
         return self
 
     def __getitem__(self, key) -> torch.Tensor:  # ids tensor, or (rows, :, ys, xs)

@@ -16,6 +16,10 @@ Cases (``kind``):
   partial canvases, step by step);
 * ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a).
 
+``device`` (``cpu`` or ``cuda``) is the sampler's device for every case but (c), which is numpy.  On
+CUDA the canvases and the dense scores live on the GPU while the pruned search reads the corpus
+and the index on the CPU (the same code); each timed run ends with ``torch.cuda.synchronize()``.
+
 Method: every (case, batch) runs in its own process (its peak RSS is its own), which
 first warms up (one untimed one-sample run: corpus padding, index load, BLAS start-up),
 then times one run per *round* on the parent's command.  The rounds visit the cases in
@@ -59,7 +63,7 @@ CASES = {  # kind -> (constraints, search)
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
-            nprobe: int, partial: tuple[str, ...], commands: mp.Queue, results: mp.Queue) -> None:
+            nprobe: int, partial: tuple[str, ...], device: str, commands: mp.Queue, results: mp.Queue) -> None:
     import numpy as np
     import torch
 
@@ -73,8 +77,10 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         torch.set_num_threads(threads)
         corpus = load_corpus(corpus_name, subset)
         constraints, search = CASES[kind]
+        device = "cpu" if kind == "c" else device  # (c) is plain numpy
         cfg = GenerationConfig(corpus=corpus_name, subset=subset, n=n, batch_size=batch, constraints=constraints,
-                               search=search, nprobe=nprobe)
+                               search=search, nprobe=nprobe, device=device)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)  # 8x8 digits: a 2x2 seed, not all of it
         t0 = time.perf_counter()
         pools = SemanticPools.build(cfg, corpus)
@@ -87,6 +93,7 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
             return limit is None or info.step < limit
 
         def once(ids: np.ndarray) -> tuple[float, int]:
+            sync()
             start = time.perf_counter()
             done = total_steps
             try:
@@ -96,10 +103,11 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
                     sampler.run(ids, stop_after if limit else None)
             except Stopped:
                 done = limit + (-limit % 16)  # the callback runs every 16 steps
+            sync()  # GPU work still queued belongs to this run
             return time.perf_counter() - start, done
         once(np.arange(1))  # warm-up: first-call costs are set-up, not sampling
         setup = time.perf_counter() - t0
-        results.put({"case": kind, "batch": batch, "ready": True, "setup_s": setup})
+        results.put({"case": kind, "batch": batch, "ready": True, "setup_s": setup, "device": device})
         while commands.get() == "run":
             load = os.getloadavg()[0]
             elapsed, done = once(np.arange(n))
@@ -143,11 +151,11 @@ class _Case:
     """One (case, batch) worker process and its figures."""
 
     def __init__(self, ctx, kind: str, corpus: str, n: int, batch: int, subset: int | None, threads: int,
-                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED) -> None:
+                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> None:
         self.kind, self.n, self.batch = kind, n, batch
         self.commands, self.results = ctx.Queue(), ctx.Queue()
         self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps, nprobe,
-                                                      partial, self.commands, self.results))
+                                                      partial, device, self.commands, self.results))
         self.proc.start()
         self.times: list[float] = []
         self.loads: list[float] = []
@@ -192,7 +200,7 @@ class _Case:
 
 def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: int | None = None,
               threads: int = 1, repeats: int = 3, steps: int = 32, nprobe: int = 256,
-              partial: tuple[str, ...] = EXTRAPOLATED) -> dict[str, dict]:
+              partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> dict[str, dict]:
     """Time ``(kind, n, batch)`` cases interleaved over ``repeats`` rounds; figures by ``kind@batch``.
 
     The workers start (and warm up) one after another, so set-up costs never overlap.
@@ -200,7 +208,7 @@ def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: 
     ctx = mp.get_context("spawn")
     cases = []
     for kind, n, batch in specs:
-        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial)
+        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial, device)
         case.step("")  # wait until it is warm
         cases.append(case)
     for _ in range(repeats):
@@ -210,9 +218,9 @@ def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: 
 
 
 def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, subset: int | None = None,
-             threads: int = 1, repeats: int = 3) -> dict:
+             threads: int = 1, repeats: int = 3, device: str = "cpu") -> dict:
     """One case in its own process (see :func:`run_cases`)."""
-    return run_cases([(kind, n, batch)], corpus, subset, threads, repeats)[f"{kind}@{batch}"]
+    return run_cases([(kind, n, batch)], corpus, subset, threads, repeats, device=device)[f"{kind}@{batch}"]
 
 
 WHOLE_CORPUS = ("b", "loc-exact", "loc-approx", "ssd-exact", "ssd-approx", "ssd-brute")
@@ -225,7 +233,7 @@ SPEEDUPS = (("loc-exact", "b"), ("loc-approx", "b"), ("loc-approx", "loc-exact")
 def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
             threads: int = 1, skip_b: bool = False, repeats: int = 3, batches: tuple[int, ...] = (4, 64),
             steps: int = 32, nprobe: int = 256, cases: tuple[str, ...] = ALL_CASES,
-            partial: tuple[str, ...] = EXTRAPOLATED) -> dict:
+            partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> dict:
     """The ``cases`` (default every one), interleaved, and the speed-ups measured in the same run; a dict of figures.
 
     ``n_b`` samples are timed for the SSD + locality whole-corpus cases at each batch size (at
@@ -236,9 +244,13 @@ def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, s
         for batch in batches:
             n = max(n_b, batch)
             specs += [(k, n if k.startswith(("b", "loc")) else batch, batch) for k in WHOLE_CORPUS if k in cases]
-    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial)
+    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial, device)
     load = os.getloadavg()
     results["uptime_load"] = [round(v, 2) for v in load]
+    results["device"] = device
+    if device.startswith("cuda"):
+        import torch
+        results["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
     def ms(key: str) -> float | None:
         r = results.get(key, {})

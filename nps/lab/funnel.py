@@ -19,7 +19,7 @@ from nps.constraints import FunnelContext, active, funnel_counts, mask_pool
 from nps.corpora import Corpus
 from nps.engine.sampler import Sampler
 from nps.engine.sampler_pool import SemanticPools
-from nps.engine.sampler_setup import StepGeometry
+from nps.engine.sampler_setup import StepGeometry, ieee_float32
 from nps.engine.selection import thresholds
 from nps.errors import NPSError
 from nps.provenance import check_fits
@@ -166,6 +166,7 @@ class _Replay:
         return np.stack([sid, cy0 + oy, cx0 + ox], 1).astype(np.int64).reshape(-1, 3)
 
 
+@ieee_float32()  # the float32 scores the certified kept set is decided from, as in Sampler.run
 def _replay(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
             pools: SemanticPools | None, sampler: Sampler | None) -> _Replay:
     """Re-run the sampler's candidate machinery for the step that filled (y, x) of sample n."""
@@ -236,6 +237,7 @@ def constraint_funnel(record: ProvenanceRecord, corpus: Corpus, n: int, y: int, 
     return _funnel(_replay(record, corpus, n, y, x, pools, sampler), record, corpus, n, y, x, exhaustive)
 
 
+@ieee_float32()
 def _funnel(rep: _Replay, record: ProvenanceRecord, corpus: Corpus, n: int, y: int, x: int,
             exhaustive: bool | None) -> Funnel:
     sampler, geo, cpad, pool_ids = rep.sampler, rep.geo, rep.cpad, rep.pool_ids
