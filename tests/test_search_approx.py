@@ -171,7 +171,7 @@ def test_approx_label_pool_probes_only_the_pools_groups_and_meters_recall(digits
 
     def spy(q, t):
         out = original(q, t)
-        probed.append(bool(meter.approx.live[out].all()) and len(out) < q.n_groups)
+        probed.append(bool(meter.approx.live["groups"][out].all()) and len(out) < q.n_groups)
         return out
     meter.approx.probed = spy
     rec = sampler.run(np.arange(4))

@@ -123,10 +123,10 @@ class ExactSearch:
         self.width = width
         self.window = config.window
         # The images drawn from (:meth:`use_pool`): each unique window's multiplicity among them (U,), the
-        # images (N,) bool and the groups holding at least one of their windows (G,) bool; None: every image.
+        # images (N,) bool, and the "groups" (G,) / "leaves" (L,) bool holding one of their windows; None: all.
         self.count: np.ndarray = index.count
         self.images: np.ndarray | None = None
-        self.live: np.ndarray | None = None
+        self.live: dict[str, np.ndarray] | None = None
         self.pools: dict[bytes, tuple] = {}  # per-subset arrays (nps.engine.search_pool.pool_counts)
 
     def use_pool(self, subset: np.ndarray | None) -> ExactSearch:
@@ -146,13 +146,13 @@ class ExactSearch:
         ix = self.index
         if not self.prune:
             return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
-        return self._in_pool(self._pruned(q, t, refs, self._in_pool(q.groups, groups=True)))
+        return self._in_pool(self._pruned(q, t, refs, self._in_pool(q.groups, "groups")))
 
-    def _in_pool(self, ids: np.ndarray, groups: bool = False) -> np.ndarray:
-        """``ids`` (unique windows, or ``groups``) less those no image of the pool holds (:meth:`use_pool`)."""
+    def _in_pool(self, ids: np.ndarray, kind: str = "windows") -> np.ndarray:
+        """``ids`` (unique windows, "leaves" or "groups") that hold a window of the pool (:meth:`use_pool`)."""
         if self.images is None:
             return ids
-        return ids[self.live[ids]] if groups else ids[self.count[ids] > 0]
+        return ids[self.count[ids] > 0] if kind == "windows" else ids[self.live[kind][ids]]
 
     def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """(n,) int64 unique ids of ``groups`` (ascending group ids of the band) that may lie within the
@@ -169,7 +169,7 @@ class ExactSearch:
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
-        leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
+        leaves = self._in_pool(_ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
         llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).

@@ -122,12 +122,12 @@ class ApproxSearch(ExactSearch):
         # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
         score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
         if self.live is not None:  # a shared pool (use_pool): probe only groups holding one of its windows
-            score[:, torch.from_numpy(~self.live[q.groups])] = float("inf")
+            score[:, torch.from_numpy(~self.live["groups"][q.groups])] = float("inf")
         best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
         return q.groups[np.unique(best.numpy())]
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
-        ids = self._in_pool(self._pruned(q, t, refs, self._in_pool(self.probed(q, t), groups=True)))
+        ids = self._in_pool(self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups")))
         ix = self.index
         self.scanned += len(ids)
         self.banded += int((ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]).sum())

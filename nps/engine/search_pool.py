@@ -12,7 +12,7 @@ What changes is which occurrences may be drawn:
 * the draw admits only the images of S (an image mask), so the drawn occurrence is the
   ``rank``-th image of S, in ascending corpus id, holding the window: the same canonical
   order (centre offset, then pool slot) as the dense scan of the pool, because S is ascending;
-* groups holding no window of S are skipped before any bound is computed.
+* groups and leaves holding no window of S are skipped before their bounds are computed.
 
 :func:`pool_counts` makes these arrays once per pool content (keyed by a hash of its ids) and
 keeps the last :data:`KEEP` of them on the search, so a run's steps share them.
@@ -27,8 +27,9 @@ import numpy as np
 KEEP = 2  # pools whose arrays a search keeps (a run has one; the app may alternate two)
 
 
-def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(count (U,), images (N,) bool, live (G,) bool) of the pool ``subset`` for ``search``'s index.
+def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None,
+                                                              dict[str, np.ndarray] | None]:
+    """(count (U,), images (N,) bool, live) of the pool ``subset`` for ``search``'s index.
 
     Args:
         search: an :class:`nps.engine.search.ExactSearch` (its ``index`` and ``pools`` cache).
@@ -36,8 +37,9 @@ def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
             counts, no mask).
     Returns:
         count: (U,) uint16 (int32 for pools of 65,536 images or more) multiplicity of each unique
-            window among the pool's images; images: (N,) bool the pool's images; live: (G,) bool
-            the groups holding one of their windows.  For None: ``index.count``, None, None.
+            window among the pool's images; images: (N,) bool the pool's images; live: {"groups": (G,)
+            bool, "leaves": (L,) bool} those holding one of their windows.  For None: ``index.count``,
+            None, None.
     """
     index = search.index
     if subset is None:
@@ -53,7 +55,7 @@ def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
     return search.pools[key]
 
 
-def _counts(index, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts(index, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """:func:`pool_counts` computed: a bincount per position (no (U,) int64 temporary: U is 30M for MNIST)."""
     n_pos, n_images = index.uid.shape
     count = np.zeros(len(index.rep), np.uint16 if len(subset) < 1 << 16 else np.int32)
@@ -65,6 +67,7 @@ def _counts(index, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     present = np.flatnonzero(count)  # unique windows some image of the pool holds
     leaf = np.searchsorted(index.leaf_off, present, side="right") - 1
     group = np.searchsorted(index.group_off, leaf, side="right") - 1
-    live = np.zeros(len(index.group_off) - 1, bool)
-    live[group] = True
+    live = {"leaves": np.zeros(len(index.leaf_off) - 1, bool), "groups": np.zeros(len(index.group_off) - 1, bool)}
+    live["leaves"][leaf] = True
+    live["groups"][group] = True
     return count, images, live
