@@ -89,7 +89,7 @@ class GenerationConfig:
         seed_size: side s of the s x s seed patch copied from the reference.
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
-        search: how steps whose candidates are the whole corpus (no ``ssl``) are searched:
+        search: how steps whose candidates are the whole corpus (no ``ssl``) or a label's shared pool are searched:
             "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.engine.search`;
             opt-in until its 60k records are shown identical to the dense scan's) or "approx"
             (opt-in, never the default: the nearest ``nprobe`` index groups only, :mod:`nps.engine.search_approx`).

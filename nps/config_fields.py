@@ -33,7 +33,7 @@ ENGINE_FIELDS: tuple[Field, ...] = (
     Field("batch_size", "int", 64, "samples advanced in lockstep (default: %(default)s)", limits=(1, 2**20),
           app=(1, 64), group="run", sweep=False),
     Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
-    Field("search", "str", "brute", "whole-corpus steps (no ssl): brute scores every window (float32, the default); "
+    Field("search", "str", "brute", "whole-corpus and --label steps: brute scores every window (float32, the default); "
           "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k); "
           "approx searches only the --nprobe index groups nearest each context (opt-in, approximate)",
           choices=SEARCH_MODES),

@@ -1,8 +1,10 @@
-"""The whole-corpus window index and its bounds (nps.engine.search_index, nps.engine.search)."""
+"""The whole-corpus window index and its bounds (nps.engine.search_index, nps.engine.search), and a label's
+shared pool through the same index (nps.engine.search_pool): bit-identical to the dense scan."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from nps.engine.search import box_bound, direct_distance
@@ -61,3 +63,159 @@ def test_box_bound_is_a_lower_bound_and_direct_distance_is_the_definition(rng):
     one = direct_distance(torch.from_numpy(s[3:4].astype(np.float64)), torch.from_numpy(t[:1]),
                           torch.from_numpy(w), 7.0).numpy()
     assert one[0] == d[3]
+
+
+# ----------------------------------------------------------------------------- a shared (label) pool through the index
+
+SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4)
+_RECORD_KEYS = ("images", "source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
+
+
+def _cfg(**kw):
+    from nps.config import GenerationConfig
+    return GenerationConfig(**{**SMALL, "n": 6, "seed": 1, "label": 3, "constraints": "ssd,loc,ssl",
+                               "search": "exact", **kw})
+
+
+def _same_record(a, b) -> None:
+    for key in _RECORD_KEYS:
+        assert np.array_equal(getattr(a, key), getattr(b, key)), key
+
+
+@pytest.fixture
+def pooled(monkeypatch) -> list[int]:
+    """The pool sizes (P) of every shared-pool step the index served (spy on ExactSearch.use_pool)."""
+    import nps.engine.search as search_module
+    seen: list[int] = []
+    original = search_module.ExactSearch.use_pool
+
+    def spy(self, subset):
+        if subset is not None:
+            seen.append(len(subset))
+        return original(self, subset)
+    monkeypatch.setattr(search_module.ExactSearch, "use_pool", spy)
+    return seen
+
+
+@pytest.mark.parametrize("cons", ["ssd,ssl", "ssd,loc,ssl"])
+@pytest.mark.parametrize("extra", [{}, {"include_reference": True}, {"max_ssd": 0.002}, {"eps": 0.0},
+                                   {"window": 5, "seed_size": 3}, {"label": 0, "seed": 4}])
+def test_label_pool_exact_search_equals_brute_force(digits, pooled, cons, extra):
+    """A label's pool through the window index gives the dense scan's record, bit for bit."""
+    from nps.engine.sampler import generate
+    cfg = _cfg(constraints=cons, **extra)
+    exact = generate(cfg, digits)
+    steps = int((exact.shell > 0).sum())
+    assert pooled == [int((digits.train_labels == cfg.label).sum())] * (2 * steps)  # both batches, every step
+    _same_record(exact, generate(cfg.replace(search="brute"), digits))
+    assert (exact.source_label == cfg.label).all()
+    if "max_ssd" in extra:
+        assert exact.relaxed.any()  # the ceiling's fall-back is exercised
+
+
+@pytest.mark.parametrize("include_reference", [False, True])
+def test_label_pool_reference_exclusion(digits, pooled, include_reference):
+    """The reference is excluded by its slot in the pool; one of another class is in no slot."""
+    from nps.engine.sampler import generate
+    inside = int(np.flatnonzero(digits.train_labels == 3)[5])
+    outside = int(np.flatnonzero(digits.train_labels == 8)[0])
+    for ref in (inside, outside):
+        cfg = _cfg(n=5, reference=ref, include_reference=include_reference)
+        exact = generate(cfg, digits)
+        assert pooled
+        _same_record(exact, generate(cfg.replace(search="brute"), digits))
+        grown = exact.order[exact.shell > 0]
+        src = exact.source_index[:, grown[:, 0], grown[:, 1]]
+        if ref == outside or not include_reference:
+            assert (src != ref).all()  # never a source beyond the seed (the class's pool lacks it, or it is excluded)
+        pooled.clear()
+
+
+def test_label_pool_exact_search_equals_plain_reference(digits):
+    from nps.engine.reference_impl import generate_plain
+    from nps.engine.sampler import generate
+    for cfg in (_cfg(n=3, seed=9, window=5, seed_size=3), _cfg(n=3, seed=2, constraints="ssd,ssl")):
+        rec, plain = generate(cfg, digits), generate_plain(cfg, digits)
+        for key in ("images", "source_index", "source_y", "source_x", "pool_size"):
+            assert np.array_equal(getattr(rec, key), plain[key]), key
+
+
+def test_label_pool_pruning_and_chunked_screening_change_nothing(digits, monkeypatch):
+    import nps.engine.search as search_module
+    from nps.engine.sampler import generate
+    cfg = _cfg(n=4, seed=5)
+    pruned = generate(cfg, digits)
+    chunk = search_module.SCREEN_CHUNK
+    monkeypatch.setattr(search_module, "SCREEN_CHUNK", 7)
+    _same_record(pruned, generate(cfg, digits))
+    monkeypatch.setattr(search_module, "SCREEN_CHUNK", chunk)
+    original = search_module.ExactSearch.__init__
+
+    seen = []
+
+    def unpruned(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.prune = False
+        seen.append(self)
+    monkeypatch.setattr(search_module.ExactSearch, "__init__", unpruned)
+    _same_record(pruned, generate(cfg, digits))
+    assert seen and seen[-1].images is not None  # the unpruned search really ran, on the label's pool
+
+
+def test_label_pool_completion_equals_brute_force(digits, pooled):
+    from nps.engine.sampler import complete
+    image = digits.test[3]
+    known = np.zeros((8, 8), bool)
+    known[2:6, :] = True
+    cfg = _cfg(n=3)
+    _same_record(complete(cfg, digits, image, known), complete(cfg.replace(search="brute"), digits, image, known))
+    assert pooled
+
+
+def test_label_pool_under_global_minimum_and_k_nn_pools_keep_the_dense_scan(digits, pooled):
+    from nps.engine.sampler import Sampler, generate
+    cfg = _cfg(n=4, ssd_global_min=True)
+    assert Sampler(cfg, digits).exact_search() is None  # its threshold needs the whole corpus's minimum
+    _same_record(generate(cfg, digits), generate(cfg.replace(search="brute"), digits))
+    assert Sampler(_cfg(label=None), digits).exact_search() is None  # per-sample k-NN pools
+    assert not pooled
+
+
+def test_pool_counts_are_the_pools_multiplicities(rng):
+    from nps.config import GenerationConfig
+    from nps.engine.search import ExactSearch
+    from nps.engine.search_index import WindowIndex
+    from nps.engine.search_pool import KEEP, pool_counts
+    padded, w, size = _padded(rng, n=600), 3, 8  # several groups per position
+    ix = WindowIndex(**build_index(padded, w, size, size))
+    search = ExactSearch(ix, torch.from_numpy(padded), GenerationConfig(window=w), size)
+    subset = np.array([0, 3, 5, 6, 11, 29, 450])
+    count, images, live = pool_counts(search, subset)
+    assert np.array_equal(images, np.isin(np.arange(padded.shape[0]), subset))
+    for p in range(size * size):
+        lo, hi = ix.pos_off[p], ix.pos_off[p + 1]
+        assert np.array_equal(count[lo:hi], np.bincount(ix.uid[p, subset] - lo, minlength=hi - lo))
+    assert count.sum() == len(subset) * size * size
+    holds = np.add.reduceat(count.astype(np.int64), ix.leaf_off[:-1])  # windows of the pool per leaf
+    assert np.array_equal(live["leaves"], holds > 0)
+    assert np.array_equal(live["groups"], np.add.reduceat(holds, ix.group_off[:-1]) > 0)
+    assert not live["groups"].all()  # some groups hold none of the pool's windows: skipped
+    assert pool_counts(search, subset)[0] is count  # kept, not recomputed
+    for k in range(KEEP + 1):
+        pool_counts(search, np.arange(k + 1))
+    assert len(search.pools) == KEEP
+    whole = search.use_pool(subset).use_pool(None)
+    assert whole.count is ix.count and whole.images is None and whole.live is None
+    with pytest.raises(ValueError, match="ascending"):
+        pool_counts(search, np.array([4, 2]))
+
+
+def test_label_pool_exact_search_on_mnist_subset_equals_brute_force():
+    """A mid-size corpus (2,000 MNIST images, 28x28, w=7): a label's pool through the index against the dense scan."""
+    from nps.config import GenerationConfig
+    from nps.corpora import load_corpus
+    from nps.engine.sampler import generate
+    corpus = load_corpus("mnist", 2000)
+    cfg = GenerationConfig(corpus="mnist", subset=2000, n=4, seed=3, batch_size=4, constraints="ssd,loc,ssl",
+                           label=3, search="exact")
+    _same_record(generate(cfg, corpus), generate(cfg.replace(search="brute"), corpus))

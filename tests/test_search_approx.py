@@ -152,3 +152,34 @@ def test_exact_search_screening_in_chunks_changes_nothing(digits, monkeypatch, c
     chunked = generate(approx, digits)
     monkeypatch.setattr(search_module, "SCREEN_CHUNK", 1 << 17)
     _same_record(chunked, generate(approx, digits))
+
+
+@pytest.mark.parametrize("extra", [{}, {"max_ssd": 0.002}, {"include_reference": True}])
+def test_approx_label_pool_with_every_group_probed_is_exact_search(digits, extra):
+    """A label's shared pool through the approximate search: all groups probed, the exact (= brute) record."""
+    cfg = _cfg(constraints="ssd,loc,ssl", label=3, n=5, seed=11, search="approx", nprobe=2**31 - 1, **extra)
+    rec = generate(cfg, digits)
+    _same_record(rec, generate(cfg.replace(search="exact"), digits))
+    _same_record(rec, generate(cfg.replace(search="brute"), digits))
+    assert (rec.source_label == 3).all()
+
+
+def test_approx_label_pool_probes_only_the_pools_groups_and_meters_recall(digits):
+    cfg = _cfg(constraints="ssd,ssl", label=5, n=4, search="approx", nprobe=1)
+    sampler, meter = _meter(cfg, digits)
+    probed, original = [], meter.approx.probed
+
+    def spy(q, t):
+        out = original(q, t)
+        probed.append(bool(meter.approx.live["groups"][out].all()) and len(out) < q.n_groups)
+        return out
+    meter.approx.probed = spy
+    rec = sampler.run(np.arange(4))
+    assert probed and all(probed)  # a part of the band, and only groups holding a window of the pool
+    assert check_provenance(rec, digits.train) == 0 and (rec.source_label == 5).all()
+    assert meter.total > 0 and 0.0 < meter.recall <= 1.0
+    assert meter.approx.images is not None and meter.exact.images is not None  # both searched the label's pool
+    full_s, full = _meter(cfg.replace(nprobe=2**31 - 1), digits)
+    full_rec = full_s.run(np.arange(4))
+    assert full.recall == 1.0
+    _same_record(full_rec, generate(cfg.replace(search="brute"), digits))

@@ -16,6 +16,7 @@ import torch
 from nps.constraints import active
 from nps.corpora import Corpus
 from nps.engine.certify import ChunkView, DenseView, ExactWeights, certify, direct_distance, error_scale, window_pixels
+from nps.engine.sampler_pool import SemanticPools
 from nps.engine.sampler_scores import StepScores
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
 from nps.engine.search import ExactSearch, StepQuery
@@ -29,20 +30,26 @@ class StepChoice(StepScores):
     """The deciding half of a sampler: which candidates a step keeps, and the one each sample draws."""
 
     corpus: Corpus
+    pools: SemanticPools
     gauss_: np.ndarray  # (w,w) float64 Gaussian window
     padded_host_: torch.Tensor  # (N,C,Hp,Wp) uint8 padded corpus on the CPU (``padded_`` may be on CUDA)
     search_: ExactSearch | bool | None  # None: not looked for yet; False: looked for, no index
 
     def exact_search(self, build: bool | None = None) -> ExactSearch | None:
-        """The pruned whole-corpus search, when the config asks for it and it applies.
+        """The pruned search over the corpus's window index, when the config asks for it and it applies.
 
-        It applies to the appearance rule over the whole corpus (``ssd`` without ``ssl``);
-        label pools and per-sample pools keep the dense scan.  Its index is built on first
-        use for small corpora and otherwise only used when cached (``build=True`` builds
-        it); without one the dense scan runs, which makes the same draws.
+        It applies to the appearance rule over a pool shared by the batch: the whole corpus
+        (``ssd`` without ``ssl``) or a class label's images (``ssl`` with ``label``, through
+        :meth:`ExactSearch.use_pool`); per-sample pools (k-NN, a batch of one) keep the dense scan, and
+        so does a label pool under ``ssd_global_min`` (its threshold comes from the whole corpus's
+        minimum, :mod:`nps.engine.sampling_readings`).  Its index is built on first use for small
+        corpora and otherwise only used when cached (``build=True`` builds it); without one the dense
+        scan runs, which makes the same draws.
         """
         cfg = self.config
-        if cfg.search not in ("exact", "approx") or active(cfg, "images") or not cfg.uses("ssd"):
+        if cfg.search not in ("exact", "approx") or not cfg.uses("ssd"):
+            return None
+        if active(cfg, "images") and (self.pools.shared is None or cfg.ssd_global_min):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
@@ -68,8 +75,8 @@ class StepChoice(StepScores):
             (source id, source y, source x) each (B,) int64, pool sizes (B,) int64, and
             (B,) bool rows where nothing passed ``max_ssd`` (None without a ceiling).
         """
-        search = self.exact_search() if pool.images is None and pool.subset is None else None
-        if search is not None:
+        search = self.exact_search() if pool.images is None else None
+        if search is not None and (pool.ids is None or (np.diff(pool.ids[0]) > 0).all()):  # ascending: slot order
             return self._choose_exact(search, geo, cpad, pool, u)
         if pool.images is None:
             chunks = self._shared_chunks(geo, cpad, pool)
@@ -171,6 +178,10 @@ class StepChoice(StepScores):
         q: StepQuery = geo.query
         t = q.exact.context(cpad, geo.y, geo.x, self.config.window)  # (B,K) float64, 0..255
         B = t.shape[0]
-        refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
-        (sid, sy, sx), count, fell_back = search.choose(q, t, refs, u.cpu())
+        subset = None if pool.ids is None else pool.ids[0]  # (P,) ascending corpus ids of a shared pool
+        slot = pool.excluded_slot
+        # The search takes the images each sample may not copy; a shared pool's exclusions are slots in it.
+        refs = np.full(B, -1, np.int64) if slot is None else slot if subset is None else \
+            np.where(slot >= 0, subset[np.maximum(slot, 0)], -1)
+        (sid, sy, sx), count, fell_back = search.use_pool(subset).choose(q, t, refs, u.cpu())
         return (sid, sy, sx), count, fell_back

@@ -122,6 +122,18 @@ class ExactSearch:
         self.padded_np = np.ascontiguousarray(padded.cpu().numpy())  # (N,C,Hp,Wp)
         self.width = width
         self.window = config.window
+        # The images drawn from (:meth:`use_pool`): each unique window's multiplicity among them (U,), the
+        # images (N,) bool, and the "groups" (G,) / "leaves" (L,) bool holding one of their windows; None: all.
+        self.count: np.ndarray = index.count
+        self.images: np.ndarray | None = None
+        self.live: dict[str, np.ndarray] | None = None
+        self.pools: dict[bytes, tuple] = {}  # per-subset arrays (nps.engine.search_pool.pool_counts)
+
+    def use_pool(self, subset: np.ndarray | None) -> ExactSearch:
+        """Draw from the images ``subset`` ((P,) int64 ascending corpus ids; None: all) from now on; self."""
+        from nps.engine.search_pool import pool_counts
+        self.count, self.images, self.live = pool_counts(self, subset)
+        return self
 
     def _windows(self, ids: np.ndarray, q: StepQuery) -> torch.Tensor:
         """(n,K) float64 pixels (0..255) of unique windows ``ids``, read at each one's representative image."""
@@ -134,7 +146,13 @@ class ExactSearch:
         ix = self.index
         if not self.prune:
             return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
-        return self._pruned(q, t, refs, q.groups)
+        return self._in_pool(self._pruned(q, t, refs, self._in_pool(q.groups, "groups")))
+
+    def _in_pool(self, ids: np.ndarray, kind: str = "windows") -> np.ndarray:
+        """``ids`` (unique windows, "leaves" or "groups") that hold a window of the pool (:meth:`use_pool`)."""
+        if self.images is None:
+            return ids
+        return ids[self.count[ids] > 0] if kind == "windows" else ids[self.live[kind][ids]]
 
     def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """(n,) int64 unique ids of ``groups`` (ascending group ids of the band) that may lie within the
@@ -151,7 +169,7 @@ class ExactSearch:
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
-        leaves = _ranges(ix.group_off[groups], ix.group_off[groups + 1])
+        leaves = self._in_pool(_ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
         llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
@@ -167,7 +185,8 @@ class ExactSearch:
                 refs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Float64 scores (n,B), their error bounds (n,B), multiplicities (n,B) int64, pixels (n,K).
 
-        Windows a sample may not draw (its reference is their only occurrence) score +inf.
+        Windows a sample may not draw (no image of the pool holds them, or its reference is their only
+        occurrence there) score +inf.
         """
         ix = self.index
         s = self._windows(ids, q)  # (n,K)
@@ -177,7 +196,7 @@ class ExactSearch:
         tt = ((t * t) @ q.w)[None, :]
         d = (a + cross + tt) / q.denom
         err = (a - cross + tt).mul_(SCREEN_REL / q.denom)
-        mult = torch.from_numpy(ix.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
+        mult = torch.from_numpy(self.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
         has_ref = refs >= 0
         if has_ref.any():
             # The reference's own window at each band position loses one occurrence.
@@ -259,6 +278,8 @@ class ExactSearch:
             allowed = np.zeros(ix.pos_off[p + 1] - ix.pos_off[p], bool)
             allowed[ids[here] - ix.pos_off[p]] = True
             images = allowed[ix.uid[p] - ix.pos_off[p]]  # (N,) images whose window at p is kept
+            if self.images is not None:
+                images &= self.images
             if refs[b] >= 0:
                 images[refs[b]] = False
             sid[b] = np.flatnonzero(images)[rank[b] - 1]

@@ -121,11 +121,13 @@ class ApproxSearch(ExactSearch):
         # (B,2D) x (2D,g): the wide product (g x B with B small runs several times slower in this order).
         # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
         score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
+        if self.live is not None:  # a shared pool (use_pool): probe only groups holding one of its windows
+            score[:, torch.from_numpy(~self.live["groups"][q.groups])] = float("inf")
         best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
         return q.groups[np.unique(best.numpy())]
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
-        ids = self._pruned(q, t, refs, self.probed(q, t))
+        ids = self._in_pool(self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups")))
         ix = self.index
         self.scanned += len(ids)
         self.banded += int((ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]).sum())
@@ -151,6 +153,12 @@ class RecallMeter:
     @property
     def index(self) -> WindowIndex:
         return self.approx.index
+
+    def use_pool(self, subset: np.ndarray | None) -> RecallMeter:
+        """Both searches draw from ``subset`` (:meth:`nps.engine.search.ExactSearch.use_pool`); self."""
+        self.approx.use_pool(subset)
+        self.exact.use_pool(subset)
+        return self
 
     def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
         ids, keep, mult, fell_back = self.approx.survivors(q, t, refs)
