@@ -414,6 +414,35 @@ def test_exact_search_pruning_changes_nothing(digits, monkeypatch, cons):
     assert seen  # the unpruned search really ran
 
 
+@pytest.mark.parametrize("cons, extra", [("ssd", {}), ("ssd,loc", {}), ("ssd,loc", {"include_reference": True}),
+                                         ("ssd,loc", {"max_ssd": 0.02})])
+def test_exact_search_accepting_whole_leaves_changes_nothing(digits, monkeypatch, cons, extra):
+    """Leaves kept unscored (their upper bound within the threshold) give the records of scoring them,
+    and they are really used (on digits' blank backgrounds many leaves are exactly the context)."""
+    import nps.engine.search as search_module
+    cfg = _cfg(constraints=cons, n=4, seed=5, search="exact", **extra)
+    accepted, zero = [], []
+    original_pruned = search_module.ExactSearch._pruned
+
+    def spy(self, *args):
+        cand = original_pruned(self, *args)
+        if self.accept:
+            accepted.append(len(cand.accepted))
+            zero.append(int(cand.zero.sum()))
+        return cand
+    monkeypatch.setattr(search_module.ExactSearch, "_pruned", spy)
+    with_leaves = generate(cfg, digits)
+    assert sum(accepted) > 0 and sum(zero) > 0
+    original = search_module.ExactSearch.__init__
+
+    def scoring(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.accept = False
+    monkeypatch.setattr(search_module.ExactSearch, "__init__", scoring)
+    _same_record(with_leaves, generate(cfg, digits))
+    _same_record(with_leaves, generate(cfg.replace(search="brute"), digits))
+
+
 def test_exact_search_completion_equals_brute_force(digits):
     image = digits.test[3]
     known = np.zeros((8, 8), bool)

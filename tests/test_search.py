@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nps.engine.search import box_bound, direct_distance
+from nps.engine.search import box_bound, box_bounds, direct_distance
 from nps.engine.search_index import build_index
 
 
@@ -63,6 +63,28 @@ def test_box_bound_is_a_lower_bound_and_direct_distance_is_the_definition(rng):
     one = direct_distance(torch.from_numpy(s[3:4].astype(np.float64)), torch.from_numpy(t[:1]),
                           torch.from_numpy(w), 7.0).numpy()
     assert one[0] == d[3]
+
+
+@pytest.mark.parametrize("batch", [3, 40])  # the per-sample and the per-dimension loop (B > K)
+def test_box_bounds_enclose_every_window_of_the_box(rng, batch):
+    """Both bounds hold for every window of each box, and the upper one is 0 exactly when the box is
+    the target (so an accepted zero box really scores 0)."""
+    K = 6
+    s = rng.choice(np.array([0, 0, 0, 7, 255], np.uint8), (40, K))
+    t = rng.choice(np.array([0, 0, 7, 255], np.float64), (batch, K))
+    t[0] = 0
+    w = rng.random(K) + 0.01
+    boxes = [s[i:i + 4] for i in range(0, 40, 4)] + [np.zeros((3, K), np.uint8)]
+    lo = np.stack([b.min(0) for b in boxes])
+    hi = np.stack([b.max(0) for b in boxes])
+    low, high = box_bounds(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float())
+    for i, b in enumerate(boxes):
+        exact = ((t[None] - b[:, None].astype(np.float64)) ** 2 * w).sum(-1)  # (n,B)
+        assert (low[i].numpy() <= exact.min(0) * (1 + 1e-6)).all()
+        assert (high[i].numpy() >= exact.max(0) * (1 - 1e-6)).all()
+        assert ((high[i].numpy() == 0) == (exact.max(0) == 0)).all()
+    assert high[-1, 0] == 0  # the all-zero box against the blank target
+    assert torch.equal(low, box_bound(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float()))
 
 
 # ----------------------------------------------------------------------------- a shared (label) pool through the index

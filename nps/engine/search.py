@@ -7,8 +7,12 @@ training image (constraints without ``ssl``) is served from a :class:`WindowInde
 1. *Bound.*  Each group and leaf of unique windows has a box (per-dimension min, max),
    so ``sum gm * gap(t, box)^2 / sum gm`` bounds the masked distance of all its windows
    from below.  An upper bound on the minimum comes from the windows of each sample's
-   most promising group; groups and leaves whose bound exceeds the threshold that
-   upper bound implies are skipped (for the whole batch when every sample skips them).
+   most promising groups' best leaves; groups and leaves whose bound exceeds the threshold
+   that upper bound implies are skipped (for the whole batch when every sample skips them).
+   A leaf whose *upper* bound (``far`` instead of ``gap``, :func:`box_bounds`) is within the
+   least threshold the minimum allows, and which cannot hold the minimum (or scores exactly
+   0), is kept whole without scoring (:class:`Candidates`): on MNIST's blank backgrounds
+   thousands of windows match a context exactly.
 2. *Screen.*  The remaining unique windows are scored by a float64 expanded-square
    product, with a rigorous per-score error bound (any summation order).
 3. *Certify.*  Wherever that bound leaves the minimum or a threshold comparison in
@@ -26,6 +30,8 @@ where a float32 score lies within rounding of the threshold; the tests compare b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -41,6 +47,7 @@ BOUND_REL = 1e-4
 # Unique windows screened at a time: their float64 pixels are about 50 MB at K = 48 (SSD alone over
 # 60k MNIST screens millions in a step; whole, they took 7 GB).
 SCREEN_CHUNK = 1 << 17
+SEED_GROUPS = 4  # groups per sample whose windows bound its minimum from above before the groups are pruned
 SEED_LEAVES = 16  # leaves per sample whose windows tighten the upper bound on its minimum
 
 
@@ -87,19 +94,53 @@ def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) 
         lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
         w: (K,) float32 weights.
     """
+    return box_bounds(lo, hi, t, w, upper=False)[0]
+
+
+def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor,
+               upper: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n,B) float32 lower and upper bounds of the weighted SSD numerator of every window in each box.
+
+    A window s in the box [lo, hi] has ``gap_k <= |t_k - s_k| <= far_k`` with
+    ``gap_k = max(lo_k - t_k, 0) + max(t_k - hi_k, 0)`` and ``far_k = max(t_k - lo_k, hi_k - t_k)``,
+    so ``sum w gap^2 <= sum w (t - s)^2 <= sum w far^2``.  Pixels and gaps are small integers
+    (exact in float32); only the weights and the sum round (relative error far below
+    :data:`BOUND_REL`, all terms being non-negative).
+
+    Args:
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        w: (K,) float32 weights; upper: also the upper bound (else None).
+    """
     lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
     n, (B, K) = lo.shape[0], t.shape
-    if B <= K:  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
-        out = torch.empty((B, n), dtype=torch.float32)
-        for b in range(B):
-            gap = (lo - t[b]).clamp_(min=0).add_((t[b] - hi).clamp_(min=0))  # (n,K)
-            torch.mv(gap.mul_(gap), w, out=out[b])
-        return out.T
-    out = torch.zeros((n, B), dtype=torch.float32)
-    for k in range(K):  # one (n,B) pass per dimension
-        gap = (lo[:, k:k + 1] - t[:, k]).clamp_(min=0).add_((t[:, k] - hi[:, k:k + 1]).clamp_(min=0))
-        out.addcmul_(gap, gap, value=float(w[k]))
-    return out
+    if B > K:  # one (n,B) pass per dimension
+        low = torch.zeros((n, B), dtype=torch.float32)
+        high = torch.zeros((n, B), dtype=torch.float32) if upper else None
+        for k in range(K):
+            below, above = lo[:, k:k + 1] - t[:, k], t[:, k] - hi[:, k:k + 1]  # (n,B)
+            if upper:
+                far = torch.minimum(below, above)  # = -far_k
+                high.addcmul_(far, far, value=float(w[k]))
+            gap = below.clamp_(min=0).add_(above.clamp_(min=0))
+            low.addcmul_(gap, gap, value=float(w[k]))
+        return low, high
+    low = torch.empty((B, n), dtype=torch.float32)
+    high = torch.empty((B, n), dtype=torch.float32) if upper else None
+    for b in range(B):  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
+        below = lo - t[b]  # (n,K) > 0 where the box lies above the target
+        above = t[b] - hi  # > 0 where it lies below
+        if upper:
+            far = torch.minimum(below, above)  # = -far_k
+            torch.mv(far.mul_(far), w, out=high[b])
+        gap = below.clamp_(min=0).add_(above.clamp_(min=0))
+        torch.mv(gap.mul_(gap), w, out=low[b])
+    return low.T, (high.T if upper else None)
+
+
+def _rows(boxes: np.ndarray, ids: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """(n,K) ``boxes[ids][:, dims]`` for (L,D) uint8 ``boxes`` (``np.take`` of whole rows is several
+    times faster than indexing rows, then columns)."""
+    return np.take(boxes, ids, axis=0)[:, dims]
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -108,17 +149,65 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
 
 
+@dataclass
+class Candidates:
+    """The windows one step's search considers, as unique ids (:meth:`ExactSearch._pruned`).
+
+    Every window outside both sets is provably above every sample's threshold.  The
+    ``accepted`` windows are decided without being scored: for each sample, each one is
+    either provably within its threshold (``kept``) or provably above it.
+
+    Attributes:
+        scored: (n,) int64 ids screened and certified for every sample.
+        accepted: (m,) int64 ids kept unscored; kept: (m,B) bool; zero: (m,B) bool where the
+            window provably scores exactly 0 (the minimum, when it may be drawn).
+    """
+
+    scored: np.ndarray
+    accepted: np.ndarray
+    kept: torch.Tensor
+    zero: torch.Tensor
+
+    @classmethod
+    def scoring(cls, ids: np.ndarray, batch: int) -> Candidates:
+        """Every window of ``ids`` scored, none accepted."""
+        none = torch.zeros((0, batch), dtype=torch.bool)
+        return cls(ids, np.empty(0, np.int64), none, none)
+
+
+@dataclass
+class ScoredStep:
+    """A step's screen (:meth:`ExactSearch._scored`).
+
+    Attributes:
+        cand: the :class:`Candidates`; d, err: (n,B) float64 scores of ``cand.scored`` and their
+        error bounds; mult: (n,B) int64 drawable occurrences; pixels: (n,K) float64 or None
+        (screened in chunks); d_min: (B,) float64 the certified minimum; accepted_mult: (m,B)
+        int64 drawable occurrences of ``cand.accepted``.
+    """
+
+    cand: Candidates
+    d: torch.Tensor
+    err: torch.Tensor
+    mult: torch.Tensor
+    pixels: torch.Tensor | None
+    d_min: torch.Tensor
+    accepted_mult: torch.Tensor
+
+
 class ExactSearch:
     """Serve the whole-corpus steps of one sampler from its corpus's :class:`WindowIndex`.
 
     Args:
         index: the index; padded: (N,C,Hp,Wp) uint8 padded corpus; config: the generation.
         prune: False scores every unique window (the certified brute force, for tests).
+        accept: False scores every window of the leaves that survive pruning (no leaf is kept
+            unscored; for tests and the benchmark's comparison).
     """
 
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
-                 prune: bool = True) -> None:
-        self.index, self.config, self.prune = index, config, prune
+                 prune: bool = True, accept: bool = True) -> None:
+        self.index, self.config, self.prune, self.accept = index, config, prune, accept
         self.padded_np = np.ascontiguousarray(padded.cpu().numpy())  # (N,C,Hp,Wp)
         self.width = width
         self.window = config.window
@@ -141,12 +230,14 @@ class ExactSearch:
         cy, cx = np.divmod(ix.upos[ids].astype(np.int64), self.width)
         return window_pixels(self.padded_np, q.exact, ix.rep[ids], cy, cx)
 
-    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
-        """(n,) int64 unique ids, every window that may lie within the threshold of some sample."""
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
+        """Every window that may lie within the threshold of some sample (see :class:`Candidates`)."""
         ix = self.index
         if not self.prune:
-            return _ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1])
-        return self._in_pool(self._pruned(q, t, refs, self._in_pool(q.groups, "groups")))
+            return Candidates.scoring(_ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1]), len(refs))
+        cand = self._pruned(q, t, refs, self._in_pool(q.groups, "groups"))
+        cand.scored = self._in_pool(cand.scored)  # (accepted windows the pool lacks have no occurrence to keep)
+        return cand
 
     def _in_pool(self, ids: np.ndarray, kind: str = "windows") -> np.ndarray:
         """``ids`` (unique windows, "leaves" or "groups") that hold a window of the pool (:meth:`use_pool`)."""
@@ -154,14 +245,15 @@ class ExactSearch:
             return ids
         return ids[self.count[ids] > 0] if kind == "windows" else ids[self.live[kind][ids]]
 
-    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """(n,) int64 unique ids of ``groups`` (ascending group ids of the band) that may lie within the
-        threshold of some sample, the threshold of the windows of ``groups`` alone."""
+    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> Candidates:
+        """The :class:`Candidates` among ``groups`` (ascending group ids of the band), for the threshold
+        of the windows of ``groups`` alone."""
         ix = self.index
         t32 = t.float()
-        lb = box_bound(ix.group_lo[groups][:, q.dims], ix.group_hi[groups][:, q.dims], t32, q.w32) / q.denom
-        # An upper bound on each sample's minimum: the windows of its most promising group.
-        best = np.unique(groups[lb.argmin(0).numpy()])
+        lb = box_bound(_rows(ix.group_lo, groups, q.dims), _rows(ix.group_hi, groups, q.dims), t32, q.w32) / q.denom
+        # An upper bound on each sample's minimum: the windows of its most promising groups.
+        top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
+        best = np.unique(groups[top.numpy()])
         seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
         d, err, _, _ = self._screen(seed, q, t, refs)
         upper_min = (d + err).amin(0)
@@ -170,16 +262,52 @@ class ExactSearch:
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = self._in_pool(_ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
-        llb = box_bound(ix.leaf_lo[leaves][:, q.dims], ix.leaf_hi[leaves][:, q.dims], t32, q.w32) / q.denom
+        lo, hi = _rows(ix.leaf_lo, leaves, q.dims), _rows(ix.leaf_hi, leaves, q.dims)
+        llb = box_bound(lo, hi, t32, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
         seed = _ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
         d, err, _, _ = self._screen(seed, q, t, refs)
-        upper, _ = thresholds(torch.minimum((d + err).amin(0), upper_min), self.config)
+        upper_min = torch.minimum((d + err).amin(0), upper_min)
+        upper, _ = thresholds(upper_min, self.config)
         limit = torch.minimum(limit, (upper * (1.0 + BOUND_REL)).float())
-        leaves = leaves[(llb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
-        return _ranges(ix.leaf_off[leaves], ix.leaf_off[leaves + 1])
+        alive = llb * (1.0 - BOUND_REL) <= limit  # (l,B) the leaves each sample cannot rule out
+        live = alive.any(1).numpy()
+        if not self.accept:
+            return Candidates.scoring(_ranges(ix.leaf_off[leaves[live]], ix.leaf_off[leaves[live] + 1]), len(refs))
+        leaves, alive, lo, hi = leaves[live], alive[live], lo[live], hi[live]
+        low = llb[live].double() * (1.0 - BOUND_REL)  # (l,B) certified lower bounds
+        # Whole leaves kept unscored: every window provably within the threshold (its box's upper bound
+        # below the least threshold the minimum allows, :meth:`Candidates` explains), and provably not
+        # the minimum (its lower bound above the minimum's upper bound) or exactly zero.  The minimum
+        # lies in a live leaf, so it is at least the least live lower bound.
+        least = low.masked_fill(~alive, float("inf")).amin(0).clamp(min=0.0)
+        least_thr, _ = thresholds(least, self.config)
+        _, lub = box_bounds(lo, hi, t32, q.w32)
+        lub = lub / q.denom
+        zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0
+        accept = alive & (lub.double() * (1.0 + BOUND_REL) <= least_thr) & ((low > upper_min) | zero)
+        need = (alive & ~accept).any(1)
+        take = accept.any(1) & ~need
+        sizes = torch.from_numpy(ix.leaf_off[leaves + 1] - ix.leaf_off[leaves])
+        need, take = need.numpy(), take.numpy()
+        return Candidates(scored=_ranges(ix.leaf_off[leaves[need]], ix.leaf_off[leaves[need] + 1]),
+                          accepted=_ranges(ix.leaf_off[leaves[take]], ix.leaf_off[leaves[take] + 1]),
+                          kept=accept[take].repeat_interleave(sizes[take], 0),
+                          zero=(zero & accept)[take].repeat_interleave(sizes[take], 0))
+
+    def _multiplicities(self, ids: np.ndarray, q: StepQuery, refs: np.ndarray) -> torch.Tensor:
+        """(n,B) int64 the occurrences of unique windows ``ids`` each sample may draw (its reference's
+        own window at each band position loses one)."""
+        ix = self.index
+        mult = torch.from_numpy(self.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
+        has_ref = refs >= 0
+        if has_ref.any():
+            own_uid = ix.uid[q.positions[:, None], np.where(has_ref, refs, 0)[None, :]]  # (O,B), no (O,N) copy
+            own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
+            mult -= torch.from_numpy(own.astype(np.int64))
+        return mult
 
     def _screen(self, ids: np.ndarray, q: StepQuery, t: torch.Tensor,
                 refs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -188,7 +316,6 @@ class ExactSearch:
         Windows a sample may not draw (no image of the pool holds them, or its reference is their only
         occurrence there) score +inf.
         """
-        ix = self.index
         s = self._windows(ids, q)  # (n,K)
         ws = s * q.w
         a = (ws * s).sum(1, keepdim=True)  # sum w s^2
@@ -196,13 +323,7 @@ class ExactSearch:
         tt = ((t * t) @ q.w)[None, :]
         d = (a + cross + tt) / q.denom
         err = (a - cross + tt).mul_(SCREEN_REL / q.denom)
-        mult = torch.from_numpy(self.count[ids].astype(np.int64))[:, None].repeat(1, len(refs))
-        has_ref = refs >= 0
-        if has_ref.any():
-            # The reference's own window at each band position loses one occurrence.
-            own_uid = ix.uid[q.positions[:, None], np.where(has_ref, refs, 0)[None, :]]  # (O,B), no (O,N) copy
-            own = (own_uid[q.slot[ix.upos[ids]]] == ids[:, None]) & has_ref
-            mult -= torch.from_numpy(own.astype(np.int64))
+        mult = self._multiplicities(ids, q, refs)
         d = d.masked_fill(mult == 0, float("inf"))
         return d, err, mult, s
 
@@ -225,26 +346,28 @@ class ExactSearch:
 
     def survivors(self, q: StepQuery, t: torch.Tensor,
                   refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
-        """The step's kept set: unique ids (n,) int64 scored, keep (n,B) bool, multiplicities (n,B) int64
-        (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
-        ids, d, err, mult, s, d_min = self._scored(q, t, refs)
-        lo, hi = d - err, d + err
-        thr, fell_back = thresholds(d_min, self.config)
-        keep = hi <= thr
-        doubt = (lo <= thr) & ~keep
-        exact = self._recompute(d, doubt, s, t, q, ids)
+        """The step's kept set: unique ids (n,) int64 considered, keep (n,B) bool, multiplicities (n,B)
+        int64 (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
+        step = self._scored(q, t, refs)
+        d, err = step.d, step.err
+        thr, fell_back = thresholds(step.d_min, self.config)
+        keep = (d + err) <= thr
+        doubt = ((d - err) <= thr) & ~keep
+        exact = self._recompute(d, doubt, step.pixels, t, q, step.cand.scored)
         keep |= doubt & (exact <= thr)
-        return ids, keep, mult, fell_back
+        cand = step.cand
+        ids = np.concatenate([cand.scored, cand.accepted])
+        keep = torch.cat([keep, cand.kept & (step.accepted_mult > 0)])
+        return ids, keep, torch.cat([step.mult, step.accepted_mult]), fell_back
 
     def minimum(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> torch.Tensor:
         """(B,) float64 the least :func:`direct_distance` over every window of the band each sample may draw."""
-        return self._scored(q, t, refs)[5]
+        return self._scored(q, t, refs).d_min
 
-    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> tuple[
-            np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """The candidates' screen and the certified minimum: ids (n,), float64 scores and their error
-        bounds (n,B), multiplicities (n,B), pixels (n,K) or None (screened in chunks), d_min (B,)."""
-        ids = self._candidates(q, t, refs)
+    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> ScoredStep:
+        """The candidates' screen and the certified minimum (see :class:`ScoredStep`)."""
+        cand = self._candidates(q, t, refs)
+        ids = cand.scored
         if len(ids) <= SCREEN_CHUNK:
             d, err, mult, s = self._screen(ids, q, t, refs)
         else:  # keep the (n,B) scores only; the few doubtful windows' pixels are read again to recompute them
@@ -252,9 +375,16 @@ class ExactSearch:
             d, err, mult = (torch.cat(x) for x in zip(*parts))
             s = None
         # The minimum: only windows whose interval reaches below the least upper end can hold it.
-        doubt = (d - err) <= (d + err).amin(0, keepdim=True)
-        exact = self._recompute(d, doubt, s, t, q, ids)
-        return ids, d, err, mult, s, exact.masked_fill(~doubt, float("inf")).amin(0)
+        if len(ids):
+            doubt = (d - err) <= (d + err).amin(0, keepdim=True)
+            exact = self._recompute(d, doubt, s, t, q, ids)
+            d_min = exact.masked_fill(~doubt, float("inf")).amin(0)
+        else:
+            d_min = torch.full((len(refs),), float("inf"), dtype=torch.float64)
+        accepted_mult = self._multiplicities(cand.accepted, q, refs)
+        # A drawable window of an exactly-zero leaf is a minimum (scores are never negative).
+        d_min = d_min.masked_fill((cand.zero & (accepted_mult > 0)).any(0), 0.0)
+        return ScoredStep(cand, d, err, mult, s, d_min, accepted_mult)
 
     def draw(self, q: StepQuery, ids: np.ndarray, keep: torch.Tensor, mult: torch.Tensor, refs: np.ndarray,
              u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:

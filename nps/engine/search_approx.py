@@ -34,7 +34,7 @@ import torch
 
 from nps.cache import cached_arrays, content_key
 from nps.config import GenerationConfig
-from nps.engine.search import ExactSearch, StepQuery
+from nps.engine.search import Candidates, ExactSearch, StepQuery
 from nps.engine.search_index import WindowIndex
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,13 @@ class ApproxSearch(ExactSearch):
         best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
         return q.groups[np.unique(best.numpy())]
 
-    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> np.ndarray:
-        ids = self._in_pool(self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups")))
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
+        cand = self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups"))
+        cand.scored = self._in_pool(cand.scored)
         ix = self.index
-        self.scanned += len(ids)
+        self.scanned += len(cand.scored)
         self.banded += int((ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]).sum())
-        return ids
+        return cand
 
 
 @dataclass
