@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from nps.engine.search import box_bound, box_bounds, direct_distance
+from nps.engine.search import direct_distance
+from nps.engine.search_bounds import box_bound, box_bounds
 from nps.engine.search_index import build_index
 
 

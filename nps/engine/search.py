@@ -37,6 +37,7 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
+from nps.engine.search_bounds import box_bound, box_bounds, ranges, rows
 from nps.engine.search_index import WindowIndex
 from nps.engine.selection import _picks, thresholds
 
@@ -85,68 +86,6 @@ class StepQuery:
     def groups(self) -> np.ndarray:
         """(g,) int64 ascending ids of the band's groups (made on each call, from :attr:`runs`)."""
         return np.concatenate([np.arange(a, b) for a, b in self.runs])
-
-
-def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """(n,B) float32 lower bound of the weighted SSD numerator of every window in each box.
-
-    Args:
-        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
-        w: (K,) float32 weights.
-    """
-    return box_bounds(lo, hi, t, w, upper=False)[0]
-
-
-def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor,
-               upper: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(n,B) float32 lower and upper bounds of the weighted SSD numerator of every window in each box.
-
-    A window s in the box [lo, hi] has ``gap_k <= |t_k - s_k| <= far_k`` with
-    ``gap_k = max(lo_k - t_k, 0) + max(t_k - hi_k, 0)`` and ``far_k = max(t_k - lo_k, hi_k - t_k)``,
-    so ``sum w gap^2 <= sum w (t - s)^2 <= sum w far^2``.  Pixels and gaps are small integers
-    (exact in float32); only the weights and the sum round (relative error far below
-    :data:`BOUND_REL`, all terms being non-negative).
-
-    Args:
-        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
-        w: (K,) float32 weights; upper: also the upper bound (else None).
-    """
-    lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
-    n, (B, K) = lo.shape[0], t.shape
-    if B > K:  # one (n,B) pass per dimension
-        low = torch.zeros((n, B), dtype=torch.float32)
-        high = torch.zeros((n, B), dtype=torch.float32) if upper else None
-        for k in range(K):
-            below, above = lo[:, k:k + 1] - t[:, k], t[:, k] - hi[:, k:k + 1]  # (n,B)
-            if upper:
-                far = torch.minimum(below, above)  # = -far_k
-                high.addcmul_(far, far, value=float(w[k]))
-            gap = below.clamp_(min=0).add_(above.clamp_(min=0))
-            low.addcmul_(gap, gap, value=float(w[k]))
-        return low, high
-    low = torch.empty((B, n), dtype=torch.float32)
-    high = torch.empty((B, n), dtype=torch.float32) if upper else None
-    for b in range(B):  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
-        below = lo - t[b]  # (n,K) > 0 where the box lies above the target
-        above = t[b] - hi  # > 0 where it lies below
-        if upper:
-            far = torch.minimum(below, above)  # = -far_k
-            torch.mv(far.mul_(far), w, out=high[b])
-        gap = below.clamp_(min=0).add_(above.clamp_(min=0))
-        torch.mv(gap.mul_(gap), w, out=low[b])
-    return low.T, (high.T if upper else None)
-
-
-def _rows(boxes: np.ndarray, ids: np.ndarray, dims: np.ndarray) -> np.ndarray:
-    """(n,K) ``boxes[ids][:, dims]`` for (L,D) uint8 ``boxes`` (``np.take`` of whole rows is several
-    times faster than indexing rows, then columns)."""
-    return np.take(boxes, ids, axis=0)[:, dims]
-
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(starts[i], ends[i])`` (int64)."""
-    sizes = ends - starts
-    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
 
 
 @dataclass
@@ -234,7 +173,7 @@ class ExactSearch:
         """Every window that may lie within the threshold of some sample (see :class:`Candidates`)."""
         ix = self.index
         if not self.prune:
-            return Candidates.scoring(_ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1]), len(refs))
+            return Candidates.scoring(ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1]), len(refs))
         cand = self._pruned(q, t, refs, self._in_pool(q.groups, "groups"))
         cand.scored = self._in_pool(cand.scored)  # (accepted windows the pool lacks have no occurrence to keep)
         return cand
@@ -250,24 +189,24 @@ class ExactSearch:
         of the windows of ``groups`` alone."""
         ix = self.index
         t32 = t.float()
-        lb = box_bound(_rows(ix.group_lo, groups, q.dims), _rows(ix.group_hi, groups, q.dims), t32, q.w32) / q.denom
+        lb = box_bound(rows(ix.group_lo, groups, q.dims), rows(ix.group_hi, groups, q.dims), t32, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising groups.
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
-        seed = _ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
+        seed = ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
         d, err, _, _ = self._screen(seed, q, t, refs)
         upper_min = (d + err).amin(0)
         upper, _ = thresholds(upper_min, self.config)
         limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
-        leaves = self._in_pool(_ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
-        lo, hi = _rows(ix.leaf_lo, leaves, q.dims), _rows(ix.leaf_hi, leaves, q.dims)
+        leaves = self._in_pool(ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
+        lo, hi = rows(ix.leaf_lo, leaves, q.dims), rows(ix.leaf_hi, leaves, q.dims)
         llb = box_bound(lo, hi, t32, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
-        seed = _ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
+        seed = ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
         d, err, _, _ = self._screen(seed, q, t, refs)
         upper_min = torch.minimum((d + err).amin(0), upper_min)
         upper, _ = thresholds(upper_min, self.config)
@@ -275,7 +214,7 @@ class ExactSearch:
         alive = llb * (1.0 - BOUND_REL) <= limit  # (l,B) the leaves each sample cannot rule out
         live = alive.any(1).numpy()
         if not self.accept:
-            return Candidates.scoring(_ranges(ix.leaf_off[leaves[live]], ix.leaf_off[leaves[live] + 1]), len(refs))
+            return Candidates.scoring(ranges(ix.leaf_off[leaves[live]], ix.leaf_off[leaves[live] + 1]), len(refs))
         leaves, alive, lo, hi = leaves[live], alive[live], lo[live], hi[live]
         low = llb[live].double() * (1.0 - BOUND_REL)  # (l,B) certified lower bounds
         # Whole leaves kept unscored: every window provably within the threshold (its box's upper bound
@@ -292,8 +231,8 @@ class ExactSearch:
         take = accept.any(1) & ~need
         sizes = torch.from_numpy(ix.leaf_off[leaves + 1] - ix.leaf_off[leaves])
         need, take = need.numpy(), take.numpy()
-        return Candidates(scored=_ranges(ix.leaf_off[leaves[need]], ix.leaf_off[leaves[need] + 1]),
-                          accepted=_ranges(ix.leaf_off[leaves[take]], ix.leaf_off[leaves[take] + 1]),
+        return Candidates(scored=ranges(ix.leaf_off[leaves[need]], ix.leaf_off[leaves[need] + 1]),
+                          accepted=ranges(ix.leaf_off[leaves[take]], ix.leaf_off[leaves[take] + 1]),
                           kept=accept[take].repeat_interleave(sizes[take], 0),
                           zero=(zero & accept)[take].repeat_interleave(sizes[take], 0))
 

@@ -1,0 +1,78 @@
+"""Box bounds of the window index and the small gathers of the exact search (:mod:`nps.engine.search`).
+
+A box is the per-dimension [lo, hi] of a set of windows (a leaf or a group of the
+:class:`nps.engine.search_index.WindowIndex`).  For a target context ``t`` and weights ``w`` on the known
+dimensions, every window ``s`` of the box obeys::
+
+    sum_k w_k gap_k^2  <=  sum_k w_k (t_k - s_k)^2  <=  sum_k w_k far_k^2,
+    gap_k = max(lo_k - t_k, 0) + max(t_k - hi_k, 0),   far_k = max(t_k - lo_k, hi_k - t_k),
+
+the lower bound prunes, the upper one keeps whole boxes without scoring them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(n,B) float32 lower bound of the weighted SSD numerator of every window in each box.
+
+    Args:
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        w: (K,) float32 weights.
+    """
+    return box_bounds(lo, hi, t, w, upper=False)[0]
+
+
+def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor,
+               upper: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n,B) float32 lower and upper bounds of the weighted SSD numerator of every window in each box.
+
+    A window s in the box [lo, hi] has ``gap_k <= |t_k - s_k| <= far_k`` with
+    ``gap_k = max(lo_k - t_k, 0) + max(t_k - hi_k, 0)`` and ``far_k = max(t_k - lo_k, hi_k - t_k)``,
+    so ``sum w gap^2 <= sum w (t - s)^2 <= sum w far^2``.  Pixels and gaps are small integers
+    (exact in float32); only the weights and the sum round (relative error far below
+    :data:`nps.engine.search.BOUND_REL`, all terms being non-negative).
+
+    Args:
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        w: (K,) float32 weights; upper: also the upper bound (else None).
+    """
+    lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
+    n, (B, K) = lo.shape[0], t.shape
+    if B > K:  # one (n,B) pass per dimension
+        low = torch.zeros((n, B), dtype=torch.float32)
+        high = torch.zeros((n, B), dtype=torch.float32) if upper else None
+        for k in range(K):
+            below, above = lo[:, k:k + 1] - t[:, k], t[:, k] - hi[:, k:k + 1]  # (n,B)
+            if upper:
+                far = torch.minimum(below, above)  # = -far_k
+                high.addcmul_(far, far, value=float(w[k]))
+            gap = below.clamp_(min=0).add_(above.clamp_(min=0))
+            low.addcmul_(gap, gap, value=float(w[k]))
+        return low, high
+    low = torch.empty((B, n), dtype=torch.float32)
+    high = torch.empty((B, n), dtype=torch.float32) if upper else None
+    for b in range(B):  # one (n,K) pass per sample: no (n,B,K) intermediate (4x faster at n = 8,000, B = 4)
+        below = lo - t[b]  # (n,K) > 0 where the box lies above the target
+        above = t[b] - hi  # > 0 where it lies below
+        if upper:
+            far = torch.minimum(below, above)  # = -far_k
+            torch.mv(far.mul_(far), w, out=high[b])
+        gap = below.clamp_(min=0).add_(above.clamp_(min=0))
+        torch.mv(gap.mul_(gap), w, out=low[b])
+    return low.T, (high.T if upper else None)
+
+
+def rows(boxes: np.ndarray, ids: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """(n,K) ``boxes[ids][:, dims]`` for (L,D) uint8 ``boxes`` (``np.take`` of whole rows is several
+    times faster than indexing rows, then columns)."""
+    return np.take(boxes, ids, axis=0)[:, dims]
+
+
+def ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(starts[i], ends[i])`` (int64)."""
+    sizes = ends - starts
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
