@@ -81,6 +81,7 @@ OUT_OF_RANGE: dict[tuple[str, str], list[str]] = {
     ("ablate", "--ms-eps"): ["-1", "1e300"],
     ("scale", "--n"): COUNT, ("scale", "--seed"): ["-1", str(2**64)], ("scale", "--batch-size"): COUNT,
     ("scale", "--k"): COUNT, ("scale", "--baseline-n"): COUNT, ("scale", "--ray-cpus"): COUNT,
+    ("index", "--subset"): COUNT, ("index", "--window"): ["1", "4", "999", "9"],
     ("trace", "--sample"): ["-1", "3", HUGE], ("trace", "--y"): ["-1", "8", HUGE], ("trace", "--x"): ["-1", "8", HUGE],
 }
 # Values that are wrong whatever the flag's range.
@@ -114,6 +115,7 @@ def _base(command: str, tmp, record: str) -> list[str]:
         "trace": [record, "--y", "3", "--x", "3"],
         "scale": ["--sizes", "1k", "--n", "2", "--baseline-max", "0", "--out", f"{tmp}/sc"],
         "lessons": ["verify"],
+        "index": [*digits],
     }[command]
 
 

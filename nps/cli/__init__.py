@@ -19,7 +19,7 @@ from nps import __version__
 from nps.errors import NPSError
 
 COMMANDS = (
-    "generate", "corpora", "bench", "cache", "train_encoder", "embed", "encoder_eval",
+    "generate", "corpora", "bench", "cache", "index", "train_encoder", "embed", "encoder_eval",
     "train_classifier", "evaluate", "ablate", "sweep", "trace", "merge", "baselines", "scale", "lessons",
 )
 

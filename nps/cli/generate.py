@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nps import NPSError, generate, load_corpus  # the public API
     from nps.cli._common import writable_path
+    from nps.cli.index import missing_index_line
     from nps.lab.cost import estimate_line
     from nps.provenance import check_provenance
 
@@ -95,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
     print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.lab.cost; stderr keeps one error line
+    hint = missing_index_line(cfg, corpus)  # looks at file names only: builds and loads nothing
+    if hint:
+        print(hint, flush=True)
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 

@@ -10,6 +10,8 @@ decisions in float64 by :mod:`nps.engine.certify`, or the pruned index of :mod:`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -23,7 +25,21 @@ from nps.engine.search import ExactSearch, StepQuery
 from nps.engine.search_index import window_index
 from nps.engine.selection import draw, draw_chunked
 
-__all__ = ["StepChoice"]
+if TYPE_CHECKING:  # pragma: no cover
+    from nps.config import GenerationConfig
+
+__all__ = ["StepChoice", "uses_window_index"]
+
+
+def uses_window_index(config: GenerationConfig, shared_pool: bool) -> bool:
+    """Whether a run with ``config`` searches the whole-corpus window index (see :meth:`StepChoice.exact_search`).
+
+    Args:
+        shared_pool: the "images" constraint gives one pool shared by the batch (a label's images).
+    """
+    if config.search not in ("exact", "approx") or not config.uses("ssd"):
+        return False
+    return not active(config, "images") or (shared_pool and not config.ssd_global_min)
 
 
 class StepChoice(StepScores):
@@ -47,9 +63,7 @@ class StepChoice(StepScores):
         scan runs, which makes the same draws.
         """
         cfg = self.config
-        if cfg.search not in ("exact", "approx") or not cfg.uses("ssd"):
-            return None
-        if active(cfg, "images") and (self.pools.shared is None or cfg.ssd_global_min):
+        if not uses_window_index(cfg, self.pools.shared is not None):
             return None
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]

@@ -66,10 +66,15 @@ def build_centroids(index: WindowIndex, padded: np.ndarray, window: int, width: 
     return {"centroid": out}
 
 
+def centroid_key(index_key: str) -> str:
+    """The cache key of the group centroids (``windowcentroids-KEY.npz``) of the index with key ``index_key``."""
+    return content_key("window-centroids", CENTROID_VERSION, index_key)
+
+
 def group_centroids(index_key: str, index: WindowIndex, padded: np.ndarray, window: int,
                     width: int) -> np.ndarray:
     """The (cached) (G,D) float32 group centroids of the index with key ``index_key``."""
-    key = content_key("window-centroids", CENTROID_VERSION, index_key)
+    key = centroid_key(index_key)
     arrays = cached_arrays("windowcentroids", key, lambda: build_centroids(index, padded, window, width),
                            meta={"groups": int(len(index.group_off) - 1)})
     return arrays["centroid"]
