@@ -1,4 +1,4 @@
-"""`python -m nps index`: builds the window index a run looks up, says when it is cached, and never drops it silently."""
+"""`python -m nps index`: builds the index a run looks up, says when it is cached, never drops it silently."""
 
 from __future__ import annotations
 
@@ -69,6 +69,8 @@ def test_missing_index_line_covers_label_pools_and_not_knn_pools(digits, cache_d
     base = GenerationConfig(corpus="digits", window=3, seed_size=2, search="exact")
     assert missing_index_line(base.replace(constraints=("ssd", "loc")), digits) is not None
     assert missing_index_line(base.replace(constraints=("ssd", "loc", "ssl"), label=3), digits) is not None
+    approx = missing_index_line(base.replace(constraints=("ssd", "loc"), search="approx"), digits)
+    assert "--window 3 --approx`" in approx
     assert missing_index_line(base.replace(constraints=("ssd", "loc", "ssl")), digits) is None  # k-NN pools
     assert missing_index_line(base.replace(constraints=("ssd", "loc"), search="brute"), digits) is None
 

@@ -74,8 +74,9 @@ def missing_index_line(cfg, corpus) -> str | None:
         return None
     if index_cached(corpus.content_hash, cfg.window, padded_shape(len(corpus), corpus.image_shape, cfg.window)):
         return None
+    extra = ("--approx",) if cfg.search == "approx" else ()  # its centroids too (else built on first use)
     return "hint: " + missing_index_hint(len(corpus), index_command(cfg.corpus, cfg.subset, cfg.window,
-                                                                     cfg.data_root))
+                                                                     cfg.data_root, extra))
 
 
 def centroids_path(root: Path, corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
