@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import nps.engine.search_index as search_index
+import nps.engine.window_cache as search_index
 from nps.cache_quota import is_pinned
 from nps.cli import main
 from nps.config import GenerationConfig

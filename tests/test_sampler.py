@@ -496,7 +496,7 @@ def test_search_mode_is_checked():
 
 
 def test_exact_search_without_cached_index_on_a_large_corpus_uses_the_dense_scan(digits, monkeypatch, cache_dir):
-    import nps.engine.search_index as search_index
+    import nps.engine.window_cache as search_index
     monkeypatch.setattr(search_index, "BUILD_ON_USE", 0)  # digits now counts as large
     monkeypatch.setattr(search_index, "_INDEXES", {})
     cfg = _cfg(constraints="ssd,loc", n=3, search="exact")

@@ -6,7 +6,7 @@
 The comparison builds the subset's index once per case to warm up, then alternates fast and
 plain builds ``--repeats`` times, prints each time and the medians, and checks that both
 gave the same arrays.  ``--full`` builds (and caches) the index of the whole corpus the way
-the sampler does (:func:`nps.engine.search_index.window_index`), and prints its time and
+the sampler does (:func:`nps.engine.window_cache.window_index`), and prints its time and
 the process's peak RSS.
 """
 
@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from nps.corpora import load_corpus  # noqa: E402
 from nps.engine import search_index as si  # noqa: E402
+from nps.engine import window_cache  # noqa: E402
 from nps.engine.sampler_setup import padded_corpus  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     h, w = corpus.train.shape[1:3]
     if a.full:
         t = time.perf_counter()
-        ix = si.window_index(corpus.content_hash, padded, a.window, h, w, build=True)
+        ix = window_cache.window_index(corpus.content_hash, padded, a.window, h, w, build=True)
         print(f"full build of {len(padded)} images: {time.perf_counter() - t:.1f} s, {len(ix.rep)} unique windows, "
               f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
         return

@@ -2,7 +2,7 @@
 
 ``--search exact|approx`` serves whole-corpus (and ``--label``) steps from a window index
 in ``cache/`` (:mod:`nps.engine.search_index`).  Corpora of more than
-:data:`~nps.engine.search_index.BUILD_ON_USE` windows (all 60k MNIST) never build one on use
+:data:`~nps.engine.window_cache.BUILD_ON_USE` windows (all 60k MNIST) never build one on use
 (about a minute and 1 GB), so without this command they silently take the dense scan.
 
 The index is built through the sampler itself (``Sampler.exact_search(build=True)``, as
@@ -48,7 +48,7 @@ def index_command(corpus: str, subset: int | None, window: int, data_root: str |
                   extra: tuple[str, ...] = ()) -> str:
     """The ``python -m nps index`` command line that builds the index a run with these fields looks up."""
     from nps.config import DEFAULTS
-    from nps.engine.search_index import INDEX_COMMAND
+    from nps.engine.window_cache import INDEX_COMMAND
     parts = [INDEX_COMMAND, "--corpus", shlex.quote(corpus)]
     if subset is not None:
         parts += ["--subset", str(subset)]
@@ -67,7 +67,7 @@ def missing_index_line(cfg, corpus) -> str | None:
     """
     from nps.constraints import active
     from nps.engine.sampler_choice import uses_window_index
-    from nps.engine.search_index import builds_on_use, index_cached, missing_index_hint, padded_shape
+    from nps.engine.window_cache import builds_on_use, index_cached, missing_index_hint, padded_shape
     h, w = corpus.image_shape[:2]
     shared = cfg.label is not None and active(cfg, "images")  # a label's pool (nps.constraints.representation)
     if not uses_window_index(cfg, shared) or builds_on_use(len(corpus), h, w):
@@ -82,7 +82,7 @@ def missing_index_line(cfg, corpus) -> str | None:
 def centroids_path(root: Path, corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
     """Where the approximate search's group centroids of that index live in the cache."""
     from nps.engine.search_approx import centroid_key
-    from nps.engine.search_index import index_key
+    from nps.engine.window_cache import index_key
     return root / f"windowcentroids-{centroid_key(index_key(corpus_hash, window, shape))}.npz"
 
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
     from nps.engine.sampler import Sampler
-    from nps.engine.search_index import index_path, padded_shape
+    from nps.engine.window_cache import index_path, padded_shape
 
     cfg = GenerationConfig.make(corpus=args.corpus, subset=args.subset, data_root=args.data_root,
                                 window=args.window, constraints="ssd,loc", n=1, batch_size=1,

@@ -22,8 +22,8 @@ from nps.engine.sampler_pool import SemanticPools
 from nps.engine.sampler_scores import StepScores
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
 from nps.engine.search import ExactSearch, StepQuery
-from nps.engine.search_index import window_index
 from nps.engine.selection import draw, draw_chunked
+from nps.engine.window_cache import window_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from nps.config import GenerationConfig

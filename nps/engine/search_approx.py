@@ -83,7 +83,7 @@ def group_centroids(index_key: str, index: WindowIndex, padded: np.ndarray, wind
 def approx_search(index: WindowIndex, corpus_hash: str, padded: torch.Tensor, config: GenerationConfig,
                   width: int) -> ApproxSearch:
     """The :class:`ApproxSearch` of a corpus whose window index is ``index`` (centroids cached)."""
-    from nps.engine.search_index import index_key
+    from nps.engine.window_cache import index_key
 
     padded_np = np.ascontiguousarray(padded.cpu().numpy())
     key = index_key(corpus_hash, config.window, padded_np.shape)
