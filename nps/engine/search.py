@@ -223,8 +223,13 @@ class ExactSearch:
         # lies in a live leaf, so it is at least the least live lower bound.
         least = low.masked_fill(~alive, float("inf")).amin(0).clamp(min=0.0)
         least_thr, _ = thresholds(least, self.config)
-        _, lub = box_bounds(lo, hi, t32, q.w32)
-        lub = lub / q.denom
+        # Only a leaf whose lower bound is within that threshold for every sample that keeps it can be
+        # kept whole (upper >= lower): its upper bound is computed for those alone (few, on most steps).
+        maybe = ((low <= least_thr) | ~alive).all(1)
+        lub = torch.full(alive.shape, float("inf"), dtype=torch.float32)
+        if maybe.any():
+            sel = maybe.numpy()
+            lub[maybe] = box_bounds(lo[sel], hi[sel], t32, q.w32)[1] / q.denom
         zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0
         accept = alive & (lub.double() * (1.0 + BOUND_REL) <= least_thr) & ((low > upper_min) | zero)
         need = (alive & ~accept).any(1)
