@@ -283,6 +283,11 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def entry_path(kind: str, key: str, root: Path | None = None) -> Path:
+    """Where :func:`cached_arrays` keeps the entry ``<kind>-<key>.npz`` (whether or not it is there)."""
+    return (Path(root) if root is not None else cache_root()) / f"{kind}-{key}.npz"
+
+
 def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]],
                   meta: dict | None = None, root: Path | None = None) -> dict[str, np.ndarray]:
     """Return the entry ``<kind>-<key>.npz``, building and storing it if needed.
@@ -304,8 +309,8 @@ def cached_arrays(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]
 
     if not kind or not key or "/" in kind or "/" in key or "-" in key:
         raise ValueError(f"bad cache kind/key {kind!r}/{key!r}: no '/' in either and no '-' in the key")
-    root = Path(root) if root is not None else cache_root()
-    path = root / f"{kind}-{key}.npz"
+    path = entry_path(kind, key, root)
+    root = path.parent
     if path.is_file():
         hit = load_validated_npz(path, key)
         if hit is not None:

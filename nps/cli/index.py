@@ -79,11 +79,11 @@ def missing_index_line(cfg, corpus) -> str | None:
                                                                      cfg.data_root, extra))
 
 
-def centroids_path(root: Path, corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
+def centroids_path(corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
     """Where the approximate search's group centroids of that index live in the cache."""
-    from nps.engine.search_approx import centroid_key
+    from nps.engine import search_approx
     from nps.engine.window_cache import index_key
-    return root / f"windowcentroids-{centroid_key(index_key(corpus_hash, window, shape))}.npz"
+    return search_approx.centroids_path(index_key(corpus_hash, window, shape))
 
 
 def _inode(path: Path) -> int | None:
@@ -155,11 +155,11 @@ def run(args: argparse.Namespace) -> int:
                            f"NPS_CACHE_QUOTA_MB={_suggest_mb(size * 2)} {command}.")
         raise NPSError(f"the window index was built but could not be written to {root} (see the warning above); "
                        "free disk space or set NPS_CACHE_DIR to a writable folder.")
-    if args.approx and not centroids_path(root, corpus.content_hash, cfg.window, shape).is_file():
+    if args.approx and not centroids_path(corpus.content_hash, cfg.window, shape).is_file():
         raise NPSError(f"the index is cached ({path.name}) but its centroids were built and not kept (see the "
                        f"warning above); raise NPS_CACHE_QUOTA_MB or free disk space, then rerun {command}.")
     built = _inode(path) != before  # a hit keeps the file; a (re)build renames a new one into place
-    entries = [path, centroids_path(root, corpus.content_hash, cfg.window, shape)] if args.approx else [path]
+    entries = [path, centroids_path(corpus.content_hash, cfg.window, shape)] if args.approx else [path]
     if args.pin:
         try:
             for e in entries:

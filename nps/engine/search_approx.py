@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from nps.cache import cached_arrays, content_key
+from nps.cache import cached_arrays, content_key, entry_path
 from nps.config import GenerationConfig
 from nps.engine.search import Candidates, ExactSearch, StepQuery
 from nps.engine.search_index import WindowIndex
@@ -40,6 +41,7 @@ from nps.engine.search_index import WindowIndex
 log = logging.getLogger(__name__)
 
 CENTROID_VERSION = 1
+CENTROID_KIND = "windowcentroids"  # the cache entries' kind: windowcentroids-KEY.npz
 
 
 def build_centroids(index: WindowIndex, padded: np.ndarray, window: int, width: int) -> dict[str, np.ndarray]:
@@ -66,6 +68,11 @@ def build_centroids(index: WindowIndex, padded: np.ndarray, window: int, width: 
     return {"centroid": out}
 
 
+def centroids_path(index_key: str) -> Path:
+    """Where the group centroids of the index with key ``index_key`` live in the cache (whether or not they are)."""
+    return entry_path(CENTROID_KIND, centroid_key(index_key))
+
+
 def centroid_key(index_key: str) -> str:
     """The cache key of the group centroids (``windowcentroids-KEY.npz``) of the index with key ``index_key``."""
     return content_key("window-centroids", CENTROID_VERSION, index_key)
@@ -75,7 +82,7 @@ def group_centroids(index_key: str, index: WindowIndex, padded: np.ndarray, wind
                     width: int) -> np.ndarray:
     """The (cached) (G,D) float32 group centroids of the index with key ``index_key``."""
     key = centroid_key(index_key)
-    arrays = cached_arrays("windowcentroids", key, lambda: build_centroids(index, padded, window, width),
+    arrays = cached_arrays(CENTROID_KIND, key, lambda: build_centroids(index, padded, window, width),
                            meta={"groups": int(len(index.group_off) - 1)})
     return arrays["centroid"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nps.cache import cache_root, cached_arrays, content_key
+from nps.cache import cached_arrays, content_key, entry_path
 from nps.engine.search_index import GROUP, INDEX_VERSION, LEAF, WindowIndex, build_index
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ _INDEXES: dict[str, WindowIndex] = {}
 BUILD_ON_USE = 5_000_000
 
 INDEX_COMMAND = "python -m nps index"
+INDEX_KIND = "windowindex"  # the cache entries' kind: windowindex-KEY.npz
 
 
 def index_key(corpus_hash: str, window: int, shape: tuple[int, ...]) -> str:
@@ -35,7 +36,7 @@ def index_key(corpus_hash: str, window: int, shape: tuple[int, ...]) -> str:
 
 def index_path(corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
     """Where the index of :func:`index_key` lives in the cache (whether or not it is there)."""
-    return cache_root() / f"windowindex-{index_key(corpus_hash, window, shape)}.npz"
+    return entry_path(INDEX_KIND, index_key(corpus_hash, window, shape))
 
 
 def padded_shape(images: int, image_shape: tuple[int, ...], window: int) -> tuple[int, int, int, int]:
@@ -81,14 +82,14 @@ def window_index(corpus_hash: str, padded: np.ndarray, window: int, height: int,
     meta = {"window": window, "images": int(padded.shape[0])}
     if key in _INDEXES and build and not index_path(corpus_hash, window, padded.shape).is_file():
         held = _INDEXES[key]
-        cached_arrays("windowindex", key, lambda: dict(vars(held)), meta=meta)  # the same arrays: no rebuild
+        cached_arrays(INDEX_KIND, key, lambda: dict(vars(held)), meta=meta)  # the same arrays: no rebuild
     if key not in _INDEXES:
         if build is None:
             build = builds_on_use(padded.shape[0], height, width)
         if not build and not index_path(corpus_hash, window, padded.shape).is_file():
             log.info("%s", missing_index_hint(int(padded.shape[0])))
             return None
-        arrays = cached_arrays("windowindex", key, lambda: build_index(padded, window, height, width), meta=meta)
+        arrays = cached_arrays(INDEX_KIND, key, lambda: build_index(padded, window, height, width), meta=meta)
         while len(_INDEXES) >= 2:
             _INDEXES.pop(next(iter(_INDEXES)))
         _INDEXES[key] = WindowIndex(**arrays)
