@@ -193,11 +193,8 @@ class ExactSearch:
         # An upper bound on each sample's minimum: the windows of its most promising groups.
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
-        seed = ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]])
-        d, err, _, _ = self._screen(seed, q, t, refs)
-        upper_min = (d + err).amin(0)
-        upper, _ = thresholds(upper_min, self.config)
-        limit = (upper * (1.0 + BOUND_REL)).float()  # (B,)
+        upper_min, limit = self._upper(ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]]),
+                                       q, t, refs, torch.full((len(refs),), float("inf"), dtype=torch.float64))
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = self._in_pool(ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
@@ -206,11 +203,8 @@ class ExactSearch:
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
-        seed = ranges(ix.leaf_off[np.unique(leaves[top.numpy()])], ix.leaf_off[np.unique(leaves[top.numpy()]) + 1])
-        d, err, _, _ = self._screen(seed, q, t, refs)
-        upper_min = torch.minimum((d + err).amin(0), upper_min)
-        upper, _ = thresholds(upper_min, self.config)
-        limit = torch.minimum(limit, (upper * (1.0 + BOUND_REL)).float())
+        best = np.unique(leaves[top.numpy()])
+        upper_min, limit = self._upper(ranges(ix.leaf_off[best], ix.leaf_off[best + 1]), q, t, refs, upper_min)
         alive = llb * (1.0 - BOUND_REL) <= limit  # (l,B) the leaves each sample cannot rule out
         live = alive.any(1).numpy()
         if not self.accept:
@@ -229,7 +223,7 @@ class ExactSearch:
         lub = torch.full(alive.shape, float("inf"), dtype=torch.float32)
         if maybe.any():
             sel = maybe.numpy()
-            lub[maybe] = box_bounds(lo[sel], hi[sel], t32, q.w32)[1] / q.denom
+            lub[maybe] = box_bounds(lo[sel], hi[sel], t32, q.w32, lower=False)[1] / q.denom
         zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0
         accept = alive & (lub.double() * (1.0 + BOUND_REL) <= least_thr) & ((low > upper_min) | zero)
         need = (alive & ~accept).any(1)
@@ -240,6 +234,16 @@ class ExactSearch:
                           accepted=ranges(ix.leaf_off[leaves[take]], ix.leaf_off[leaves[take] + 1]),
                           kept=accept[take].repeat_interleave(sizes[take], 0),
                           zero=(zero & accept)[take].repeat_interleave(sizes[take], 0))
+
+    def _upper(self, seed: np.ndarray, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
+               upper_min: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tighten each sample's upper bound on its minimum with the windows ``seed`` (any window's score
+        bounds the minimum from above) and return it, (B,) float64, with the pruning limit it implies
+        (B,) float32 (the threshold rule is monotone in the minimum, so the threshold is below it)."""
+        d, err, _, _ = self._screen(seed, q, t, refs)
+        upper_min = torch.minimum((d + err).amin(0), upper_min)
+        upper, _ = thresholds(upper_min, self.config)
+        return upper_min, (upper * (1.0 + BOUND_REL)).float()
 
     def _multiplicities(self, ids: np.ndarray, q: StepQuery, refs: np.ndarray) -> torch.Tensor:
         """(n,B) int64 the occurrences of unique windows ``ids`` each sample may draw (its reference's
