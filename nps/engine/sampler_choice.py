@@ -90,7 +90,7 @@ class StepChoice(StepScores):
             (B,) bool rows where nothing passed ``max_ssd`` (None without a ceiling).
         """
         search = self.exact_search() if pool.images is None else None
-        if search is not None and (pool.ids is None or (np.diff(pool.ids[0]) > 0).all()):  # ascending: slot order
+        if search is not None:  # the whole corpus, or a shared pool (ascending ids: checked once per pool)
             return self._choose_exact(search, geo, cpad, pool, u)
         if pool.images is None:
             chunks = self._shared_chunks(geo, cpad, pool)
@@ -193,9 +193,8 @@ class StepChoice(StepScores):
         t = q.exact.context(cpad, geo.y, geo.x, self.config.window)  # (B,K) float64, 0..255
         B = t.shape[0]
         subset = None if pool.ids is None else pool.ids[0]  # (P,) ascending corpus ids of a shared pool
-        slot = pool.excluded_slot
-        # The search takes the images each sample may not copy; a shared pool's exclusions are slots in it.
-        refs = np.full(B, -1, np.int64) if slot is None else slot if subset is None else \
-            np.where(slot >= 0, subset[np.maximum(slot, 0)], -1)
+        refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
+        if subset is not None:  # the search takes the images each sample may not copy, not slots in the pool
+            refs = np.where(refs >= 0, subset[np.maximum(refs, 0)], -1)
         (sid, sy, sx), count, fell_back = search.use_pool(subset).choose(q, t, refs, u.cpu())
         return (sid, sy, sx), count, fell_back
