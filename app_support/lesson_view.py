@@ -22,7 +22,7 @@ import streamlit as st
 from nps.config import GenerationConfig
 from nps.errors import NPSError
 from nps.lab import lesson_records
-from nps.lab.cost import estimate, format_seconds
+from nps.lab.cost import estimate, format_seconds, index_state
 from nps.record import ProvenanceRecord
 
 
@@ -41,7 +41,7 @@ def live_estimate(config: GenerationConfig, corpus: Any) -> str:
     server (up to two minutes with SimCLR on MNIST here): said when its pools are not built yet.
     """
     from app_support.stages import prepared
-    text = format_seconds(estimate(config, len(corpus), corpus.image_shape).seconds)
+    text = format_seconds(estimate(config, len(corpus), corpus.image_shape, index=index_state(config, corpus)).seconds)
     if config.per_sample_pools() and not prepared(config):
         text += f", plus embedding {len(corpus):,} images once"
     return text

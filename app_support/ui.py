@@ -91,8 +91,9 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
     """
     from app_support.stages import prepared
     from nps.constraints import active
-    from nps.lab.cost import cheaper, estimate, format_seconds
-    est = estimate(config, len(corpus), corpus.image_shape, pixels)
+    from nps.lab.cost import cheaper, estimate, format_seconds, index_state
+    index = index_state(config, corpus)  # file names only
+    est = estimate(config, len(corpus), corpus.image_shape, pixels, index)
     cold = "" if prepared(config) or not config.per_sample_pools() else (
         f" The first run on this server also embeds the {len(corpus):,} training images once with {config.encoder}"
         + (" (up to two minutes with SimCLR on 2 cores" if config.encoder == "simclr" else " (cached on disk")
@@ -105,8 +106,8 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
         st.warning(f"Expected: **{format_seconds(est.seconds)}** on this 2-core machine: {est.windows_per_pixel:,} "
                    f"candidate windows per pixel ({len(corpus):,} images"
                    f"{'' if active(config, 'centres') else ', every position'}) × {est.pixels} pixels × {est.n} "
-                   f"samples.{cold}", icon=":material/hourglass_top:")
-        alts = cheaper(config, len(corpus), corpus.image_shape, pixels=pixels)
+                   f"samples{_search_words(config, est, index)}.{cold}", icon=":material/hourglass_top:")
+        alts = cheaper(config, len(corpus), corpus.image_shape, pixels=pixels, index=index)
         if alts:
             row = st.container(horizontal=True)
             for i, alt in enumerate(alts):
@@ -119,6 +120,19 @@ def warn_if_slow(config: Any, corpus: Any, keys: dict | None = None, key: str = 
                                args=(alt.changes, keys or {}), icon=":material/bolt:")
                 else:
                     row.caption(label)
+
+
+def _search_words(config: Any, est: Any, index: str) -> str:
+    """How the estimate searches (the window index prunes, or why it does not), for the slow-run warning."""
+    if est.search == "exact":
+        return ", pruned by the exact window-index search" + (
+            f" (its index is built first: {est.index_build_s:.0f} s)" if est.index_build_s >= 1 else "")
+    if est.search == "approx":
+        return ", searched approximately in the window index"
+    if index == "missing":
+        return (" (no window index is cached for this corpus, so every window is scored; "
+                "`python -m nps index` builds one in about a minute)")
+    return ""
 
 
 def lesson_banner(state_key: str, then: str) -> None:

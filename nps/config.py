@@ -90,8 +90,9 @@ class GenerationConfig:
         batch_size: samples advanced in lockstep.
         device: "cpu" or "cuda".
         search: how steps whose candidates are the whole corpus (no ``ssl``) or a label's shared pool are searched:
-            "brute" (score every window, float32; the default) or "exact" (pruned, :mod:`nps.engine.search`;
-            opt-in until its 60k records are shown identical to the dense scan's) or "approx"
+            "exact" (the default: pruned by the window index, :mod:`nps.engine.search`, where it is cached or
+            built on use, else the dense scan; records identical to "brute", tested on small corpora and on
+            60k MNIST), "brute" (score every window in float32, certified) or "approx"
             (opt-in, never the default: the nearest ``nprobe`` index groups only, :mod:`nps.engine.search_approx`).
         nprobe: groups of the window index searched per sample and step by ``search="approx"``.
         data_root: extra folder to look for corpus files.

@@ -33,9 +33,10 @@ ENGINE_FIELDS: tuple[Field, ...] = (
     Field("batch_size", "int", 64, "samples advanced in lockstep (default: %(default)s)", limits=(1, 2**20),
           app=(1, 64), group="run", sweep=False),
     Field("device", "str", "cpu", "cpu or cuda (default: %(default)s)", group="run", sweep=False, app_fixed=("cpu",)),
-    Field("search", "str", "brute", "whole-corpus and --label steps: brute scores every window (float32, the default); "
-          "exact prunes with a cached window index (opt-in: matched brute on small corpora, not yet at 60k); "
-          "approx searches only the --nprobe index groups nearest each context (opt-in, approximate)",
+    Field("search", "str", "exact", "whole-corpus and --label steps: exact (the default) prunes with the window "
+          "index where it is cached or the corpus is small enough to build it on use, and otherwise scores every "
+          "window, with the same draws either way; brute always scores every window (float32, certified); approx "
+          "searches only the --nprobe index groups nearest each context (opt-in, approximate)",
           choices=SEARCH_MODES),
     Field("nprobe", "int", 256, "search approx (opt-in): window-index groups (inverted lists of about 100 unique "
           "windows) searched per sample and step, the nearest to its context; more is slower and closer to exact "

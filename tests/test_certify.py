@@ -27,7 +27,7 @@ from nps.engine.certify import (
 from nps.engine.reference_impl import generate_plain
 from nps.engine.sampler import generate
 from nps.engine.selection import thresholds
-from nps.engine.ssd import window_ssd_shared
+from nps.engine.ssd import window_ssd_rows, window_ssd_shared, with_squares
 
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4)
 KEYS = ("images", "source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
@@ -43,9 +43,19 @@ def _tau(target: torch.Tensor, gm: torch.Tensor) -> torch.Tensor:
     return ((g * target.double() ** 2).sum((1, 2, 3)) / g.sum()).sqrt()
 
 
+def _per_sample_rows(images: np.ndarray, target: torch.Tensor, gm: torch.Tensor) -> torch.Tensor:
+    """(B,O,n) scores of every sample against all n images by :func:`window_ssd_rows` (the no-locality kernel)."""
+    n, C, hp, wp = images.shape
+    B = target.shape[0]
+    x = torch.from_numpy(images).float().div_(255.0).permute(2, 3, 1, 0).reshape(hp * wp, C, n)
+    pool = with_squares(x, 1)[None].expand(B, -1, -1, -1).contiguous()  # (B,L,C+1,n)
+    return window_ssd_rows(pool, wp, 0, target, gm, hp - gm.shape[0] + 1)
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("window", [3, 7])
-def test_float32_scores_stay_inside_the_bound(rng, channels, window):
+@pytest.mark.parametrize("kernel", ["shared", "rows"])
+def test_float32_scores_stay_inside_the_bound(rng, channels, window, kernel):
     n, B = 300, 6
     images = rng.integers(0, 256, (n, channels, window + 4, window + 4), dtype=np.uint8)
     images[: n // 3] = 0  # blank windows: the bound must be relative there
@@ -58,7 +68,10 @@ def test_float32_scores_stay_inside_the_bound(rng, channels, window):
     gm64 = np.exp(-(y ** 2 + x ** 2) / (2 * 1.5 ** 2)) * known
     gm = torch.from_numpy(gm64).float()
     target = torch.from_numpy(ctx).float() / 255.0
-    d32 = window_ssd_shared(torch.from_numpy(images).float() / 255.0, target, gm)  # (B,O,n)
+    if kernel == "shared":
+        d32 = window_ssd_shared(torch.from_numpy(images).float() / 255.0, target, gm)  # (B,O,n)
+    else:
+        d32 = _per_sample_rows(images, target, gm)
     wts = ExactWeights(gm64, channels, window + 4, window + 4)
     cy, cx = np.divmod(np.arange(25), 5)  # centre offsets o = cy * 5 + cx: window corners
     b, o, p = (a.ravel() for a in np.meshgrid(np.arange(B), np.arange(25), np.arange(n), indexing="ij"))
@@ -77,7 +90,7 @@ def test_float32_scores_stay_inside_the_bound(rng, channels, window):
 def _noisy(real, rng: np.random.Generator, flips: list[int]):
     """Wrap a float32 kernel: add noise within half the error bound (as another BLAS might round)."""
 
-    per_sample = real is sampler_module.window_ssd  # (B,O,P) scores; else (ny,n,nx,B) chunks
+    per_sample = real in (sampler_module.window_ssd, sampler_module.window_ssd_rows)  # (B,O,P); else (ny,n,nx,B)
 
     def kernel(*args, **kwargs):
         d = real(*args, **kwargs)
@@ -104,13 +117,13 @@ def _noisy(real, rng: np.random.Generator, flips: list[int]):
     return kernel
 
 
-@pytest.mark.parametrize("cons", ["ssd", "ssd,loc", "ssd,loc,ssl"])
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc", "ssd,loc,ssl", "ssd,ssl"])
 @pytest.mark.parametrize("extra", [{}, {"eps": 0.0, "tol": 0.0}])
 def test_records_do_not_depend_on_float32_rounding(digits, monkeypatch, cons, extra):
-    cfg = _cfg(constraints=cons, **extra)
+    cfg = _cfg(constraints=cons, search="brute", **extra)  # the float32 kernels (exact search has none)
     clean = generate(cfg, digits)
     flips = [0]
-    for name in ("window_ssd", "window_ssd_shared"):
+    for name in ("window_ssd", "window_ssd_rows", "window_ssd_shared"):
         wrapped = _noisy(getattr(sampler_module, name), np.random.default_rng(0), flips)
         wrapped.config = cfg
         monkeypatch.setattr(sampler_module, name, wrapped)

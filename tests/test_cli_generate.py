@@ -96,11 +96,14 @@ def test_bench_reports_ratio_on_tiny_corpus(capsys):
 def test_bench_json_records_the_device(tmp_path, capsys):
     import json
     out = tmp_path / "b.json"
-    assert main(["bench", "--corpus", "digits", "--cases", "a", "--n-a", "2", "--repeats", "1", "--skip-b",
+    assert main(["bench", "--corpus", "digits", "--cases", "a,ssl-wide", "--n-a", "2", "--repeats", "1", "--skip-b",
                  "--device", "cpu", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["device"] == "cpu" and res["a@64"]["device"] == "cpu" and res["a@64"]["ms_per_image"] > 0
-    assert "device cpu" in capsys.readouterr().out
+    assert res["ssl-wide@64"]["ms_per_image"] > 0
+    printed = capsys.readouterr().out
+    assert "device cpu" in printed and "per candidate window: (a) " in printed
+    assert "target ssl-wide@64 ns/candidate <= " in printed and "target ssl-wide@64 peak RSS MB <= 1536" in printed
 
 
 def test_trace_prints_source_and_funnel_matching_record(tmp_path, capsys):

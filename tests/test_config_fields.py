@@ -22,7 +22,7 @@ from nps.errors import NPSError
 CHANGED = {
     "corpus": "digits", "subset": 200, "n": 4, "seed": 3, "window": 5, "constraints": ("ssd", "loc"),
     "reference": 5, "include_reference": True, "seed_size": 3, "batch_size": 2, "device": "cuda",
-    "search": "exact", "nprobe": 8, "data_root": "/tmp/some where", "sigma": 0.7, "eps": 0.2, "tol": 0.001,
+    "search": "brute", "nprobe": 8, "data_root": "/tmp/some where", "sigma": 0.7, "eps": 0.2, "tol": 0.001,
     "max_ssd": 0.5, "radius": 3, "k": 9, "encoder": "pixels", "ssl_mode": "canvas", "ssl_eps": 0.3, "ssl_cap": 100,
     "label": 2, "ssd_global_min": True,
     "ms_eps": 0.25, "ms_window": 5,  # multi-scale's: held in GenerationConfig.options

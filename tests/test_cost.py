@@ -67,3 +67,47 @@ def test_cli_prints_the_estimate_first(tmp_path, capsys):
     out_text = capsys.readouterr().out  # stdout: stderr stays one "error:" line when a run is refused
     first = out_text.splitlines()[0]
     assert first.startswith("estimate: under a second") and "candidate windows per pixel" in first
+
+
+def test_the_window_index_changes_the_estimate_only_where_the_run_would_search_it():
+    loc = GenerationConfig(corpus="mnist", n=4, batch_size=4, constraints=("ssd", "loc"), search="exact")
+    dense = cost.estimate(loc, 60_000, MNIST, index="missing")
+    cached = cost.estimate(loc, 60_000, MNIST, index="cached")
+    assert dense.search == "dense" and cached.search == "exact" and cached.index_build_s == 0
+    # measured (python -m nps bench, case loc-exact at batch 4, 60k): 3.70 s/image; the model is within 2x
+    assert 4 * 3.70 / 2 < cached.seconds < 4 * 3.70 * 2 and cached.seconds < dense.seconds / 4
+    # brute search, per-sample pools and a guessed index for a big corpus all keep the dense model
+    assert cost.estimate(loc.replace(search="brute"), 60_000, MNIST, index="cached") == dense
+    full = loc.replace(constraints=("ssd", "loc", "ssl"))
+    assert cost.estimate(full, 60_000, MNIST, index="cached").search == "dense"
+    assert cost.estimate(loc, 60_000, MNIST) == dense  # above BUILD_ON_USE nothing is built on use
+    # a small corpus builds its index on first use: its build time is part of the estimate
+    small = cost.estimate(loc, 2_000, MNIST)
+    assert small.search == "exact" and small.index_build_s == pytest.approx(
+        cost.INDEX_BUILD_S_PER_WINDOW * 2_000 * 28 * 28)
+    with pytest.raises(ValueError, match="not one of"):
+        cost.estimate(loc, 60_000, MNIST, index="yes")
+
+
+def test_the_exact_search_is_offered_where_the_index_is_there():
+    cfg = GenerationConfig(corpus="mnist", n=16, batch_size=16, constraints=("ssd", "loc"), search="brute")
+    alts = cost.cheaper(cfg, 60_000, MNIST, index="cached")
+    exact = next(a for a in alts if a.changes == {"search": "exact"})
+    assert "same draws" in exact.what and exact.estimate.search == "exact"
+    assert not any(a.changes == {"search": "exact"} for a in cost.cheaper(cfg, 60_000, MNIST, index="missing"))
+    line = cost.estimate_line(cfg.replace(search="exact"), 60_000, MNIST, index="cached")
+    assert "pruned by the window index" in line
+    assert "building the window index" in cost.estimate_line(cfg.replace(search="exact"), 4_000, MNIST)
+
+
+def test_index_state_reads_the_cache(digits, cache_dir, monkeypatch):
+    from nps.engine import window_cache
+    from nps.engine.sampler import Sampler
+    monkeypatch.setattr(window_cache, "_INDEXES", {})  # nothing held in memory by earlier tests
+    cfg = GenerationConfig(corpus="digits", n=2, batch_size=2, window=3, seed_size=2, radius=1,
+                           constraints=("ssd", "loc"), search="exact")
+    assert cost.index_state(cfg.replace(constraints=("ssd", "loc", "ssl")), digits) == "unused"
+    assert cost.index_state(cfg, digits) == "build"  # 1,442 8x8 images: built on first use
+    Sampler(cfg, digits).exact_search(build=True)
+    assert cost.index_state(cfg, digits) == "cached"
+    assert cost.index_state(cfg.replace(search="brute"), digits) == "cached"  # the index is there either way

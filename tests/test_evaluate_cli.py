@@ -101,3 +101,19 @@ def test_sweep_rejects_bad_params(tmp_path, capsys):
     assert main(["sweep", "--corpus", "digits", "--param", "eps=abc", "--out", str(tmp_path)]) == 2
     assert main(["sweep", "--corpus", "digits", "--param", "eps", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("error: ") == 3
+
+
+def test_ablate_only_runs_the_named_configurations_and_prints_the_estimate_first(tmp_path, capsys):
+    out = tmp_path / "abl"
+    argv = ["ablate", "--corpus", "digits", "--n", "4", "--subset", "200", "--window", "3", "--seed-size", "3",
+            "--k", "8", "--encoders", "pca", "--baselines", "none", "--out", str(out)]
+    assert main([*argv, "--only", "ssd+loc,full:ssd+loc+ssl"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("estimate: sampling") < printed.index("wrote ")
+    assert "ssd+loc about" in printed or "ssd+loc under a second" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["configs"]) == {"ssd+loc", "full:ssd+loc+ssl"}
+    assert (out / "report.md").is_file()
+    assert main([*argv, "--only", "ssd+locc"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'ssd+locc'" in err and "ssd+loc+ssl" in err

@@ -11,7 +11,7 @@ from nps.corpora import Corpus
 from nps.engine.reference_impl import generate_plain
 from nps.engine.sampler import Sampler, Stopped, complete, gaussian_kernel, generate
 from nps.engine.sampler_pool import SemanticPools, candidate_centres
-from nps.engine.ssd import window_ssd, window_ssd_reference, window_ssd_shared, with_squares
+from nps.engine.ssd import window_ssd, window_ssd_reference, window_ssd_rows, window_ssd_shared, with_squares
 from nps.errors import NPSError
 from nps.lab.funnel import constraint_funnel
 from nps.provenance import check_provenance
@@ -149,6 +149,16 @@ def test_window_ssd_matches_definition(rng):
                     assert d[b, oy * nx + ox, p] == pytest.approx(ref, abs=1e-5)
                     if b == 0:
                         assert float(d_shared[0, oy * nx + ox, p]) == pytest.approx(ref, abs=1e-5)
+    # Every column (no locality band): the row kernel, from padded row 1, against the same definition.
+    rows = window_ssd_rows(pool, wp, 1, torch.from_numpy(target), torch.from_numpy(gm), ny).numpy()
+    nxw = wp - w + 1
+    assert rows.shape == (B, ny * nxw, P)
+    for b in range(B):
+        for p in range(P):
+            for oy in range(ny):
+                for ox in range(nxw):
+                    ref = window_ssd_reference(pad[b, p], target[b].transpose(1, 2, 0), gm, 1 + oy + half, ox + half)
+                    assert rows[b, oy * nxw + ox, p] == pytest.approx(ref, abs=1e-5)
 
 
 def test_pool_is_exactly_the_threshold_set_by_brute_force(records, digits):

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from nps import NPSError, generate, load_corpus  # the public API
     from nps.cli._common import writable_path
     from nps.cli.index import missing_index_line
-    from nps.lab.cost import estimate_line
+    from nps.lab.cost import estimate, estimate_line, format_seconds, index_state
     from nps.provenance import check_provenance
 
     cfg = config_from_args(args)
@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     fitted.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     warn_fitted(cfg, fitted, corpus.image_shape)
     cfg = fitted
-    print(estimate_line(cfg, len(corpus), corpus.image_shape), flush=True)  # nps.lab.cost; stderr keeps one error line
-    hint = missing_index_line(cfg, corpus)  # looks at file names only: builds and loads nothing
+    index = index_state(cfg, corpus)  # looks at file names only: builds and loads nothing
+    print(estimate_line(cfg, len(corpus), corpus.image_shape, index), flush=True)  # stderr keeps one error line
+    hint = missing_index_line(cfg, corpus)
     if hint:
-        print(hint, flush=True)
+        then = estimate(cfg, len(corpus), corpus.image_shape, index="cached").seconds
+        print(f"{hint}; with it, this run: {format_seconds(then)}", flush=True)
     bar = tqdm(total=cfg.n, unit="img", desc="generate", file=sys.stderr, disable=None)
     state = {"done": 0}
 

@@ -65,14 +65,9 @@ def missing_index_line(cfg, corpus) -> str | None:
     Looks at file names only: builds, loads and validates nothing.  None when the run does not
     use the index (brute search, k-NN pools, no ``ssd``) or the corpus builds its own on first use.
     """
-    from nps.constraints import active
-    from nps.engine.sampler_choice import uses_window_index
-    from nps.engine.window_cache import builds_on_use, index_cached, missing_index_hint, padded_shape
-    h, w = corpus.image_shape[:2]
-    shared = cfg.label is not None and active(cfg, "images")  # a label's pool (nps.constraints.representation)
-    if not uses_window_index(cfg, shared) or builds_on_use(len(corpus), h, w):
-        return None
-    if index_cached(corpus.content_hash, cfg.window, padded_shape(len(corpus), corpus.image_shape, cfg.window)):
+    from nps.engine.window_cache import missing_index_hint
+    from nps.lab.cost import index_state
+    if cfg.search == "brute" or index_state(cfg, corpus) != "missing":
         return None
     extra = ("--approx",) if cfg.search == "approx" else ()  # its centroids too (else built on first use)
     return "hint: " + missing_index_hint(len(corpus), index_command(cfg.corpus, cfg.subset, cfg.window,

@@ -183,7 +183,7 @@ class Sampler(StepChoice):
         Runs do this lazily; benchmarks call it so that set-up is not timed as sampling.
         """
         for geo in self._geometries():
-            if self.pools.index is not None:
+            if self.pools.index is not None and not self.spans_width(geo):
                 self._band_index(geo)
         return self
 

@@ -13,7 +13,15 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
-from nps.engine.ssd import BandIndex, band_index, shared_band, square_template, window_ssd, window_ssd_shared
+from nps.engine.ssd import (
+    BandIndex,
+    band_index,
+    shared_band,
+    square_template,
+    window_ssd,
+    window_ssd_rows,
+    window_ssd_shared,
+)
 
 __all__ = ["CHUNK_SCORES", "StepScores"]
 
@@ -29,6 +37,11 @@ class StepScores:
     train_u8: torch.Tensor  # (N,H,W,C) uint8, for exact copies (a store's on-demand view when lazy)
     padded_: torch.Tensor  # (N,C,Hp,Wp) uint8, the corpus padded by half a window (or its on-demand view)
     width_: int  # Wp
+
+    def spans_width(self, geo: StepGeometry) -> bool:
+        """Whether the step's candidate windows cover every padded column (scored by :func:`window_ssd_rows`)."""
+        _, _, cx0, cx1 = geo.centres
+        return cx0 == 0 and cx1 + self.config.window - 1 == self.width_
 
     def _band_index(self, geo: StepGeometry) -> BandIndex:
         """The step's banded-matrix index, built on first use (only per-sample pools need it)."""
@@ -55,6 +68,11 @@ class StepScores:
         cy0, cy1, cx0, cx1 = geo.centres
         w = self.config.window
         target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
+        if self.spans_width(geo):  # every column (no locality): one band for all rows, nothing kept
+            d = window_ssd_rows(pool.images, self.width_, cy0, target, geo.gm, cy1 - cy0, geo.gm_sum)
+            if pool.excluded is not None:
+                d.masked_fill_(pool.excluded[:, None, :], float("inf"))
+            return d
         index = self._band_index(geo)
         d = window_ssd(pool.images, self.width_, (cy0, cx0), target, geo.gm, cy1 - cy0, cx1 - cx0, index,
                        geo.gm_sum, geo.template)

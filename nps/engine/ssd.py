@@ -154,6 +154,66 @@ def window_ssd(pool: torch.Tensor, width: int, origin: tuple[int, int], target: 
     return num.add_(tt[:, None, None]).div_(float(gm.sum()) if gm_sum is None else gm_sum)
 
 
+def row_band(gm: torch.Tensor, target: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-sample banded matrices of one step whose candidate windows span the padded width.
+
+    A window whose centre row offset is ``oy`` covers padded rows ``oy .. oy+w-1``: a contiguous
+    run of ``w * Wp * (C+1)`` entries of a pool image flattened as (pixel, channel).  So one band
+    per sample, the same for every ``oy``, maps that run to the score numerators of all
+    ``nx = Wp - w + 1`` centre columns: -2 gm*t on the C image channels and gm on the squares
+    channel (:func:`with_squares`).
+
+    Args:
+        gm: (w,w) float32; target: (B,C,w,w) float32; width: Wp.
+    Returns:
+        band: (B,nx,w*Wp*(C+1)) float32, columns (window row, padded column, channel).
+        tt: (B,) float32, sum gm t^2.
+    """
+    B, C, w = target.shape[0], target.shape[1], gm.shape[0]
+    nx = width - w + 1
+    band = torch.zeros((B, nx, w, width, C + 1), dtype=gm.dtype, device=gm.device)
+    wt = gm * target  # (B,C,w,w)
+    tt = (wt * target).sum((1, 2, 3))
+    weights = torch.cat([wt.mul_(-2.0).permute(0, 2, 3, 1), gm[None, :, :, None].expand(B, w, w, 1)], 3)  # (B,w,w,C+1)
+    for ox in range(nx):
+        band[:, ox, :, ox:ox + w, :] = weights
+    return band.reshape(B, nx, -1), tt
+
+
+def window_ssd_rows(pool: torch.Tensor, width: int, y0: int, target: torch.Tensor, gm: torch.Tensor,
+                    ny: int, gm_sum: float | None = None) -> torch.Tensor:
+    """As :func:`window_ssd` when the candidate centres cover every column (no locality band).
+
+    :func:`window_ssd`'s band has one row per centre offset and one column per region pixel, so
+    for the ``28 x 28`` centres of a whole MNIST image it is 784 x 1156 with 49 nonzeros a row
+    (and a 7 MB template per step).  Here the band (:func:`row_band`) is the same for every centre
+    row, so each of the ``ny`` rows is one batched product with a contiguous slice of the pool,
+    about five times fewer multiply-adds, and nothing is kept between steps.  Each score is still
+    a dot product of the known pixels' terms (the band's other entries are zeros), so the float32
+    error bound of :mod:`nps.engine.certify` holds unchanged.
+
+    Args:
+        pool: (B,L,C+1,P) float32 from :func:`with_squares` (L = Hp*Wp, index y*Wp + x).
+        width: Wp; the window of centre offset (oy, ox) starts at padded pixel (y0 + oy, ox).
+        y0: padded row of the first centre row's window.
+        target: (B,C,w,w) float32; gm: (w,w) float32; ny: centre rows.
+        gm_sum: ``gm.sum()`` when the caller has it.
+    Returns:
+        (B,O,P) float32, O = ny * (Wp - w + 1) centre offsets (row-major), like :func:`window_ssd`.
+    """
+    B, L, C1, P = pool.shape
+    w = gm.shape[0]
+    band, tt = row_band(gm, target, width)  # (B,nx,w*Wp*C1)
+    nx, run = band.shape[1], width * C1
+    flat = pool.reshape(B, L * C1, P)
+    out = torch.empty((ny, B, nx, P), dtype=pool.dtype, device=pool.device)
+    for oy in range(ny):
+        start = (y0 + oy) * run
+        torch.bmm(band, flat[:, start:start + w * run], out=out[oy])
+    d = out.permute(1, 0, 2, 3).reshape(B, ny * nx, P)
+    return d.add_(tt[:, None, None]).div_(float(gm.sum()) if gm_sum is None else gm_sum)
+
+
 def shared_band(gm: torch.Tensor, target: torch.Tensor, region_width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The banded matrices of one step for a pool shared by the batch.
 

@@ -14,7 +14,10 @@ Cases (``kind``):
   against exact search, measured after the timed rounds in one untimed run of the same
   samples (:class:`nps.engine.search_approx.RecallMeter`: the exact kept set on the sampler's own
   partial canvases, step by step);
-* ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a).
+* ``c``: :mod:`nps.engine.reference_impl` (plain per-pixel numpy) on the configuration of (a);
+* ``ssl-wide``: SSD + representation without locality (every position of each sample's k = 64
+  images, :func:`nps.engine.ssd.window_ssd_rows`), at batch 64 like (a), whose cost per candidate
+  window it is compared with (:func:`per_candidate_ns`).
 
 ``device`` (``cpu`` or ``cuda``) is the sampler's device for every case but (c), which is numpy.  On
 CUDA the canvases and the dense scores live on the GPU while the pruned search reads the corpus
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 TARGETS = {"a_ms": 20.0, "speedup": 50.0, "b_ms": 3000.0, "a_rss_mb": 1536.0,
            "loc_exact_b4_ms": 1000.0, "loc_exact_b64_ms": 500.0, "ssd_exact_ms": 15000.0, "rss_mb": 2048.0,
-           "loc_approx_b4_ms": 200.0, "approx_recall": 0.99}
+           "loc_approx_b4_ms": 200.0, "approx_recall": 0.99, "ssl_wide_rss_mb": 1536.0}
 
 # The dense scans cost the same at every step (every window of the band, the same band size away
 # from the borders), so they are timed over their first ``steps`` fill steps and scaled to the whole
@@ -59,7 +62,17 @@ CASES = {  # kind -> (constraints, search)
     "loc-approx": ("ssd,loc", "approx"),
     "ssd-approx": ("ssd", "approx"),
     "c": ("ssd,loc,ssl", "exact"),
+    "ssl-wide": ("ssd,ssl", "exact"),
 }
+
+
+def per_candidate_ns(kind: str, ms_per_image: float, corpus_size: int, image_shape: tuple[int, ...]) -> float:
+    """Nanoseconds per candidate window of a case's figure: ms/image over pixels x windows per pixel."""
+    from nps.config import GenerationConfig
+    cfg = GenerationConfig(constraints=CASES[kind][0]).fit_canvas(image_shape, seed_size_given=False)
+    h, w = image_shape[:2]
+    pixels = h * w - cfg.seed_size ** 2
+    return ms_per_image * 1e6 / (pixels * cfg.windows_per_pixel(corpus_size, image_shape))
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
@@ -224,7 +237,7 @@ def run_case(kind: str, corpus: str = "mnist", n: int = 64, batch: int = 64, sub
 
 
 WHOLE_CORPUS = ("b", "loc-exact", "loc-approx", "ssd-exact", "ssd-approx", "ssd-brute")
-ALL_CASES = ("a", "c", *WHOLE_CORPUS)
+ALL_CASES = ("a", "c", "ssl-wide", *WHOLE_CORPUS)
 # (fast, slow) pairs whose ratio is reported: each whole-corpus search against the dense scan, approx against exact.
 SPEEDUPS = (("loc-exact", "b"), ("loc-approx", "b"), ("loc-approx", "loc-exact"), ("ssd-exact", "ssd-brute"),
             ("ssd-approx", "ssd-brute"), ("ssd-approx", "ssd-exact"))
@@ -239,7 +252,7 @@ def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, s
     ``n_b`` samples are timed for the SSD + locality whole-corpus cases at each batch size (at
     least one batch); SSD only is timed over one batch.
     """
-    specs = [(k, n, 64) for k, n in (("a", n_a), ("c", n_c)) if k in cases]
+    specs = [(k, n, 64) for k, n in (("a", n_a), ("c", n_c), ("ssl-wide", n_a)) if k in cases]
     if not skip_b:
         for batch in batches:
             n = max(n_b, batch)

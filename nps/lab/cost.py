@@ -19,7 +19,7 @@ config                                 n      windows (total)  seconds   s / win
 =====================================  =====  ==============  ========  ===========
 mnist 1k, ssd+loc+ssl (pca, k=64)      16     1.84e7          0.47      per-sample
 mnist 1k, ssd+loc+ssl (pca, k=64)      4      4.61e6          0.28      per-sample
-mnist 60k, ssd+ssl (simclr, k=64) [1]  16     5.78e8          82.5      1.43e-7
+mnist 60k, ssd+ssl (simclr, k=64) [1]  16     5.78e8          14.0      2.42e-8
 mnist 1k, ssd+loc                      8      1.44e8          1.98      1.37e-8
 mnist 1k, ssd (every position)         2      1.13e9          35.2      3.12e-8
 mnist 60k, ssd+loc                     4      4.32e9          128.8     2.98e-8
@@ -33,11 +33,17 @@ side barely matters (w = 5 and 7 differ by 10 %), so it is not in the model.  Th
 are within a factor of about two of the measurements; on a faster or idle machine the
 estimate errs long.  Cold caches add the one-off corpus embedding (:data:`EMBED_COLD_S`).
 
-[1] Per-sample pools *without* locality (every position of each of the k pool images) cost
-ten times more per window than with it (:data:`SECONDS_PER_WINDOW_WIDE`; measured, not
-profiled).  Measured 2026-12-01 building the shipped lesson record ``mnist-ssd-ssl``
-(``nice python -m nps lessons build``, load average 1.8 to 4); the issue's walk-through
-measured 70 s for the same lesson.
+[1] Per-sample pools *without* locality (every position of each of the k pool images) are
+scored by :func:`nps.engine.ssd.window_ssd_rows` (one band for all centre rows); they cost
+1.7 times more per window than with locality (:data:`SECONDS_PER_WINDOW_WIDE`).  Measured
+2026-12-01 20:05 (``python -m nps generate --corpus mnist --constraints ssd,ssl --n 16
+--batch-size 16``, pools and embeddings cached, load average 1.4; the generate call, pools
+included, peak RSS 1.1 GB); the dense band before it took 93.8 s and 5.6 GB.
+
+The window index (``search`` exact or approx, :mod:`nps.engine.search`) has its own model,
+:data:`EXACT_POINTS` and :data:`APPROX_POINTS`: seconds per sampled pixel and sample measured by
+``python -m nps bench`` (see there), interpolated in the windows per pixel, plus the index's
+build time where it is built on first use (:data:`INDEX_BUILD_S_PER_WINDOW`).
 """
 
 from __future__ import annotations
@@ -45,15 +51,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from nps.config import GenerationConfig
 
 SECONDS_PER_WINDOW = 1.4e-8  # per-sample semantic pools (the full model)
 SECONDS_PER_WINDOW_SHARED = 3.0e-8  # one shared pool: no representation, or a class condition
-SECONDS_PER_WINDOW_WIDE = 1.4e-7  # per-sample pools without locality (every position of the k images)
+SECONDS_PER_WINDOW_WIDE = 2.4e-8  # per-sample pools without locality (every position of the k images)
 SECONDS_PER_STEP = 3.0e-4  # per sampled pixel and batch (Python, pool bookkeeping, drawing)
 FIXED_S = 0.1
 SLOW_S = 5.0  # runs expected to take longer than this get an estimate and a cheaper alternative first
 EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 cores (cached on disk afterwards)
+
+
+# The window index (``search="exact"|"approx"``, :mod:`nps.engine.search`): seconds per sampled pixel
+# and sample against the candidate windows per pixel, measured 2026-12-01 by ``python -m nps bench
+# --subset S --cases loc-exact,ssd-exact,loc-approx,ssd-approx --batches 4 --n-b 4 --repeats 1 --steps 96
+# --partial ssd-exact,ssd-approx`` for S = 1,000 and 6,000 (load 1.4-1.9) and the 60k runs of the
+# README (SSD alone: its first 96 fill steps, extrapolated), each figure in ms/image over 720 pixels;
+# the smallest points from ``python -m nps ablate --quick`` (200 images, n = 32, batch 64, whole runs:
+# SSD alone 2.87 s/image, SSD + locality 0.15 s/image, load 1.5).
+# Pruning is sublinear in the corpus: with locality 60x the images cost 5.7x; without it, 60x cost 58x.
+# Between the points the model interpolates in log-log, beyond them it extends the nearest segment.
+EXACT_POINTS = {  # uses locality -> ((windows per pixel, seconds per pixel and sample), ...)
+    True: ((5_000, 2.1e-4), (25_000, 9.0e-4), (150_000, 2.14e-3), (1_500_000, 5.1e-3)),
+    False: ((156_800, 4.0e-3), (784_000, 1.11e-2), (4_704_000, 7.98e-2), (47_040_000, 0.647)),
+}
+APPROX_POINTS = {
+    True: ((25_000, 1.09e-3), (150_000, 1.40e-3), (1_500_000, 2.06e-3)),
+    False: ((784_000, 4.4e-3), (4_704_000, 6.2e-3), (47_040_000, 1.21e-2)),
+}
+INDEX_BUILD_S_PER_WINDOW = 1.2e-6  # building the index: 57 s for 60k MNIST's 47M windows (python -m nps index)
 
 
 @dataclass(frozen=True)
@@ -61,40 +89,99 @@ class Estimate:
     """An expected run time.
 
     Attributes:
-        seconds: expected wall time of the sampling.
+        seconds: expected wall time of the sampling (building the window index included).
         windows_per_pixel: candidate windows scored per sampled pixel (at most).
         pixels: pixels sampled per canvas.
         n: samples.
+        search: how the candidates are searched: "dense" (every window scored), "exact" or
+            "approx" (the window index, :data:`INDEX_STATES`).
+        index_build_s: of ``seconds``, building the window index on first use.
     """
 
     seconds: float
     windows_per_pixel: int
     pixels: int
     n: int
+    search: str = "dense"
+    index_build_s: float = 0.0
 
     @property
     def slow(self) -> bool:
         return self.seconds > SLOW_S
 
 
+#: What :func:`index_state` says of a run's window index.
+INDEX_STATES = ("unused", "cached", "build", "missing")
+
+
+def _index_eligible(config: GenerationConfig) -> bool:
+    """Whether the run's steps could search the window index (``search`` aside): a shared pool with ``ssd``."""
+    from nps.constraints import active
+    from nps.engine.sampler_choice import uses_window_index
+    shared = config.label is not None and active(config, "images")  # a label's pool (nps.constraints)
+    return uses_window_index(config.replace(search="exact"), shared)
+
+
+def index_state(config: GenerationConfig, corpus) -> str:
+    """Whether the window index a run of ``config`` on ``corpus`` would search is there (``search`` aside).
+
+    Returns "unused" (per-sample pools or no appearance rule: no step searches the whole corpus),
+    "cached" (in memory or in ``cache/``), "build" (the corpus is small enough to build it on first
+    use) or "missing" (``python -m nps index`` builds it; until then the run takes the dense scan).
+    Looks at file names only.  :func:`estimate` uses the index only for ``search`` exact or approx.
+    """
+    from nps.engine.window_cache import builds_on_use, index_cached, padded_shape
+    if not _index_eligible(config):
+        return "unused"
+    if index_cached(corpus.content_hash, config.window, padded_shape(len(corpus), corpus.image_shape, config.window)):
+        return "cached"
+    h, w = corpus.image_shape[:2]
+    return "build" if builds_on_use(len(corpus), h, w) else "missing"
+
+
+def _loglog(points: tuple[tuple[float, float], ...], x: float) -> float:
+    """Interpolate measured (x, y) points in log-log; one point is a constant (y per pixel and sample)."""
+    if len(points) == 1:
+        return points[0][1]
+    lx, ly = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+    i = int(np.clip(np.searchsorted(lx, math.log(max(x, 1.0))), 1, len(lx) - 1))
+    slope = (ly[i] - ly[i - 1]) / (lx[i] - lx[i - 1])
+    return float(math.exp(ly[i - 1] + slope * (math.log(max(x, 1.0)) - lx[i - 1])))
+
+
 def estimate(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...],
-             pixels: int | None = None) -> Estimate:
+             pixels: int | None = None, index: str | None = None) -> Estimate:
     """The expected sampling time of ``config`` on a corpus of ``corpus_size`` images of ``image_shape``.
 
     Args:
         pixels: pixels to sample per canvas (default: all but the seed patch; a completion
             passes its unknown count).
+        index: the run's window index, from :func:`index_state` (callers with the corpus pass
+            it); None guesses from the size alone: built on first use for small corpora, else missing.
     """
+    from nps.engine.window_cache import builds_on_use
     h, w = image_shape[:2]
     if pixels is None:
         side = min(config.seed_size, h, w)
         pixels = max(h * w - side * side, 0)
     windows = config.windows_per_pixel(corpus_size, image_shape)
+    batches = math.ceil(config.n / max(config.batch_size, 1))
+    steps = SECONDS_PER_STEP * pixels * batches
+    if not _index_eligible(config):
+        index = "unused"
+    elif index is None:
+        index = "build" if builds_on_use(corpus_size, h, w) else "missing"
+    if index not in INDEX_STATES:
+        raise ValueError(f"index {index!r} is not one of {INDEX_STATES}")
+    if config.search != "brute" and index in ("cached", "build"):
+        points = (APPROX_POINTS if config.search == "approx" else EXACT_POINTS)[config.uses("loc")]
+        build = INDEX_BUILD_S_PER_WINDOW * corpus_size * h * w if index == "build" else 0.0
+        seconds = FIXED_S + build + _loglog(points, windows) * pixels * config.n + steps
+        return Estimate(float(seconds), int(windows), int(pixels), int(config.n), config.search, float(build))
     shared = not config.per_sample_pools()
     per_window = SECONDS_PER_WINDOW_SHARED if shared else (
         SECONDS_PER_WINDOW if config.uses("loc") else SECONDS_PER_WINDOW_WIDE)
-    batches = math.ceil(config.n / max(config.batch_size, 1))
-    seconds = FIXED_S + per_window * windows * pixels * config.n + SECONDS_PER_STEP * pixels * batches
+    seconds = FIXED_S + per_window * windows * pixels * config.n + steps
     return Estimate(float(seconds), int(windows), int(pixels), int(config.n))
 
 
@@ -125,43 +212,60 @@ class Alternative:
 
 
 def cheaper(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...],
-            subsets: tuple[int, ...] = (1000, 200), pixels: int | None = None) -> list[Alternative]:
+            subsets: tuple[int, ...] = (1000, 200), pixels: int | None = None,
+            index: str | None = None) -> list[Alternative]:
     """Cheaper variants of ``config``, fastest first (only those faster than ``config`` itself).
 
-    Offered: switching on a constraint that shrinks the windows per pixel (each registered one
-    with ``speeds_up``: locality), a smaller class-stratified subset (each of ``subsets``
-    smaller than the corpus), and fewer samples (4).  Each changes one thing, so the
+    Offered: the exact window-index search where the index is there or builds on use (the same
+    draws as the dense scan), switching on a constraint that shrinks the windows per pixel (each
+    registered one with ``speeds_up``: locality), a smaller class-stratified subset (each of
+    ``subsets`` smaller than the corpus), and fewer samples (4).  Each changes one thing, so the
     visitor knows what they trade.
 
     Args:
         pixels: pixels to sample per canvas, as for :func:`estimate` (a completion's unknown count).
+        index: the corpus's window index, from :func:`index_state` (as for :func:`estimate`).
     """
     from nps.constraints import registered
-    base = estimate(config, corpus_size, image_shape, pixels)
+    base = estimate(config, corpus_size, image_shape, pixels, index)
     out: list[Alternative] = []
+    if config.search == "brute" and index in ("cached", "build"):
+        cfg = config.replace(search="exact")
+        out.append(Alternative("the exact index search (the same draws)", {"search": "exact"},
+                               estimate(cfg, corpus_size, image_shape, pixels, index)))
     for c in registered():
         if c.speeds_up and not config.uses(c.name):
             cfg = config.replace(constraints=(*config.constraints, c.name))
             out.append(Alternative(c.cheaper_phrase(config), {"constraints": cfg.constraints},
-                                   estimate(cfg, corpus_size, image_shape, pixels)))
+                                   estimate(cfg, corpus_size, image_shape, pixels, index)))
     for size in subsets:
-        if size < corpus_size:
+        if size < corpus_size:  # another corpus: its index is guessed from its size
             out.append(Alternative(f"a {size:,}-image subset", {"subset": size},
                                    estimate(config, size, image_shape, pixels)))
             break
     if config.n > 4:
         cfg = config.replace(n=4, batch_size=min(config.batch_size, 4))
-        out.append(Alternative("4 samples", {"n": 4}, estimate(cfg, corpus_size, image_shape, pixels)))
+        out.append(Alternative("4 samples", {"n": 4}, estimate(cfg, corpus_size, image_shape, pixels, index)))
     return sorted((a for a in out if a.estimate.seconds < base.seconds), key=lambda a: a.estimate.seconds)
 
 
-def estimate_line(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...]) -> str:
-    """One line for the CLI and the app: the expected time, and the cheapest alternative when slow."""
-    est = estimate(config, corpus_size, image_shape)
-    line = (f"estimate: {format_seconds(est.seconds)} ({est.windows_per_pixel:,} candidate windows per pixel, "
-            f"{est.pixels} pixels, n = {est.n}; nps.lab.cost, calibrated on a 2-core machine)")
+SEARCH_WORDS = {"dense": "candidate windows per pixel", "exact": "candidate windows per pixel, pruned by the window "
+                "index", "approx": "candidate windows per pixel, approximate index search"}
+
+
+def estimate_line(config: GenerationConfig, corpus_size: int, image_shape: tuple[int, ...],
+                  index: str | None = None) -> str:
+    """One line for the CLI and the app: the expected time, and the cheapest alternative when slow.
+
+    Args:
+        index: the corpus's window index, from :func:`index_state` (as for :func:`estimate`).
+    """
+    est = estimate(config, corpus_size, image_shape, index=index)
+    build = f", building the window index {format_seconds(est.index_build_s)}" if est.index_build_s >= 1 else ""
+    line = (f"estimate: {format_seconds(est.seconds)} ({est.windows_per_pixel:,} {SEARCH_WORDS[est.search]}, "
+            f"{est.pixels} pixels, n = {est.n}{build}; nps.lab.cost, calibrated on a 2-core machine)")
     if est.slow:
-        alts = cheaper(config, corpus_size, image_shape)
+        alts = cheaper(config, corpus_size, image_shape, index=index)
         if alts:
             a = alts[0]
             line += f"; with {a.what}: {format_seconds(a.estimate.seconds)}"

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = "nps-lesson-records-1"
-#: Config fields that do not change a record (generation is identical in any batch size).
+#: Config fields that do not change a record (generation is identical in any batch size); ``search``
+#: brute and exact are one value too (:func:`result_fields`).
 IGNORED_FIELDS = ("batch_size", "data_root")
 _PROJECT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +102,11 @@ def result_fields(config: GenerationConfig | dict) -> dict:
     # A record made before a field existed was made with its default (the field is opt-in).
     out = {k: d.get(k, DEFAULTS.get(k)) for k in sorted(names)}
     out["constraints"] = list(out["constraints"] or ())
+    # brute and exact search make the same record (nps.engine.search; tested record for record), and
+    # nprobe only steers approx: a record made either way answers both (shipped ones say "brute").
+    if out.get("search") in ("brute", "exact"):
+        out["search"] = "exact"
+        out["nprobe"] = DEFAULTS["nprobe"]
     return out
 
 
