@@ -94,7 +94,8 @@ def test_approx_draw_is_uniform_over_the_found_set(digits):
     approx.survivors = spy
     rec = sampler.run(np.arange(4))
     ys, xs = rec.order[rec.shell > 0].T
-    assert np.array_equal(np.stack(seen, 1), rec.pool_size[:, ys, xs])
+    # One call per sample and step (the approximate search searches one sample at a time).
+    assert np.array_equal(np.concatenate(seen).reshape(len(ys), 4).T, rec.pool_size[:, ys, xs])
 
 
 def test_centroids_are_the_means_of_their_groups(rng):
@@ -183,3 +184,27 @@ def test_approx_label_pool_probes_only_the_pools_groups_and_meters_recall(digits
     full_rec = full_s.run(np.arange(4))
     assert full.recall == 1.0
     _same_record(full_rec, generate(cfg.replace(search="brute"), digits))
+
+
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_approx_records_do_not_depend_on_the_batch(digits, cons, monkeypatch):
+    """Each sample searches its own probed groups: the same record in any batch size (and with the meter)."""
+    cfg = _cfg(constraints=cons, n=6, seed=4, search="approx", nprobe=2)
+    one = generate(cfg.replace(batch_size=1), digits)
+    for batch in (3, 6):
+        _same_record(one, generate(cfg.replace(batch_size=batch), digits))
+    sampler, meter = _meter(cfg.replace(batch_size=6), digits)
+    out = sampler.run(np.arange(6))
+    assert meter.total > 0
+    _same_record(out, one)
+    # Searched together, the batch's probes would pool (the old behaviour): some sample then draws otherwise.
+    monkeypatch.setattr(ApproxSearch, "samples_together", 6)
+    pooled = generate(cfg.replace(batch_size=6), digits)
+    assert not np.array_equal(pooled.source_index, one.source_index)
+
+
+def test_exact_search_in_parts_is_the_batch_searched_together(digits, monkeypatch):
+    cfg = _cfg(constraints="ssd,loc", n=8, seed=6, batch_size=8, search="exact")
+    parts = generate(cfg, digits)  # parts of 4
+    monkeypatch.setattr(ExactSearch, "samples_together", 8)
+    _same_record(parts, generate(cfg, digits))

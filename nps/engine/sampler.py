@@ -43,6 +43,7 @@ from nps.engine.sampler_setup import (
 from nps.engine.search import ExactSearch
 from nps.engine.ssd import with_squares
 from nps.errors import NPSError
+from nps.memory import release_freed
 from nps.record import ENGINE_VERSION, ProvenanceRecord
 
 __all__ = ["Progress", "Sampler", "Stopped", "complete", "gaussian_kernel", "generate", "sample_streams"]
@@ -272,6 +273,8 @@ class Sampler(StepChoice):
             pool_size[:, y, x] = count
             relaxed[:, y, x] = geo.relaxed if fell_back is None else (fell_back | geo.relaxed)
             known[y, x] = True
+            if step % 16 == 15:
+                release_freed()  # glibc keeps a step's freed temporaries otherwise (nps.memory)
             if progress is not None and (step % 16 == 15 or step == total - 1):
                 info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
                 if progress(info) is False:

@@ -9,8 +9,9 @@ search bounds with).  Each list gets a centroid, the mean of its unique windows
 1. *Rank.*  Every group of the step's band is ranked by the masked, Gaussian-weighted
    distance from the sample's known context ``t`` to its centroid on the known dimensions,
    ``sum_k w_k (c_k - t_k)^2 / denom`` (the step's own weights, :class:`nps.engine.certify.ExactWeights`).
-2. *Probe.*  The ``nprobe`` best groups of each sample are kept; the union over the batch
-   is searched.
+2. *Probe.*  The ``nprobe`` best groups of each sample are kept and searched for that sample
+   alone (the batch is searched one sample at a time, ``samples_together = 1``), so a sample's
+   draw does not depend on the rest of its batch: records are the same in any batch size.
 3. *Search.*  On the windows of those groups the exact search runs unchanged
    (:meth:`nps.engine.search.ExactSearch._pruned`: box pruning, float64 screen, certification),
    so the kept set is exactly ``{d <= thresholds(min d)}`` over the windows *found*, and
@@ -35,7 +36,7 @@ import torch
 
 from nps.cache import cached_arrays, content_key, entry_path
 from nps.config import GenerationConfig
-from nps.engine.search import Candidates, ExactSearch, StepQuery
+from nps.engine.search import Candidates, ExactSearch, StepQuery, choose_in_parts
 from nps.engine.search_index import WindowIndex
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class ApproxSearch(ExactSearch):
         centroids: (G,D) float32 from :func:`group_centroids`.
     """
 
+    samples_together = 1  # each sample searches its own probed groups (batch-size independent records)
+
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
                  centroids: np.ndarray) -> None:
         super().__init__(index, padded, config, width)
@@ -116,7 +119,7 @@ class ApproxSearch(ExactSearch):
         self.banded = 0
 
     def probed(self, q: StepQuery, t: torch.Tensor) -> np.ndarray:
-        """Ascending group ids: the union over the batch of each sample's ``nprobe`` nearest groups."""
+        """Ascending group ids: the union over the (part of the) batch of each sample's ``nprobe`` nearest groups."""
         if self.nprobe >= q.n_groups:
             return q.groups
         if "approx" not in q.memo:
@@ -174,6 +177,8 @@ class RecallMeter:
         return self
 
     def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
+        if t.shape[0] > self.approx.samples_together:  # the approximate search's own parts
+            return choose_in_parts(self.choose, self.approx.samples_together, q, t, refs, u)
         ids, keep, mult, fell_back = self.approx.survivors(q, t, refs)
         e_ids, e_keep, e_mult, _ = self.exact.survivors(q, t, refs)
         e_kept = torch.where(e_keep, e_mult, torch.zeros_like(e_mult)).numpy()  # (m,B)
