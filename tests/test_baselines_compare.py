@@ -105,6 +105,12 @@ def test_ablate_report_gets_the_baseline_table_and_compare_rebuilds_it(tmp_path,
     assert "| VAE (MLP) | 8 |" in slim and "## Per configuration" not in slim and "trace_0" not in slim
     assert "This copy, without the per-configuration pictures, was rendered from" in slim
     assert "](ablation-figure2.png)" in slim and (docs.parent / "ablation-figure2.png").is_file()
+    other = docs.parent / "ablation-paper.md"  # a second report beside it keeps the first one's figure
+    before = (docs.parent / "ablation-figure2.png").stat().st_mtime_ns
+    assert main(["baselines", "compare", str(out), "--baselines", "vae", "--docs", str(other)]) == 0
+    assert "](ablation-paper-figure2.png)" in other.read_text()
+    assert (docs.parent / "ablation-paper-figure2.png").is_file()
+    assert (docs.parent / "ablation-figure2.png").stat().st_mtime_ns == before
     after = json.loads((out / "metrics.json").read_text())
     assert "baselines compare" in after["notes"][-1]
     # a second compare reuses the rows it finds at this n: metrics.json is left alone, the report re-rendered

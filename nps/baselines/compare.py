@@ -234,7 +234,7 @@ def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str 
     The n, seed and corpus are the ablation's own (from its ``metrics.json``); the NPS rows
     are read, not regenerated.  With ``docs_copy`` a copy of the report without the
     per-configuration pictures is written there too (Figure 2 linked as
-    ``ablation-figure2.png`` beside it).  Baseline rows already in ``metrics.json`` at the
+    ``<stem>-figure2.png`` beside it).  Baseline rows already in ``metrics.json`` at the
     same n (``ablate --baselines``) are reused unless ``rescore``; then only the report is
     rendered again.
 
@@ -279,7 +279,8 @@ def add_to_ablation(folder: str | Path, spec: str | None = None, data_root: str 
 
 
 def write_docs_copy(results: dict, folder: Path, target: Path) -> Path:
-    """The report without per-configuration pictures at ``target`` (Figure 2 copied beside it)."""
+    """The report without per-configuration pictures at ``target`` (Figure 2 copied beside it as
+    ``<target stem>-figure2.png``, so that two reports in one folder keep their own)."""
     import shutil
     import tempfile
 
@@ -290,8 +291,9 @@ def write_docs_copy(results: dict, folder: Path, target: Path) -> Path:
                       f"rendered from {folder / 'metrics.json'} by `python -m nps baselines compare {folder} "
                       f"--docs {target}`; every figure is the ablation command's (above)."]}
     if results.get("figure2") and (folder / results["figure2"]).is_file():
-        shutil.copyfile(folder / results["figure2"], target.parent / "ablation-figure2.png")
-        slim["figure2"] = "ablation-figure2.png"
+        figure = f"{target.stem}-figure2.png"  # docs/ablation.md -> ablation-figure2.png; one per report
+        shutil.copyfile(folder / results["figure2"], target.parent / figure)
+        slim["figure2"] = figure
     with tempfile.TemporaryDirectory() as tmp:  # write_report names its file; render there, then copy
         text = write_report(slim, tmp).read_text()
     return write_text(target, text)

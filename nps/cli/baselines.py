@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: %(default)s)")
     c.add_argument("--docs", default=None, metavar="FILE.md",
                    help="also write the report without per-configuration pictures to FILE.md, with Figure 2 "
-                        "copied beside it as ablation-figure2.png")
+                        "copied beside it as <FILE>-figure2.png (docs/ablation.md: docs/ablation-figure2.png)")
     c.add_argument("--rescore", action="store_true",
                    help="sample and score the baselines again even when metrics.json already holds them at this n "
                         "(default: reuse them and only rewrite the report)")
