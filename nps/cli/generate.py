@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = fitted
     index = index_state(cfg, corpus)  # looks at file names only: builds and loads nothing
     print(estimate_line(cfg, len(corpus), corpus.image_shape, index), flush=True)  # stderr keeps one error line
-    hint = missing_index_line(cfg, corpus)
+    hint = missing_index_line(cfg, corpus, index)
     if hint:
         then = estimate(cfg, len(corpus), corpus.image_shape, index="cached").seconds
         print(f"{hint}; with it, this run: {format_seconds(then)}", flush=True)

@@ -59,15 +59,16 @@ def index_command(corpus: str, subset: int | None, window: int, data_root: str |
     return " ".join([*parts, *extra])
 
 
-def missing_index_line(cfg, corpus) -> str | None:
+def missing_index_line(cfg, corpus, index: str | None = None) -> str | None:
     """The hint ``generate`` prints when its run would search the window index and none is cached, else None.
 
     Looks at file names only: builds, loads and validates nothing.  None when the run does not
     use the index (brute search, k-NN pools, no ``ssd``) or the corpus builds its own on first use.
+    ``index``: the run's :func:`nps.lab.cost.index_state`, when the caller has it.
     """
     from nps.engine.window_cache import missing_index_hint
     from nps.lab.cost import index_state
-    if cfg.search == "brute" or index_state(cfg, corpus) != "missing":
+    if cfg.search == "brute" or (index or index_state(cfg, corpus)) != "missing":
         return None
     extra = ("--approx",) if cfg.search == "approx" else ()  # its centroids too (else built on first use)
     return "hint: " + missing_index_hint(len(corpus), index_command(cfg.corpus, cfg.subset, cfg.window,

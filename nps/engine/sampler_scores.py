@@ -70,12 +70,9 @@ class StepScores:
         target = cpad[:, :, geo.y:geo.y + w, geo.x:geo.x + w]  # (B,C,w,w)
         if self.spans_width(geo):  # every column (no locality): one band for all rows, nothing kept
             d = window_ssd_rows(pool.images, self.width_, cy0, target, geo.gm, cy1 - cy0, geo.gm_sum)
-            if pool.excluded is not None:
-                d.masked_fill_(pool.excluded[:, None, :], float("inf"))
-            return d
-        index = self._band_index(geo)
-        d = window_ssd(pool.images, self.width_, (cy0, cx0), target, geo.gm, cy1 - cy0, cx1 - cx0, index,
-                       geo.gm_sum, geo.template)
+        else:
+            d = window_ssd(pool.images, self.width_, (cy0, cx0), target, geo.gm, cy1 - cy0, cx1 - cx0,
+                           self._band_index(geo), geo.gm_sum, geo.template)
         if pool.excluded is not None:
             d.masked_fill_(pool.excluded[:, None, :], float("inf"))
         return d

@@ -66,13 +66,9 @@ CASES = {  # kind -> (constraints, search)
 }
 
 
-def per_candidate_ns(kind: str, ms_per_image: float, corpus_size: int, image_shape: tuple[int, ...]) -> float:
-    """Nanoseconds per candidate window of a case's figure: ms/image over pixels x windows per pixel."""
-    from nps.config import GenerationConfig
-    cfg = GenerationConfig(constraints=CASES[kind][0]).fit_canvas(image_shape, seed_size_given=False)
-    h, w = image_shape[:2]
-    pixels = h * w - cfg.seed_size ** 2
-    return ms_per_image * 1e6 / (pixels * cfg.windows_per_pixel(corpus_size, image_shape))
+def per_candidate_ns(case: dict) -> float:
+    """Nanoseconds per candidate window of a case's figures (its ms/image over its ``candidates_per_image``)."""
+    return case["ms_per_image"] * 1e6 / case["candidates_per_image"]
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
@@ -128,7 +124,10 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
             results.put({"case": kind, "batch": batch, "ms_per_image": per_image * 1000, "load": load,
                          "extrapolated_from_steps": done if done < total_steps else None})
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        final = {"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads()}
+        h, w = corpus.image_shape[:2]
+        candidates = (h * w - cfg.seed_size ** 2) * cfg.windows_per_pixel(len(corpus), corpus.image_shape)
+        final = {"case": kind, "batch": batch, "peak_rss_mb": rss, "threads": torch.get_num_threads(),
+                 "candidates_per_image": candidates}  # sampled pixels x candidate windows per pixel
         if search == "approx":
             final |= _recall(sampler, cfg, corpus, n, stop_after if limit else None)
         results.put(final)
