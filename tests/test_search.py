@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nps.engine.search import direct_distance
-from nps.engine.search_bounds import box_bound, box_bounds
+from nps.engine.search_bounds import bounds_of, box_bound, box_bounds, rows
 from nps.engine.search_index import build_index
 
 
@@ -87,6 +87,24 @@ def test_box_bounds_enclose_every_window_of_the_box(rng, batch):
     assert high[-1, 0] == 0  # the all-zero box against the blank target
     assert torch.equal(low, box_bound(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float()))
 
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_bounds_in_chunks_are_the_bounds_of_the_rows(rng, monkeypatch, upper):
+    """``bounds_of`` reads and bounds the boxes a chunk at a time: the same (n,B) bounds as one call on the
+    gathered rows, for chunks that divide the boxes and chunks that do not, and (0,B) for no box."""
+    import nps.engine.search_bounds as bounds_module
+    D, dims = 9, np.array([0, 2, 3, 8])
+    lo = rng.integers(0, 200, (50, D)).astype(np.uint8)
+    hi = np.maximum(lo, rng.integers(0, 256, (50, D))).astype(np.uint8)
+    ids = rng.permutation(50)[:37]
+    t = torch.from_numpy(rng.integers(0, 256, (3, len(dims))).astype(np.float32))
+    w = torch.rand(len(dims))
+    whole = box_bounds(rows(lo, ids, dims), rows(hi, ids, dims), t, w)[1 if upper else 0]
+    for chunk in (1, 5, 37, 1 << 14):
+        monkeypatch.setattr(bounds_module, "BOUND_CHUNK", chunk)
+        assert torch.equal(bounds_of(lo, hi, ids, dims, t, w, upper=upper), whole)
+    assert bounds_of(lo, hi, ids[:0], dims, t, w, upper=upper).shape == (0, 3)
 
 # ----------------------------------------------------------------------------- a shared (label) pool through the index
 

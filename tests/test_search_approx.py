@@ -142,11 +142,14 @@ def test_bench_case_and_batch_lists_are_checked(argv, capsys):
 
 @pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
 def test_exact_search_screening_in_chunks_changes_nothing(digits, monkeypatch, cons):
-    """Screened a few windows at a time (doubtful pixels read again), the exact search writes the same record."""
+    """Screened a few windows at a time (doubtful pixels read again) and its boxes bounded a few at a time,
+    the exact search writes the same record."""
     import nps.engine.search as search_module
+    import nps.engine.search_bounds as bounds_module
     cfg = _cfg(constraints=cons, n=4, seed=5, search="exact", eps=0.0)
     whole = generate(cfg, digits)
     monkeypatch.setattr(search_module, "SCREEN_CHUNK", 7)
+    monkeypatch.setattr(bounds_module, "BOUND_CHUNK", 5)
     _same_record(whole, generate(cfg, digits))
     _same_record(whole, generate(cfg.replace(search="brute"), digits))
     approx = cfg.replace(search="approx", nprobe=3)

@@ -38,7 +38,7 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
-from nps.engine.search_bounds import box_bound, box_bounds, ranges, rows
+from nps.engine.search_bounds import bounds_of, ranges
 from nps.engine.search_index import WindowIndex
 from nps.engine.selection import _picks, thresholds
 
@@ -204,7 +204,7 @@ class ExactSearch:
         of the windows of ``groups`` alone."""
         ix = self.index
         t32 = t.float()
-        lb = box_bound(rows(ix.group_lo, groups, q.dims), rows(ix.group_hi, groups, q.dims), t32, q.w32) / q.denom
+        lb = bounds_of(ix.group_lo, ix.group_hi, groups, q.dims, t32, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising groups.
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
@@ -213,8 +213,7 @@ class ExactSearch:
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = self._in_pool(ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
-        lo, hi = rows(ix.leaf_lo, leaves, q.dims), rows(ix.leaf_hi, leaves, q.dims)
-        llb = box_bound(lo, hi, t32, q.w32) / q.denom
+        llb = bounds_of(ix.leaf_lo, ix.leaf_hi, leaves, q.dims, t32, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
@@ -224,7 +223,7 @@ class ExactSearch:
         live = alive.any(1).numpy()
         if not self.accept:
             return Candidates.scoring(ranges(ix.leaf_off[leaves[live]], ix.leaf_off[leaves[live] + 1]), len(refs))
-        leaves, alive, lo, hi = leaves[live], alive[live], lo[live], hi[live]
+        leaves, alive = leaves[live], alive[live]
         low = llb[live].double() * (1.0 - BOUND_REL)  # (l,B) certified lower bounds
         # Whole leaves kept unscored: every window provably within the threshold (its box's upper bound
         # below the least threshold the minimum allows, :meth:`Candidates` explains), and provably not
@@ -237,8 +236,8 @@ class ExactSearch:
         maybe = ((low <= least_thr) | ~alive).all(1)
         lub = torch.full(alive.shape, float("inf"), dtype=torch.float32)
         if maybe.any():
-            sel = maybe.numpy()
-            lub[maybe] = box_bounds(lo[sel], hi[sel], t32, q.w32, lower=False)[1] / q.denom
+            ids = leaves[maybe.numpy()]
+            lub[maybe] = bounds_of(ix.leaf_lo, ix.leaf_hi, ids, q.dims, t32, q.w32, upper=True) / q.denom
         zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0
         accept = alive & (lub.double() * (1.0 + BOUND_REL) <= least_thr) & ((low > upper_min) | zero)
         need = (alive & ~accept).any(1)
