@@ -72,10 +72,13 @@ EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 co
 # the smallest points from ``python -m nps ablate --quick`` (200 images, n = 32, batch 64, whole runs:
 # SSD alone 2.87 s/image, SSD + locality 0.15 s/image, load 1.5).
 # Pruning is sublinear in the corpus: with locality 60x the images cost 5.7x; without it, 60x cost 58x.
+# Re-measured 2026-12-02 after the chunked box bounds (same command, load 1.0; /work/prof/s8/calib.sh):
+# SSD + locality 618 / 964 ms/image at 1,000 / 6,000 images (60k kept at 3,700: 4,564 in the same
+# hour's bench, a noisy host); SSD alone 5,907 / 28,220 / 267,410 at 1,000 / 6,000 / 60,000.
 # Between the points the model interpolates in log-log, beyond them it extends the nearest segment.
 EXACT_POINTS = {  # uses locality -> ((windows per pixel, seconds per pixel and sample), ...)
-    True: ((5_000, 2.1e-4), (25_000, 9.0e-4), (150_000, 2.14e-3), (1_500_000, 5.1e-3)),
-    False: ((156_800, 4.0e-3), (784_000, 1.11e-2), (4_704_000, 7.98e-2), (47_040_000, 0.647)),
+    True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.34e-3), (1_500_000, 5.1e-3)),
+    False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 3.92e-2), (47_040_000, 0.371)),
 }
 APPROX_POINTS = {
     True: ((25_000, 1.09e-3), (150_000, 1.40e-3), (1_500_000, 2.06e-3)),
