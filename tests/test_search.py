@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nps.engine.search import direct_distance
-from nps.engine.search_bounds import bounds_of, box_bound, box_bounds, rows
+from nps.engine.search_bounds import bounds_of, box_bounds, rows
 from nps.engine.search_index import build_index
 
 
@@ -54,7 +54,7 @@ def test_box_bound_is_a_lower_bound_and_direct_distance_is_the_definition(rng):
     t = rng.integers(0, 256, (3, 6)).astype(np.float64)
     w = rng.random(6)
     lo, hi = s[:25].min(0, keepdims=True), s[:25].max(0, keepdims=True)
-    bound = box_bound(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float()).numpy()[0]
+    bound = box_bounds(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float(), upper=False)[0].numpy()[0]
     exact = ((t[None] - s[:25, None].astype(np.float64)) ** 2 * w).sum(-1)  # (25,3)
     assert (bound <= exact.min(0) * (1 + 1e-6)).all()
     d = direct_distance(torch.from_numpy(s[:25].astype(np.float64)), torch.from_numpy(t[[0] * 25]),
@@ -85,7 +85,8 @@ def test_box_bounds_enclose_every_window_of_the_box(rng, batch):
         assert (high[i].numpy() >= exact.max(0) * (1 - 1e-6)).all()
         assert ((high[i].numpy() == 0) == (exact.max(0) == 0)).all()
     assert high[-1, 0] == 0  # the all-zero box against the blank target
-    assert torch.equal(low, box_bound(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float()))
+    lower_only = box_bounds(lo, hi, torch.from_numpy(t).float(), torch.from_numpy(w).float(), upper=False)[0]
+    assert torch.equal(low, lower_only)
 
 
 

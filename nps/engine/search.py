@@ -240,7 +240,7 @@ class ExactSearch:
         # kept whole (upper >= lower): its upper bound is computed for those alone (few, on most steps).
         maybe = ((low <= least_thr) | ~alive).all(1)
         lub = torch.full(alive.shape, float("inf"), dtype=torch.float32)
-        if maybe.any():
+        if maybe.any():  # their rows are read again (the leaves' rows are not kept: millions on SSD alone)
             ids = leaves[maybe.numpy()]
             lub[maybe] = bounds_of(ix.leaf_lo, ix.leaf_hi, ids, q.dims, t32, q.w32, upper=True) / q.denom
         zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0

@@ -18,18 +18,8 @@ import torch
 # Boxes bounded at a time (:func:`bounds_of`): SSD alone over 60k MNIST bounds up to 4.5M leaves in a
 # step, whose rows and float32 temporaries took 1.9 GB at once.  2^14 boxes (about 20 MB of temporaries
 # at K = 48, B = 4) also stay in cache: 60k MNIST, batch 4, SSD alone's first 16 steps 2.8x faster than
-# unchunked and 1.2x faster than 2^17; SSD + locality 1.1x (/work/prof/s8/chunks.py, session 8).
+# unchunked and 1.2x faster than 2^17; SSD + locality 1.1x (measured 2026-12-02, README).
 BOUND_CHUNK = 1 << 14
-
-
-def box_bound(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """(n,B) float32 lower bound of the weighted SSD numerator of every window in each box.
-
-    Args:
-        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
-        w: (K,) float32 weights.
-    """
-    return box_bounds(lo, hi, t, w, upper=False)[0]
 
 
 def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor, upper: bool = True,

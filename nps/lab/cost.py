@@ -72,7 +72,7 @@ EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 co
 # the smallest points from ``python -m nps ablate --quick`` (200 images, n = 32, batch 64, whole runs:
 # SSD alone 2.87 s/image, SSD + locality 0.15 s/image, load 1.5).
 # Pruning is sublinear in the corpus: with locality 60x the images cost 5.7x; without it, 60x cost 58x.
-# Re-measured 2026-12-02 after the chunked box bounds (same command, load 1.0; /work/prof/s8/calib.sh):
+# Re-measured 2026-12-02 after the chunked box bounds (same command, load 1.0):
 # SSD + locality 618 / 964 ms/image at 1,000 / 6,000 images (60k kept at 3,700: 4,564 in the same
 # hour's bench, a noisy host); SSD alone 5,907 / 28,220 / 267,410 at 1,000 / 6,000 / 60,000.
 # Between the points the model interpolates in log-log, beyond them it extends the nearest segment.
