@@ -130,8 +130,10 @@ def _search_words(config: Any, est: Any, index: str) -> str:
     if est.search == "approx":
         return ", searched approximately in the window index"
     if index == "missing":
+        from nps.engine.window_cache import local_splits
+        flag = "" if local_splits(config) else " --no-loc"
         return (" (no window index is cached for this corpus, so every window is scored; "
-                "`python -m nps index` builds one in about a minute)")
+                f"`python -m nps index{flag}` builds one in about a minute and a half)")
     return ""
 
 

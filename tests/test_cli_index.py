@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import nps.engine.window_cache as search_index
@@ -47,6 +48,53 @@ def test_index_is_the_one_the_sampler_looks_up(digits, cache_dir, large):
     search_index._INDEXES.clear()  # only the file may serve the lookup
     assert Sampler(cfg, digits).exact_search() is not None
     assert Sampler(cfg.replace(window=3), digits).exact_search() is None  # another window: another index
+
+
+def test_runs_without_locality_look_up_the_global_index(digits, cache_dir, large, tmp_path, capsys):
+    """SSD alone searches the global index (`--no-loc`), SSD + locality the local one: two entries, and each
+    run's hint names its own command."""
+    cfg = GenerationConfig(corpus="digits", window=5, seed_size=2, n=2, batch_size=2, constraints="ssd",
+                           search="exact")
+    assert main(["index", "--corpus", "digits", "--window", "5"]) == 0  # the local one
+    assert "local window index of digits" in capsys.readouterr().out
+    search_index._INDEXES.clear()
+    assert Sampler(cfg, digits).exact_search() is None  # SSD alone does not take the local index
+    argv = ["generate", *TINY[:-1], "ssd", "--window", "5", "--search", "exact", "--out", str(tmp_path / "s.npz")]
+    assert main(argv) == 0
+    [hint] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("hint:")]
+    assert "`python -m nps index --corpus digits --window 5 --no-loc`" in hint
+    assert main(["index", "--corpus", "digits", "--window", "5", "--no-loc"]) == 0
+    assert "global window index of digits" in capsys.readouterr().out
+    assert len(_entries(cache_dir)) == 2
+    search_index._INDEXES.clear()
+    local = Sampler(cfg.replace(constraints="ssd,loc"), digits).exact_search().index
+    glob = Sampler(cfg, digits).exact_search().index
+    assert set(vars(local)) == set(vars(glob))
+    assert np.array_equal(local.pos_off, glob.pos_off)  # the same unique windows at each position ...
+    assert not np.array_equal(local.rep, glob.rep)  # ... in another k-d order
+
+
+def test_a_large_index_is_dropped_from_memory_before_another_loads(digits, cache_dir, monkeypatch):
+    """Two small indexes stay in memory; one above half of HELD_BYTES goes before the next is loaded."""
+    monkeypatch.setattr(search_index, "_INDEXES", {})
+    cfg = GenerationConfig(corpus="digits", window=3, seed_size=2, n=1, batch_size=1, constraints="ssd,loc",
+                           search="exact")
+    Sampler(cfg, digits).exact_search()
+    Sampler(cfg.replace(constraints="ssd"), digits).exact_search()
+    assert len(search_index._INDEXES) == 2  # the local and the global index of digits
+    least = min(map(search_index._held_bytes, search_index._INDEXES.values()))
+    monkeypatch.setattr(search_index, "HELD_BYTES", 2 * least - 2)  # either one alone is above half of it
+    Sampler(cfg.replace(window=5), digits).exact_search()
+    assert list(search_index._INDEXES) == [search_index.index_key(digits.content_hash, 5, (1442, 1, 12, 12))]
+
+
+def test_the_global_index_keeps_the_key_it_had_before_the_local_one():
+    """Indexes cached before the local splits existed serve runs without locality unchanged."""
+    from nps.cache import content_key
+    shape = (100, 1, 34, 34)
+    before = content_key("window-index", 3, "abc", 7, shape, 8, 16)  # the version-3 key, as it was
+    assert search_index.index_key("abc", 7, shape, local=False) == before
+    assert search_index.index_key("abc", 7, shape) != before
 
 
 def test_generate_hints_at_the_command_only_when_no_index_is_cached(digits, cache_dir, large, tmp_path, capsys):

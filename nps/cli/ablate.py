@@ -143,16 +143,19 @@ def prepare_indexes(plan: list[tuple], corpora: dict, say: Callable[[str, float]
     the dense scan, several times slower with the same draws (:mod:`nps.engine.search`).
     """
     from nps.engine.sampler import Sampler
+    from nps.engine.window_cache import local_splits
     from nps.lab.cost import index_state
-    done: set[str] = set()
+    done: set[tuple[str, bool]] = set()  # (corpus, local): rows with and without locality search two indexes
     for _, label, cfg, which in plan:
-        if which in done or cfg.search == "brute" or index_state(cfg, corpora[which]) != "missing":
+        key = (which, local_splits(cfg))
+        if key in done or cfg.search == "brute" or index_state(cfg, corpora[which]) != "missing":
             continue
-        done.add(which)
+        done.add(key)
         corpus = corpora[which]
-        say(f"building the window index of {len(corpus):,} images (once; cached)", 0.0)
-        print(f"building the window index of {len(corpus):,} images for {label} (about a minute for 60k MNIST; "
-              "cached, as `python -m nps index` would)", flush=True)
+        kind = "local" if key[1] else "global"
+        say(f"building the {kind} window index of {len(corpus):,} images (once; cached)", 0.0)
+        print(f"building the {kind} window index of {len(corpus):,} images for {label} (about a minute and a half "
+              "for 60k MNIST; cached, as `python -m nps index` would)", flush=True)
         t0 = time.perf_counter()
         Sampler(cfg.replace(n=1, batch_size=1), corpus).exact_search(build=True)
         print(f"window index ready in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -7,7 +7,8 @@ in ``cache/`` (:mod:`nps.engine.search_index`).  Corpora of more than
 
 The index is built through the sampler itself (``Sampler.exact_search(build=True)``, as
 ``python -m nps bench`` does), so its key, the engine's padding included, is the one a
-``generate`` run looks up.
+``generate`` run looks up.  A corpus has two indexes (:mod:`nps.engine.window_cache`): the local one
+for runs with locality (the default) and, with ``--no-loc``, the global one for runs without it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "$NPS_CACHE_QUOTA_MB (default 2048); --pin keeps it from being evicted.")
     add_corpus_args(p)
     add_field_arg(p, FIELDS["window"])
+    p.add_argument("--no-loc", action="store_true",
+                   help="build the global index instead, which runs without locality (SSD alone) search; the "
+                        "default one serves runs with locality (the k-d splits of each differ, their results "
+                        "do not: nps/engine/search_splits.py)")
     p.add_argument("--approx", action="store_true",
                    help="also build the group centroids that --search approx ranks (cached beside the index; "
                         "about 50 s for 60k MNIST)")
@@ -70,16 +75,18 @@ def missing_index_line(cfg, corpus, index: str | None = None) -> str | None:
     from nps.lab.cost import index_state
     if cfg.search == "brute" or (index or index_state(cfg, corpus)) != "missing":
         return None
+    from nps.engine.window_cache import local_splits
     extra = ("--approx",) if cfg.search == "approx" else ()  # its centroids too (else built on first use)
+    extra += () if local_splits(cfg) else ("--no-loc",)
     return "hint: " + missing_index_hint(len(corpus), index_command(cfg.corpus, cfg.subset, cfg.window,
                                                                      cfg.data_root, extra))
 
 
-def centroids_path(corpus_hash: str, window: int, shape: tuple[int, ...]) -> Path:
-    """Where the approximate search's group centroids of that index live in the cache."""
+def centroids_path(corpus_hash: str, window: int, shape: tuple[int, ...], local: bool = True) -> Path:
+    """Where the approximate search's group centroids of that (local or global) index live in the cache."""
     from nps.engine import search_approx
     from nps.engine.window_cache import index_key
-    return search_approx.centroids_path(index_key(corpus_hash, window, shape))
+    return search_approx.centroids_path(index_key(corpus_hash, window, shape, local))
 
 
 def _inode(path: Path) -> int | None:
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.engine.window_cache import index_path, padded_shape
 
     cfg = GenerationConfig.make(corpus=args.corpus, subset=args.subset, data_root=args.data_root,
-                                window=args.window, constraints="ssd,loc", n=1, batch_size=1,
+                                window=args.window, constraints="ssd" if args.no_loc else "ssd,loc", n=1, batch_size=1,
                                 search="approx" if args.approx else "exact")
     cfg.check()  # parameter errors before any loading
     quota = quota_bytes()  # a bad NPS_CACHE_QUOTA_MB is one line before any work
@@ -121,9 +128,10 @@ def run(args: argparse.Namespace) -> int:
     cfg.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     h, w = corpus.image_shape[:2]
     shape = padded_shape(len(corpus), corpus.image_shape, cfg.window)
-    path = index_path(corpus.content_hash, cfg.window, shape)
-    command = index_command(args.corpus, args.subset, cfg.window, args.data_root,
-                            tuple(f for f, on in (("--approx", args.approx), ("--pin", args.pin)) if on))
+    local = not args.no_loc
+    path = index_path(corpus.content_hash, cfg.window, shape, local)
+    flags = (("--no-loc", args.no_loc), ("--approx", args.approx), ("--pin", args.pin))
+    command = index_command(args.corpus, args.subset, cfg.window, args.data_root, tuple(f for f, on in flags if on))
     floor = len(corpus) * h * w * 4  # its (HW,N) int32 image-to-window map alone
     if quota is not None and floor > quota:
         raise NPSError(f"the window index of {len(corpus)} images takes more than {_mb(floor)}, above the whole "
@@ -151,11 +159,11 @@ def run(args: argparse.Namespace) -> int:
                            f"NPS_CACHE_QUOTA_MB={_suggest_mb(size * 2)} {command}.")
         raise NPSError(f"the window index was built but could not be written to {root} (see the warning above); "
                        "free disk space or set NPS_CACHE_DIR to a writable folder.")
-    if args.approx and not centroids_path(corpus.content_hash, cfg.window, shape).is_file():
+    if args.approx and not centroids_path(corpus.content_hash, cfg.window, shape, local).is_file():
         raise NPSError(f"the index is cached ({path.name}) but its centroids were built and not kept (see the "
                        f"warning above); raise NPS_CACHE_QUOTA_MB or free disk space, then rerun {command}.")
     built = _inode(path) != before  # a hit keeps the file; a (re)build renames a new one into place
-    entries = [path, centroids_path(corpus.content_hash, cfg.window, shape)] if args.approx else [path]
+    entries = [path, centroids_path(corpus.content_hash, cfg.window, shape, local)] if args.approx else [path]
     if args.pin:
         try:
             for e in entries:
@@ -169,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     size = path.stat().st_size
     how = f"built in {elapsed:.1f} s" if built else f"already cached (loaded and validated in {elapsed:.1f} s)"
     extra = f" + centroids {_mb(entries[1].stat().st_size)}" if args.approx else ""
-    print(f"window index of {name}: {len(corpus)} images, window {cfg.window}: {unique:,} unique windows of "
+    print(f"{'local' if local else 'global'} window index of {name}: {len(corpus)} images, window {cfg.window}: "
+          f"{unique:,} unique windows of "
           f"{total:,} ({100 * unique / total:.0f}%), {_mb(size)} on disk{extra}, {how}"
           f"{', pinned' if is_pinned(path) else ''}; {path}")
     if quota is not None and not is_pinned(path) and size > quota // 4:

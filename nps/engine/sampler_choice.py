@@ -23,7 +23,7 @@ from nps.engine.sampler_scores import StepScores
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
 from nps.engine.search import ExactSearch, StepQuery
 from nps.engine.selection import draw, draw_chunked
-from nps.engine.window_cache import window_index
+from nps.engine.window_cache import local_splits, window_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from nps.config import GenerationConfig
@@ -68,7 +68,8 @@ class StepChoice(StepScores):
         if self.search_ is None or (build and self.search_ is False):
             h, w = self.corpus.image_shape[:2]
             padded = self.padded_host_  # (N,C,Hp,Wp) uint8 on the CPU, whatever the device: numpy reads it
-            index = window_index(self.corpus.content_hash, padded.numpy(), cfg.window, h, w, build)
+            index = window_index(self.corpus.content_hash, padded.numpy(), cfg.window, h, w, build,
+                                 local_splits(cfg))
             if index is None:
                 self.search_ = False
             elif cfg.search == "approx":

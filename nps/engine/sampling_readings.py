@@ -184,10 +184,11 @@ def _search(sampler: Sampler) -> Any:
     """The sampler's whole-corpus :class:`~nps.engine.search.ExactSearch` (its window index built on first use)."""
     if getattr(sampler, "global_search_", None) is None:
         from nps.engine.search import ExactSearch
-        from nps.engine.window_cache import window_index
+        from nps.engine.window_cache import local_splits, window_index
         h, w = sampler.corpus.image_shape[:2]
         padded = sampler.padded_host_  # the CPU copy (padded_ may be on CUDA)
-        index = window_index(sampler.corpus.content_hash, padded.numpy(), sampler.config.window, h, w, True)
+        index = window_index(sampler.corpus.content_hash, padded.numpy(), sampler.config.window, h, w, True,
+                             local_splits(sampler.config))
         sampler.global_search_ = ExactSearch(index, padded, sampler.config, w)
     return sampler.global_search_
 

@@ -91,10 +91,10 @@ def group_centroids(index_key: str, index: WindowIndex, padded: np.ndarray, wind
 def approx_search(index: WindowIndex, corpus_hash: str, padded: torch.Tensor, config: GenerationConfig,
                   width: int) -> ApproxSearch:
     """The :class:`ApproxSearch` of a corpus whose window index is ``index`` (centroids cached)."""
-    from nps.engine.window_cache import index_key
+    from nps.engine.window_cache import index_key, local_splits
 
     padded_np = np.ascontiguousarray(padded.cpu().numpy())
-    key = index_key(corpus_hash, config.window, padded_np.shape)
+    key = index_key(corpus_hash, config.window, padded_np.shape, local_splits(config))
     return ApproxSearch(index, padded, config, width, group_centroids(key, index, padded_np, config.window, width))
 
 

@@ -6,7 +6,8 @@ p = cy * W + cx of the source images it holds the *unique* full windows seen at 
 that 44 % of MNIST's 7x7 windows, the all-zero ones, are one entry per position.
 
 The unique windows of a position are ordered by a k-d tree (median splits on the
-dimension of largest Gaussian-weighted spread) and cut into *leaves* of at most
+dimension of largest weighted spread, the weights favouring the dimensions the queries of that
+position know, :mod:`nps.engine.search_splits`) and cut into *leaves* of at most
 ``LEAF`` consecutive windows; ``GROUP`` consecutive leaves form a *group*.  Leaves
 and groups store the per-dimension min and max of their windows (boxes), from which
 :mod:`nps.engine.search` bounds the masked distance from below.
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nps.engine.search_index_reference import kd_order_reference, unique_rows_reference
+from nps.engine.search_splits import split_weights
 
 log = logging.getLogger(__name__)
 
 LEAF = 8  # windows per leaf
 GROUP = 16  # leaves per group
-INDEX_VERSION = 3
+INDEX_VERSION = 3  # the arrays' layout and the global tree; the local splits add their own key part
 
 
 @dataclass
@@ -276,7 +278,7 @@ class _Rows:
 
 
 def build_index(padded: np.ndarray, window: int, height: int, width: int,
-                plain: bool = False) -> dict[str, np.ndarray]:
+                plain: bool = False, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Build the arrays of a :class:`WindowIndex`; logs its progress every tenth of the positions.
 
     About 6 s for 6,000 MNIST images and 57 s for all 60,000 (784 positions, 25M unique
@@ -287,14 +289,14 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int,
         window: w; height, width: H, W (the centre positions).
         plain: use the plain definitions (:mod:`nps.engine.search_index_reference`); for
             tests and benchmarks, the arrays are the same.
+        weights: (H*W, D) float64 split weights per position (default: the local ones of
+            :func:`nps.engine.search_splits.split_weights`); they steer only the splits.
     """
     unique_rows, kd_order = (unique_rows_reference, kd_order_reference) if plain else (_unique_rows, _kd_order)
     n, c = padded.shape[:2]
     positions, start = height * width, time.perf_counter()
-    g = np.exp(-((np.arange(window) - window // 2)[:, None] ** 2 + (np.arange(window) - window // 2) ** 2)
-               / (2.0 * (window / 6.4) ** 2))
-    g[window // 2, window // 2] = 0  # the centre is the pixel being filled: never known, never compared
-    weight = np.repeat(g.ravel(), c)  # (D,) only steers the splits
+    if weights is None:
+        weights = split_weights(height, width, window, c)
     uid = np.empty((height * width, n), np.int32)
     d = window * window * c
     reps, counts, leaf_starts = _Rows(np.int32), _Rows(np.int32), _Rows(np.int64)
@@ -305,7 +307,7 @@ def build_index(padded: np.ndarray, window: int, height: int, width: int,
         x = np.ascontiguousarray(padded[:, :, cy:cy + window, cx:cx + window].transpose(0, 2, 3, 1)).reshape(n, -1)
         first, inverse, cnt = unique_rows(x)
         u = x[first]
-        perm, starts = kd_order(u, weight, LEAF)
+        perm, starts = kd_order(u, weights[p], LEAF)
         rank = np.empty(len(perm), np.int64)
         rank[perm] = np.arange(len(perm))
         uid[p] = total + rank[inverse]

@@ -1,7 +1,8 @@
 """Plain definitions of the window index's two building blocks, kept beside the fast ones.
 
-The cached index (``INDEX_VERSION`` 3) was first built with these; :mod:`nps.engine.search_index`
-has faster versions that must return the same arrays bit for bit (the k-d order, its
+The cached index (``INDEX_VERSION`` 3) was first built with these (the "local" index only passes
+other split weights, :mod:`nps.engine.search_splits`); :mod:`nps.engine.search_index` has faster
+versions that must return the same arrays bit for bit (the k-d order, its
 leaves and the order of the unique windows are all part of the cached index).  The tests
 check one against the other; ``build_index(..., plain=True)`` builds with these.
 """

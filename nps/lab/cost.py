@@ -75,9 +75,12 @@ EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 co
 # Re-measured 2026-12-02 after the chunked box bounds (same command, load 1.0):
 # SSD + locality 618 / 964 ms/image at 1,000 / 6,000 images (60k kept at 3,700: 4,564 in the same
 # hour's bench, a noisy host); SSD alone 5,907 / 28,220 / 267,410 at 1,000 / 6,000 / 60,000.
+# The local index (split weights facing the seed, nps.engine.search_splits; 2026-12-02): the 6k and 60k
+# locality points scaled by its side-by-side ratio to the global tree (6,000 images: 7.0 / 8.3 s for 4
+# images; 60k: 3.45 / 5.70 s/image at batch 4, interleaved in one process, load 1.0).
 # Between the points the model interpolates in log-log, beyond them it extends the nearest segment.
 EXACT_POINTS = {  # uses locality -> ((windows per pixel, seconds per pixel and sample), ...)
-    True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.34e-3), (1_500_000, 5.1e-3)),
+    True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.13e-3), (1_500_000, 3.09e-3)),
     False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 3.92e-2), (47_040_000, 0.371)),
 }
 APPROX_POINTS = {
@@ -133,10 +136,11 @@ def index_state(config: GenerationConfig, corpus) -> str:
     use) or "missing" (``python -m nps index`` builds it; until then the run takes the dense scan).
     Looks at file names only.  :func:`estimate` uses the index only for ``search`` exact or approx.
     """
-    from nps.engine.window_cache import builds_on_use, index_cached, padded_shape
+    from nps.engine.window_cache import builds_on_use, index_cached, local_splits, padded_shape
     if not _index_eligible(config):
         return "unused"
-    if index_cached(corpus.content_hash, config.window, padded_shape(len(corpus), corpus.image_shape, config.window)):
+    shape = padded_shape(len(corpus), corpus.image_shape, config.window)
+    if index_cached(corpus.content_hash, config.window, shape, local_splits(config)):
         return "cached"
     h, w = corpus.image_shape[:2]
     return "build" if builds_on_use(len(corpus), h, w) else "missing"
