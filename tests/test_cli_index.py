@@ -168,7 +168,7 @@ def test_help(capsys):
         main(["index", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "--pin" in out and "--window" in out and "--approx" in out
+    assert "--pin" in out and "--window" in out and "--approx" in out and "--no-loc" in out
 
 
 @pytest.mark.parametrize(("argv", "what"), [(["--window", "4"], "--window"), (["--window", "9"], "larger than"),

@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_corpus_args(p)
     add_field_arg(p, FIELDS["window"])
     p.add_argument("--no-loc", action="store_true",
-                   help="build the global index instead, which runs without locality (SSD alone) search; the "
-                        "default one serves runs with locality (the k-d splits of each differ, their results "
-                        "do not: nps/engine/search_splits.py)")
+                   help="build the global index instead: the one that runs without locality (SSD alone) "
+                        "search; the default, local one serves runs with locality (their k-d splits differ, "
+                        "their results do not: nps/engine/search_splits.py)")
     p.add_argument("--approx", action="store_true",
                    help="also build the group centroids that --search approx ranks (cached beside the index; "
                         "about 50 s for 60k MNIST)")
