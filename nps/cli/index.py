@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
     from nps.engine.sampler import Sampler
-    from nps.engine.window_cache import index_path, padded_shape
+    from nps.engine.window_cache import index_path, local_splits, padded_shape
 
     cfg = GenerationConfig.make(corpus=args.corpus, subset=args.subset, data_root=args.data_root,
                                 window=args.window, constraints="ssd" if args.no_loc else "ssd,loc", n=1, batch_size=1,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     cfg.check(len(corpus), corpus.image_shape, set(corpus.train_labels.tolist()))
     h, w = corpus.image_shape[:2]
     shape = padded_shape(len(corpus), corpus.image_shape, cfg.window)
-    local = not args.no_loc
+    local = local_splits(cfg)  # the rule every run's lookup uses (--no-loc made cfg SSD alone)
     path = index_path(corpus.content_hash, cfg.window, shape, local)
     flags = (("--no-loc", args.no_loc), ("--approx", args.approx), ("--pin", args.pin))
     command = index_command(args.corpus, args.subset, cfg.window, args.data_root, tuple(f for f, on in flags if on))

@@ -113,9 +113,10 @@ def window_index(corpus_hash: str, padded: np.ndarray, window: int, height: int,
             return None
         while _INDEXES and (len(_INDEXES) >= 2 or sum(map(_held_bytes, _INDEXES.values())) > HELD_BYTES // 2):
             _INDEXES.pop(next(iter(_INDEXES)))  # the oldest first
-        weights = split_weights(height, width, window, padded.shape[1], local)
-        arrays = cached_arrays(INDEX_KIND, key, lambda: build_index(padded, window, height, width, weights=weights),
-                               meta=meta)
+        def make() -> dict[str, np.ndarray]:  # only on a miss: the weights replay the whole fill order
+            weights = split_weights(height, width, window, padded.shape[1], local)
+            return build_index(padded, window, height, width, weights=weights)
+        arrays = cached_arrays(INDEX_KIND, key, make, meta=meta)
         _INDEXES[key] = WindowIndex(**arrays)
         log.info("window index: %d unique windows of %d", len(arrays["rep"]), arrays["uid"].size)
     return _INDEXES[key]
