@@ -23,6 +23,9 @@ training image (constraints without ``ssl``) is served from a :class:`WindowInde
 4. *Draw.*  The sample's uniform picks the ``floor(u * count)``-th kept *window* (with
    multiplicity) in the engine's canonical order (centre offset, then image id), so a
    drawn unique window maps back to exactly one occurrence.
+5. *Blank contexts.*  A sample whose known context is all zero is drawn from that context's kept set,
+   searched once per (pool, band, known dimensions) by steps 1-3 and kept (:mod:`nps.engine.search_blank`):
+   the same integers, so the same draw.
 
 The brute-force float32 path (``search="brute"``) makes the same decisions (its near-threshold
 float32 scores are certified in float64 too, :mod:`nps.engine.certify`); the tests compare both
@@ -38,8 +41,10 @@ import torch
 
 from nps.config import GenerationConfig
 from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
+from nps.engine.search_blank import BlankMemo
 from nps.engine.search_bounds import bounds_of, ranges
 from nps.engine.search_index import WindowIndex
+from nps.engine.search_rows import choose_in_parts, join_rows
 from nps.engine.selection import _picks, thresholds
 
 # Relative error bound of a float64 product/sum of at most a few hundred terms (gamma_n with
@@ -140,20 +145,6 @@ def _row_parts(n: int) -> list[slice]:
     return [slice(a, min(a + SCREEN_CHUNK, n)) for a in range(0, n, SCREEN_CHUNK)]
 
 
-def choose_in_parts(choose, size: int, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
-    """``choose`` (a search's :meth:`ExactSearch.choose`) on parts of ``size`` samples, joined.
-
-    The exact search's draws depend on each sample's own row only, so its parts give the same
-    arrays as one call; the approximate search probes per part, so parts of one make each sample's
-    draw independent of the rest of its batch.
-    """
-    B = t.shape[0]
-    parts = [choose(q, t[s:s + size], refs[s:s + size], u[s:s + size]) for s in range(0, B, size)]
-    sources = tuple(np.concatenate([p[0][i] for p in parts]) for i in range(3))
-    fell = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
-    return sources, np.concatenate([p[1] for p in parts]), fell
-
-
 class ExactSearch:
     """Serve the whole-corpus steps of one sampler from its corpus's :class:`WindowIndex`.
 
@@ -176,11 +167,14 @@ class ExactSearch:
         self.images: np.ndarray | None = None
         self.live: dict[str, np.ndarray] | None = None
         self.pools: dict[bytes, tuple] = {}  # per-subset arrays (nps.engine.search_pool.pool_counts)
+        self.pool_key = b""
+        self.blank = BlankMemo(self) if self.memo_blank else None
 
     def use_pool(self, subset: np.ndarray | None) -> ExactSearch:
         """Draw from the images ``subset`` ((P,) int64 ascending corpus ids; None: all) from now on; self."""
-        from nps.engine.search_pool import pool_counts
+        from nps.engine.search_pool import pool_counts, pool_key
         self.count, self.images, self.live = pool_counts(self, subset)
+        self.pool_key = pool_key(subset)
         return self
 
     def _windows(self, ids: np.ndarray, q: StepQuery) -> torch.Tensor:
@@ -303,6 +297,8 @@ class ExactSearch:
     #: more work per sample (60k MNIST, SSD + locality: 5 ms per pixel and sample at batch 4, about
     #: 100 ms at batch 64); :meth:`choose` searches the batch in parts of this many samples.
     samples_together: int = 4
+    #: Serve all-zero contexts from their kept set, searched once per step shape (:mod:`nps.engine.search_blank`).
+    memo_blank: bool = True
 
     def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
                u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
@@ -317,6 +313,10 @@ class ExactSearch:
             (source id, y, x) each (B,) int64, kept-window counts (B,) int64, and the
             fell-back rows of :func:`thresholds` (None without ``max_ssd``).
         """
+        blank = self.blank.rows(q, t) if self.blank is not None else np.zeros(t.shape[0], bool)
+        if blank.any():  # all-zero contexts: their kept set is searched once (nps.engine.search_blank)
+            return join_rows(blank, self.blank.choose(q, refs[blank], u[blank]),
+                             self.choose(q, t[~blank], refs[~blank], u[~blank]) if not blank.all() else None)
         if t.shape[0] > self.samples_together:
             return choose_in_parts(self.choose, self.samples_together, q, t, refs, u)
         ids, keep, mult, fell_back = self.survivors(q, t, refs)
@@ -327,7 +327,11 @@ class ExactSearch:
                   refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
         """The step's kept set: unique ids (n,) int64 considered, keep (n,B) bool, multiplicities (n,B)
         int32 (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
-        step = self._scored(q, t, refs)
+        return self._kept(self._scored(q, t, refs), q, t)
+
+    def _kept(self, step: ScoredStep, q: StepQuery,
+              t: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
+        """:meth:`survivors` of a screened step."""
         d, err = step.d, step.err
         thr, fell_back = thresholds(step.d_min, self.config)
         keep = torch.empty(d.shape, dtype=torch.bool)
@@ -384,26 +388,39 @@ class ExactSearch:
         # (O,B): int32 like ``mult`` (at most N occurrences per position), then int64 for the ranks.
         per_offset = torch.zeros((len(q.positions), B), dtype=kept.dtype).index_add_(0, slot, kept).long()
         del kept, slot
+        count, offset, rank = self.locate(per_offset, u)
+        sid = np.empty(B, np.int64)
+        for b in range(B):
+            p = int(q.positions[offset[b]])
+            here = keep[:, b].numpy() & (upos == p)
+            allowed = np.zeros(ix.pos_off[p + 1] - ix.pos_off[p], bool)
+            allowed[ids[here] - ix.pos_off[p]] = True
+            sid[b] = self.source(p, allowed, refs[b], rank[b])
+        cy, cx = np.divmod(q.positions[offset], self.width)
+        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
+
+    @staticmethod
+    def locate(per_offset: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Where each sample's draw falls, from its kept windows per band slot (O,B) int64: the kept
+        counts (B,) int64, the slot (B,) int64 holding its ``floor(u * count)``-th kept window and that
+        window's 1-based rank among the slot's (B,) int64."""
         count = per_offset.sum(0)
         j = _picks(u, count)
         upto = per_offset.cumsum(0)
         offset = (upto < j[None, :]).sum(0)  # the offset holding the j-th kept window
         rank = (j - (upto.gather(0, offset[None])[0] - per_offset.gather(0, offset[None])[0])).numpy()
-        sid = np.empty(B, np.int64)
-        offset_np = offset.numpy()
-        for b in range(B):
-            p = int(q.positions[offset_np[b]])
-            here = keep[:, b].numpy() & (upos == p)
-            allowed = np.zeros(ix.pos_off[p + 1] - ix.pos_off[p], bool)
-            allowed[ids[here] - ix.pos_off[p]] = True
-            images = allowed[ix.uid[p] - ix.pos_off[p]]  # (N,) images whose window at p is kept
-            if self.images is not None:
-                images &= self.images
-            if refs[b] >= 0:
-                images[refs[b]] = False
-            sid[b] = np.flatnonzero(images)[rank[b] - 1]
-        cy, cx = np.divmod(q.positions[offset_np], self.width)
-        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
+        return count, offset.numpy(), rank
+
+    def source(self, p: int, allowed: np.ndarray, ref: int, rank: int) -> int:
+        """The image holding the ``rank``-th (1-based, by image id) kept window at position ``p``, given
+        ``allowed`` (U_p,) bool over the position's unique windows; ``ref`` (-1: none) may not be drawn."""
+        ix = self.index
+        images = allowed[ix.uid[p] - ix.pos_off[p]]  # (N,) images whose window at p is kept
+        if self.images is not None:
+            images &= self.images
+        if ref >= 0:
+            images[ref] = False
+        return int(np.flatnonzero(images)[rank - 1])
 
     def _recompute(self, d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor | None, t: torch.Tensor,
                    q: StepQuery, ids: np.ndarray) -> torch.Tensor:

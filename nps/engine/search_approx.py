@@ -36,8 +36,9 @@ import torch
 
 from nps.cache import cached_arrays, content_key, entry_path
 from nps.config import GenerationConfig
-from nps.engine.search import Candidates, ExactSearch, StepQuery, choose_in_parts
+from nps.engine.search import Candidates, ExactSearch, StepQuery
 from nps.engine.search_index import WindowIndex
+from nps.engine.search_rows import choose_in_parts
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class ApproxSearch(ExactSearch):
     """
 
     samples_together = 1  # each sample searches its own probed groups (batch-size independent records)
+    memo_blank = False  # (its kept sets are per sample's probes, not the band's)
 
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
                  centroids: np.ndarray) -> None:

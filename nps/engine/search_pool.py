@@ -45,7 +45,7 @@ def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
     if subset is None:
         return index.count, None, None
     subset = np.ascontiguousarray(subset, np.int64)
-    key = hashlib.blake2b(subset.tobytes(), digest_size=16).digest()
+    key = pool_key(subset)
     if key not in search.pools:
         if len(subset) > 1 and not (np.diff(subset) > 0).all():
             raise ValueError("a shared pool's ids must be strictly ascending (the canonical draw order)")
@@ -53,6 +53,13 @@ def pool_counts(search, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
             search.pools.pop(next(iter(search.pools)))
         search.pools[key] = _counts(index, subset)
     return search.pools[key]
+
+
+def pool_key(subset: np.ndarray | None) -> bytes:
+    """A 16-byte key of the pool ``subset`` (b"": every image), as :func:`pool_counts` keys its arrays."""
+    if subset is None:
+        return b""
+    return hashlib.blake2b(np.ascontiguousarray(subset, np.int64).tobytes(), digest_size=16).digest()
 
 
 def _counts(index, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -79,9 +79,13 @@ EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 co
 # locality points scaled by its side-by-side ratio to the global tree (6,000 images: 7.0 / 8.3 s for 4
 # images; 60k: 3.45 / 5.70 s/image at batch 4, interleaved in one process, load 1.0).
 # Between the points the model interpolates in log-log, beyond them it extends the nearest segment.
+# The 60k points and the 6k one without locality: whole runs with blank contexts searched once
+# (nps.engine.search_blank), measured 2026-12-02: SSD + locality 3.12 s/image at batch 4 (bench), SSD
+# alone 32 s/image at 6k and 191 s/image at 60k (n = 4, every step; figures extrapolated from the first
+# 96 steps had understated SSD alone, whose outer steps cost more).
 EXACT_POINTS = {  # uses locality -> ((windows per pixel, seconds per pixel and sample), ...)
-    True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.13e-3), (1_500_000, 3.09e-3)),
-    False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 3.92e-2), (47_040_000, 0.371)),
+    True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.13e-3), (1_500_000, 2.17e-3)),
+    False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 4.44e-2), (47_040_000, 0.266)),
 }
 # The 60k approximate point with locality: 1.40x the exact one, its ratio measured 2026-12-02 on the local
 # index (4.84 s/image against 3.45 at batch 4; it searches each sample alone, four times the step overhead).
