@@ -35,7 +35,7 @@ def test_packed_bits_read_back_the_mask(rng):
     sizes = np.array([5, 1, 13, 8, 3, 17])
     start = np.concatenate([[0], np.cumsum(sizes)])
     mask = rng.random(int(start[-1])) < 0.5
-    e = BlankKept(np.zeros(len(sizes), np.int64), np.packbits(mask), start, None, None)
+    e = BlankKept(np.zeros(len(sizes), np.int64), np.packbits(mask), start, None)
     for slot in range(len(sizes)):
         assert np.array_equal(e.kept_at(slot), mask[start[slot]:start[slot + 1]])
     slots = np.repeat(np.arange(len(sizes)), sizes)

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nps.engine.selection import thresholds
-
 # Memory the memo may hold (bits and counts); the oldest entries go first.  60k MNIST: SSD alone held
 # 44 entries, 138 MB; SSD + locality 671 entries, 56 MB (n = 16).
 MEMO_BYTES = 256 << 20
@@ -46,14 +44,12 @@ class BlankKept:
         per_offset: (O,) int64 kept occurrences at each band slot.
         bits: (ceil(M/8),) uint8 packed bits over the band's M unique windows (band slot order).
         band_start: (O+1,) int64 first bit of each band slot.
-        thr: (1,) the threshold of the minimum 0 (:func:`nps.engine.selection.thresholds`).
         fell_back: (1,) bool or None, as :func:`~nps.engine.selection.thresholds` returns it.
     """
 
     per_offset: np.ndarray
     bits: np.ndarray
     band_start: np.ndarray
-    thr: torch.Tensor
     fell_back: np.ndarray | None
 
     @property
@@ -123,8 +119,7 @@ class BlankMemo:
         band_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         mask = np.zeros(int(band_start[-1]), bool)
         mask[band_start[slot] + ids - ix.pos_off[ix.upos[ids]]] = True
-        thr, _ = thresholds(step.d_min, s.config)
-        return BlankKept(per_offset, np.packbits(mask), band_start, thr, fell_back)
+        return BlankKept(per_offset, np.packbits(mask), band_start, fell_back)
 
     def choose(self, q, refs: np.ndarray, u: torch.Tensor) -> tuple[tuple[np.ndarray, ...], np.ndarray,
                                                                      np.ndarray | None]:
