@@ -106,6 +106,23 @@ def test_bench_json_records_the_device(tmp_path, capsys):
     assert "target ssl-wide@64 ns/candidate <= " in printed and "target ssl-wide@64 peak RSS MB <= 1536" in printed
 
 
+def test_bench_cold_searches_the_blank_entries_again(tmp_path, capsys):
+    """``--cold`` clears the process's blank-context entries before every timed run: each run searches
+    them again, and at least as many as a warm run (whose entries persist from its warm-up on)."""
+    import json
+    figures = {}
+    for mode in ("warm", "cold"):
+        out = tmp_path / f"{mode}.json"
+        argv = ["bench", "--corpus", "mnist", "--subset", "200", "--cases", "loc-exact", "--batches", "2", "--n-b", "2",
+                "--repeats", "2", "--json", str(out)] + (["--cold"] if mode == "cold" else [])
+        assert main(argv) == 0
+        figures[mode] = json.loads(out.read_text())["loc-exact@2"]
+        assert figures[mode]["blank_store"] == mode and f"{mode} blank store" in capsys.readouterr().out
+    cold, warm = figures["cold"]["blank_searched"], figures["warm"]["blank_searched"]
+    assert len(cold) == 2 and cold[0] == cold[1] > 0  # the same samples: the same entries, searched again
+    assert warm[1] == 0 and warm[0] <= cold[0]  # the second warm run finds every entry searched
+
+
 def test_trace_prints_source_and_funnel_matching_record(tmp_path, capsys):
     import json
     out = tmp_path / "s.npz"

@@ -13,13 +13,24 @@ _RECORD_KEYS = ("images", "source_index", "source_y", "source_x", "source_label"
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, n=8, seed=1, search="exact")
 
 
+@pytest.fixture(autouse=True)
+def _empty_store(monkeypatch):
+    """Each test starts with no entries (the store is the process's) and reads none from the cache
+    (tests/test_blank_disk.py tests that)."""
+    search_blank.STORE.clear()
+    monkeypatch.setattr(search_blank.STORE, "disk", False)
+    yield
+    search_blank.STORE.clear()
+
+
 def _same_record(a, b) -> None:
     for key in _RECORD_KEYS:
         assert np.array_equal(getattr(a, key), getattr(b, key)), key
 
 
-def _run(cfg, corpus, memo: bool, monkeypatch):
-    """(record, samples the memo served) of ``cfg`` with the memo on or off."""
+def _run(cfg, corpus, memo: bool, monkeypatch, memo_of: bool = False):
+    """(record, samples the memo served) of ``cfg`` with the memo on or off (``memo_of``: the memo itself
+    instead of the count)."""
     from nps.engine.sampler import Sampler
     from nps.engine.sampler_pool import SemanticPools
     from nps.engine.search import ExactSearch
@@ -27,7 +38,8 @@ def _run(cfg, corpus, memo: bool, monkeypatch):
     sampler = Sampler(cfg, corpus, SemanticPools.build(cfg, corpus))
     record = sampler.run(np.arange(cfg.n))
     search = sampler.search_ or None
-    return record, (search.blank.served if search is not None and search.blank is not None else 0)
+    blank = search.blank if search is not None else None
+    return record, (blank if memo_of else blank.served if blank is not None else 0)
 
 
 def test_packed_bits_read_back_the_mask(rng):
@@ -75,7 +87,8 @@ def test_memo_on_mnist_ssd_alone_and_its_bounds(monkeypatch):
     assert blank.served > 0
     shapes = {g.known.tobytes() for g in sampler.geometry_}
     assert 0 < len(blank.entries) <= len(shapes)
-    assert blank.held == sum(e.nbytes for e in blank.entries.values() if e is not None) <= search_blank.MEMO_BYTES
+    held = search_blank.STORE.held
+    assert held == sum(e.nbytes for e in blank.entries.values() if e is not None) <= search_blank.MEMO_BYTES
     plain, _ = _run(cfg, corpus, False, monkeypatch)
     _same_record(memo, plain)
 
@@ -84,10 +97,32 @@ def test_a_memo_too_small_for_two_entries_evicts_and_changes_nothing(digits, mon
     from nps.config import GenerationConfig
     cfg = GenerationConfig(**{**SMALL, "constraints": "ssd"})
     memo, served = _run(cfg, digits, True, monkeypatch)
+    search_blank.STORE.clear()
     monkeypatch.setattr(search_blank, "MEMO_BYTES", 1)  # each new entry evicts every other one
-    small, served_small = _run(cfg, digits, True, monkeypatch)
-    assert served_small == served > 0
+    small, blank = _run(cfg, digits, True, monkeypatch, memo_of=True)
+    assert blank.served == served > 0 and blank.searched > 1
+    assert sum(e is not None for e in search_blank.STORE.entries.values()) == 1  # the newest only
     _same_record(memo, small)
+
+
+def test_later_generations_read_the_entries_and_draw_the_same(digits, monkeypatch):
+    """A second generation with the same settings (samples 0-5 of the first's 8, other batch size)
+    searches no entry and makes the record a fresh store makes; another threshold (eps) has entries of
+    its own; the seed and the reference rule are not in the key."""
+    from nps.config import GenerationConfig
+    cfg = GenerationConfig(**{**SMALL, "constraints": "ssd"})
+    _, first = _run(cfg, digits, True, monkeypatch, memo_of=True)
+    assert first.searched > 0
+    later = cfg.replace(n=6, batch_size=2)
+    shared, blank = _run(later, digits, True, monkeypatch, memo_of=True)
+    assert blank.searched == 0 and blank.served > 0
+    search_blank.STORE.clear()
+    fresh, again = _run(later, digits, True, monkeypatch, memo_of=True)
+    assert again.searched > 0
+    _same_record(shared, fresh)
+    _, other = _run(cfg.replace(eps=0.3), digits, True, monkeypatch, memo_of=True)
+    assert other.searched > 0 and other.scope != first.scope
+    assert search_blank.config_scope(cfg.replace(seed=7, include_reference=True)) == search_blank.config_scope(cfg)
 
 
 def test_the_approximate_search_keeps_the_usual_path():

@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="the sampler's device for (a) and the whole-corpus cases; (c) is numpy (default: "
                         "%(default)s; the pruned search itself runs on the CPU either way)")
+    p.add_argument("--cold", action="store_true",
+                   help="clear the blank-context entries before every timed run and read none from the cache, as "
+                        "in a first generation ever (default: they persist from the warm-up on, as in the app's "
+                        "process, and are read from the cache where an earlier run stored them)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file (with the device)")
     p.set_defaults(func=run)
 
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     out = writable_path(args.json, ".json") if args.json else None
     res = run_all(args.corpus, args.n_a, args.n_b, args.n_c, args.subset, args.threads, args.skip_b,
                   repeats=args.repeats, batches=batches, steps=args.steps, nprobe=args.nprobe, cases=cases,
-                  partial=partial, device=args.device)
+                  partial=partial, device=args.device, cold=args.cold)
     gpu = f", GPU {res['gpu']}" if res.get("gpu") else ""
     print(f"machine: {cpu_model()}, {_cores()} cores{gpu}; device {args.device}; corpus {args.corpus}"
           + (f" (subset {args.subset})" if args.subset else "")
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                      f"{r['min_recall']:.3f}), scanned {100 * r['scanned_share']:.2f}% of the band's unique windows, "
                      f"nprobe {r['nprobe']}")
         print(f"{name:40s} {r['ms_per_image']:10.1f} ms/image  (median of {r['runs']}, n={r['n']}, "
-              f"set-up {r['setup_s']:.1f}s, peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']}{note})")
+              f"{r.get('blank_store', 'warm')} blank store, set-up {r['setup_s']:.1f}s, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']}{note})")
     for key, value in res.items():
         if key.startswith("speedup_"):
             fast, rest = key[8:].split("_over_")

@@ -127,8 +127,13 @@ class Sampler(StepChoice):
     # ------------------------------------------------------------------ public
     def run(self, sample_ids: np.ndarray | None = None,
             progress: Callable[[Progress], bool | None] | None = None) -> ProvenanceRecord:
-        with engine_threads(), ieee_float32():
-            return self._run(sample_ids, progress)
+        try:
+            with engine_threads(), ieee_float32():
+                return self._run(sample_ids, progress)
+        finally:  # a stopped run keeps what it searched too
+            memo = getattr(self.search_, "blank", None)
+            if memo is not None:
+                memo.save()
 
     def _run(self, sample_ids: np.ndarray | None,
              progress: Callable[[Progress], bool | None] | None) -> ProvenanceRecord:

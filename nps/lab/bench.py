@@ -72,7 +72,8 @@ def per_candidate_ns(case: dict) -> float:
 
 
 def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None, threads: int, steps: int,
-            nprobe: int, partial: tuple[str, ...], device: str, commands: mp.Queue, results: mp.Queue) -> None:
+            nprobe: int, partial: tuple[str, ...], device: str, commands: mp.Queue, results: mp.Queue,
+            cold: bool = False) -> None:
     import numpy as np
     import torch
 
@@ -81,6 +82,7 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
     from nps.engine.reference_impl import generate_plain
     from nps.engine.sampler import Sampler, Stopped
     from nps.engine.sampler_pool import SemanticPools
+    from nps.engine.search_blank import STORE
     try:
         os.environ["NPS_THREADS"] = str(threads)  # the engine reads it (nps.engine.sampler.engine_threads)
         torch.set_num_threads(threads)
@@ -101,7 +103,15 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         def stop_after(info) -> bool:
             return limit is None or info.step < limit
 
+        def searched() -> int:  # blank-context entries this sampler's exact search has searched so far
+            memo = getattr(sampler.search_, "blank", None)
+            return 0 if memo is None else memo.searched
+
+        STORE.disk = not cold  # cold: nor are they read from (or written to) the cache
+
         def once(ids: np.ndarray) -> tuple[float, int]:
+            if cold:  # every blank-context entry searched again, as in a process that never met them
+                STORE.clear()
             sync()
             start = time.perf_counter()
             done = total_steps
@@ -119,10 +129,12 @@ def _worker(kind: str, corpus_name: str, n: int, batch: int, subset: int | None,
         results.put({"case": kind, "batch": batch, "ready": True, "setup_s": setup, "device": device})
         while commands.get() == "run":
             load = os.getloadavg()[0]
+            before = searched()
             elapsed, done = once(np.arange(n))
             per_image = elapsed / n * (total_steps / done if done else 1.0)
             results.put({"case": kind, "batch": batch, "ms_per_image": per_image * 1000, "load": load,
-                         "extrapolated_from_steps": done if done < total_steps else None})
+                         "extrapolated_from_steps": done if done < total_steps else None,
+                         "blank_store": "cold" if cold else "warm", "blank_searched": searched() - before})
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         h, w = corpus.image_shape[:2]
         candidates = (h * w - cfg.seed_size ** 2) * cfg.windows_per_pixel(len(corpus), corpus.image_shape)
@@ -163,11 +175,12 @@ class _Case:
     """One (case, batch) worker process and its figures."""
 
     def __init__(self, ctx, kind: str, corpus: str, n: int, batch: int, subset: int | None, threads: int,
-                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> None:
+                 steps: int, nprobe: int, partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu",
+                 cold: bool = False) -> None:
         self.kind, self.n, self.batch = kind, n, batch
         self.commands, self.results = ctx.Queue(), ctx.Queue()
         self.proc = ctx.Process(target=_worker, args=(kind, corpus, n, batch, subset, threads, steps, nprobe,
-                                                      partial, device, self.commands, self.results))
+                                                      partial, device, self.commands, self.results, cold))
         self.proc.start()
         self.times: list[float] = []
         self.loads: list[float] = []
@@ -193,6 +206,8 @@ class _Case:
         if "ms_per_image" in msg:
             self.times.append(msg["ms_per_image"])
             self.loads.append(msg["load"])
+            self.info["blank_store"] = msg["blank_store"]
+            self.info.setdefault("blank_searched", []).append(msg["blank_searched"])  # entries searched, per run
             if msg["extrapolated_from_steps"]:
                 self.info["extrapolated_from_steps"] = msg["extrapolated_from_steps"]
         else:
@@ -212,15 +227,18 @@ class _Case:
 
 def run_cases(specs: list[tuple[str, int, int]], corpus: str = "mnist", subset: int | None = None,
               threads: int = 1, repeats: int = 3, steps: int = 32, nprobe: int = 256,
-              partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> dict[str, dict]:
+              partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu", cold: bool = False) -> dict[str, dict]:
     """Time ``(kind, n, batch)`` cases interleaved over ``repeats`` rounds; figures by ``kind@batch``.
 
-    The workers start (and warm up) one after another, so set-up costs never overlap.
+    The workers start (and warm up) one after another, so set-up costs never overlap.  Each worker's
+    blank-context entries (:data:`nps.engine.search_blank.STORE`) persist from its warm-up on, as in the
+    app's process (and are read from the cache where an earlier run stored them); ``cold`` clears them
+    before every timed run and reads none from the cache (a first generation ever).
     """
     ctx = mp.get_context("spawn")
     cases = []
     for kind, n, batch in specs:
-        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial, device)
+        case = _Case(ctx, kind, corpus, n, batch, subset, threads, steps, nprobe, partial, device, cold)
         case.step("")  # wait until it is warm
         cases.append(case)
     for _ in range(repeats):
@@ -245,7 +263,7 @@ SPEEDUPS = (("loc-exact", "b"), ("loc-approx", "b"), ("loc-approx", "loc-exact")
 def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, subset: int | None = None,
             threads: int = 1, skip_b: bool = False, repeats: int = 3, batches: tuple[int, ...] = (4, 64),
             steps: int = 32, nprobe: int = 256, cases: tuple[str, ...] = ALL_CASES,
-            partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu") -> dict:
+            partial: tuple[str, ...] = EXTRAPOLATED, device: str = "cpu", cold: bool = False) -> dict:
     """The ``cases`` (default every one), interleaved, and the speed-ups measured in the same run; a dict of figures.
 
     ``n_b`` samples are timed for the SSD + locality whole-corpus cases at each batch size (at
@@ -256,7 +274,7 @@ def run_all(corpus: str = "mnist", n_a: int = 64, n_b: int = 64, n_c: int = 2, s
         for batch in batches:
             n = max(n_b, batch)
             specs += [(k, n if k.startswith(("b", "loc")) else batch, batch) for k in WHOLE_CORPUS if k in cases]
-    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial, device)
+    results: dict = run_cases(specs, corpus, subset, threads, repeats, steps, nprobe, partial, device, cold)
     load = os.getloadavg()
     results["uptime_load"] = [round(v, 2) for v in load]
     results["device"] = device
