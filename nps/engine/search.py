@@ -22,7 +22,7 @@ training image (constraints without ``ssl``) is served from a :class:`WindowInde
    of the products, the pruning or the device.
 4. *Draw.*  The sample's uniform picks the ``floor(u * count)``-th kept *window* (with
    multiplicity) in the engine's canonical order (centre offset, then image id), so a
-   drawn unique window maps back to exactly one occurrence.
+   drawn unique window maps back to exactly one occurrence (:mod:`nps.engine.search_draw`).
 5. *Blank contexts.*  A sample whose known context is all zero is drawn from that context's kept set,
    searched once per (pool, band, known dimensions) by steps 1-3 and kept (:mod:`nps.engine.search_blank`):
    the same integers, so the same draw.
@@ -43,9 +43,10 @@ from nps.config import GenerationConfig
 from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
 from nps.engine.search_blank import BlankMemo
 from nps.engine.search_bounds import bounds_of, ranges
+from nps.engine.search_draw import KeptDraw
 from nps.engine.search_index import WindowIndex
 from nps.engine.search_rows import choose_in_parts, join_rows
-from nps.engine.selection import _picks, thresholds
+from nps.engine.selection import thresholds
 
 # Relative error bound of a float64 product/sum of at most a few hundred terms (gamma_n with
 # n <= 500 is 5.6e-14); 1e-12 leaves a wide margin.  Bounds computed in float32 get 1e-4.
@@ -145,7 +146,7 @@ def _row_parts(n: int) -> list[slice]:
     return [slice(a, min(a + SCREEN_CHUNK, n)) for a in range(0, n, SCREEN_CHUNK)]
 
 
-class ExactSearch:
+class ExactSearch(KeptDraw):
     """Serve the whole-corpus steps of one sampler from its corpus's :class:`WindowIndex`.
 
     Args:
@@ -377,52 +378,6 @@ class ExactSearch:
         # A drawable window of an exactly-zero leaf is a minimum (scores are never negative).
         d_min = d_min.masked_fill((cand.zero & (accepted_mult > 0)).any(0), 0.0)
         return ScoredStep(cand, d, err, mult, s, d_min, accepted_mult)
-
-    def draw(self, q: StepQuery, ids: np.ndarray, keep: torch.Tensor, mult: torch.Tensor, refs: np.ndarray,
-             u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-        """Each sample's ``floor(u * count)``-th kept window (canonical order) of a kept set from
-        :meth:`survivors`: ((source id, y, x) each (B,) int64, kept-window counts (B,) int64)."""
-        ix = self.index
-        B = keep.shape[1]
-        kept = torch.where(keep, mult, torch.zeros_like(mult))  # (n,B) windows kept per unique
-        upos = ix.upos[ids]
-        slot = torch.from_numpy(q.slot[upos])
-        # (O,B): int32 like ``mult`` (at most N occurrences per position), then int64 for the ranks.
-        per_offset = torch.zeros((len(q.positions), B), dtype=kept.dtype).index_add_(0, slot, kept).long()
-        del kept, slot
-        count, offset, rank = self.locate(per_offset, u)
-        sid = np.empty(B, np.int64)
-        for b in range(B):
-            p = int(q.positions[offset[b]])
-            here = keep[:, b].numpy() & (upos == p)
-            allowed = np.zeros(ix.pos_off[p + 1] - ix.pos_off[p], bool)
-            allowed[ids[here] - ix.pos_off[p]] = True
-            sid[b] = self.source(p, allowed, refs[b], rank[b])
-        cy, cx = np.divmod(q.positions[offset], self.width)
-        return (sid, cy.astype(np.int64), cx.astype(np.int64)), count.numpy()
-
-    @staticmethod
-    def locate(per_offset: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Where each sample's draw falls, from its kept windows per band slot (O,B) int64: the kept
-        counts (B,) int64, the slot (B,) int64 holding its ``floor(u * count)``-th kept window and that
-        window's 1-based rank among the slot's (B,) int64."""
-        count = per_offset.sum(0)
-        j = _picks(u, count)
-        upto = per_offset.cumsum(0)
-        offset = (upto < j[None, :]).sum(0)  # the offset holding the j-th kept window
-        rank = (j - (upto.gather(0, offset[None])[0] - per_offset.gather(0, offset[None])[0])).numpy()
-        return count, offset.numpy(), rank
-
-    def source(self, p: int, allowed: np.ndarray, ref: int, rank: int) -> int:
-        """The image holding the ``rank``-th (1-based, by image id) kept window at position ``p``, given
-        ``allowed`` (U_p,) bool over the position's unique windows; ``ref`` (-1: none) may not be drawn."""
-        ix = self.index
-        images = allowed[ix.uid[p] - ix.pos_off[p]]  # (N,) images whose window at p is kept
-        if self.images is not None:
-            images &= self.images
-        if ref >= 0:
-            images[ref] = False
-        return int(np.flatnonzero(images)[rank - 1])
 
     def _recompute(self, d: torch.Tensor, doubt: torch.Tensor, s: torch.Tensor | None, t: torch.Tensor,
                    q: StepQuery, ids: np.ndarray) -> torch.Tensor:

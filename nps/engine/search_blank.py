@@ -15,7 +15,7 @@ dimensions), by the search's own code with no reference
 
 A blank sample then needs only its reference's O windows' bits (each one set removes one occurrence
 at its position) and, at the drawn position, that position's bits: the same integers as
-:meth:`~nps.engine.search.ExactSearch.draw` computes, so the same draw, bit for bit.
+:meth:`~nps.engine.search_draw.KeptDraw.draw` computes, so the same draw, bit for bit.
 
 It applies when the all-zero context's minimum is exactly 0 and more occurrences score 0 (those of
 leaves kept whole as exactly zero, a lower bound) than there are band positions: removing the
