@@ -131,6 +131,29 @@ def test_approx_recall_on_mnist_subset():
     assert meter.approx.scanned < meter.approx.banded  # it searched a part of the band only
 
 
+@pytest.mark.parametrize("cons", ["ssd", "ssd,loc"])
+def test_approx_serves_blank_samples_from_their_kept_set_and_draws_the_same(cons, monkeypatch):
+    """All-zero targets probe the same groups, so the blank memo applies to the approximate search too:
+    it serves samples and the records equal those of the per-sample path (500 MNIST images, nprobe 64)."""
+    from nps.corpora import load_corpus
+    from nps.engine import search_blank
+    monkeypatch.setattr(search_blank.STORE, "disk", False)
+    corpus = load_corpus("mnist", 500)
+    cfg = GenerationConfig(corpus="mnist", subset=500, n=2, seed=3, batch_size=2, constraints=cons,
+                           search="approx", nprobe=64)
+    cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)
+    records, served = [], []
+    for memo in (True, False):
+        search_blank.STORE.clear()
+        monkeypatch.setattr(ApproxSearch, "memo_blank", memo)
+        sampler = Sampler(cfg, corpus).prepare()
+        records.append(sampler.run(np.arange(cfg.n)))
+        served.append(sampler.search_.blank.served if sampler.search_.blank is not None else 0)
+    assert served[0] > 0 and served[1] == 0
+    _same_record(*records)
+    search_blank.STORE.clear()
+
+
 @pytest.mark.parametrize("argv", [["--cases", "nope"], ["--cases", ","], ["--batches", "4,x"], ["--batches", "0"],
                                   ["--partial", "b,nope"]])
 def test_bench_case_and_batch_lists_are_checked(argv, capsys):

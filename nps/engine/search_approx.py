@@ -96,7 +96,8 @@ def approx_search(index: WindowIndex, corpus_hash: str, padded: torch.Tensor, co
 
     padded_np = np.ascontiguousarray(padded.cpu().numpy())
     key = index_key(corpus_hash, config.window, padded_np.shape, local_splits(config))
-    return ApproxSearch(index, padded, config, width, group_centroids(key, index, padded_np, config.window, width))
+    return ApproxSearch(index, padded, config, width, group_centroids(key, index, padded_np, config.window, width),
+                        index_key=key)
 
 
 class ApproxSearch(ExactSearch):
@@ -108,11 +109,14 @@ class ApproxSearch(ExactSearch):
     """
 
     samples_together = 1  # each sample searches its own probed groups (batch-size independent records)
-    memo_blank = False  # (its kept sets are per sample's probes, not the band's)
+    # Blank samples are served from their kept set too (:mod:`nps.engine.search_blank`): every all-zero
+    # target ranks the groups alike, so they probe the same groups, and the set the memo searches (with
+    # this class's own candidates, no reference) is each one's kept set before its reference's windows
+    # come off.  The same records as without it (tests/test_search_approx.py).
 
     def __init__(self, index: WindowIndex, padded: torch.Tensor, config: GenerationConfig, width: int,
-                 centroids: np.ndarray) -> None:
-        super().__init__(index, padded, config, width)
+                 centroids: np.ndarray, index_key: str | None = None) -> None:
+        super().__init__(index, padded, config, width, index_key=index_key)
         self.centroids = centroids
         c = torch.from_numpy(centroids)
         self.lifted = torch.cat([c, c * c], 1)  # (G,2D) float32: [c, c^2], the ranking's one product
