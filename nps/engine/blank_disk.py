@@ -110,7 +110,10 @@ def load(key: str, quiet: bool = False) -> dict:
     if hit is None:
         return {}
     try:
-        return unpack(hit[0])
+        entries = unpack(hit[0])
+        if not quiet:
+            log.info("read %d blank-context kept sets from %s", len(entries), path.name)
+        return entries
     except ValueError as exc:
         if not quiet:
             log.warning("cache entry %s is inconsistent (%s); searching its blank contexts again", path.name, exc)
@@ -138,6 +141,7 @@ def save(key: str, entries: dict) -> bool:
                 log.warning("blank-context entries (%.1f MB) exceed the cache quota; not storing them", size / 2**20)
                 return False
             atomic_save_npz(path, arrays, {"key": key, "kind": BLANK_KIND, "entries": len(merged)})
+            log.info("stored %d blank-context kept sets (%.1f MB) in %s", len(merged), size / 2**20, path.name)
     except (OSError, WriteError) as exc:
         log.warning("could not store the blank-context entries %s (%s); continuing without", path.name, exc)
         return False
