@@ -136,3 +136,19 @@ def test_read_only_writes_nothing_and_a_stale_layout_is_searched_again(cache_dir
     again, memo = _generate(cfg, corpus)
     assert memo.searched > 0
     _same(first, again)
+
+
+def test_entries_are_stored_only_where_the_quota_has_room_and_evict_nothing(cache_dir, monkeypatch, rng):
+    """A blank file only saves time: one that would push the cache over its quota is not written, and
+    the entry already there (standing in for the window index) stays; with room it is written."""
+    other = cache_dir / "windowindex-0123456789abcdef.npz"
+    other.write_bytes(b"x" * (1 << 20))
+    entries = _entries(rng)
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "1.0001")  # the other entry fills it
+    assert not blank_disk.save("k1", entries)
+    assert other.is_file() and not list(cache_dir.glob(f"{blank_disk.BLANK_KIND}-*.npz"))
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "not-a-number")  # a bad quota: one warning, no exception
+    assert not blank_disk.save("k1", entries)
+    monkeypatch.setenv("NPS_CACHE_QUOTA_MB", "2")
+    assert blank_disk.save("k1", entries) and other.is_file()
+    assert list(blank_disk.load("k1")) == list(entries)

@@ -17,19 +17,20 @@ The file holds every entry of the scope, concatenated:
 
 The usual cache rules hold: written atomically under a lock (merged with what another process wrote
 meanwhile), content-keyed, checked on load (checksum, then :func:`unpack`'s consistency checks: a file
-that fails them is ignored and searched again), never written read-only, under the quota.  An entry is
+that fails them is ignored and searched again), never written read-only, and only where the quota
+has room for it beside everything else (it never evicts).  An entry is
 the same exact kept set whoever searched it, so reading it changes no draw.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 
 import numpy as np
 
 from nps.cache import WriteError, atomic_save_npz, content_key, entry_path, file_lock, load_validated_npz, read_only
+from nps.errors import NPSError
 
 log = logging.getLogger(__name__)
 
@@ -123,29 +124,31 @@ def load(key: str, quiet: bool = False) -> dict:
 def save(key: str, entries: dict) -> bool:
     """Merge ``entries`` into the scope's cache entry (ours win); whether it was written.
 
-    Never raises for the cache: read-only mode, a folder that cannot be locked or written, or an
-    entry larger than the quota leave the file as it was (logged).
+    These files only save time, so one is stored only where it fits the quota beside what is there: it
+    never evicts another entry (the window index it belongs to least of all; the app holds that in
+    memory for hours without touching its file).  Never raises for the cache: read-only mode, a bad
+    quota, a folder that cannot be locked or written, or no room leave the file as it was (logged).
     """
     from nps import cache_quota
 
     if read_only() or not entries:
         return False
     path = entry_path(BLANK_KIND, key)
-    quota = cache_quota.quota_bytes()
     try:
+        quota = cache_quota.quota_bytes()
         with file_lock(path):
             merged = {**load(key, quiet=True), **entries}
             arrays = pack(merged)
             size = sum(a.nbytes for a in arrays.values())
-            if quota is not None and size > quota:
-                log.warning("blank-context entries (%.1f MB) exceed the cache quota; not storing them", size / 2**20)
+            old = path.stat().st_size if path.is_file() else 0
+            if quota is not None and cache_quota.usage(path.parent) - old + size > quota:
+                log.info("not storing %d blank-context kept sets (%.1f MB): the cache has no room for them under "
+                         "its quota without evicting other entries (raise NPS_CACHE_QUOTA_MB to keep them)",
+                         len(merged), size / 2**20)
                 return False
             atomic_save_npz(path, arrays, {"key": key, "kind": BLANK_KIND, "entries": len(merged)})
             log.info("stored %d blank-context kept sets (%.1f MB) in %s", len(merged), size / 2**20, path.name)
-    except (OSError, WriteError) as exc:
+    except (OSError, WriteError, NPSError) as exc:
         log.warning("could not store the blank-context entries %s (%s); continuing without", path.name, exc)
         return False
-    if quota is not None:
-        with contextlib.suppress(OSError):
-            cache_quota.enforce_quota(path.parent, quota, keep=path)
     return True

@@ -133,7 +133,10 @@ class Sampler(StepChoice):
         finally:  # a stopped run keeps what it searched too
             memo = getattr(self.search_, "blank", None)
             if memo is not None:
-                memo.save()
+                try:
+                    memo.save()
+                except Exception as exc:  # a cache write must never cost the finished record
+                    log.warning("could not store the blank-context kept sets (%s: %s)", type(exc).__name__, exc)
 
     def _run(self, sample_ids: np.ndarray | None,
              progress: Callable[[Progress], bool | None] | None) -> ProvenanceRecord:
