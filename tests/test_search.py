@@ -281,3 +281,29 @@ def test_label_pool_exact_search_on_mnist_subset_equals_brute_force():
     cfg = GenerationConfig(corpus="mnist", subset=2000, n=4, seed=3, batch_size=4, constraints="ssd,loc,ssl",
                            label=3, search="exact")
     _same_record(generate(cfg, corpus), generate(cfg.replace(search="brute"), corpus))
+
+
+@pytest.mark.parametrize("kept", [1, 2, 3, 40])  # the id-compare path (<= FEW_KEPT) and the mask path
+def test_source_is_the_rank_th_image_holding_a_kept_window(rng, kept):
+    """:meth:`KeptDraw.source` picks the rank-th image (by id) whose window at the position is kept,
+    skipping the reference and images outside the pool, whichever way it finds them."""
+    from types import SimpleNamespace
+
+    from nps.engine.search_draw import KeptDraw
+    N, U, first = 500, 60, 1000
+    uid = np.zeros((3, N), np.int32)
+    uid[1] = first + rng.integers(0, U, N)
+    draw = KeptDraw()
+    draw.index = SimpleNamespace(uid=uid, pos_off=np.array([0, first, first + U, first + U], np.int64))
+    allowed = np.zeros(U, bool)
+    allowed[rng.choice(U, kept, replace=False)] = True
+    for pool in (None, rng.random(N) < 0.7):
+        draw.images = pool
+        holders = allowed[uid[1] - first] & (True if pool is None else pool)
+        ref = int(np.flatnonzero(holders)[0])
+        for r in (-1, ref):
+            expect = holders.copy()
+            if r >= 0:
+                expect[r] = False
+            ids = np.flatnonzero(expect)
+            assert [draw.source(1, allowed, r, rank) for rank in range(1, len(ids) + 1)] == ids.tolist()

@@ -125,8 +125,14 @@ def test_later_generations_read_the_entries_and_draw_the_same(digits, monkeypatc
     assert search_blank.config_scope(cfg.replace(seed=7, include_reference=True)) == search_blank.config_scope(cfg)
 
 
-def test_the_approximate_search_keeps_the_usual_path():
-    """Its kept sets come from each sample's own probes, not the band's: no memo."""
-    from nps.engine.search import ExactSearch
-    from nps.engine.search_approx import ApproxSearch
-    assert ApproxSearch.memo_blank is False and ExactSearch.memo_blank is True
+def test_the_approximate_search_has_its_own_entries(digits):
+    """The approximate search memoises blank contexts too (its records equal its per-sample path's,
+    tests/test_search_approx.py), but its kept sets are of its probed groups: never the exact search's
+    entries, in the process or in the cache, nor another nprobe's."""
+    from nps.config import GenerationConfig
+    from nps.engine.sampler import Sampler
+    cfg = GenerationConfig(**{**SMALL, "constraints": "ssd,loc"})
+    memos = [Sampler(c, digits).prepare().exact_search(build=True).blank
+             for c in (cfg, cfg.replace(search="approx", nprobe=2), cfg.replace(search="approx", nprobe=3))]
+    assert all(m is not None for m in memos)
+    assert len({m.scope for m in memos}) == 3 and len({m.disk_key for m in memos}) == 3

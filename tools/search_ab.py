@@ -5,7 +5,9 @@ Variants (``--ab``):
 * ``store``: the blank contexts' kept sets cleared before every run (as a process that never met them:
   every entry searched) against kept from a fill run of other samples (as the app's next grid);
 * ``bytes``: the box bounds' gaps in float32 against uint8 (:mod:`nps.engine.search_bounds`), the
-  store kept in both.
+  store kept in both;
+* ``source``: a draw's images found through the kept mask only against by comparing ids where one or
+  two windows are kept (:data:`nps.engine.search_draw.FEW_KEPT`), the store kept in both.
 
 Each run generates the same ``--n`` samples; the records of the two arms are compared array by array
 (they must be equal: the script exits 1 otherwise).  The window index must be cached (``python -m nps
@@ -28,7 +30,7 @@ import numpy as np
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ab", choices=("store", "bytes"), default="store", help="what the two arms differ in")
+    ap.add_argument("--ab", choices=("store", "bytes", "source"), default="store", help="what the two arms differ in")
     ap.add_argument("--corpus", default="mnist")
     ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--constraints", default="ssd,loc", help="a whole-corpus case (no ssl) (default: %(default)s)")
@@ -40,6 +42,7 @@ def main() -> int:
     import torch
 
     import nps.engine.search_bounds as bounds
+    import nps.engine.search_draw as draw
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
     from nps.engine.sampler import Sampler
@@ -61,7 +64,8 @@ def main() -> int:
     sampler.run(others)  # warm-up (index, first calls), and the store's entries for the "kept" arm
     print(f"warm-up (other samples): {time.perf_counter() - fill:.1f} s, store {STORE.held / 2**20:.0f} MB")
     byte_path = bounds._bytes
-    arms = {"store": ("cleared", "kept"), "bytes": ("float", "uint8")}[args.ab]
+    few = draw.FEW_KEPT
+    arms = {"store": ("cleared", "kept"), "bytes": ("float", "uint8"), "source": ("mask", "ids")}[args.ab]
     times: dict[str, list[float]] = {a: [] for a in arms}
     records = {}
     for r in range(args.repeats):
@@ -69,6 +73,7 @@ def main() -> int:
             if arm == "cleared":
                 STORE.clear()
             bounds._bytes = (lambda t: None) if arm == "float" else byte_path
+            draw.FEW_KEPT = 0 if arm == "mask" else few
             load = os.getloadavg()[0]
             start = time.perf_counter()
             record = sampler.run(ids)
@@ -78,7 +83,7 @@ def main() -> int:
             records.setdefault(arm, record.to_arrays())
             print(f"{arm:8s} {elapsed:7.2f} s ({elapsed / args.n:.3f} s/image), load {load:.2f}, "
                   f"{memo.searched} entries searched so far", flush=True)
-    bounds._bytes = byte_path
+    bounds._bytes, draw.FEW_KEPT = byte_path, few
     a, b = (records[arm] for arm in arms)
     same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     slow, fast = (statistics.median(times[arm]) for arm in arms)
