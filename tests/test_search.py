@@ -93,21 +93,23 @@ def test_box_bounds_enclose_every_window_of_the_box(rng, batch):
 def test_byte_bounds_are_the_float_bounds_bit_for_bit(rng):
     """Byte targets take the uint8 path (gaps formed without wrapping); its bounds equal the float32
     formulas' bit for bit, at the extremes 0 and 255 too, and non-byte targets take the float path."""
-    from nps.engine.search_bounds import _box_bounds_float, _bytes
+    from nps.engine.search_bounds import _box_bounds_float, as_bytes
     K = 12
     lo = rng.choice(np.array([0, 1, 128, 254, 255], np.uint8), (300, K))
     hi = np.maximum(lo, rng.choice(np.array([0, 1, 127, 255], np.uint8), (300, K)))
     t = torch.from_numpy(rng.choice(np.array([0, 1, 128, 255], np.float32), (4, K)))
     w = torch.rand(K) + 0.01
-    fast = box_bounds(lo, hi, t, w)
+    assert as_bytes(t).dtype == torch.uint8
+    fast = box_bounds(lo, hi, as_bytes(t), w)
     slow = _box_bounds_float(lo, hi, t, w, True, True)
     assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
     assert (fast[0] <= fast[1]).all() and (fast[0] > 0).any()
     half = t + 0.5  # not bytes: the float path, whose gaps are not integers
-    assert torch.equal(box_bounds(lo, hi, half, w)[0], _box_bounds_float(lo, hi, half, w, True, True)[0])
+    assert as_bytes(half).dtype == torch.float32
+    assert torch.equal(box_bounds(lo, hi, as_bytes(half), w)[0], _box_bounds_float(lo, hi, half, w, True, True)[0])
     for odd in (-1.0, 256.0, 0.5, float("nan"), float("inf")):  # none of these converts back to itself
-        assert _bytes(torch.tensor([[odd, 1.0]])) is None
-    assert torch.equal(_bytes(torch.tensor([[0.0, 255.0, -0.0]])), torch.tensor([[0, 255, 0]], dtype=torch.uint8))
+        assert as_bytes(torch.tensor([[odd, 1.0]])).dtype == torch.float32
+    assert torch.equal(as_bytes(torch.tensor([[0.0, 255.0, -0.0]])), torch.tensor([[0, 255, 0]], dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("upper", [False, True])

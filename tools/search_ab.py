@@ -41,7 +41,7 @@ def main() -> int:
 
     import torch
 
-    import nps.engine.search_bounds as bounds
+    import nps.engine.search as search
     import nps.engine.search_draw as draw
     from nps.config import GenerationConfig
     from nps.corpora import load_corpus
@@ -63,7 +63,7 @@ def main() -> int:
     fill = time.perf_counter()
     sampler.run(others)  # warm-up (index, first calls), and the store's entries for the "kept" arm
     print(f"warm-up (other samples): {time.perf_counter() - fill:.1f} s, store {STORE.held / 2**20:.0f} MB")
-    byte_path = bounds._bytes
+    byte_path = search.as_bytes
     few = draw.FEW_KEPT
     arms = {"store": ("cleared", "kept"), "bytes": ("float", "uint8"), "source": ("mask", "ids")}[args.ab]
     times: dict[str, list[float]] = {a: [] for a in arms}
@@ -72,7 +72,7 @@ def main() -> int:
         for arm in arms if r % 2 == 0 else arms[::-1]:
             if arm == "cleared":
                 STORE.clear()
-            bounds._bytes = (lambda t: None) if arm == "float" else byte_path
+            search.as_bytes = (lambda t: t.float()) if arm == "float" else byte_path
             draw.FEW_KEPT = 0 if arm == "mask" else few
             load = os.getloadavg()[0]
             start = time.perf_counter()
@@ -83,7 +83,7 @@ def main() -> int:
             records.setdefault(arm, record.to_arrays())
             print(f"{arm:8s} {elapsed:7.2f} s ({elapsed / args.n:.3f} s/image), load {load:.2f}, "
                   f"{memo.searched} entries searched so far", flush=True)
-    bounds._bytes, draw.FEW_KEPT = byte_path, few
+    search.as_bytes, draw.FEW_KEPT = byte_path, few
     a, b = (records[arm] for arm in arms)
     same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     slow, fast = (statistics.median(times[arm]) for arm in arms)

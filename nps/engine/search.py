@@ -42,7 +42,7 @@ import torch
 from nps.config import GenerationConfig
 from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, window_pixels
 from nps.engine.search_blank import BlankMemo
-from nps.engine.search_bounds import bounds_of, ranges
+from nps.engine.search_bounds import as_bytes, bounds_of, ranges
 from nps.engine.search_draw import KeptDraw
 from nps.engine.search_index import WindowIndex
 from nps.engine.search_rows import choose_in_parts, join_rows
@@ -73,6 +73,7 @@ class StepQuery:
                  width: int) -> None:
         y0, y1, x0, x1 = centres
         self.positions = np.array([cy * width + cx for cy in range(y0, y1) for cx in range(x0, x1)], np.int64)
+        self.sizes = index.pos_off[self.positions + 1] - index.pos_off[self.positions]  # (O,) unique windows each
         self.exact = exact
         self.dims, self.w, self.denom = exact.dims, exact.w, exact.denom
         self.w32 = self.w.float()
@@ -205,8 +206,8 @@ class ExactSearch(KeptDraw):
         """The :class:`Candidates` among ``groups`` (ascending group ids of the band), for the threshold
         of the windows of ``groups`` alone."""
         ix = self.index
-        t32 = t.float()
-        lb = bounds_of(ix.group_lo, ix.group_hi, groups, q.dims, t32, q.w32) / q.denom
+        tb = as_bytes(t)  # the targets once for the three bounds below (uint8 where they are bytes)
+        lb = bounds_of(ix.group_lo, ix.group_hi, groups, q.dims, tb, q.w32) / q.denom
         # An upper bound on each sample's minimum: the windows of its most promising groups.
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
@@ -215,7 +216,7 @@ class ExactSearch(KeptDraw):
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         groups = groups[(lb * (1.0 - BOUND_REL) <= limit).any(1).numpy()]
         leaves = self._in_pool(ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
-        llb = bounds_of(ix.leaf_lo, ix.leaf_hi, leaves, q.dims, t32, q.w32) / q.denom
+        llb = bounds_of(ix.leaf_lo, ix.leaf_hi, leaves, q.dims, tb, q.w32) / q.denom
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
@@ -239,7 +240,7 @@ class ExactSearch(KeptDraw):
         lub = torch.full(alive.shape, float("inf"), dtype=torch.float32)
         if maybe.any():  # their rows are read again (the leaves' rows are not kept: millions on SSD alone)
             ids = leaves[maybe.numpy()]
-            lub[maybe] = bounds_of(ix.leaf_lo, ix.leaf_hi, ids, q.dims, t32, q.w32, upper=True) / q.denom
+            lub[maybe] = bounds_of(ix.leaf_lo, ix.leaf_hi, ids, q.dims, tb, q.w32, upper=True) / q.denom
         zero = lub == 0  # lo = hi = t on every known dimension: each window scores exactly 0
         accept = alive & (lub.double() * (1.0 + BOUND_REL) <= least_thr) & ((low > upper_min) | zero)
         need = (alive & ~accept).any(1)

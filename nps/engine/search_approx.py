@@ -150,9 +150,8 @@ class ApproxSearch(ExactSearch):
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
         cand = self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups"))
         cand.scored = self._in_pool(cand.scored)
-        ix = self.index
         self.scanned += len(cand.scored)
-        self.banded += int((ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]).sum())
+        self.banded += int(q.sizes.sum())
         return cand
 
 

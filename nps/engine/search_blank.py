@@ -181,8 +181,7 @@ class BlankMemo:
         if not there and self.disk_key is not None and STORE.first_read(self.disk_key):
             self._read_cache()
             there, found = STORE.get(key)
-        ix = self.search.index
-        if there and found is not None and not found.fits(ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]):
+        if there and found is not None and not found.fits(q.sizes):
             there = False  # laid out for another band: search it again (and replace it)
         if not there:
             found = self._search(q)
@@ -226,8 +225,7 @@ class BlankMemo:
         slot = q.slot[ix.upos[ids]]
         # (float64 weights sum integers below 2^53 exactly)
         per_offset = np.bincount(slot, weights=s.count[ids], minlength=len(q.positions)).astype(np.int64)
-        sizes = ix.pos_off[q.positions + 1] - ix.pos_off[q.positions]
-        band_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        band_start = np.concatenate([[0], np.cumsum(q.sizes)]).astype(np.int64)
         mask = np.zeros(int(band_start[-1]), bool)
         mask[band_start[slot] + ids - ix.pos_off[ix.upos[ids]]] = True
         return BlankKept(per_offset, np.packbits(mask), band_start, fell_back)

@@ -33,21 +33,22 @@ def box_bounds(lo: np.ndarray, hi: np.ndarray, t: torch.Tensor, w: torch.Tensor,
     :data:`nps.engine.search.BOUND_REL`, all terms being non-negative).
 
     Args:
-        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) float32 targets (0..255);
+        lo, hi: (n,K) uint8 boxes on the known dimensions; t: (B,K) targets (0..255), uint8 (from
+        :func:`as_bytes`: the byte path, one sample at a time where B <= K) or float32;
         w: (K,) float32 weights; upper, lower: which bounds to compute (the other is None).
     """
     B, K = t.shape
-    t8 = _bytes(t) if B <= K else None
-    if t8 is not None:
-        return _box_bounds_u8(torch.from_numpy(lo), torch.from_numpy(hi), t8, w, upper, lower)
-    return _box_bounds_float(lo, hi, t, w, upper, lower)
+    if t.dtype == torch.uint8 and B <= K:
+        return _box_bounds_u8(torch.from_numpy(lo), torch.from_numpy(hi), t, w, upper, lower)
+    return _box_bounds_float(lo, hi, t.float(), w, upper, lower)
 
 
-def _bytes(t: torch.Tensor) -> torch.Tensor | None:
-    """``t`` as (B,K) uint8 where every target is an integer in 0..255 (the sampler's always are: pixels
-    of the corpus), else None.  (A value outside 0..255, a fraction or NaN does not convert back to itself.)"""
+def as_bytes(t: torch.Tensor) -> torch.Tensor:
+    """(B,K) targets for :func:`box_bounds`: uint8 where every one is an integer in 0..255 (the sampler's
+    always are: pixels of the corpus), else float32.  (A value outside 0..255, a fraction or NaN does
+    not convert back to itself.)"""
     t8 = t.to(torch.uint8)
-    return t8 if torch.equal(t8.to(t.dtype), t) else None
+    return t8 if torch.equal(t8.to(t.dtype), t) else t.float()
 
 
 def _box_bounds_u8(lo: torch.Tensor, hi: torch.Tensor, t: torch.Tensor, w: torch.Tensor, upper: bool,
@@ -114,7 +115,7 @@ def bounds_of(box_lo: np.ndarray, box_hi: np.ndarray, ids: np.ndarray, dims: np.
 
     The boxes' rows ``box_lo[ids][:, dims]`` and ``box_hi[...]`` ((L,D) uint8) are read and bounded
     :data:`BOUND_CHUNK` at a time (:func:`box_bounds`; each box's bound is its own, so the chunks only
-    cap the memory).  t: (B,K) float32 targets; w: (K,) float32 weights.
+    cap the memory).  t: (B,K) targets as :func:`box_bounds` takes them; w: (K,) float32 weights.
     """
     parts = []
     for a in range(0, len(ids), BOUND_CHUNK):
