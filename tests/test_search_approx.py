@@ -10,7 +10,7 @@ import pytest
 
 from nps.config import GenerationConfig
 from nps.engine.sampler import Sampler, generate
-from nps.engine.search import ExactSearch
+from nps.engine.search import ExactSearch, StepQuery
 from nps.engine.search_approx import ApproxSearch, RecallMeter, build_centroids
 from nps.engine.search_index import WindowIndex, build_index
 from nps.provenance import check_provenance
@@ -198,9 +198,10 @@ def test_approx_label_pool_probes_only_the_pools_groups_and_meters_recall(digits
     probed, original = [], meter.approx.probed
 
     def spy(q, t):
-        out = original(q, t)
-        probed.append(bool(meter.approx.live["groups"][out].all()) and len(out) < q.n_groups)
-        return out
+        out, member = original(q, t)
+        probed.append(bool(meter.approx.live["groups"][out].all()) and len(out) < q.n_groups
+                      and (member is None or bool((member.sum(0) == 1).all())))  # nprobe 1: one group each
+        return out, member
     meter.approx.probed = spy
     rec = sampler.run(np.arange(4))
     assert probed and all(probed)  # a part of the band, and only groups holding a window of the pool
@@ -224,8 +225,14 @@ def test_approx_records_do_not_depend_on_the_batch(digits, cons, monkeypatch):
     out = sampler.run(np.arange(6))
     assert meter.total > 0
     _same_record(out, one)
-    # Searched together, the batch's probes would pool (the old behaviour): some sample then draws otherwise.
+    # Searched together (the default parts of 4; here 6, and each sample alone), each sample masked to its
+    # own probes: the same record.  Without the mask the batch's probes would pool: some sample then
+    # draws otherwise (so the mask is what keeps records batch-independent).
+    for together in (6, 1):
+        monkeypatch.setattr(ApproxSearch, "samples_together", together)
+        _same_record(generate(cfg.replace(batch_size=6), digits), one)
     monkeypatch.setattr(ApproxSearch, "samples_together", 6)
+    monkeypatch.setattr(ApproxSearch, "_probes", lambda self, ids, kind: None)
     pooled = generate(cfg.replace(batch_size=6), digits)
     assert not np.array_equal(pooled.source_index, one.source_index)
 
@@ -235,3 +242,34 @@ def test_exact_search_in_parts_is_the_batch_searched_together(digits, monkeypatc
     parts = generate(cfg, digits)  # parts of 4
     monkeypatch.setattr(ExactSearch, "samples_together", 8)
     _same_record(parts, generate(cfg, digits))
+
+
+def test_probes_map_groups_leaves_and_windows_to_the_samples_probing_them(digits):
+    """``_probes``: a leaf or window belongs to the samples that probe its group, by the index's offsets."""
+    approx = Sampler(_cfg(constraints="ssd,loc", search="approx", nprobe=3), digits).prepare().exact_search(build=True)
+    ix = approx.index
+    G = len(ix.group_off) - 1
+    rng = np.random.default_rng(5)
+    groups = np.sort(rng.choice(G, min(G, 40), replace=False))
+    member = rng.random((len(groups), 3)) < 0.4
+    assert approx._probes(groups, "groups") is None  # no search in progress: every sample searches all
+    approx.probe_ = (groups, member)
+    try:
+        assert np.array_equal(approx._probes(groups, "groups").numpy(), member)
+        leaves = np.concatenate([np.arange(ix.group_off[g], ix.group_off[g + 1]) for g in groups])
+        owner = np.concatenate([[i] * int(ix.group_off[g + 1] - ix.group_off[g]) for i, g in enumerate(groups)])
+        assert np.array_equal(approx._probes(leaves, "leaves").numpy(), member[owner])
+        windows = np.concatenate([np.arange(ix.leaf_off[leaf], ix.leaf_off[leaf + 1]) for leaf in leaves])
+        w_owner = np.concatenate([[owner[i]] * int(ix.leaf_off[leaf + 1] - ix.leaf_off[leaf])
+                                  for i, leaf in enumerate(leaves)])
+        assert np.array_equal(approx._probes(windows, "windows").numpy(), member[w_owner])
+        # A window outside a sample's probed groups is not drawable by that sample.
+        q_sampler = Sampler(_cfg(constraints="ssd,loc", search="approx", nprobe=3), digits).prepare()
+        geo = q_sampler._geometries()[5]
+        q = StepQuery(ix, geo.centres, q_sampler._exact_weights(geo), digits.image_shape[1])
+        mult = approx._multiplicities(windows, q, np.full(3, -1, np.int64)).numpy()
+        assert (mult[~member[w_owner]] == 0).all()
+        counts = np.broadcast_to(ix.count[windows][:, None], mult.shape)
+        assert np.array_equal(mult[member[w_owner]], counts[member[w_owner]])
+    finally:
+        approx.probe_ = None

@@ -7,7 +7,9 @@ Variants (``--ab``):
 * ``bytes``: the box bounds' gaps in float32 against uint8 (:mod:`nps.engine.search_bounds`), the
   store kept in both;
 * ``source``: a draw's images found through the kept mask only against by comparing ids where one or
-  two windows are kept (:data:`nps.engine.search_draw.FEW_KEPT`), the store kept in both.
+  two windows are kept (:data:`nps.engine.search_draw.FEW_KEPT`), the store kept in both;
+* ``together``: the approximate search (``--nprobe``) with each sample searched alone against in parts of
+  :attr:`nps.engine.search.ExactSearch.samples_together`, each sample masked to its own probed groups.
 
 Each run generates the same ``--n`` samples; the records of the two arms are compared array by array
 (they must be equal: the script exits 1 otherwise).  The window index must be cached (``python -m nps
@@ -30,7 +32,9 @@ import numpy as np
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ab", choices=("store", "bytes", "source"), default="store", help="what the two arms differ in")
+    ap.add_argument("--ab", choices=("store", "bytes", "source", "together"), default="store",
+                    help="what the two arms differ in")
+    ap.add_argument("--nprobe", type=int, default=256, help="groups probed per sample (--ab together)")
     ap.add_argument("--corpus", default="mnist")
     ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--constraints", default="ssd,loc", help="a whole-corpus case (no ssl) (default: %(default)s)")
@@ -47,13 +51,15 @@ def main() -> int:
     from nps.corpora import load_corpus
     from nps.engine.sampler import Sampler
     from nps.engine.sampler_pool import SemanticPools
+    from nps.engine.search_approx import ApproxSearch
     from nps.engine.search_blank import STORE
 
     torch.set_num_threads(1)
     STORE.disk = False
     corpus = load_corpus(args.corpus, args.subset)
     cfg = GenerationConfig(corpus=args.corpus, subset=args.subset, n=args.n, batch_size=args.batch_size,
-                           constraints=args.constraints, search="exact")
+                           constraints=args.constraints, nprobe=args.nprobe,
+                           search="approx" if args.ab == "together" else "exact")
     cfg = cfg.fit_canvas(corpus.image_shape, seed_size_given=False)
     sampler = Sampler(cfg, corpus, SemanticPools.build(cfg, corpus)).prepare()
     if not sampler.exact_search(build=True):
@@ -65,7 +71,9 @@ def main() -> int:
     print(f"warm-up (other samples): {time.perf_counter() - fill:.1f} s, store {STORE.held / 2**20:.0f} MB")
     byte_path = search.as_bytes
     few = draw.FEW_KEPT
-    arms = {"store": ("cleared", "kept"), "bytes": ("float", "uint8"), "source": ("mask", "ids")}[args.ab]
+    together = ApproxSearch.samples_together
+    arms = {"store": ("cleared", "kept"), "bytes": ("float", "uint8"), "source": ("mask", "ids"),
+            "together": ("alone", "parts")}[args.ab]
     times: dict[str, list[float]] = {a: [] for a in arms}
     records = {}
     for r in range(args.repeats):
@@ -74,6 +82,7 @@ def main() -> int:
                 STORE.clear()
             search.as_bytes = (lambda t: t.float()) if arm == "float" else byte_path
             draw.FEW_KEPT = 0 if arm == "mask" else few
+            ApproxSearch.samples_together = 1 if arm == "alone" else together
             load = os.getloadavg()[0]
             start = time.perf_counter()
             record = sampler.run(ids)
@@ -83,7 +92,7 @@ def main() -> int:
             records.setdefault(arm, record.to_arrays())
             print(f"{arm:8s} {elapsed:7.2f} s ({elapsed / args.n:.3f} s/image), load {load:.2f}, "
                   f"{memo.searched} entries searched so far", flush=True)
-    search.as_bytes, draw.FEW_KEPT = byte_path, few
+    search.as_bytes, draw.FEW_KEPT, ApproxSearch.samples_together = byte_path, few, together
     a, b = (records[arm] for arm in arms)
     same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     slow, fast = (statistics.median(times[arm]) for arm in arms)

@@ -9,9 +9,11 @@ search bounds with).  Each list gets a centroid, the mean of its unique windows
 1. *Rank.*  Every group of the step's band is ranked by the masked, Gaussian-weighted
    distance from the sample's known context ``t`` to its centroid on the known dimensions,
    ``sum_k w_k (c_k - t_k)^2 / denom`` (the step's own weights, :class:`nps.engine.certify.ExactWeights`).
-2. *Probe.*  The ``nprobe`` best groups of each sample are kept and searched for that sample
-   alone (the batch is searched one sample at a time, ``samples_together = 1``), so a sample's
-   draw does not depend on the rest of its batch: records are the same in any batch size.
+2. *Probe.*  The ``nprobe`` best groups of each sample are the only ones it searches.  A part of
+   the batch (``samples_together``, as in exact search) is searched in one pass over the union of
+   its samples' groups, each sample masked to its own (:meth:`ApproxSearch._probes`: its bounds
+   are infinite and its windows undrawable elsewhere), so a sample's draw does not depend on the
+   rest of its batch: records are the same in any batch size (and as searching each sample alone).
 3. *Search.*  On the windows of those groups the exact search runs unchanged
    (:meth:`nps.engine.search.ExactSearch._pruned`: box pruning, float64 screen, certification),
    so the kept set is exactly ``{d <= thresholds(min d)}`` over the windows *found*, and
@@ -108,7 +110,9 @@ class ApproxSearch(ExactSearch):
         centroids: (G,D) float32 from :func:`group_centroids`.
     """
 
-    samples_together = 1  # each sample searches its own probed groups (batch-size independent records)
+    # Each sample searches its own probed groups (batch-size independent records), in parts of
+    # ``samples_together`` (the exact search's): one pass over the part's union, masked per sample.
+    # Parts of one (each sample alone) give the same records: the benchmark's comparison.
     # Blank samples are served from their kept set too (:mod:`nps.engine.search_blank`): every all-zero
     # target ranks the groups alike, so they probe the same groups, and the set the memo searches (with
     # this class's own candidates, no reference) is each one's kept set before its reference's windows
@@ -121,13 +125,15 @@ class ApproxSearch(ExactSearch):
         c = torch.from_numpy(centroids)
         self.lifted = torch.cat([c, c * c], 1)  # (G,2D) float32: [c, c^2], the ranking's one product
         self.nprobe = int(config.nprobe)
-        self.scanned = 0  # unique windows scored, and those of the bands (the share scanned)
+        self.scanned = 0  # unique windows scored per search pass (a part of the batch), and those of its band
         self.banded = 0
+        self.probe_: tuple[np.ndarray, np.ndarray | None] | None = None  # the search in progress's (probed)
 
-    def probed(self, q: StepQuery, t: torch.Tensor) -> np.ndarray:
-        """Ascending group ids: the union over the (part of the) batch of each sample's ``nprobe`` nearest groups."""
+    def probed(self, q: StepQuery, t: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """The union over the (part of the) batch of each sample's ``nprobe`` nearest groups: ascending
+        group ids (g,) int64, and (g,B) bool whether each sample probes each (None: every one does)."""
         if self.nprobe >= q.n_groups:
-            return q.groups
+            return q.groups, None
         if "approx" not in q.memo:
             w_full = torch.zeros(self.lifted.shape[1] // 2, dtype=torch.float32)
             w_full[torch.from_numpy(q.dims)] = q.w32
@@ -144,11 +150,45 @@ class ApproxSearch(ExactSearch):
         score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
         if self.live is not None:  # a shared pool (use_pool): probe only groups holding one of its windows
             score[:, torch.from_numpy(~self.live["groups"][q.groups])] = float("inf")
-        best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices  # (B,nprobe)
-        return q.groups[np.unique(best.numpy())]
+        best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices.numpy()  # (B,nprobe)
+        picked = np.unique(best)
+        if B == 1:
+            return q.groups[picked], None
+        member = np.zeros((len(picked), B), bool)
+        member[np.searchsorted(picked, best), np.arange(B)[:, None]] = True
+        return q.groups[picked], member
+
+    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray):
+        self.probe_ = self.probed(q, t)  # read by _candidates, _probes and _multiplicities
+        try:
+            return super()._scored(q, t, refs)
+        finally:
+            self.probe_ = None
+
+    def _probes(self, ids: np.ndarray, kind: str) -> torch.Tensor | None:
+        """(n,B) bool: the samples whose probed groups hold each of ``ids`` ("groups", "leaves" or
+        "windows": unique window ids) in the search in progress; None: every sample probes them all."""
+        groups, member = self.probe_ if self.probe_ is not None else (None, None)
+        if member is None:
+            return None
+        ix = self.index
+        if kind == "windows":
+            ids = np.searchsorted(ix.leaf_off, ids, side="right") - 1
+        if kind != "groups":
+            ids = np.searchsorted(ix.group_off, ids, side="right") - 1
+        return torch.from_numpy(member[np.searchsorted(groups, ids)])
+
+    def _multiplicities(self, ids: np.ndarray, q: StepQuery, refs: np.ndarray) -> torch.Tensor:
+        """As the exact search's, and none for a sample outside its probed groups (scored +inf, never kept)."""
+        mult = super()._multiplicities(ids, q, refs)
+        probes = self._probes(ids, "windows")
+        if probes is not None:
+            mult.masked_fill_(~probes, 0)
+        return mult
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
-        cand = self._pruned(q, t, refs, self._in_pool(self.probed(q, t), "groups"))
+        groups = (self.probe_ if self.probe_ is not None else self.probed(q, t))[0]
+        cand = self._pruned(q, t, refs, self._in_pool(groups, "groups"))
         cand.scored = self._in_pool(cand.scored)
         self.scanned += len(cand.scored)
         self.banded += int(q.sizes.sum())
