@@ -253,7 +253,7 @@ def test_probes_map_groups_leaves_and_windows_to_the_samples_probing_them(digits
     groups = np.sort(rng.choice(G, min(G, 40), replace=False))
     member = rng.random((len(groups), 3)) < 0.4
     assert approx._probes(groups, "groups") is None  # no search in progress: every sample searches all
-    approx.probe_ = (groups, member)
+    approx.searching(groups, member)
     try:
         assert np.array_equal(approx._probes(groups, "groups").numpy(), member)
         leaves = np.concatenate([np.arange(ix.group_off[g], ix.group_off[g + 1]) for g in groups])
@@ -272,4 +272,5 @@ def test_probes_map_groups_leaves_and_windows_to_the_samples_probing_them(digits
         counts = np.broadcast_to(ix.count[windows][:, None], mult.shape)
         assert np.array_equal(mult[member[w_owner]], counts[member[w_owner]])
     finally:
-        approx.probe_ = None
+        approx.searching(None, None)
+    assert approx._probes(groups, "groups") is None

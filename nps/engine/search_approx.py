@@ -128,6 +128,7 @@ class ApproxSearch(ExactSearch):
         self.scanned = 0  # unique windows scored per search pass (a part of the batch), and those of its band
         self.banded = 0
         self.probe_: tuple[np.ndarray, np.ndarray | None] | None = None  # the search in progress's (probed)
+        self.starts_: dict[str, np.ndarray] | None = None  # and its probed groups' first group/leaf/window ids
 
     def probed(self, q: StepQuery, t: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """The union over the (part of the) batch of each sample's ``nprobe`` nearest groups: ascending
@@ -159,24 +160,30 @@ class ApproxSearch(ExactSearch):
         return q.groups[picked], member
 
     def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray):
-        self.probe_ = self.probed(q, t)  # read by _candidates, _probes and _multiplicities
+        self.searching(*self.probed(q, t))
         try:
             return super()._scored(q, t, refs)
         finally:
-            self.probe_ = None
+            self.searching(None, None)
+
+    def searching(self, groups: np.ndarray | None, member: np.ndarray | None) -> None:
+        """Set the search in progress's probed groups (g,) ascending and who probes them (g,B) bool (None: all),
+        read by :meth:`_candidates`, :meth:`_probes` and :meth:`_multiplicities`; (None, None) clears it."""
+        self.probe_ = None if groups is None else (groups, member)
+        self.starts_ = None
+        if member is not None:  # where each probed group's leaves and windows start (ids ascending)
+            leaves = self.index.group_off[groups]
+            self.starts_ = {"groups": groups, "leaves": leaves, "windows": self.index.leaf_off[leaves]}
 
     def _probes(self, ids: np.ndarray, kind: str) -> torch.Tensor | None:
         """(n,B) bool: the samples whose probed groups hold each of ``ids`` ("groups", "leaves" or
-        "windows": unique window ids) in the search in progress; None: every sample probes them all."""
-        groups, member = self.probe_ if self.probe_ is not None else (None, None)
+        "windows": unique window ids, all of the probed groups) in the search in progress; None: every
+        sample probes them all.  Each id's group is found among the probed groups' first ids (a few
+        hundred), not in the index's offsets (millions)."""
+        member = None if self.probe_ is None else self.probe_[1]
         if member is None:
             return None
-        ix = self.index
-        if kind == "windows":
-            ids = np.searchsorted(ix.leaf_off, ids, side="right") - 1
-        if kind != "groups":
-            ids = np.searchsorted(ix.group_off, ids, side="right") - 1
-        return torch.from_numpy(member[np.searchsorted(groups, ids)])
+        return torch.from_numpy(member[np.searchsorted(self.starts_[kind], ids, side="right") - 1])
 
     def _multiplicities(self, ids: np.ndarray, q: StepQuery, refs: np.ndarray) -> torch.Tensor:
         """As the exact search's, and none for a sample outside its probed groups (scored +inf, never kept)."""
