@@ -38,9 +38,10 @@ import torch
 
 from nps.cache import cached_arrays, content_key, entry_path
 from nps.config import GenerationConfig
-from nps.engine.search import Candidates, ExactSearch, StepQuery
+from nps.engine.search import ExactSearch, StepQuery
 from nps.engine.search_index import WindowIndex
 from nps.engine.search_rows import choose_in_parts
+from nps.engine.search_step import Candidates
 
 log = logging.getLogger(__name__)
 
