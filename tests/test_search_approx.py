@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from nps.config import GenerationConfig
 from nps.engine.sampler import Sampler, generate
@@ -274,3 +275,19 @@ def test_probes_map_groups_leaves_and_windows_to_the_samples_probing_them(digits
     finally:
         approx.searching(None, None)
     assert approx._probes(groups, "groups") is None
+
+
+def test_a_samples_ranking_does_not_depend_on_the_rest_of_its_part(digits):
+    """The probe ranking row by row: the bits of searching the sample alone (a product's rounding may depend
+    on its shape: one row against four differ in most elements on this machine)."""
+    sampler = Sampler(_cfg(constraints="ssd,loc", search="approx", nprobe=3), digits).prepare()
+    approx = sampler.exact_search(build=True)
+    rng = np.random.default_rng(2)
+    for step in (3, 20, 40):
+        geo = sampler._geometries()[step]
+        q = StepQuery(approx.index, geo.centres, sampler._exact_weights(geo), digits.image_shape[1])
+        t = torch.from_numpy(rng.integers(0, 256, (4, len(q.dims))).astype(np.float64))
+        part = approx.ranking(q, t)
+        assert part.shape == (4, q.n_groups)
+        for b in range(4):
+            assert torch.equal(part[b], approx.ranking(q, t[b:b + 1])[0])

@@ -136,6 +136,21 @@ class ApproxSearch(ExactSearch):
         group ids (g,) int64, and (g,B) bool whether each sample probes each (None: every one does)."""
         if self.nprobe >= q.n_groups:
             return q.groups, None
+        score = self.ranking(q, t)
+        if self.live is not None:  # a shared pool (use_pool): probe only groups holding one of its windows
+            score[:, torch.from_numpy(~self.live["groups"][q.groups])] = float("inf")
+        best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices.numpy()  # (B,nprobe)
+        picked = np.unique(best)
+        if t.shape[0] == 1:
+            return q.groups[picked], None
+        member = np.zeros((len(picked), t.shape[0]), bool)
+        member[np.searchsorted(picked, best), np.arange(t.shape[0])[:, None]] = True
+        return q.groups[picked], member
+
+    def ranking(self, q: StepQuery, t: torch.Tensor) -> torch.Tensor:
+        """(B,g) float32 each sample's ranking score of the band's groups (:attr:`StepQuery.groups` order):
+        its masked distance to their centroids less the sample's constant ``sum w t^2``, row by row the same
+        whatever the other rows (t: (B,K) context pixels on the known dimensions)."""
         if "approx" not in q.memo:
             w_full = torch.zeros(self.lifted.shape[1] // 2, dtype=torch.float32)
             w_full[torch.from_numpy(q.dims)] = q.w32
@@ -147,18 +162,13 @@ class ApproxSearch(ExactSearch):
         v = torch.zeros((len(w_full), B), dtype=torch.float32)
         v[torch.from_numpy(q.dims)] = (t.float() * q.w32).T.mul_(-2.0)
         v = torch.cat([v, w_full[:, None].expand(-1, B)]).T.contiguous()  # (B,2D)
-        # (B,2D) x (2D,g): the wide product (g x B with B small runs several times slower in this order).
+        # (1,2D) x (2D,g) for each sample: the wide product (g x B with B small runs several times slower in
+        # this order), one row at a time because a product's rounding may depend on its shape (one row
+        # against four differed in most elements here), and a sample's ranking must not depend on its part.
         # The band's groups are a few runs of consecutive ids (one per band row): slices, not copies.
-        score = torch.cat([v @ self.lifted[a:b].T for a, b in q.runs], 1)  # (B,g)
-        if self.live is not None:  # a shared pool (use_pool): probe only groups holding one of its windows
-            score[:, torch.from_numpy(~self.live["groups"][q.groups])] = float("inf")
-        best = torch.topk(score, self.nprobe, dim=1, largest=False, sorted=False).indices.numpy()  # (B,nprobe)
-        picked = np.unique(best)
-        if B == 1:
-            return q.groups[picked], None
-        member = np.zeros((len(picked), B), bool)
-        member[np.searchsorted(picked, best), np.arange(B)[:, None]] = True
-        return q.groups[picked], member
+        rows = [v[b:b + 1].clone() for b in range(B)]  # each its own (aligned) block: a BLAS's rounding may
+        # depend on the operand's alignment too (a row slice of v against the same row alone differed here)
+        return torch.cat([torch.cat([row @ self.lifted[a:c].T for a, c in q.runs], 1) for row in rows])
 
     def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray):
         self.searching(*self.probed(q, t))
