@@ -161,9 +161,9 @@ class ExactSearch(KeptDraw):
         ix = self.index
         tb = as_bytes(t)  # the targets once for the three bounds below (uint8 where they are bytes)
         lb = bounds_of(ix.group_lo, ix.group_hi, groups, q.dims, tb, q.w32) / q.denom
-        probes = self._probes(groups, "groups")  # (g,B) bool: the groups each sample searches (None: all)
-        if probes is not None:
-            lb.masked_fill_(~probes, float("inf"))
+        searched = self._probes(groups, "groups")  # (g,B) bool: the groups each sample searches (None: all)
+        if searched is not None:
+            lb.masked_fill_(~searched, float("inf"))
         # An upper bound on each sample's minimum: the windows of its most promising groups.
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
@@ -171,20 +171,20 @@ class ExactSearch(KeptDraw):
                                        q, t, refs, torch.full((len(refs),), float("inf"), dtype=torch.float64))
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         passed = lb * (1.0 - BOUND_REL) <= limit
-        groups = groups[(passed if probes is None else passed & probes).any(1).numpy()]
+        groups = groups[(passed if searched is None else passed & searched).any(1).numpy()]
         leaves = self._in_pool(ranges(ix.group_off[groups], ix.group_off[groups + 1]), "leaves")
         llb = bounds_of(ix.leaf_lo, ix.leaf_hi, leaves, q.dims, tb, q.w32) / q.denom
-        probes = self._probes(leaves, "leaves")
-        if probes is not None:
-            llb.masked_fill_(~probes, float("inf"))
+        searched = self._probes(leaves, "leaves")  # (l,B) likewise for the leaves
+        if searched is not None:
+            llb.masked_fill_(~searched, float("inf"))
         # A tighter upper bound on the minimum from each sample's most promising leaves (any window's
         # score bounds the minimum from above; the threshold rule is monotone in the minimum).
         top = torch.topk(llb, min(SEED_LEAVES, len(leaves)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(leaves[top.numpy()])
         upper_min, limit = self._upper(ranges(ix.leaf_off[best], ix.leaf_off[best + 1]), q, t, refs, upper_min)
         alive = llb * (1.0 - BOUND_REL) <= limit  # (l,B) the leaves each sample cannot rule out
-        if probes is not None:  # (an infinite limit passes an infinite bound: a sample searches its own only)
-            alive &= probes
+        if searched is not None:  # (an infinite limit passes an infinite bound: a sample searches its own only)
+            alive &= searched
         live = alive.any(1).numpy()
         if not self.accept:
             return Candidates.scoring(ranges(ix.leaf_off[leaves[live]], ix.leaf_off[leaves[live] + 1]), len(refs))

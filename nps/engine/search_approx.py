@@ -128,8 +128,9 @@ class ApproxSearch(ExactSearch):
         self.nprobe = int(config.nprobe)
         self.scanned = 0  # unique windows scored per search pass (a part of the batch), and those of its band
         self.banded = 0
-        self.probe_: tuple[np.ndarray, np.ndarray | None] | None = None  # the search in progress's (probed)
-        self.starts_: dict[str, np.ndarray] | None = None  # and its probed groups' first group/leaf/window ids
+        # The search in progress (:meth:`searching`): its probed "groups" and, where they differ between
+        # samples, who probes them ("member", (g,B) bool) and the first ids of their "leaves" and "windows".
+        self.probing_: dict[str, np.ndarray] | None = None
 
     def probed(self, q: StepQuery, t: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """The union over the (part of the) batch of each sample's ``nprobe`` nearest groups: ascending
@@ -180,21 +181,20 @@ class ApproxSearch(ExactSearch):
     def searching(self, groups: np.ndarray | None, member: np.ndarray | None) -> None:
         """Set the search in progress's probed groups (g,) ascending and who probes them (g,B) bool (None: all),
         read by :meth:`_candidates`, :meth:`_probes` and :meth:`_multiplicities`; (None, None) clears it."""
-        self.probe_ = None if groups is None else (groups, member)
-        self.starts_ = None
+        self.probing_ = None if groups is None else {"groups": groups}
         if member is not None:  # where each probed group's leaves and windows start (ids ascending)
             leaves = self.index.group_off[groups]
-            self.starts_ = {"groups": groups, "leaves": leaves, "windows": self.index.leaf_off[leaves]}
+            self.probing_.update(member=member, leaves=leaves, windows=self.index.leaf_off[leaves])
 
     def _probes(self, ids: np.ndarray, kind: str) -> torch.Tensor | None:
         """(n,B) bool: the samples whose probed groups hold each of ``ids`` ("groups", "leaves" or
         "windows": unique window ids, all of the probed groups) in the search in progress; None: every
         sample probes them all.  Each id's group is found among the probed groups' first ids (a few
         hundred), not in the index's offsets (millions)."""
-        member = None if self.probe_ is None else self.probe_[1]
-        if member is None:
+        p = self.probing_
+        if p is None or "member" not in p:
             return None
-        return torch.from_numpy(member[np.searchsorted(self.starts_[kind], ids, side="right") - 1])
+        return torch.from_numpy(p["member"][np.searchsorted(p[kind], ids, side="right") - 1])
 
     def _multiplicities(self, ids: np.ndarray, q: StepQuery, refs: np.ndarray) -> torch.Tensor:
         """As the exact search's, and none for a sample outside its probed groups (scored +inf, never kept)."""
@@ -205,8 +205,7 @@ class ApproxSearch(ExactSearch):
         return mult
 
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
-        groups = (self.probe_ if self.probe_ is not None else self.probed(q, t))[0]
-        cand = self._pruned(q, t, refs, self._in_pool(groups, "groups"))
+        cand = self._pruned(q, t, refs, self._in_pool(self.probing_["groups"], "groups"))  # set by _scored
         cand.scored = self._in_pool(cand.scored)
         self.scanned += len(cand.scored)
         self.banded += int(q.sizes.sum())
