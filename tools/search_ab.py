@@ -101,4 +101,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nps.errors import NPSError
+    try:
+        sys.exit(main())
+    except NPSError as exc:  # a bad flag value (e.g. --nprobe 0): one line, as the CLI says it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
