@@ -88,8 +88,8 @@ def test_approx_draw_is_uniform_over_the_found_set(digits):
     seen = []
     original = approx.survivors
 
-    def spy(q, t, refs):
-        out = original(q, t, refs)
+    def spy(q, t, refs, hints=None):
+        out = original(q, t, refs, hints)
         _, keep, mult, _ = out
         seen.append((keep.numpy() * mult.numpy()).sum(0))
         return out

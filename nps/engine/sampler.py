@@ -259,6 +259,7 @@ class Sampler(StepChoice):
         u_all = torch.from_numpy(uniforms).to(self.device)
         labels = self.corpus.train_labels
         self.refs_ = refs  # the references the whole-corpus minimum of ssd_global_min leaves out
+        self.sources_ = src  # each pixel's source so far: the exact search's hints (nps.engine.search_hints)
         current_shell = 0
         total = len(self.order_)
         for step, (geo, shell) in enumerate(zip(geometries, self.shell_)):
@@ -287,6 +288,7 @@ class Sampler(StepChoice):
                 info = Progress(step + 1, total, batch, n_batches, self._images(canvas).copy(), known.copy())
                 if progress(info) is False:
                     raise Stopped("stopped at your request; no record was written.")
+        self.sources_ = None
         out = {"images": self._images(canvas).copy(), "source_index": src[0], "source_y": src[1],
                "source_x": src[2], "source_label": src[3], "pool_size": pool_size, "relaxed": relaxed}
         for c, state in masks:

@@ -22,6 +22,7 @@ from nps.engine.sampler_pool import SemanticPools
 from nps.engine.sampler_scores import StepScores
 from nps.engine.sampler_setup import CandidatePool, StepGeometry
 from nps.engine.search import ExactSearch, StepQuery
+from nps.engine.search_hints import continuations
 from nps.engine.selection import draw, draw_chunked
 from nps.engine.window_cache import index_key, local_splits, window_index
 
@@ -198,5 +199,10 @@ class StepChoice(StepScores):
         refs = np.full(B, -1, np.int64) if pool.excluded_slot is None else pool.excluded_slot
         if subset is not None:  # the search takes the images each sample may not copy, not slots in the pool
             refs = np.where(refs >= 0, subset[np.maximum(refs, 0)], -1)
-        (sid, sy, sx), count, fell_back = search.use_pool(subset).choose(q, t, refs, u.cpu())
+        sources = getattr(self, "sources_", None)  # (4,B,h,w) while a batch runs (Sampler._run_batch)
+        hints = None
+        if sources is not None and sources.shape[1] == B:
+            h, w = self.corpus.image_shape[:2]
+            hints = continuations(sources[:3], geo.y, geo.x, self.config.window // 2, h, w)
+        (sid, sy, sx), count, fell_back = search.use_pool(subset).choose(q, t, refs, u.cpu(), hints)
         return (sid, sy, sx), count, fell_back

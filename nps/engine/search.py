@@ -23,7 +23,10 @@ training image (constraints without ``ssl``) is served from a :class:`WindowInde
 4. *Draw.*  The sample's uniform picks the ``floor(u * count)``-th kept *window* (with
    multiplicity) in the engine's canonical order (centre offset, then image id), so a
    drawn unique window maps back to exactly one occurrence (:mod:`nps.engine.search_draw`).
-5. *Blank contexts.*  A sample whose known context is all zero is drawn from that context's kept set,
+5. *Hints.*  The windows continuing the copies of a target's known neighbours
+   (:mod:`nps.engine.search_hints`) are scored first: their scores bound the minimum from above
+   before any box is, so fewer boxes pass; any window's score is a valid bound, so the draws cannot change.
+6. *Blank contexts.*  A sample whose known context is all zero is drawn from that context's kept set,
    searched once per (pool, band, known dimensions) by steps 1-3 and kept (:mod:`nps.engine.search_blank`):
    the same integers, so the same draw.
 
@@ -42,6 +45,7 @@ from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, windo
 from nps.engine.search_blank import BlankMemo
 from nps.engine.search_bounds import as_bytes, bounds_of, ranges
 from nps.engine.search_draw import KeptDraw
+from nps.engine.search_hints import hinted_ids
 from nps.engine.search_index import WindowIndex
 from nps.engine.search_rows import choose_in_parts, join_rows
 from nps.engine.search_step import Candidates, ScoredStep
@@ -140,12 +144,14 @@ class ExactSearch(KeptDraw):
         cy, cx = np.divmod(ix.upos[ids].astype(np.int64), self.width)
         return window_pixels(self.padded_np, q.exact, ix.rep[ids], cy, cx)
 
-    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
-        """Every window that may lie within the threshold of some sample (see :class:`Candidates`)."""
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
+                    hints: np.ndarray | None = None) -> Candidates:
+        """Every window that may lie within the threshold of some sample (see :class:`Candidates`);
+        ``hints`` (B,J) int64 from :func:`nps.engine.search_hints.continuations`, or None."""
         ix = self.index
         if not self.prune:
             return Candidates.scoring(ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1]), len(refs))
-        cand = self._pruned(q, t, refs, self._in_pool(q.groups, "groups"))
+        cand = self._pruned(q, t, refs, self._in_pool(q.groups, "groups"), hints)
         cand.scored = self._in_pool(cand.scored)  # (accepted windows the pool lacks have no occurrence to keep)
         return cand
 
@@ -155,10 +161,16 @@ class ExactSearch(KeptDraw):
             return ids
         return ids[self.count[ids] > 0] if kind == "windows" else ids[self.live[kind][ids]]
 
-    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray) -> Candidates:
+    def _pruned(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, groups: np.ndarray,
+                hints: np.ndarray | None = None) -> Candidates:
         """The :class:`Candidates` among ``groups`` (ascending group ids of the band), for the threshold
-        of the windows of ``groups`` alone."""
+        of the windows of ``groups`` alone.  ``hints``: (B,J) windows whose scores bound the minimum
+        first (they must be windows of ``groups``: the whole band, for the exact search)."""
         ix = self.index
+        upper_min = torch.full((len(refs),), float("inf"), dtype=torch.float64)
+        hinted = hinted_ids(hints, ix.uid, q.slot, ix.uid.shape[0] // self.width, self.width)
+        if len(hinted):  # any drawable window bounds every sample's minimum (undrawable ones score +inf)
+            upper_min, _ = self._upper(hinted, q, t, refs, upper_min)
         tb = as_bytes(t)  # the targets once for the three bounds below (uint8 where they are bytes)
         lb = bounds_of(ix.group_lo, ix.group_hi, groups, q.dims, tb, q.w32) / q.denom
         searched = self._probes(groups, "groups")  # (g,B) bool: the groups each sample searches (None: all)
@@ -168,7 +180,7 @@ class ExactSearch(KeptDraw):
         top = torch.topk(lb, min(SEED_GROUPS, len(groups)), dim=0, largest=False).indices  # (k,B)
         best = np.unique(groups[top.numpy()])
         upper_min, limit = self._upper(ranges(ix.leaf_off[ix.group_off[best]], ix.leaf_off[ix.group_off[best + 1]]),
-                                       q, t, refs, torch.full((len(refs),), float("inf"), dtype=torch.float64))
+                                       q, t, refs, upper_min)
         # The most promising groups pass (their bound is below the upper bound), so none of these is empty.
         passed = lb * (1.0 - BOUND_REL) <= limit
         groups = groups[(passed if searched is None else passed & searched).any(1).numpy()]
@@ -271,8 +283,9 @@ class ExactSearch(KeptDraw):
     #: Serve all-zero contexts from their kept set, searched once per step shape (:mod:`nps.engine.search_blank`).
     memo_blank: bool = True
 
-    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
-               u: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
+    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor,
+               hints: np.ndarray | None = None) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray,
+                                                          np.ndarray | None]:
         """One step for the batch (in parts of :attr:`samples_together` samples).
 
         Args:
@@ -280,25 +293,27 @@ class ExactSearch(KeptDraw):
             t: (B,K) float64 context pixels (0..255) on ``q.dims``.
             refs: (B,) int64 images each sample may not copy (-1: none).
             u: (B,) float64 uniforms.
+            hints: (B,J) int64 windows likely to score low (:mod:`nps.engine.search_hints`), or None.
         Returns:
             (source id, y, x) each (B,) int64, kept-window counts (B,) int64, and the
             fell-back rows of :func:`thresholds` (None without ``max_ssd``).
         """
         blank = self.blank.rows(q, t) if self.blank is not None else np.zeros(t.shape[0], bool)
         if blank.any():  # all-zero contexts: their kept set is searched once (nps.engine.search_blank)
-            return join_rows(blank, self.blank.choose(q, refs[blank], u[blank]),
-                             self.choose(q, t[~blank], refs[~blank], u[~blank]) if not blank.all() else None)
+            rest = None if blank.all() else self.choose(q, t[~blank], refs[~blank], u[~blank],
+                                                         None if hints is None else hints[~blank])
+            return join_rows(blank, self.blank.choose(q, refs[blank], u[blank]), rest)
         if t.shape[0] > self.samples_together:
-            return choose_in_parts(self.choose, self.samples_together, q, t, refs, u)
-        ids, keep, mult, fell_back = self.survivors(q, t, refs)
+            return choose_in_parts(self.choose, self.samples_together, q, t, refs, u, hints)
+        ids, keep, mult, fell_back = self.survivors(q, t, refs, hints)
         sources, count = self.draw(q, ids, keep, mult, refs, u)
         return sources, count, fell_back
 
-    def survivors(self, q: StepQuery, t: torch.Tensor,
-                  refs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
+    def survivors(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, hints: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
         """The step's kept set: unique ids (n,) int64 considered, keep (n,B) bool, multiplicities (n,B)
         int32 (the reference's own occurrence removed) and the fell-back rows (see :meth:`choose`)."""
-        return self._kept(self._scored(q, t, refs), q, t)
+        return self._kept(self._scored(q, t, refs, hints), q, t)
 
     def _kept(self, step: ScoredStep, q: StepQuery,
               t: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray | None]:
@@ -323,9 +338,10 @@ class ExactSearch(KeptDraw):
         """(B,) float64 the least :func:`direct_distance` over every window of the band each sample may draw."""
         return self._scored(q, t, refs).d_min
 
-    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> ScoredStep:
+    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
+                hints: np.ndarray | None = None) -> ScoredStep:
         """The candidates' screen and the certified minimum (see :class:`ScoredStep`)."""
-        cand = self._candidates(q, t, refs)
+        cand = self._candidates(q, t, refs, hints)
         ids = cand.scored
         if len(ids) <= SCREEN_CHUNK:
             d, err, mult, s = self._screen(ids, q, t, refs)

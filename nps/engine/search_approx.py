@@ -171,10 +171,10 @@ class ApproxSearch(ExactSearch):
         # depend on the operand's alignment too (a row slice of v against the same row alone differed here)
         return torch.cat([torch.cat([row @ self.lifted[a:c].T for a, c in q.runs], 1) for row in rows])
 
-    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray):
+    def _scored(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, hints: np.ndarray | None = None):
         self.searching(*self.probed(q, t))
         try:
-            return super()._scored(q, t, refs)
+            return super()._scored(q, t, refs, hints)
         finally:
             self.searching(None, None)
 
@@ -204,7 +204,10 @@ class ApproxSearch(ExactSearch):
             mult.masked_fill_(~probes, 0)
         return mult
 
-    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray) -> Candidates:
+    def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
+                    hints: np.ndarray | None = None) -> Candidates:
+        # No hints: a hint outside a sample's probes could score below its approximate minimum (the
+        # least over its probes) and prune that minimum away.
         cand = self._pruned(q, t, refs, self._in_pool(self.probing_["groups"], "groups"))  # set by _scored
         cand.scored = self._in_pool(cand.scored)
         self.scanned += len(cand.scored)
@@ -238,8 +241,9 @@ class RecallMeter:
         self.exact.use_pool(subset)
         return self
 
-    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
-        if t.shape[0] > self.approx.samples_together:  # the approximate search's own parts
+    def choose(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor,
+               hints: np.ndarray | None = None):
+        if t.shape[0] > self.approx.samples_together:  # the approximate search's own parts (hints unused)
             return choose_in_parts(self.choose, self.approx.samples_together, q, t, refs, u)
         ids, keep, mult, fell_back = self.approx.survivors(q, t, refs)
         e_ids, e_keep, e_mult, _ = self.exact.survivors(q, t, refs)

@@ -16,15 +16,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from nps.engine.search import StepQuery
 
 
-def choose_in_parts(choose, size: int, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor):
+def choose_in_parts(choose, size: int, q: StepQuery, t: torch.Tensor, refs: np.ndarray, u: torch.Tensor,
+                    hints: np.ndarray | None = None):
     """``choose`` (a search's :meth:`ExactSearch.choose`) on parts of ``size`` samples, joined.
 
     The exact search's draws depend on each sample's own row only, so its parts give the same
     arrays as one call; the approximate search probes per part, so parts of one make each sample's
-    draw independent of the rest of its batch.
+    draw independent of the rest of its batch.  ``hints`` ((B,J) or None) go with their rows.
     """
     B = t.shape[0]
-    parts = [choose(q, t[s:s + size], refs[s:s + size], u[s:s + size]) for s in range(0, B, size)]
+    parts = [choose(q, t[s:s + size], refs[s:s + size], u[s:s + size], None if hints is None else hints[s:s + size])
+             for s in range(0, B, size)]
     sources = tuple(np.concatenate([p[0][i] for p in parts]) for i in range(3))
     fell = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
     return sources, np.concatenate([p[1] for p in parts]), fell

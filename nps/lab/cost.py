@@ -85,8 +85,12 @@ EMBED_COLD_S = 120.0  # embedding MNIST's 70,000 images with SimCLR once on 2 co
 # 96 steps had understated SSD alone, whose outer steps cost more).
 EXACT_POINTS = {  # uses locality -> ((windows per pixel, seconds per pixel and sample), ...)
     True: ((5_000, 2.1e-4), (25_000, 8.6e-4), (150_000, 1.13e-3), (1_500_000, 2.17e-3)),
-    False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 4.44e-2), (47_040_000, 0.266)),
+    False: ((156_800, 4.0e-3), (784_000, 8.2e-3), (4_704_000, 4.44e-2), (47_040_000, 6.3e-2)),
 }
+# SSD alone's 60k point: 45.3 s/image (181.2 s for 4, batch 4, blank entries read from the cache) with the
+# continuation hints (nps.engine.search_hints), against 94.6 without them in the same process, 2026-12-03;
+# it was 0.266 (191 s/image, the blank entries' first searches included).  The smaller points predate the
+# hints (not re-measured): an overestimate there.
 # The 60k approximate point with locality: 1.40x the exact one, its ratio measured 2026-12-02 on the local
 # index (4.84 s/image against 3.45 at batch 4; it searched each sample alone, four times the step overhead).
 # Since 2026-12-03 it searches parts of 4 samples in one pass, each masked to its own probes: 1.30x in the
