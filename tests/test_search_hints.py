@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nps.engine import search, search_blank
-from nps.engine.search_hints import continuations, hinted_ids
+from nps.engine.search_hints import continuations, in_band
 
 _RECORD_KEYS = ("images", "source_index", "source_y", "source_x", "source_label", "pool_size", "relaxed")
 SMALL = dict(corpus="digits", window=3, seed_size=2, k=12, batch_size=4, n=8, seed=1, search="exact")
@@ -24,6 +24,7 @@ def _empty_store(monkeypatch):
 
 def test_continuations_point_at_the_window_continuing_each_neighbours_copy():
     H = W = 6  # corpus images; the canvas is 5 x 7 here, so canvas and source positions differ
+    uid = np.arange(H * W * 10, dtype=np.int32).reshape(H * W, 10)  # (HW,N) a distinct id each
     sources = np.full((3, 2, 5, 7), -1, np.int64)
     # Sample 0, target (2, 2): its right neighbour came from image 5 centred at (4, 1), so image 5's
     # window at (4, 0) continues that copy; its upper-left one from image 2 at (0, 0) gives (1, 1).
@@ -32,22 +33,20 @@ def test_continuations_point_at_the_window_continuing_each_neighbours_copy():
     sources[:, 0, 3, 2] = (7, 0, 3)  # below, from row 0: its continuation (-1, 3) is outside the image
     sources[:, 1, 2, 1] = (9, 5, 5)  # sample 1's left neighbour: (5, 6) is outside (cx = 6 = W)
     sources[:, 1, 0, 0] = (4, 3, 3)  # (0, 0) is two rows up: outside a 3 x 3 window
-    hints = continuations(sources, 2, 2, 1, H, W)
+    hints = continuations(sources, 2, 2, 1, uid, H, W)
     assert hints.shape == (2, 8)
-    assert sorted(hints[0][hints[0] >= 0].tolist()) == sorted([(5 * H + 4) * W + 0, (2 * H + 1) * W + 1])
+    assert sorted(hints[0][hints[0] >= 0].tolist()) == sorted([uid[4 * W + 0, 5], uid[1 * W + 1, 2]])
     assert (hints[1] == -1).all()
     # At a canvas corner only the neighbours inside the canvas count.
-    assert continuations(sources, 0, 0, 1, H, W).shape == (2, 3)
+    assert continuations(sources, 0, 0, 1, uid, H, W).shape == (2, 3)
 
 
-def test_hinted_ids_keep_the_bands_windows_only():
-    H, W, N = 2, 3, 4
-    uid = np.arange(H * W * N, dtype=np.int32).reshape(H * W, N)  # (HW,N) a distinct id each
+def test_hints_in_band_keep_the_bands_windows_only():
+    upos = np.array([0, 0, 1, 2, 3, 4, 5, 5])  # (U,) each unique window's position
     slot = np.array([0, -1, 1, -1, -1, 2])  # positions 0, 2 and 5 are in the band
-    hints = np.array([[(3 * H + 0) * W + 0, (1 * H + 0) * W + 1, -1],
-                      [(2 * H + 1) * W + 2, (3 * H + 0) * W + 0, (0 * H + 0) * W + 2]])
-    assert hinted_ids(hints, uid, slot, H, W).tolist() == sorted([uid[0, 3], uid[5, 2], uid[2, 0]])
-    assert hinted_ids(None, uid, slot, H, W).tolist() == []
+    hints = np.array([[7, 2, -1], [3, 7, 0]])
+    assert in_band(hints, upos, slot).tolist() == [0, 3, 7]
+    assert in_band(None, upos, slot).tolist() == []
 
 
 def _run(digits, cfg, monkeypatch, hints: str):
@@ -57,8 +56,8 @@ def _run(digits, cfg, monkeypatch, hints: str):
     from nps.engine.sampler import Sampler
     from nps.engine.sampler_pool import SemanticPools
 
-    def every_window(sources, y, x, half, height, width):
-        windows = np.arange(len(digits) * height * width)
+    def every_window(sources, y, x, half, uid, height, width):
+        windows = np.arange(int(uid.max()) + 1)
         return np.broadcast_to(windows, (sources.shape[1], len(windows)))
     monkeypatch.setattr(sampler_choice, "continuations",
                         {"real": continuations, "every": every_window, "none": lambda *a: None}[hints])

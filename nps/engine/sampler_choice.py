@@ -203,6 +203,6 @@ class StepChoice(StepScores):
         hints = None
         if sources is not None and sources.shape[1] == B:
             h, w = self.corpus.image_shape[:2]
-            hints = continuations(sources[:3], geo.y, geo.x, self.config.window // 2, h, w)
+            hints = continuations(sources[:3], geo.y, geo.x, self.config.window // 2, search.index.uid, h, w)
         (sid, sy, sx), count, fell_back = search.use_pool(subset).choose(q, t, refs, u.cpu(), hints)
         return (sid, sy, sx), count, fell_back

@@ -45,7 +45,7 @@ from nps.engine.certify import EXACT_BATCH, ExactWeights, direct_distance, windo
 from nps.engine.search_blank import BlankMemo
 from nps.engine.search_bounds import as_bytes, bounds_of, ranges
 from nps.engine.search_draw import KeptDraw
-from nps.engine.search_hints import hinted_ids
+from nps.engine.search_hints import in_band
 from nps.engine.search_index import WindowIndex
 from nps.engine.search_rows import choose_in_parts, join_rows
 from nps.engine.search_step import Candidates, ScoredStep
@@ -147,7 +147,8 @@ class ExactSearch(KeptDraw):
     def _candidates(self, q: StepQuery, t: torch.Tensor, refs: np.ndarray,
                     hints: np.ndarray | None = None) -> Candidates:
         """Every window that may lie within the threshold of some sample (see :class:`Candidates`);
-        ``hints`` (B,J) int64 from :func:`nps.engine.search_hints.continuations`, or None."""
+        ``hints`` (B,J) int64 unique-window ids (-1: none) from :func:`nps.engine.search_hints.continuations`,
+        or None."""
         ix = self.index
         if not self.prune:
             return Candidates.scoring(ranges(ix.pos_off[q.positions], ix.pos_off[q.positions + 1]), len(refs))
@@ -165,10 +166,10 @@ class ExactSearch(KeptDraw):
                 hints: np.ndarray | None = None) -> Candidates:
         """The :class:`Candidates` among ``groups`` (ascending group ids of the band), for the threshold
         of the windows of ``groups`` alone.  ``hints``: (B,J) windows whose scores bound the minimum
-        first (they must be windows of ``groups``: the whole band, for the exact search)."""
+        first (those of the band only: ``groups`` is the whole band, for the exact search)."""
         ix = self.index
         upper_min = torch.full((len(refs),), float("inf"), dtype=torch.float64)
-        hinted = hinted_ids(hints, ix.uid, q.slot, ix.uid.shape[0] // self.width, self.width)
+        hinted = in_band(hints, ix.upos, q.slot)
         if len(hinted):  # any drawable window bounds every sample's minimum (undrawable ones score +inf)
             upper_min, _ = self._upper(hinted, q, t, refs, upper_min)
         tb = as_bytes(t)  # the targets once for the three bounds below (uint8 where they are bytes)

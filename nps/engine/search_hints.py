@@ -19,15 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def continuations(sources: np.ndarray, y: int, x: int, half: int, height: int, width: int) -> np.ndarray:
-    """(B,J) int64 corpus windows continuing the copies of the target's known neighbours, as
-    ``image * height * width + cy * width + cx`` (-1: none), J <= (2 half + 1)^2 - 1 (the neighbours
-    inside the canvas).
+def continuations(sources: np.ndarray, y: int, x: int, half: int, uid: np.ndarray, height: int,
+                  width: int) -> np.ndarray:
+    """(B,J) int64 unique-window ids (-1: none) of the corpus windows continuing the copies of the
+    target's known neighbours, J <= (2 half + 1)^2 - 1 (the neighbours inside the canvas).
 
     Args:
         sources: (3,B,h,w) int64 source image, centre y and centre x of each canvas pixel (-1: not
             drawn from the corpus yet: unknown, or given by the user).
         y, x: the target's canvas position; half: the window's half-width.
+        uid: the window index's (HW,N) int32 unique id of image n's window at position p = cy * width + cx.
         height, width: the corpus images' size (centres must lie inside them).
     """
     image, sy, sx = sources
@@ -39,16 +40,14 @@ def continuations(sources: np.ndarray, y: int, x: int, half: int, height: int, w
     n = image[:, y + dy, x + dx]  # (B,J)
     cy, cx = sy[:, y + dy, x + dx] - dy, sx[:, y + dy, x + dx] - dx
     ok = (n >= 0) & (cy >= 0) & (cy < height) & (cx >= 0) & (cx < width)
-    return np.where(ok, (n * height + cy) * width + cx, -1)
+    return np.where(ok, uid[np.where(ok, cy * width + cx, 0), np.where(ok, n, 0)], -1).astype(np.int64)
 
-def hinted_ids(hints: np.ndarray | None, uid: np.ndarray, slot: np.ndarray, height: int,
-               width: int) -> np.ndarray:
-    """(m,) int64 ascending unique-window ids of the ``hints`` ((B,J) from :func:`continuations`; None:
-    none) whose position lies in the step's band (``slot`` (HW,) int64, -1 outside it); ``uid`` is the
-    index's (HW,N) int32 unique id of image n's window at position p."""
+
+def in_band(hints: np.ndarray | None, upos: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """(m,) int64 ascending the unique windows of ``hints`` ((B,J) ids, -1: none; None: no hints) whose
+    position (``upos`` (U,) of the index) lies in the step's band (``slot`` (HW,) int64, -1 outside it):
+    a window outside the band could score below the band's minimum."""
     if hints is None:
         return np.zeros(0, np.int64)
-    h = hints[hints >= 0]
-    n, p = np.divmod(h, height * width)
-    inside = slot[p] >= 0
-    return np.unique(uid[p[inside], n[inside]].astype(np.int64))
+    ids = np.unique(hints[hints >= 0])
+    return ids[slot[upos[ids]] >= 0]
